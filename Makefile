@@ -1,0 +1,51 @@
+# Every target sets up what it needs: a local virtualenv (.venv) with the pinned versions from
+# requirements/dev.lock and this project installed in editable mode.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test test-unit test-floor demo demo-ui bench protos lock clean
+
+help:
+	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
+	@echo "make demo-ui   same, then leave Airflow and the emulator running"
+	@echo "make test      the whole test suite"
+	@echo "make bench     the benchmarks (writes bench/RESULTS.md)"
+	@echo "make protos    regenerate cerebelum_provider/proto from protos/"
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -q -m "not e2e and not browser"
+
+demo: $(STAMP)
+	$(PY) -m cerebelum_provider.demo
+
+demo-ui: $(STAMP)
+	$(PY) -m cerebelum_provider.demo --keep-running
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+protos: $(STAMP)
+	$(PY) scripts/generate_protos.py
+
+# Re-pin requirements/dev.lock from a scratch virtualenv resolved from pyproject.toml.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -r requirements/dev.in
+	(sed -n '1,2p' requirements/dev.lock; .venv-lock/bin/pip freeze) > requirements/dev.lock.new
+	mv requirements/dev.lock.new requirements/dev.lock && rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .airflow .demo test-artifacts

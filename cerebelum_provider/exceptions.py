@@ -1,0 +1,60 @@
+"""One error hierarchy for everything that talks to Cerebelum Core.
+
+Callers branch on the type, never on message text. Every error knows the Core address it was
+talking to and, where there is one, the execution id; messages never contain credentials.
+This module imports no grpc: the status code is kept as given (a ``grpc.StatusCode``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CerebelumError(Exception):
+    """Base class of every error this package raises about Core."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        core_address: str | None = None,
+        execution_id: str | None = None,
+        code: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.core_address = core_address
+        self.execution_id = execution_id
+        #: The gRPC status code (``grpc.StatusCode``) behind the error, when there was one.
+        self.code = code
+
+
+class ExecutionNotFoundError(CerebelumError):
+    """Core knows no execution with this id (its OK-with-``not_found`` answer, or NOT_FOUND)."""
+
+
+class CoreUnavailableError(CerebelumError):
+    """Core could not be reached or kept failing transiently after the retry budget was spent."""
+
+
+class CerebelumAuthError(CerebelumError):
+    """The proxy in front of Core refused the credentials (UNAUTHENTICATED, PERMISSION_DENIED).
+
+    Never retried: the same token would be refused again.
+    """
+
+
+class CerebelumTLSError(CoreUnavailableError):
+    """The TLS handshake with Core failed (wrong CA, bad client certificate, name mismatch).
+
+    A subclass of :class:`CoreUnavailableError` because gRPC reports it as UNAVAILABLE, but it is
+    not retried: a handshake that failed for a certificate fails again.
+    """
+
+
+class CerebelumRPCError(CerebelumError):
+    """Any other gRPC failure; ``code`` holds the status code."""
+
+
+class WorkflowStartError(CerebelumError):
+    """Core refused to start a workflow (it answered ``status="failed"``, e.g. an unknown workflow)."""

@@ -1,0 +1,272 @@
+"""What Cerebelum Core reports about executions, as plain Python.
+
+Pure data: this module imports neither grpc nor protobuf, so DAG files, operators and the
+trigger's event handlers can use it at no import cost. Conversion from the wire messages lives
+in ``cerebelum_provider.client._convert``; conversion to and from JSON-safe dicts (XCom, trigger
+events) lives here, so that both directions of that round trip sit side by side.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+class ExecutionState(enum.Enum):
+    """An execution's state; values are the wire enum's names, as in the reference SDK."""
+
+    UNSPECIFIED = "EXECUTION_STATE_UNSPECIFIED"
+    RUNNING = "EXECUTION_RUNNING"
+    COMPLETED = "EXECUTION_COMPLETED"
+    FAILED = "EXECUTION_FAILED"
+    SLEEPING = "EXECUTION_SLEEPING"
+    WAITING_FOR_APPROVAL = "EXECUTION_WAITING_FOR_APPROVAL"
+    PAUSED = "EXECUTION_PAUSED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when Core will not move the execution on by itself (completed or failed)."""
+        return self in (ExecutionState.COMPLETED, ExecutionState.FAILED)
+
+    @classmethod
+    def coerce(cls, value: ExecutionState | str, *, field_name: str = "status") -> ExecutionState:
+        """Accept the enum, its name (``"FAILED"``) or its value (``"EXECUTION_FAILED"``).
+
+        Raises:
+            TypeError: ``value`` is neither an ``ExecutionState`` nor a string.
+            ValueError: the string names no state.
+        """
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise TypeError(
+                f"{field_name} must be an ExecutionState or its name or value as a string, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        text = value.strip().upper()
+        for state in cls:
+            if text in (state.name, state.value):
+                return state
+        expected = ", ".join(state.name for state in cls)
+        raise ValueError(f"{field_name}={value!r} is not an execution state; expected one of {expected}")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    """One step that Core reports as done (Core tracks no per-step timings today)."""
+
+    step_name: str
+    step_index: int
+    status: str
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_seconds: int = 0
+    output: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (datetimes as ISO 8601 strings)."""
+        return {
+            "step_name": self.step_name,
+            "step_index": self.step_index,
+            "status": self.status,
+            "started_at": _iso(self.started_at),
+            "completed_at": _iso(self.completed_at),
+            "duration_seconds": self.duration_seconds,
+            "output": self.output,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepStatus:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            step_name=data["step_name"],
+            step_index=data["step_index"],
+            status=data["status"],
+            started_at=_from_iso(data.get("started_at")),
+            completed_at=_from_iso(data.get("completed_at")),
+            duration_seconds=data.get("duration_seconds", 0),
+            output=data.get("output"),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class SleepInfo:
+    """Why and for how long a SLEEPING execution sleeps; ``remaining_ms`` is as of the query."""
+
+    duration_ms: int
+    sleep_started_at: datetime | None
+    remaining_ms: int
+    data: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (datetimes as ISO 8601 strings)."""
+        return {
+            "duration_ms": self.duration_ms,
+            "sleep_started_at": _iso(self.sleep_started_at),
+            "remaining_ms": self.remaining_ms,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SleepInfo:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            duration_ms=data["duration_ms"],
+            sleep_started_at=_from_iso(data.get("sleep_started_at")),
+            remaining_ms=data["remaining_ms"],
+            data=data.get("data"),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalInfo:
+    """What a WAITING_FOR_APPROVAL execution waits for; ``remaining_timeout_ms`` is as of the query."""
+
+    approval_type: str
+    data: dict[str, Any] | None
+    timeout_ms: int
+    requested_at: datetime | None
+    remaining_timeout_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (datetimes as ISO 8601 strings)."""
+        return {
+            "approval_type": self.approval_type,
+            "data": self.data,
+            "timeout_ms": self.timeout_ms,
+            "requested_at": _iso(self.requested_at),
+            "remaining_timeout_ms": self.remaining_timeout_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ApprovalInfo:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            approval_type=data["approval_type"],
+            data=data.get("data"),
+            timeout_ms=data["timeout_ms"],
+            requested_at=_from_iso(data.get("requested_at")),
+            remaining_timeout_ms=data["remaining_timeout_ms"],
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionStatus:
+    """An execution as Core rebuilt it at query time.
+
+    Datetimes are timezone-aware UTC. ``progress_percentage`` is
+    ``current_step_index / total_steps * 100`` (0.0 when Core reports no steps) and
+    ``elapsed_seconds`` runs from ``started_at`` to ``completed_at``, or to the moment the status
+    was converted while the execution is still going.
+    """
+
+    execution_id: str
+    workflow_name: str
+    status: ExecutionState
+    started_at: datetime | None
+    completed_at: datetime | None
+    current_step_index: int
+    total_steps: int
+    current_step_name: str
+    progress_percentage: float
+    completed_steps: list[StepStatus] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    step_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: dict[str, str] | None = None
+    sleep_info: SleepInfo | None = None
+    approval_info: ApprovalInfo | None = None
+    elapsed_seconds: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict for XCom and trigger events; the state is its wire name."""
+        return {
+            "execution_id": self.execution_id,
+            "workflow_name": self.workflow_name,
+            "status": self.status.value,
+            "started_at": _iso(self.started_at),
+            "completed_at": _iso(self.completed_at),
+            "current_step_index": self.current_step_index,
+            "total_steps": self.total_steps,
+            "current_step_name": self.current_step_name,
+            "progress_percentage": self.progress_percentage,
+            "completed_steps": [step.to_dict() for step in self.completed_steps],
+            "inputs": self.inputs,
+            "step_outputs": self.step_outputs,
+            "error": self.error,
+            "sleep_info": self.sleep_info.to_dict() if self.sleep_info else None,
+            "approval_info": self.approval_info.to_dict() if self.approval_info else None,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionStatus:
+        """Rebuild from :meth:`to_dict` output (for example a trigger event's payload)."""
+        return cls(
+            execution_id=data["execution_id"],
+            workflow_name=data["workflow_name"],
+            status=ExecutionState.coerce(data["status"]),
+            started_at=_from_iso(data.get("started_at")),
+            completed_at=_from_iso(data.get("completed_at")),
+            current_step_index=data["current_step_index"],
+            total_steps=data["total_steps"],
+            current_step_name=data["current_step_name"],
+            progress_percentage=data["progress_percentage"],
+            completed_steps=[StepStatus.from_dict(step) for step in data.get("completed_steps", [])],
+            inputs=data.get("inputs") or {},
+            step_outputs=data.get("step_outputs") or {},
+            error=data.get("error"),
+            sleep_info=SleepInfo.from_dict(data["sleep_info"]) if data.get("sleep_info") else None,
+            approval_info=ApprovalInfo.from_dict(data["approval_info"]) if data.get("approval_info") else None,
+            elapsed_seconds=data.get("elapsed_seconds"),
+        )
+
+    def describe_progress(self) -> str:
+        """One line for logs: state, percentage, step i/n and its name, remaining sleep or approval."""
+        parts = [
+            f"execution {self.execution_id} ({self.workflow_name}) is {self.status.name}",
+            f"{self.progress_percentage:.0f}%",
+        ]
+        if self.total_steps:
+            step = f"step {min(self.current_step_index + 1, self.total_steps)}/{self.total_steps}"
+            if self.current_step_name:
+                step += f" {self.current_step_name}"
+            parts.append(step)
+        if self.sleep_info is not None:
+            parts.append(f"sleeping, {self.sleep_info.remaining_ms / 1000:.1f}s left")
+        if self.approval_info is not None:
+            parts.append(
+                f"waiting for {self.approval_info.approval_type or 'approval'}, "
+                f"times out in {self.approval_info.remaining_timeout_ms / 1000:.0f}s"
+            )
+        if self.error:
+            parts.append(f"error {self.error.get('kind', '')}: {self.error.get('message', '')}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ExecutionHandle:
+    """What Core answers when a workflow is started: the new execution's id and its status."""
+
+    execution_id: str
+    status: str
+    started_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict."""
+        return {"execution_id": self.execution_id, "status": self.status, "started_at": _iso(self.started_at)}
