@@ -1,0 +1,138 @@
+"""``ExecutionClient``: the asyncio client for Cerebelum Core, on ``grpc.aio``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from cerebelum_provider.client import _operations as ops
+from cerebelum_provider.client._transport import AsyncTransport
+from cerebelum_provider.client.config import ClientSettings, RetryConfig, TLSConfig
+from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
+
+
+class ExecutionClient:
+    """Ask Cerebelum Core about executions, resume them, start workflows; never blocks the loop.
+
+    One channel per client, opened on the first call and reused by every call; every call has
+    a deadline (``timeout`` seconds) and transient failures are retried per ``retry``. All
+    errors are ``cerebelum_provider.exceptions.CerebelumError`` subclasses; bad arguments raise
+    ``TypeError``/``ValueError`` before anything is sent.
+
+    Args:
+        core_url: ``"host:port"``, ``"grpc://host:port"`` or ``"grpcs://host:port"`` (TLS).
+        tls: True (system roots), a ``TLSConfig``, False/None (plaintext unless ``grpcs://``).
+        token: sent as ``authorization: Bearer <token>``; never logged nor shown in ``repr()``.
+        timeout: deadline of each call attempt, in seconds.
+        retry: the retry budget; None means ``RetryConfig()``.
+    """
+
+    def __init__(
+        self,
+        core_url: str = "localhost:9090",
+        *,
+        tls: bool | TLSConfig | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryConfig | None = None,
+    ) -> None:
+        self._settings = ClientSettings.build(core_url, tls=tls, token=token, timeout=timeout, retry=retry)
+        self._transport = AsyncTransport(self._settings)
+
+    @property
+    def address(self) -> str:
+        """The ``host:port`` this client dials (as named in error messages)."""
+        return self._transport.address
+
+    def __repr__(self) -> str:
+        auth = ", token=***" if self._settings.token else ""
+        return f"ExecutionClient({self.address!r}, tls={self._settings.tls is not None}{auth})"
+
+    async def get_execution_status(self, execution_id: str) -> ExecutionStatus:
+        """The execution's current status.
+
+        Raises:
+            ExecutionNotFoundError: Core knows no such execution.
+            CoreUnavailableError, CerebelumAuthError, CerebelumTLSError, CerebelumRPCError.
+        """
+        return await self._transport.call(ops.get_execution_status(execution_id))
+
+    async def list_executions(
+        self,
+        workflow_name: str | None = None,
+        status: ExecutionState | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[ExecutionStatus], int, bool]:
+        """One page of executions, most recent activity first: ``(executions, total_count, has_more)``.
+
+        ``limit`` is 1..100. Filters left as None are not sent. For every match use
+        :meth:`iter_executions`, which copes with the order moving between pages.
+        """
+        page = await self._transport.call(ops.list_executions(workflow_name, status, limit, offset))
+        return page.as_tuple()
+
+    def iter_executions(
+        self,
+        workflow_name: str | None = None,
+        status: ExecutionState | str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[ExecutionStatus]:
+        """Every matching execution, each once, even while the set changes between pages.
+
+        Use as ``async for execution in client.iter_executions(...)``.
+
+        Raises:
+            TypeError, ValueError: bad arguments, at the call (before anything is sent).
+        """
+        return self._iterate(ops.ExecutionPager(workflow_name, status, page_size))
+
+    async def _iterate(self, pager: ops.ExecutionPager) -> AsyncIterator[ExecutionStatus]:
+        while (operation := pager.next_operation()) is not None:
+            for execution in pager.accept(await self._transport.call(operation)):
+                yield execution
+
+    async def list_active_workflows(self) -> list[ExecutionStatus]:
+        """Every RUNNING execution (all pages, not just the first)."""
+        return [execution async for execution in self.iter_executions(status=ExecutionState.RUNNING)]
+
+    async def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> str:
+        """Ask Core to resume an execution: ``"resumed"``, ``"already_running"`` or ``"failed_to_resume"``.
+
+        Safe to retry: a second resume answers ``"already_running"``.
+        """
+        return await self._transport.call(ops.resume_execution(execution_id, skip_completed_steps))
+
+    async def execute_workflow(
+        self,
+        workflow_name: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        correlation_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> ExecutionHandle:
+        """Start a workflow and return its handle (``status == "running"``).
+
+        Never retried (Core would start a second execution).
+
+        Raises:
+            WorkflowStartError: Core answered ``status="failed"`` (e.g. no blueprint for the workflow).
+        """
+        operation = ops.execute_workflow(
+            workflow_name, inputs, correlation_id=correlation_id, tags=tags, timeout_ms=timeout_ms
+        )
+        return await self._transport.call(operation)
+
+    async def close(self) -> None:
+        """Close the channel; a later call opens a new one."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> ExecutionClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,197 @@
+"""Client options and address parsing: pure Python, no grpc import.
+
+``TLSConfig`` and ``RetryConfig`` are the small frozen option objects the clients take;
+``parse_core_url`` turns what a user typed into the ``host:port`` the channel dials;
+``ClientSettings`` is the validated bundle both clients build from their arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+#: Core's own default port, used when a plaintext address names none.
+DEFAULT_PLAINTEXT_PORT = 9090
+#: The usual HTTPS/TLS port, used for ``grpcs://host`` without a port.
+DEFAULT_TLS_PORT = 443
+
+_SCHEMES = {"grpc": False, "grpcs": True}
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS options for the channel to Core; ``TLSConfig()`` trusts the system roots.
+
+    Paths are read once, when the client is built, so a wrong path fails at construction.
+    """
+
+    ca_cert_path: str | None = None
+    client_cert_path: str | None = None
+    client_key_path: str | None = None
+    server_name_override: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ca_cert_path", "client_cert_path", "client_key_path", "server_name_override"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"TLSConfig.{name} must be a non-empty string or None, got {value!r}")
+        if (self.client_cert_path is None) != (self.client_key_path is None):
+            raise ValueError(
+                "TLSConfig needs both client_cert_path and client_key_path for mutual TLS, got "
+                f"client_cert_path={self.client_cert_path!r}, client_key_path={self.client_key_path!r}"
+            )
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries of transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED).
+
+    ``max_attempts`` counts the first call too, so 1 disables retries. The wait before retry
+    ``n`` is ``initial_backoff * multiplier ** (n - 1)`` plus jitter, capped at ``max_backoff``.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.1
+    max_backoff: float = 5.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise TypeError(f"RetryConfig.max_attempts must be an int, got {self.max_attempts!r}")
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryConfig.max_attempts must be at least 1, got {self.max_attempts}")
+        for name in ("initial_backoff", "max_backoff"):
+            _require_number(f"RetryConfig.{name}", getattr(self, name), minimum=0.0)
+        _require_number("RetryConfig.multiplier", self.multiplier, minimum=1.0)
+
+
+@dataclass(frozen=True)
+class CoreAddress:
+    """Where Core is: ``target`` is the ``host:port`` string gRPC dials."""
+
+    host: str
+    port: int
+    tls: bool | None  # True for grpcs://, False for grpc://, None when no scheme was given
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_core_url(core_url: str) -> CoreAddress:
+    """Parse ``host:port``, ``grpc://host:port`` or ``grpcs://host:port``.
+
+    Without a port, ``grpcs://`` means 443 and the others mean Core's default 9090.
+
+    Returns:
+        The parsed :class:`CoreAddress`.
+
+    Raises:
+        TypeError: ``core_url`` is not a string.
+        ValueError: the scheme is unknown, the host is missing, the port is not a number in
+            1..65535, or the URL carries a path, query, fragment or credentials.
+    """
+    if not isinstance(core_url, str):
+        raise TypeError(f"core_url must be a string like 'host:9090', got {type(core_url).__name__} {core_url!r}")
+    text = core_url.strip()
+    if not text or any(char.isspace() for char in text):
+        raise ValueError(f"core_url={core_url!r} must be 'host:port', 'grpc://host:port' or 'grpcs://host:port'")
+    scheme_tls: bool | None = None
+    rest = text
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme.lower() not in _SCHEMES:
+            raise ValueError(
+                f"core_url={core_url!r} has unknown scheme {scheme!r}; expected grpc:// (plaintext) "
+                "or grpcs:// (TLS), or no scheme"
+            )
+        scheme_tls = _SCHEMES[scheme.lower()]
+    parts = urlsplit("//" + rest)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"core_url={core_url!r} must not carry a path, query or fragment; expected host:port")
+    if parts.username is not None or parts.password is not None:
+        # A token belongs in the token argument, never in an address that ends up in messages.
+        raise ValueError("core_url must not carry credentials; pass the token as token=...")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"core_url={core_url!r} names no host; expected host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        raw_port = parts.netloc.rsplit(":", 1)[-1]
+        raise ValueError(f"core_url={core_url!r} has port {raw_port!r}; expected a number in 1..65535") from None
+    if port is None:
+        if parts.netloc.endswith(":"):
+            raise ValueError(f"core_url={core_url!r} has an empty port; expected a number in 1..65535")
+        port = DEFAULT_TLS_PORT if scheme_tls else DEFAULT_PLAINTEXT_PORT
+    if not 1 <= port <= 65535:
+        raise ValueError(f"core_url={core_url!r} has port {port}; expected a number in 1..65535")
+    return CoreAddress(host=host, port=port, tls=scheme_tls)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything a client was built with, validated; the token never shows in ``repr()``."""
+
+    address: CoreAddress
+    tls: TLSConfig | None
+    timeout: float
+    retry: RetryConfig
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        core_url: str,
+        *,
+        tls: bool | TLSConfig | None,
+        token: str | None,
+        timeout: float,
+        retry: RetryConfig | None,
+    ) -> ClientSettings:
+        """Validate the client's constructor arguments.
+
+        Raises:
+            TypeError, ValueError: an argument has the wrong type or value; the message names it.
+        """
+        address = parse_core_url(core_url)
+        tls_config = _resolve_tls(core_url, address, tls)
+        _require_number("timeout", timeout, minimum=0.0, exclusive=True)
+        if token is not None and not isinstance(token, str):
+            raise TypeError(f"token must be a string or None, got {type(token).__name__}")
+        if token is not None and (not token or token != token.strip() or "\n" in token):
+            # Never echo the token itself: it is a secret even when malformed.
+            raise ValueError("token must be a non-empty string without surrounding whitespace or newlines")
+        if retry is None:
+            retry = RetryConfig()
+        elif not isinstance(retry, RetryConfig):
+            raise TypeError(f"retry must be a RetryConfig or None, got {type(retry).__name__} {retry!r}")
+        return cls(address=address, tls=tls_config, timeout=float(timeout), retry=retry, token=token or None)
+
+
+def _resolve_tls(core_url: str, address: CoreAddress, tls: bool | TLSConfig | None) -> TLSConfig | None:
+    if tls is None:
+        return TLSConfig() if address.tls else None
+    if isinstance(tls, bool):
+        wanted: TLSConfig | None = TLSConfig() if tls else None
+    elif isinstance(tls, TLSConfig):
+        wanted = tls
+    else:
+        raise TypeError(f"tls must be a bool, a TLSConfig or None, got {type(tls).__name__} {tls!r}")
+    if address.tls is not None and address.tls != (wanted is not None):
+        raise ValueError(
+            f"core_url={core_url!r} says {'TLS' if address.tls else 'plaintext'} but tls={tls!r} says "
+            "otherwise; use grpcs:// for TLS, grpc:// for plaintext, or give no scheme"
+        )
+    return wanted
+
+
+def _require_number(name: str, value: object, *, minimum: float, exclusive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    too_small = value <= minimum if exclusive else value < minimum
+    if math.isnan(value) or math.isinf(value) or too_small:
+        bound = f"greater than {minimum}" if exclusive else f"at least {minimum}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")

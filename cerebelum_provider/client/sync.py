@@ -1,0 +1,116 @@
+"""``SyncExecutionClient``: the blocking twin of ``ExecutionClient``, for code without a loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from cerebelum_provider.client import _operations as ops
+from cerebelum_provider.client._transport import SyncTransport
+from cerebelum_provider.client.config import ClientSettings, RetryConfig, TLSConfig
+from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
+
+
+class SyncExecutionClient:
+    """Same arguments, methods, answers and errors as ``ExecutionClient``, blocking; thread-safe.
+
+    ``iter_executions`` is a plain iterator. See ``ExecutionClient`` for the arguments.
+    """
+
+    def __init__(
+        self,
+        core_url: str = "localhost:9090",
+        *,
+        tls: bool | TLSConfig | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryConfig | None = None,
+    ) -> None:
+        self._settings = ClientSettings.build(core_url, tls=tls, token=token, timeout=timeout, retry=retry)
+        self._transport = SyncTransport(self._settings)
+
+    @property
+    def address(self) -> str:
+        """The ``host:port`` this client dials (as named in error messages)."""
+        return self._transport.address
+
+    def __repr__(self) -> str:
+        auth = ", token=***" if self._settings.token else ""
+        return f"SyncExecutionClient({self.address!r}, tls={self._settings.tls is not None}{auth})"
+
+    def get_execution_status(self, execution_id: str) -> ExecutionStatus:
+        """The execution's current status.
+
+        Raises:
+            ExecutionNotFoundError: Core knows no such execution.
+            CoreUnavailableError, CerebelumAuthError, CerebelumTLSError, CerebelumRPCError.
+        """
+        return self._transport.call(ops.get_execution_status(execution_id))
+
+    def list_executions(
+        self,
+        workflow_name: str | None = None,
+        status: ExecutionState | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[ExecutionStatus], int, bool]:
+        """One page of executions: ``(executions, total_count, has_more)``; see ``ExecutionClient``."""
+        return self._transport.call(ops.list_executions(workflow_name, status, limit, offset)).as_tuple()
+
+    def iter_executions(
+        self,
+        workflow_name: str | None = None,
+        status: ExecutionState | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[ExecutionStatus]:
+        """Every matching execution, each once, even while the set changes between pages.
+
+        Raises:
+            TypeError, ValueError: bad arguments, at the call (before anything is sent).
+        """
+        pager = ops.ExecutionPager(workflow_name, status, page_size)
+        return self._iterate(pager)
+
+    def _iterate(self, pager: ops.ExecutionPager) -> Iterator[ExecutionStatus]:
+        while (operation := pager.next_operation()) is not None:
+            yield from pager.accept(self._transport.call(operation))
+
+    def list_active_workflows(self) -> list[ExecutionStatus]:
+        """Every RUNNING execution (all pages, not just the first)."""
+        return list(self.iter_executions(status=ExecutionState.RUNNING))
+
+    def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> str:
+        """Ask Core to resume an execution: ``"resumed"``, ``"already_running"`` or ``"failed_to_resume"``."""
+        return self._transport.call(ops.resume_execution(execution_id, skip_completed_steps))
+
+    def execute_workflow(
+        self,
+        workflow_name: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        correlation_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> ExecutionHandle:
+        """Start a workflow and return its handle; never retried.
+
+        Raises:
+            WorkflowStartError: Core answered ``status="failed"``.
+        """
+        operation = ops.execute_workflow(
+            workflow_name, inputs, correlation_id=correlation_id, tags=tags, timeout_ms=timeout_ms
+        )
+        return self._transport.call(operation)
+
+    def close(self) -> None:
+        """Close the channel; a later call opens a new one."""
+        self._transport.close()
+
+    def __enter__(self) -> SyncExecutionClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
