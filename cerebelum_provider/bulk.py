@@ -1,0 +1,368 @@
+"""Resume every execution that matches a filter, each at most once, none skipped.
+
+The engine behind ``CerebelumBulkResumeOperator``, usable without Airflow::
+
+    async with ExecutionClient("localhost:9090") as client:
+        summary = await resume_matching(client, workflow_name="orders")
+
+How it stays exact while Core's listing moves under it (see the wire contract: offset paging
+over a changing set skips and repeats items, and every resumed execution leaves the FAILED set):
+
+- Listing goes through the client's ``iter_executions``, which pages in passes and never yields
+  an id twice. This module adds one more guarantee on top: it keeps the ids it has taken, and
+  lists again until a whole listing brings no id it has not seen. So an execution that matched
+  throughout is never skipped, and one listed twice (or one that fails again after its resume
+  and re-enters the FAILED set) is never resumed twice.
+- Resumes run concurrently while listing goes on: a bounded queue feeds ``max_concurrency``
+  workers, so listing waits when the workers are behind and memory holds ids, not executions.
+- Transient errors are retried twice over: by the client (its ``RetryConfig``) and, when the
+  client's budget is spent, by an outer tenacity retry per execution here. An authentication
+  error stops the whole run at once: every other call would be refused the same way.
+
+One case is reported as Core answers it: when a resume reached Core but its answer was lost
+(a network error after Core acted), the retry answers ``"already_running"`` and the execution is
+counted under ``already_running``, not ``resumed``. Either way it is running again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cerebelum_provider.exceptions import (
+    CerebelumAuthError,
+    CerebelumError,
+    CerebelumRPCError,
+    CerebelumTLSError,
+    CoreUnavailableError,
+)
+from cerebelum_provider.models import ExecutionState
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on concurrent resumes: more only queues work inside Core.
+MAX_CONCURRENCY = 1024
+#: Attempts per execution (and per listing) on top of the client's own retries.
+OUTER_ATTEMPTS = 4
+#: Status codes that are worth another attempt when they reach us as CerebelumRPCError.
+_TRANSIENT_CODE_NAMES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
+
+
+@dataclass
+class BulkResumeSummary:
+    """What a bulk resume did; every matched id appears in exactly one list (or in ``errors``).
+
+    ``matched`` counts the distinct executions taken from the listing. In a dry run nothing is
+    sent: the ids that would be resumed are in ``would_resume`` and every other list is empty.
+    """
+
+    dry_run: bool = False
+    matched: int = 0
+    resumed: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    failed_to_resume: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    would_resume: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """True when any execution could not be resumed (refused by Core or an error)."""
+        return bool(self.failed_to_resume or self.errors)
+
+    def counts(self) -> dict[str, int]:
+        """The number in each outcome, for logs and progress callbacks."""
+        return {
+            "matched": self.matched,
+            "resumed": len(self.resumed),
+            "already_running": len(self.already_running),
+            "failed_to_resume": len(self.failed_to_resume),
+            "errors": len(self.errors),
+            "would_resume": len(self.would_resume),
+        }
+
+    def describe(self) -> str:
+        """One line with every count, e.g. for a task log or an exception message."""
+        counts = self.counts()
+        if not self.dry_run:
+            counts.pop("would_resume")
+        text = ", ".join(f"{name}={value}" for name, value in counts.items())
+        return f"dry run: {text}" if self.dry_run else text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (for XCom): the id lists, ``errors`` by id, ``matched`` and ``dry_run``."""
+        return {
+            "matched": self.matched,
+            "resumed": list(self.resumed),
+            "already_running": list(self.already_running),
+            "failed_to_resume": list(self.failed_to_resume),
+            "errors": dict(self.errors),
+            "would_resume": list(self.would_resume),
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass(frozen=True)
+class BulkResumeRequest:
+    """The checked arguments of one bulk resume (built by :func:`validate_request`)."""
+
+    workflow_name: str | None
+    states: tuple[ExecutionState, ...]
+    max_executions: int | None
+    max_concurrency: int
+    skip_completed_steps: bool
+    dry_run: bool
+
+
+def _check_positive_int(name: str, value: object, *, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def coerce_states(states: object, *, field_name: str = "states") -> tuple[ExecutionState, ...]:
+    """Turn one state or an iterable of states (enums, names or values) into a tuple without repeats.
+
+    Raises:
+        TypeError: not a state, a string, or an iterable of them.
+        ValueError: empty, a string that names no state, or UNSPECIFIED (which would mean "all").
+    """
+    if isinstance(states, (ExecutionState, str)):
+        items: list[object] = [states]
+    elif isinstance(states, Iterable) and not isinstance(states, (bytes, dict)):
+        items = list(states)
+    else:
+        raise TypeError(
+            f"{field_name} must be an execution state or an iterable of them, "
+            f"got {type(states).__name__} {states!r}"
+        )
+    if not items:
+        raise ValueError(f"{field_name} must name at least one execution state, got {states!r}")
+    coerced: list[ExecutionState] = []
+    for item in items:
+        state = ExecutionState.coerce(item, field_name=field_name)  # type: ignore[arg-type]
+        if state is ExecutionState.UNSPECIFIED:
+            raise ValueError(f"{field_name} cannot contain UNSPECIFIED (Core reads it as 'no filter')")
+        if state not in coerced:
+            coerced.append(state)
+    return tuple(coerced)
+
+
+def validate_request(
+    *,
+    workflow_name: object = None,
+    states: object = (ExecutionState.FAILED,),
+    max_executions: object = None,
+    max_concurrency: object = 16,
+    skip_completed_steps: object = True,
+    dry_run: object = False,
+) -> BulkResumeRequest:
+    """Check every argument of a bulk resume before anything is sent.
+
+    Raises:
+        TypeError, ValueError: naming the bad argument and what was expected.
+    """
+    if workflow_name is not None:
+        if not isinstance(workflow_name, str):
+            raise TypeError(
+                f"workflow_name must be a string or None, got {type(workflow_name).__name__} {workflow_name!r}"
+            )
+        if not workflow_name.strip():
+            # Core filters by "" literally and would match nothing; None is how to say "all workflows".
+            raise ValueError("workflow_name must not be empty; pass None to match every workflow")
+    return BulkResumeRequest(
+        workflow_name=workflow_name,
+        states=coerce_states(states),
+        max_executions=None
+        if max_executions is None
+        else _check_positive_int("max_executions", max_executions),
+        max_concurrency=_check_positive_int("max_concurrency", max_concurrency, maximum=MAX_CONCURRENCY),
+        skip_completed_steps=_check_bool("skip_completed_steps", skip_completed_steps),
+        dry_run=_check_bool("dry_run", dry_run),
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors another attempt may cure: Core unreachable or overloaded, not TLS or auth."""
+    if isinstance(error, (CerebelumTLSError, CerebelumAuthError)):
+        return False
+    if isinstance(error, CoreUnavailableError):
+        return True
+    if isinstance(error, CerebelumRPCError):
+        return getattr(error.code, "name", None) in _TRANSIENT_CODE_NAMES
+    return False
+
+
+def _outer_retry():
+    # Imported here: tenacity is not needed to parse a DAG that merely names the operator.
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(OUTER_ATTEMPTS),
+        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        reraise=True,
+    )
+
+
+async def resume_matching(
+    client: Any,
+    *,
+    workflow_name: str | None = None,
+    states: object = (ExecutionState.FAILED,),
+    max_executions: int | None = None,
+    max_concurrency: int = 16,
+    skip_completed_steps: bool = True,
+    dry_run: bool = False,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+) -> BulkResumeSummary:
+    """Resume every execution in ``states`` (of ``workflow_name``, or of every workflow).
+
+    Args:
+        client: an open async ``ExecutionClient``.
+        states: one state or several (enum, name or value); default FAILED.
+        max_executions: stop taking executions from the listing after this many.
+        max_concurrency: resumes in flight at once.
+        dry_run: list only; the ids that would be resumed land in ``would_resume``.
+        on_progress: called with :meth:`BulkResumeSummary.counts` after every execution handled
+            (and once more at the end); it must be quick, it runs on the event loop.
+
+    Returns:
+        The :class:`BulkResumeSummary`. Refusals and errors are recorded in it, not raised.
+
+    Raises:
+        TypeError, ValueError: a bad argument, before anything is sent.
+        CerebelumAuthError, CerebelumTLSError: Core refused the credentials; the run stops at once.
+        CoreUnavailableError: listing failed after every retry.
+    """
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError(f"on_progress must be callable or None, got {type(on_progress).__name__}")
+    request = validate_request(
+        workflow_name=workflow_name,
+        states=states,
+        max_executions=max_executions,
+        max_concurrency=max_concurrency,
+        skip_completed_steps=skip_completed_steps,
+        dry_run=dry_run,
+    )
+    return await _BulkResume(client, request, on_progress).run()
+
+
+class _BulkResume:
+    """One run: a lister feeding a bounded queue, and a pool of workers resuming from it."""
+
+    def __init__(
+        self,
+        client: Any,
+        request: BulkResumeRequest,
+        on_progress: Callable[[dict[str, int]], None] | None,
+    ) -> None:
+        self.client = client
+        self.request = request
+        self.on_progress = on_progress
+        self.summary = BulkResumeSummary(dry_run=request.dry_run)
+        # Every id taken from the listing: the at-most-once guarantee lives in this set.
+        self.taken: set[str] = set()
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=2 * request.max_concurrency)
+
+    async def run(self) -> BulkResumeSummary:
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.request.max_concurrency)]
+        lister = asyncio.create_task(self._list_all())
+        tasks = [lister, *workers]
+        try:
+            # A worker only ends early by raising (a fatal error); the lister ends when listing is done.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if not lister.done():
+                await lister
+            for _ in workers:
+                await self.queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._report_progress()
+        return self.summary
+
+    async def _list_all(self) -> None:
+        """List each state until a full listing brings nothing new, queueing every new id once."""
+        for state in self.request.states:
+            while True:
+                new_ids = 0
+                async for attempt in _outer_retry():
+                    with attempt:
+                        # A listing broken off by an error starts over; ids already taken are skipped.
+                        new_ids += await self._list_once(state)
+                if self._limit_reached() or new_ids == 0:
+                    break
+            if self._limit_reached():
+                return
+
+    async def _list_once(self, state: ExecutionState) -> int:
+        new_ids = 0
+        async for execution in self.client.iter_executions(
+            workflow_name=self.request.workflow_name, status=state
+        ):
+            if self._limit_reached():
+                break
+            execution_id = execution.execution_id
+            if execution_id in self.taken:
+                continue
+            self.taken.add(execution_id)
+            self.summary.matched += 1
+            new_ids += 1
+            await self.queue.put(execution_id)
+        return new_ids
+
+    def _limit_reached(self) -> bool:
+        limit = self.request.max_executions
+        return limit is not None and self.summary.matched >= limit
+
+    async def _worker(self) -> None:
+        while (execution_id := await self.queue.get()) is not None:
+            await self._resume_one(execution_id)
+            self._report_progress()
+
+    async def _resume_one(self, execution_id: str) -> None:
+        summary = self.summary
+        if self.request.dry_run:
+            summary.would_resume.append(execution_id)
+            return
+        try:
+            async for attempt in _outer_retry():
+                with attempt:
+                    answer = await self.client.resume_execution(
+                        execution_id, skip_completed_steps=self.request.skip_completed_steps
+                    )
+        except (CerebelumAuthError, CerebelumTLSError):
+            raise
+        except CerebelumError as error:
+            summary.errors[execution_id] = error.message
+            return
+        if answer == "resumed":
+            summary.resumed.append(execution_id)
+        elif answer == "already_running":
+            summary.already_running.append(execution_id)
+        elif answer == "failed_to_resume":
+            summary.failed_to_resume.append(execution_id)
+        else:
+            summary.errors[execution_id] = f"Core answered an unknown resume status {answer!r}"
+
+    def _report_progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.summary.counts())

@@ -1,0 +1,474 @@
+"""Operators that act on Cerebelum executions: resume one, resume many, start a workflow.
+
+Each operator holds ids and options and asks ``CerebelumHook`` for a client; the hook is the only
+place that reads the connection, so the token never reaches an operator attribute, a rendered
+field, XCom or a log line. grpc, protobuf and tenacity are imported inside ``execute`` only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from cerebelum_provider.bulk import coerce_states, validate_request
+from cerebelum_provider.exceptions import CerebelumAuthError, CerebelumTLSError
+from cerebelum_provider.models import ExecutionState
+from cerebelum_provider.operators._common import (
+    call_with_retries,
+    check_bool,
+    check_execution_id,
+    check_seconds,
+    finish,
+    handle_trigger_event,
+    is_template_value,
+    trigger_end_time,
+    wait_in_worker,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+DEFAULT_CONN_ID = "cerebelum_default"
+DEFAULT_POLL_INTERVAL = 30.0
+#: Input field that ties an execution to the Airflow task instance that started it.
+CORRELATION_INPUT = "_airflow_correlation_id"
+#: task_state_store key under which the execute operator keeps the id of the execution it started.
+STATE_STORE_KEY = "cerebelum_execution_id"
+_ALIVE_STATES = (
+    ExecutionState.RUNNING,
+    ExecutionState.SLEEPING,
+    ExecutionState.WAITING_FOR_APPROVAL,
+    ExecutionState.PAUSED,
+)
+
+
+def _default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def _check_conn_id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {value!r}")
+    return value
+
+
+class _CerebelumOperatorBase(BaseOperator):
+    """Connection, waiting options and the wait itself, shared by the single-execution operators."""
+
+    ui_color = "#d9ecff"
+
+    def __init__(
+        self,
+        *,
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_completion: bool,
+        deferrable: bool,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
+        self.wait_for_completion = check_bool(wait_for_completion, field_name="wait_for_completion")
+        self.deferrable = check_bool(deferrable, field_name="deferrable")
+        self.poll_interval = check_seconds(poll_interval, field_name="poll_interval")
+        self.timeout = check_seconds(timeout, field_name="timeout", allow_none=True)
+
+    @property
+    def hook(self) -> CerebelumHook:
+        from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+        return CerebelumHook(cerebelum_conn_id=self.cerebelum_conn_id)
+
+    def _wait(self, client: Any, execution_id: str) -> dict[str, Any]:
+        """Wait for the execution: in the worker, or by deferring to the trigger after one check."""
+        if not self.deferrable:
+            return wait_in_worker(
+                client, execution_id, poll_interval=self.poll_interval, timeout=self.timeout, log=self.log
+            )
+        execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+        self.log.info("%s", execution.describe_progress())
+        if execution.status.is_terminal:
+            return finish(execution)
+        from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
+
+        self.defer(
+            trigger=CerebelumExecutionTrigger(
+                execution_id=execution_id,
+                cerebelum_conn_id=self.cerebelum_conn_id,
+                poll_interval=self.poll_interval,
+                success_states=(ExecutionState.COMPLETED.name,),
+                failure_states=(ExecutionState.FAILED.name,),
+                end_time=trigger_end_time(self.timeout),
+            ),
+            method_name="execute_complete",
+        )
+        raise AssertionError("unreachable: defer() raises TaskDeferred")
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Called when the trigger fires: the final execution dict, or the task fails with the reason."""
+        result = handle_trigger_event(event, timeout=self.timeout)
+        self.log.info("Cerebelum execution %s finished: %s", result.get("execution_id"), result.get("status"))
+        return self._result_from_wait(context, result)
+
+    def _result_from_wait(self, context: Context, execution: dict[str, Any]) -> dict[str, Any]:
+        return execution
+
+
+class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
+    """Resume one execution (typically a FAILED one) and optionally wait for it to finish.
+
+    ``"resumed"`` and ``"already_running"`` succeed; ``"failed_to_resume"`` (unknown id, completed
+    execution, any other refusal) fails the task. Transient errors are retried (resuming twice
+    is safe: the second call answers ``"already_running"``).
+
+    Returns (XCom):
+        ``{"execution_id", "resume_status"}``, plus ``"execution"`` (the final execution dict)
+        when ``wait_for_completion`` is set.
+    """
+
+    template_fields: Sequence[str] = ("execution_id",)
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
+        skip_completed_steps: bool = True,
+        wait_for_completion: bool = False,
+        deferrable: bool | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            cerebelum_conn_id=cerebelum_conn_id,
+            wait_for_completion=wait_for_completion,
+            deferrable=_default_deferrable() if deferrable is None else deferrable,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            **kwargs,
+        )
+        if not is_template_value(execution_id):
+            check_execution_id(execution_id)
+        self.execution_id = execution_id
+        self.skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        execution_id = check_execution_id(self.execution_id)
+        with self.hook.get_client() as client:
+            try:
+                answer = call_with_retries(
+                    lambda: client.resume_execution(execution_id, skip_completed_steps=self.skip_completed_steps)
+                )
+            except (CerebelumAuthError, CerebelumTLSError) as error:
+                raise AirflowFailException(error.message) from None
+            if answer == "failed_to_resume":
+                raise AirflowException(
+                    f"Cerebelum Core at {client.address} refused to resume execution {execution_id} "
+                    "(failed_to_resume: it is unknown, already completed, or cannot be rebuilt)"
+                )
+            if answer not in ("resumed", "already_running"):
+                raise AirflowException(f"Cerebelum Core answered an unknown resume status {answer!r}")
+            self.log.info("Cerebelum execution %s: %s", execution_id, answer)
+            result: dict[str, Any] = {"execution_id": execution_id, "resume_status": answer}
+            if not self.wait_for_completion:
+                return result
+            context["ti"].xcom_push(key="resume_status", value=answer)
+            result["execution"] = self._wait(client, execution_id)
+            return result
+
+    def _result_from_wait(self, context: Context, execution: dict[str, Any]) -> dict[str, Any]:
+        answer = context["ti"].xcom_pull(task_ids=self.task_id, key="resume_status")
+        return {"execution_id": execution.get("execution_id"), "resume_status": answer, "execution": execution}
+
+
+class CerebelumBulkResumeOperator(BaseOperator):
+    """Resume every execution of a workflow (or of all workflows) that is in ``states``.
+
+    Each matching execution is resumed at most once per run and none is skipped, although every
+    resumed execution leaves the FAILED set while Core's listing order moves (see
+    ``cerebelum_provider.bulk``). Up to ``max_concurrency`` resumes run at once while the listing
+    goes on; progress counts are logged as it runs. After trying everything, the task fails when
+    ``fail_on_error`` is set and any execution was refused or errored.
+
+    ``workflow_name`` is templated, so ``.expand(workflow_name=[...])`` splits one bulk resume
+    over mapped task instances.
+
+    Returns (XCom):
+        The summary: ``matched``, the id lists ``resumed``, ``already_running``,
+        ``failed_to_resume`` and ``would_resume`` (dry run), ``errors`` by id, and ``dry_run``.
+        When the task fails on errors, the same summary is pushed under the key ``"summary"``.
+    """
+
+    template_fields: Sequence[str] = ("workflow_name",)
+    ui_color = "#d9ecff"
+    #: Seconds between two progress lines in the task log.
+    progress_log_interval: ClassVar[float] = 10.0
+
+    def __init__(
+        self,
+        *,
+        workflow_name: str | None = None,
+        states: Any = (ExecutionState.FAILED,),
+        max_executions: int | None = None,
+        max_concurrency: int = 16,
+        skip_completed_steps: bool = True,
+        dry_run: bool = False,
+        fail_on_error: bool = True,
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.workflow_name = workflow_name
+        # States are kept as names: plain strings serialize with the DAG.
+        self.states = [state.name for state in coerce_states(states)]
+        self.max_executions = max_executions
+        self.max_concurrency = max_concurrency
+        self.skip_completed_steps = skip_completed_steps
+        self.dry_run = dry_run
+        self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
+        self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
+        self._validate(workflow_name if not is_template_value(workflow_name) else None)
+
+    def _validate(self, workflow_name: object) -> None:
+        validate_request(
+            workflow_name=workflow_name,
+            states=self.states,
+            max_executions=self.max_executions,
+            max_concurrency=self.max_concurrency,
+            skip_completed_steps=self.skip_completed_steps,
+            dry_run=self.dry_run,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import asyncio
+
+        self._validate(self.workflow_name)
+        which = f"workflow {self.workflow_name!r}" if self.workflow_name else "every workflow"
+        self.log.info(
+            "Bulk resume of %s in states %s (max_concurrency=%d%s%s)",
+            which,
+            ", ".join(self.states),
+            self.max_concurrency,
+            f", max_executions={self.max_executions}" if self.max_executions else "",
+            ", dry run" if self.dry_run else "",
+        )
+        try:
+            summary = asyncio.run(self._resume_all())
+        except (CerebelumAuthError, CerebelumTLSError) as error:
+            raise AirflowFailException(error.message) from None
+        self.log.info("Bulk resume of %s done: %s", which, summary.describe())
+        if summary.errors:
+            for execution_id, message in list(summary.errors.items())[:10]:
+                self.log.warning("Execution %s not resumed: %s", execution_id, message)
+        result = summary.to_dict()
+        if self.fail_on_error and summary.failed:
+            context["ti"].xcom_push(key="summary", value=result)
+            raise AirflowException(
+                f"Bulk resume of {which} did not resume everything: {summary.describe()} "
+                "(the full summary is in XCom under the key 'summary')"
+            )
+        return result
+
+    async def _resume_all(self):
+        from cerebelum_provider.bulk import resume_matching
+
+        # asyncio.run made a new loop, so the hook hands out a client bound to this loop alone.
+        client = await self.hook.get_async_client()
+        try:
+            return await resume_matching(
+                client,
+                workflow_name=self.workflow_name,
+                states=self.states,
+                max_executions=self.max_executions,
+                max_concurrency=self.max_concurrency,
+                skip_completed_steps=self.skip_completed_steps,
+                dry_run=self.dry_run,
+                on_progress=self._progress_logger(),
+            )
+        finally:
+            await client.close()
+
+    def _progress_logger(self):
+        last_logged = time.monotonic()
+
+        def log_progress(counts: dict[str, int]) -> None:
+            nonlocal last_logged
+            now = time.monotonic()
+            if now - last_logged >= self.progress_log_interval:
+                last_logged = now
+                self.log.info("Bulk resume progress: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+        return log_progress
+
+    @property
+    def hook(self) -> CerebelumHook:
+        from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+        return CerebelumHook(cerebelum_conn_id=self.cerebelum_conn_id)
+
+
+class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
+    """Start a workflow on Core and, by default, wait for the execution to finish.
+
+    The new execution's id is pushed to XCom (key ``"execution_id"``) before waiting. Core
+    ignores client-chosen ids, so a retried start would run the workflow twice; instead, on an
+    Airflow retry (or a re-run) of the same task instance the operator re-attaches to the
+    execution it started when that one is still alive (running, sleeping, waiting for approval
+    or paused). It finds it in two places, in this order:
+
+    1. Airflow's ``task_state_store`` (Airflow 3.3+), where the id is written right after the
+       start; it survives retries, while XCom is cleared at the start of each try.
+    2. Core itself, when the id never reached the store (the worker died, or Core's answer to
+       the start was lost): the alive executions of the workflow are listed and the one whose
+       input ``_airflow_correlation_id`` names this task instance is taken.
+
+    An execution that already COMPLETED or FAILED is not re-attached to: the retry starts a new
+    one. ``reattach_on_retry=False`` turns both off and leaves the inputs untouched.
+
+    ``correlation_id`` (sent in the start options) defaults to
+    ``"airflow:{dag_id}:{run_id}:{task_id}:{map_index}"``; the ``_airflow_correlation_id`` input
+    always carries that task-instance identity, whatever ``correlation_id`` says.
+
+    Returns (XCom):
+        The final execution dict when waiting, else the execution as Core reports it just after start.
+    """
+
+    template_fields: Sequence[str] = ("workflow_name", "inputs", "correlation_id", "tags")
+    template_fields_renderers = {"inputs": "json"}
+
+    def __init__(
+        self,
+        *,
+        workflow_name: str,
+        inputs: dict[str, Any] | None = None,
+        correlation_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        reattach_on_retry: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            cerebelum_conn_id=cerebelum_conn_id,
+            wait_for_completion=wait_for_completion,
+            deferrable=_default_deferrable() if deferrable is None else deferrable,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            **kwargs,
+        )
+        self.workflow_name = workflow_name
+        self.inputs = inputs
+        self.correlation_id = correlation_id
+        self.tags = tags
+        self.reattach_on_retry = check_bool(reattach_on_retry, field_name="reattach_on_retry")
+        self._check_arguments(skip_templates=True)
+
+    def _check_arguments(self, *, skip_templates: bool) -> None:
+        def known(value: object) -> bool:
+            return not (skip_templates and (is_template_value(value) or _is_jinja(value)))
+
+        if known(self.workflow_name):
+            check_execution_id(self.workflow_name, field_name="workflow_name")
+        if known(self.inputs) and self.inputs is not None:
+            if not isinstance(self.inputs, dict):
+                raise TypeError(
+                    f"inputs must be a dict or None, got {type(self.inputs).__name__} {self.inputs!r}"
+                )
+            if self.reattach_on_retry and CORRELATION_INPUT in self.inputs:
+                raise ValueError(
+                    f"inputs must not contain the key {CORRELATION_INPUT!r}: the operator sets it to find "
+                    "its execution again on retry (or pass reattach_on_retry=False)"
+                )
+        if known(self.correlation_id) and self.correlation_id is not None:
+            if not isinstance(self.correlation_id, str) or not self.correlation_id.strip():
+                raise ValueError(f"correlation_id must be a non-empty string or None, got {self.correlation_id!r}")
+        if known(self.tags) and self.tags is not None:
+            if isinstance(self.tags, str) or not isinstance(self.tags, (list, tuple)):
+                raise TypeError(f"tags must be a list of strings or None, got {self.tags!r}")
+            bad = [tag for tag in self.tags if not isinstance(tag, str) or not tag]
+            if bad:
+                raise ValueError(f"tags must be non-empty strings, got {bad!r}")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._check_arguments(skip_templates=False)
+        identity = task_instance_identity(context)
+        with self.hook.get_client() as client:
+            execution_id = self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
+            if execution_id is None:
+                execution_id = self._start(context, client, identity)
+            context["ti"].xcom_push(key="execution_id", value=execution_id)
+            if self.wait_for_completion:
+                return self._wait(client, execution_id)
+            return call_with_retries(lambda: client.get_execution_status(execution_id)).to_dict()
+
+    def _start(self, context: Context, client: Any, identity: str) -> str:
+        inputs = dict(self.inputs or {})
+        if self.reattach_on_retry:
+            inputs[CORRELATION_INPUT] = identity
+        try:
+            handle = client.execute_workflow(
+                self.workflow_name,
+                inputs,
+                correlation_id=self.correlation_id or identity,
+                tags=list(self.tags) if self.tags else None,
+            )
+        except (CerebelumAuthError, CerebelumTLSError) as error:
+            raise AirflowFailException(error.message) from None
+        self.log.info("Started Cerebelum workflow %r: execution %s", self.workflow_name, handle.execution_id)
+        store = context.get("task_state_store")
+        if self.reattach_on_retry and store is not None:
+            store.set(STATE_STORE_KEY, handle.execution_id)
+        return handle.execution_id
+
+    def _find_own_execution(self, context: Context, client: Any, identity: str) -> str | None:
+        """The alive execution an earlier try of this task instance started, or None."""
+        from cerebelum_provider.exceptions import ExecutionNotFoundError
+
+        store = context.get("task_state_store")
+        stored_id = store.get(STATE_STORE_KEY) if store is not None else None
+        if stored_id:
+            try:
+                execution = call_with_retries(lambda: client.get_execution_status(stored_id))
+            except ExecutionNotFoundError:
+                execution = None
+            if execution is not None and not execution.status.is_terminal:
+                self.log.info("Re-attaching to execution %s started by an earlier try", stored_id)
+                return stored_id
+            state = execution.status.name if execution is not None else "unknown to Core"
+            self.log.info("Execution %s of an earlier try is %s: starting a new one", stored_id, state)
+            return None
+        if context["ti"].try_number <= 1:
+            return None
+        for state in _ALIVE_STATES:
+            for execution in client.iter_executions(workflow_name=self.workflow_name, status=state):
+                if execution.inputs.get(CORRELATION_INPUT) == identity:
+                    self.log.info(
+                        "Re-attaching to execution %s (%s), found in Core by its correlation id",
+                        execution.execution_id,
+                        execution.status.name,
+                    )
+                    return execution.execution_id
+        return None
+
+
+def task_instance_identity(context: Context) -> str:
+    """``"airflow:{dag_id}:{run_id}:{task_id}:{map_index}"`` for the running task instance."""
+    ti = context["ti"]
+    map_index = ti.map_index if ti.map_index is not None else -1
+    return f"airflow:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"
+
+
+def _is_jinja(value: object) -> bool:
+    return isinstance(value, str) and "{{" in value
