@@ -1,0 +1,1 @@
+"""Operators: resume one execution, resume many, start a workflow."""
