@@ -107,7 +107,7 @@ def retry_policy(config: RetryConfig, *, idempotent: bool = True) -> dict[str, A
     return {
         "stop": stop_after_attempt(config.max_attempts if idempotent else 1),
         "wait": wait_exponential_jitter(
-            initial=config.initial_backoff,
+            multiplier=config.initial_backoff,
             max=config.max_backoff,
             exp_base=config.multiplier,
             jitter=config.initial_backoff,
