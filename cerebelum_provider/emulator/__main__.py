@@ -1,0 +1,73 @@
+"""``cerebelum-emulator serve``: run the Core emulator until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from cerebelum_provider.emulator.scenario import load_scenario_file
+from cerebelum_provider.emulator.server import CoreEmulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one ``serve`` subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="cerebelum-emulator", description="A local Cerebelum Core (gRPC) for DAG development and tests."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the emulator until Ctrl-C or SIGTERM")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9090, help="port (default 9090; 0 picks a free one)")
+    serve.add_argument("--db", default=None, help="SQLite event log file (default: in memory, lost on exit)")
+    serve.add_argument("--demo", action="store_true", help="seed the demo executions (once per db)")
+    serve.add_argument("--scenario", default=None, help="JSON scenario file of workflows and executions to seed")
+    serve.add_argument(
+        "--step-seconds",
+        type=float,
+        default=None,
+        help="move running executions one step per S seconds of real time (default: they stand still)",
+    )
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until a stop signal; return the exit status."""
+    if args.step_seconds is not None and args.step_seconds <= 0:
+        raise SystemExit(f"--step-seconds must be > 0, got {args.step_seconds}")
+    scenario = load_scenario_file(args.scenario) if args.scenario else None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    emulator = CoreEmulator(
+        port=args.port,
+        db_path=args.db,
+        step_seconds=args.step_seconds,
+        demo=args.demo,
+        host=args.host,
+        scenario_data=scenario,
+    )
+    emulator.start()
+    try:
+        print(f"Cerebelum Core emulator listening on {emulator.address}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cerebelum-emulator`` and ``python -m cerebelum_provider.emulator``."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

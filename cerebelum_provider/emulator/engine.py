@@ -1,0 +1,411 @@
+"""The emulated Core engine: workflows, live executions, the clock, and the queries.
+
+Every change goes through :meth:`Engine._emit`: the events are committed to the store first and
+then folded into the in-memory projections by the pure reducer in ``events``. Queries read those
+projections, which are exactly what a replay of the log would give.
+
+An execution moves one step per :meth:`Engine.advance`: the step at ``current_index`` either fails
+(``fail_at``, for its first ``fail_times`` attempts), sleeps (``sleep_at``), asks for approval
+(``approval_at``) or completes, and then the next step starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from cerebelum_provider.emulator import events as ev
+from cerebelum_provider.emulator.events import Event, Phase, Plan, Projection
+from cerebelum_provider.emulator.store import EventStore
+
+DEFAULT_TIMELINE = ("initialize", "process", "validate", "finalize")
+_CLOCK_ORIGIN = "manual_clock_origin"
+
+
+class Engine:
+    """State of one emulated Core; every public method is thread-safe."""
+
+    def __init__(self, store: EventStore, *, real_time: bool, accept_any_workflow: bool = True) -> None:
+        self.store = store
+        self.real_time = real_time
+        self.accept_any_workflow = accept_any_workflow
+        self._lock = threading.RLock()
+        self._workflows: dict[str, tuple[str, ...]] = {}
+        self._projections: dict[str, Projection] = {}
+        # Execution ids in order of last activity (oldest first), overall and per state.
+        self._by_activity: OrderedDict[str, None] = OrderedDict()
+        self._by_phase: dict[Phase, OrderedDict[str, None]] = {phase: OrderedDict() for phase in Phase}
+        self._clock_offset = 0.0
+        self._error_handles = itertools.count(1)
+        origin = store.get_meta(_CLOCK_ORIGIN)
+        if origin is None:
+            origin = repr(time.time())
+            store.set_meta(_CLOCK_ORIGIN, origin)
+        self._clock_origin = float(origin)
+        for event in store.replay():
+            self._fold(event)
+
+    # The clock -------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The emulator's time (epoch seconds): frozen unless advanced, or real time plus advances."""
+        base = time.time() if self.real_time else self._clock_origin
+        return base + self._clock_offset
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the clock on and wake every sleep that is due."""
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+        with self._lock:
+            self._emit([(None, ev.CLOCK_ADVANCED, self.now(), {"seconds": float(seconds)})])
+            self.wake_due_sleeps()
+
+    # Workflows -------------------------------------------------------------------------------
+
+    def define_workflow(self, name: str, steps: Sequence[str]) -> None:
+        """Declare (or redeclare) a workflow's timeline of step names."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"workflow name must be a non-empty string, got {name!r}")
+        if isinstance(steps, str) or not steps or not all(isinstance(s, str) and s for s in steps):
+            raise ValueError(f"steps must be a non-empty list of non-empty step names, got {steps!r}")
+        if len(set(steps)) != len(steps):
+            raise ValueError(f"step names must be unique, got {list(steps)!r}")
+        with self._lock:
+            self._emit([(None, ev.WORKFLOW_DEFINED, self.now(), {"name": name, "steps": list(steps)})])
+
+    def timeline(self, name: str) -> tuple[str, ...] | None:
+        """The steps of a workflow, the default timeline when any name is accepted, or None."""
+        with self._lock:
+            steps = self._workflows.get(name)
+        if steps is None and self.accept_any_workflow:
+            return DEFAULT_TIMELINE
+        return steps
+
+    def defined_timeline(self, name: str) -> tuple[str, ...] | None:
+        """The steps a workflow was defined with, or None (the default timeline does not count)."""
+        with self._lock:
+            return self._workflows.get(name)
+
+    def next_error_handle(self) -> str:
+        """An id of the form ``error_<n>`` for a refused ExecuteWorkflow (it names no execution)."""
+        return f"error_{next(self._error_handles)}"
+
+    # Executions ------------------------------------------------------------------------------
+
+    def start_execution(
+        self,
+        workflow_name: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        plan: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> str:
+        """Start an execution of a known workflow (or any name, when accepted); return its id.
+
+        ``plan`` takes the keys of :class:`Plan`; ``fail_at``, ``sleep_at`` and ``approval_at`` may
+        be step names or indexes.
+
+        Raises:
+            ValueError: unknown workflow, a step that the workflow does not have, a taken id.
+            TypeError: inputs that are not a dict.
+        """
+        if inputs is not None and not isinstance(inputs, dict):
+            raise TypeError(f"inputs must be a dict, got {type(inputs).__name__} {inputs!r}")
+        steps = self.timeline(workflow_name)
+        if steps is None:
+            raise ValueError(
+                f"unknown workflow {workflow_name!r}: define it first (define_workflow, SubmitBlueprint, "
+                f"a scenario) or accept any workflow"
+            )
+        resolved = _resolve_plan(steps, plan or {})
+        with self._lock:
+            if execution_id is None:
+                execution_id = str(uuid.uuid4())
+            elif execution_id in self._projections:
+                raise ValueError(f"execution id {execution_id!r} is already taken")
+            now = self.now()
+            data = {
+                "workflow_name": workflow_name,
+                "steps": list(steps),
+                "inputs": inputs or {},
+                "plan": resolved.to_dict(),
+            }
+            self._emit(
+                [
+                    (execution_id, ev.EXECUTION_STARTED, now, data),
+                    (execution_id, ev.STEP_STARTED, now, {"index": 0}),
+                ]
+            )
+        return execution_id
+
+    def advance(self, steps: int = 1, execution_id: str | None = None) -> None:
+        """Move running executions (all, or one) on by up to ``steps`` steps each."""
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        with self._lock:
+            for _ in range(steps):
+                if execution_id is not None:
+                    targets = [self.require(execution_id)]
+                else:
+                    targets = [self._projections[eid] for eid in list(self._by_phase[Phase.RUNNING])]
+                moved = False
+                for projection in targets:
+                    if projection.phase is Phase.RUNNING and projection.reconstruction_error is None:
+                        self._emit(self._step_outcome(projection))
+                        moved = True
+                if not moved:
+                    return
+
+    def run_until_settled(self, execution_id: str | None = None) -> None:
+        """Advance until the execution (or every one) completed, failed, sleeps or waits."""
+        with self._lock:
+            while True:
+                if execution_id is not None:
+                    if self.require(execution_id).phase is not Phase.RUNNING:
+                        return
+                elif not self._by_phase[Phase.RUNNING]:
+                    return
+                self.advance(1, execution_id)
+
+    def wake_due_sleeps(self) -> int:
+        """Finish the sleep of every execution whose sleep is over; return how many woke."""
+        with self._lock:
+            now = self.now()
+            due = [
+                self._projections[eid]
+                for eid in list(self._by_phase[Phase.SLEEPING])
+                if _sleep_remaining_ms(self._projections[eid], now) <= 0
+            ]
+            for projection in due:
+                self._emit(self._complete_step(projection, projection.current_index, now))
+            return len(due)
+
+    def approve(self, execution_id: str) -> None:
+        """Grant the approval an execution waits for; it then moves to its next step.
+
+        Raises:
+            ValueError: unknown id, or the execution is not waiting for approval.
+        """
+        with self._lock:
+            projection = self.require(execution_id)
+            if projection.phase is not Phase.WAITING_FOR_APPROVAL:
+                raise ValueError(
+                    f"execution {execution_id!r} is {projection.phase.name}, not WAITING_FOR_APPROVAL"
+                )
+            now = self.now()
+            index = projection.current_index
+            self._emit(
+                [(execution_id, ev.APPROVAL_GRANTED, now, {"index": index})]
+                + self._complete_step(projection, index, now)
+            )
+
+    def complete(self, execution_id: str) -> None:
+        """Force an execution to COMPLETED now (remaining steps complete in one go).
+
+        Raises:
+            ValueError: unknown id.
+        """
+        with self._lock:
+            projection = self.require(execution_id)
+            if projection.phase is Phase.COMPLETED:
+                return
+            now = self.now()
+            pending: list[tuple[str | None, str, float, dict]] = []
+            if projection.error is None and projection.reconstruction_error is None:
+                for index in range(projection.current_index, len(projection.steps)):
+                    if index > projection.current_index:
+                        pending.append((execution_id, ev.STEP_STARTED, now, {"index": index}))
+                    pending.append((execution_id, ev.STEP_COMPLETED, now, _output(projection, index)))
+            pending.append((execution_id, ev.EXECUTION_COMPLETED, now, {}))
+            self._emit(pending)
+
+    def resume(self, execution_id: str) -> str:
+        """Core's ResumeExecution: ``"resumed"``, ``"already_running"`` or ``"failed_to_resume"``."""
+        with self._lock:
+            projection = self._projections.get(execution_id)
+            if projection is None or projection.reconstruction_error is not None:
+                return "failed_to_resume"
+            phase = projection.phase
+            if phase in (Phase.RUNNING, Phase.SLEEPING, Phase.WAITING_FOR_APPROVAL):
+                return "already_running"
+            if phase is not Phase.FAILED:
+                return "failed_to_resume"
+            now = self.now()
+            # Restart from the failed step: the steps before it stay completed.
+            self._emit(
+                [
+                    (execution_id, ev.EXECUTION_RESUMED, now, {}),
+                    (execution_id, ev.STEP_STARTED, now, {"index": projection.current_index}),
+                ]
+            )
+            return "resumed"
+
+    def append_raw_event(self, execution_id: str, event_type: str, data: dict[str, Any]) -> None:
+        """Append an event as is, bypassing the engine's rules (to make a log Core cannot replay)."""
+        with self._lock:
+            self._emit([(execution_id, event_type, self.now(), data)])
+
+    # Queries ---------------------------------------------------------------------------------
+
+    def get(self, execution_id: str) -> Projection | None:
+        """The execution's state, or None for an unknown id."""
+        with self._lock:
+            return self._projections.get(execution_id)
+
+    def require(self, execution_id: str) -> Projection:
+        """The execution's state. Raises ValueError for an unknown id."""
+        projection = self._projections.get(execution_id)
+        if projection is None:
+            raise ValueError(f"no execution with id {execution_id!r}")
+        return projection
+
+    def replay_execution(self, execution_id: str) -> Projection | None:
+        """Rebuild one execution from the stored log, bypassing the in-memory projection."""
+        return ev.fold(self.store.events_of(execution_id))
+
+    def list(
+        self, workflow_name: str | None, phase: Phase | None, limit: int, offset: int
+    ) -> tuple[list[Projection], int]:
+        """A page of executions, most recent activity first, and the count of all matches."""
+        with self._lock:
+            ids: Iterable[str] = reversed(self._by_activity if phase is None else self._by_phase[phase])
+            if workflow_name is None:
+                total = len(self._by_activity) if phase is None else len(self._by_phase[phase])
+                page = [self._projections[eid] for eid in itertools.islice(ids, offset, offset + limit)]
+                return page, total
+            matches = [
+                self._projections[eid] for eid in ids if self._projections[eid].workflow_name == workflow_name
+            ]
+            return matches[offset : offset + limit], len(matches)
+
+    def execution_ids(self, phase: Phase | None = None) -> list[str]:
+        """Ids in the order they started (or, with a phase, of executions in that state)."""
+        with self._lock:
+            if phase is None:
+                return list(self._projections)
+            return [eid for eid, p in self._projections.items() if p.phase is phase]
+
+    def live_phases(self) -> dict[Phase, int]:
+        """How many executions are in each state."""
+        with self._lock:
+            return {phase: len(ids) for phase, ids in self._by_phase.items()}
+
+    # Internals -------------------------------------------------------------------------------
+
+    def _step_outcome(self, projection: Projection) -> list[tuple[str | None, str, float, dict]]:
+        execution_id = projection.execution_id
+        index = projection.current_index
+        plan = projection.plan
+        now = self.now()
+        name = projection.steps[index]
+        if index == plan.fail_at and projection.failures < plan.fail_times:
+            error = {"kind": plan.error_kind, "message": plan.error_message}
+            return [
+                (execution_id, ev.STEP_FAILED, now, {"index": index, **error}),
+                (execution_id, ev.EXECUTION_FAILED, now, error),
+            ]
+        if index == plan.sleep_at and index not in projection.slept_at:
+            data = {"duration_ms": plan.sleep_ms, "data": {"step": name}, "index": index}
+            return [(execution_id, ev.SLEEP_STARTED, now, data)]
+        if index == plan.approval_at and index not in projection.approved_at:
+            data = {
+                "index": index,
+                "approval_type": "manual",
+                "data": {"step": name},
+                "timeout_ms": plan.approval_timeout_ms,
+            }
+            return [(execution_id, ev.APPROVAL_REQUESTED, now, data)]
+        return self._complete_step(projection, index, now)
+
+    def _complete_step(
+        self, projection: Projection, index: int, now: float
+    ) -> list[tuple[str | None, str, float, dict]]:
+        execution_id = projection.execution_id
+        pending = [(execution_id, ev.STEP_COMPLETED, now, _output(projection, index))]
+        if index + 1 >= len(projection.steps):
+            pending.append((execution_id, ev.EXECUTION_COMPLETED, now, {}))
+        else:
+            pending.append((execution_id, ev.STEP_STARTED, now, {"index": index + 1}))
+        return pending
+
+    def _emit(self, pending: list[tuple[str | None, str, float, dict]]) -> None:
+        for event in self.store.append(pending):
+            self._fold(event)
+
+    def _fold(self, event: Event) -> None:
+        if event.execution_id is None:
+            if event.type == ev.WORKFLOW_DEFINED:
+                self._workflows[event.data["name"]] = tuple(event.data["steps"])
+            elif event.type == ev.CLOCK_ADVANCED:
+                self._clock_offset += event.data["seconds"]
+            return
+        execution_id = event.execution_id
+        before = self._projections.get(execution_id)
+        after = ev.apply_or_mark(before, event)
+        self._projections[execution_id] = after
+        if before is not None:
+            self._by_phase[before.phase].pop(execution_id, None)
+        self._by_phase[after.phase][execution_id] = None
+        self._by_activity[execution_id] = None
+        self._by_activity.move_to_end(execution_id)
+
+
+def _output(projection: Projection, index: int) -> dict[str, Any]:
+    return {"index": index, "output": {"step": projection.steps[index], "ok": True}}
+
+
+def _sleep_remaining_ms(projection: Projection, now: float) -> int:
+    sleep = projection.sleep
+    if sleep is None:
+        return 0
+    return max(0, sleep.duration_ms - int(round((now - sleep.started_at) * 1000)))
+
+
+def sleep_remaining_ms(projection: Projection, now: float) -> int:
+    """Milliseconds left of the execution's sleep at ``now`` (0 when not sleeping or overdue)."""
+    return _sleep_remaining_ms(projection, now)
+
+
+def approval_remaining_ms(projection: Projection, now: float) -> int:
+    """Milliseconds left before the approval request times out at ``now``."""
+    approval = projection.approval
+    if approval is None:
+        return 0
+    return max(0, approval.timeout_ms - int(round((now - approval.requested_at) * 1000)))
+
+
+def _resolve_plan(steps: tuple[str, ...], plan: dict[str, Any]) -> Plan:
+    unknown = set(plan) - set(Plan.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown scenario keys {sorted(unknown)}; expected {sorted(Plan.__dataclass_fields__)}")
+    resolved = dict(plan)
+    for key in ("fail_at", "sleep_at", "approval_at"):
+        resolved[key] = _resolve_step(steps, key, plan.get(key))
+    for key in ("fail_times", "sleep_ms", "approval_timeout_ms"):
+        value = resolved.get(key, getattr(Plan, key))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key} must be an int >= 0, got {value!r}")
+    for key in ("error_kind", "error_message"):
+        value = resolved.get(key, getattr(Plan, key))
+        if not isinstance(value, str):
+            raise TypeError(f"{key} must be a string, got {type(value).__name__} {value!r}")
+    return Plan(**resolved)
+
+
+def _resolve_step(steps: tuple[str, ...], key: str, value: str | int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"{key} must be a step name or index, got {type(value).__name__} {value!r}")
+    if isinstance(value, int):
+        if not 0 <= value < len(steps):
+            raise ValueError(f"{key}={value} is out of range for the {len(steps)} steps {list(steps)}")
+        return value
+    if value not in steps:
+        raise ValueError(f"{key}={value!r} is not a step of this workflow; steps are {list(steps)}")
+    return steps.index(value)

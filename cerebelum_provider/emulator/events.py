@@ -1,0 +1,289 @@
+"""The emulator's event log vocabulary and the one pure reducer that folds it into state.
+
+Core is event-sourced: every change to an execution is an appended event, and every answer is
+rebuilt by replaying them. The emulator does the same with one twist for speed: the engine keeps
+the folded projection of each execution in memory and updates it with :func:`apply` as each event
+is appended; on start it replays the whole log through the same function. Nothing in this
+module has side effects, so a projection depends on nothing but the events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+EXECUTION_STARTED = "execution_started"
+STEP_STARTED = "step_started"
+STEP_COMPLETED = "step_completed"
+STEP_FAILED = "step_failed"
+SLEEP_STARTED = "sleep_started"
+APPROVAL_REQUESTED = "approval_requested"
+APPROVAL_GRANTED = "approval_granted"
+EXECUTION_COMPLETED = "execution_completed"
+EXECUTION_FAILED = "execution_failed"
+EXECUTION_RESUMED = "execution_resumed"
+# Events about the emulator itself, not about one execution (their execution_id is None).
+WORKFLOW_DEFINED = "workflow_defined"
+CLOCK_ADVANCED = "clock_advanced"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the log; ``seq`` orders the whole log, ``at`` is the emulator clock (epoch s)."""
+
+    seq: int
+    execution_id: str | None
+    type: str
+    at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a scenario scripted for an execution: where it fails, sleeps or waits (step indexes)."""
+
+    fail_at: int | None = None
+    fail_times: int = 1
+    error_kind: str = "step_error"
+    error_message: str = "boom"
+    sleep_at: int | None = None
+    sleep_ms: int = 600_000
+    approval_at: int | None = None
+    approval_timeout_ms: int = 3_600_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict, stored in the ``execution_started`` event."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Sleep:
+    duration_ms: int
+    started_at: float
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Approval:
+    approval_type: str
+    data: dict[str, Any]
+    timeout_ms: int
+    requested_at: float
+
+
+class Phase(enum.Enum):
+    """The derived state, named as the wire enum's values (``pb.ExecutionState.Value(phase.value)``)."""
+
+    RUNNING = "EXECUTION_RUNNING"
+    COMPLETED = "EXECUTION_COMPLETED"
+    FAILED = "EXECUTION_FAILED"
+    SLEEPING = "EXECUTION_SLEEPING"
+    WAITING_FOR_APPROVAL = "EXECUTION_WAITING_FOR_APPROVAL"
+
+
+@dataclass(frozen=True)
+class Projection:
+    """An execution as its events describe it. Treat every field (dicts included) as read-only."""
+
+    execution_id: str
+    workflow_name: str
+    steps: tuple[str, ...]
+    inputs: dict[str, Any]
+    started_at: float
+    plan: Plan
+    current_index: int = 0
+    finished: bool = False
+    completed_at: float | None = None
+    error: tuple[str, str] | None = None
+    sleep: Sleep | None = None
+    approval: Approval | None = None
+    step_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: int = 0
+    slept_at: frozenset[int] = frozenset()
+    approved_at: frozenset[int] = frozenset()
+    resumes: int = 0
+    last_seq: int = 0
+    reconstruction_error: str | None = None
+
+    @property
+    def phase(self) -> Phase:
+        """The state, derived in Core's order: error, finished, sleeping, waiting, else running."""
+        if self.reconstruction_error is not None or self.error is not None:
+            return Phase.FAILED
+        if self.finished:
+            return Phase.COMPLETED
+        if self.sleep is not None:
+            return Phase.SLEEPING
+        if self.approval is not None:
+            return Phase.WAITING_FOR_APPROVAL
+        return Phase.RUNNING
+
+    @property
+    def current_step_name(self) -> str:
+        """The step at ``current_index``, or "" once every step is done."""
+        return self.steps[self.current_index] if self.current_index < len(self.steps) else ""
+
+
+class ReconstructionError(Exception):
+    """An event that cannot follow the state before it (the log is inconsistent)."""
+
+
+def apply(state: Projection | None, event: Event) -> Projection:
+    """Fold one event into an execution's state and return the new state.
+
+    A state that could not be rebuilt stays so (Core answers FAILED with
+    ``reconstruction_error``); later events only bump its ``last_seq``.
+
+    Raises:
+        ReconstructionError: the event cannot follow ``state``; the caller records the message.
+    """
+    if state is not None and state.reconstruction_error is not None:
+        return dataclasses.replace(state, last_seq=event.seq)
+    if event.type == EXECUTION_STARTED:
+        if state is not None:
+            raise ReconstructionError(f"execution {event.execution_id} started twice (event {event.seq})")
+        data = event.data
+        return Projection(
+            execution_id=event.execution_id or "",
+            workflow_name=data["workflow_name"],
+            steps=tuple(data["steps"]),
+            inputs=data.get("inputs") or {},
+            started_at=event.at,
+            plan=Plan.from_dict(data.get("plan") or {}),
+            last_seq=event.seq,
+        )
+    if state is None:
+        raise ReconstructionError(f"event {event.seq} ({event.type}) precedes execution_started")
+    handler = _HANDLERS.get(event.type)
+    if handler is None:
+        raise ReconstructionError(f"unknown event type {event.type!r} (event {event.seq})")
+    return dataclasses.replace(handler(state, event), last_seq=event.seq)
+
+
+def fold(events: list[Event]) -> Projection | None:
+    """Replay an execution's events from nothing; a failed replay is marked, not raised."""
+    state: Projection | None = None
+    for event in events:
+        state = apply_or_mark(state, event)
+    return state
+
+
+def apply_or_mark(state: Projection | None, event: Event) -> Projection:
+    """:func:`apply`, turning a :class:`ReconstructionError` into a marked state."""
+    try:
+        return apply(state, event)
+    except (ReconstructionError, KeyError, TypeError, ValueError) as error:
+        if state is None:
+            state = Projection(
+                execution_id=event.execution_id or "",
+                workflow_name=str(event.data.get("workflow_name", "unknown")),
+                steps=(),
+                inputs={},
+                started_at=event.at,
+                plan=Plan(),
+            )
+        return dataclasses.replace(state, reconstruction_error=str(error), last_seq=event.seq)
+
+
+def _step_index(state: Projection, event: Event) -> int:
+    index = event.data["index"]
+    if not isinstance(index, int) or not 0 <= index < len(state.steps):
+        raise ReconstructionError(
+            f"event {event.seq} ({event.type}) names step {index!r} of a {len(state.steps)}-step workflow"
+        )
+    return index
+
+
+def _expect_current(state: Projection, event: Event) -> int:
+    index = _step_index(state, event)
+    if index != state.current_index:
+        raise ReconstructionError(
+            f"event {event.seq} ({event.type}) is for step {index} but the execution is at step "
+            f"{state.current_index}"
+        )
+    return index
+
+
+def _step_started(state: Projection, event: Event) -> Projection:
+    _expect_current(state, event)
+    return state
+
+
+def _step_completed(state: Projection, event: Event) -> Projection:
+    index = _expect_current(state, event)
+    outputs = {**state.step_outputs, state.steps[index]: event.data.get("output") or {}}
+    return dataclasses.replace(
+        state, current_index=index + 1, step_outputs=outputs, sleep=None, approval=None
+    )
+
+
+def _step_failed(state: Projection, event: Event) -> Projection:
+    _expect_current(state, event)
+    return dataclasses.replace(state, failures=state.failures + 1)
+
+
+def _sleep_started(state: Projection, event: Event) -> Projection:
+    index = _expect_current(state, event)
+    sleep = Sleep(duration_ms=event.data["duration_ms"], started_at=event.at, data=event.data.get("data") or {})
+    return dataclasses.replace(state, sleep=sleep, slept_at=state.slept_at | {index})
+
+
+def _approval_requested(state: Projection, event: Event) -> Projection:
+    index = _expect_current(state, event)
+    approval = Approval(
+        approval_type=event.data.get("approval_type", "manual"),
+        data=event.data.get("data") or {},
+        timeout_ms=event.data["timeout_ms"],
+        requested_at=event.at,
+    )
+    return dataclasses.replace(state, approval=approval, approved_at=state.approved_at | {index})
+
+
+def _approval_granted(state: Projection, event: Event) -> Projection:
+    _expect_current(state, event)
+    if state.approval is None:
+        raise ReconstructionError(f"event {event.seq} grants an approval nobody requested")
+    return state
+
+
+def _execution_completed(state: Projection, event: Event) -> Projection:
+    return dataclasses.replace(
+        state,
+        finished=True,
+        completed_at=event.at,
+        current_index=len(state.steps),
+        error=None,
+        sleep=None,
+        approval=None,
+    )
+
+
+def _execution_failed(state: Projection, event: Event) -> Projection:
+    error = (str(event.data.get("kind", "")), str(event.data.get("message", "")))
+    return dataclasses.replace(state, error=error, sleep=None, approval=None)
+
+
+def _execution_resumed(state: Projection, event: Event) -> Projection:
+    if state.error is None:
+        raise ReconstructionError(f"event {event.seq} resumes an execution that had not failed")
+    return dataclasses.replace(state, error=None, resumes=state.resumes + 1)
+
+
+_HANDLERS = {
+    STEP_STARTED: _step_started,
+    STEP_COMPLETED: _step_completed,
+    STEP_FAILED: _step_failed,
+    SLEEP_STARTED: _sleep_started,
+    APPROVAL_REQUESTED: _approval_requested,
+    APPROVAL_GRANTED: _approval_granted,
+    EXECUTION_COMPLETED: _execution_completed,
+    EXECUTION_FAILED: _execution_failed,
+    EXECUTION_RESUMED: _execution_resumed,
+}

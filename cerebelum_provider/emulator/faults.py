@@ -1,0 +1,145 @@
+"""Faults on demand, applied to every call before it is handled (a failed call changes nothing).
+
+The order a call goes through: counted (and its peer noted), hang, latency, bearer token, the
+next-N failures, the failure rate. Settings are changed from the test's thread and read on the
+server's loop, so they sit behind one lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterable
+
+import grpc
+
+
+def _rpc_set(rpcs: Iterable[str] | str | None) -> frozenset[str] | None:
+    if rpcs is None:
+        return None
+    if isinstance(rpcs, str):
+        return frozenset([rpcs])
+    return frozenset(rpcs)
+
+
+def _check_code(code: grpc.StatusCode) -> None:
+    if not isinstance(code, grpc.StatusCode) or code is grpc.StatusCode.OK:
+        raise ValueError(f"code must be a grpc.StatusCode other than OK, got {code!r}")
+
+
+class Faults:
+    """The fault settings and the call counters of one emulator."""
+
+    def __init__(self, *, latency: float = 0.0, token: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
+        self._peers: set[str] = set()
+        self._latency = 0.0
+        self.set_latency(latency)
+        self._token = token
+        self._hang = False
+        self._fail_next = 0
+        self._fail_next_code = grpc.StatusCode.UNAVAILABLE
+        self._fail_next_rpcs: frozenset[str] | None = None
+        self._rate = 0.0
+        self._rate_code = grpc.StatusCode.UNAVAILABLE
+        self._rate_rpcs: frozenset[str] | None = None
+        self._random = random.Random()
+
+    def __repr__(self) -> str:
+        # The token never appears: only whether one is required.
+        return f"Faults(latency={self._latency}, token_required={self._token is not None}, hang={self._hang})"
+
+    # Settings --------------------------------------------------------------------------------
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every call by ``seconds``."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError(f"latency must be a number of seconds >= 0, got {seconds!r}")
+        with self._lock:
+            self._latency = float(seconds)
+
+    def hang(self, enabled: bool) -> None:
+        """Accept calls and never answer them (until the client's deadline ends them)."""
+        with self._lock:
+            self._hang = bool(enabled)
+
+    def fail_next(
+        self, n: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, rpcs: Iterable[str] | str | None = None
+    ) -> None:
+        """Fail the next ``n`` calls (of ``rpcs``, default any) with ``code``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        _check_code(code)
+        with self._lock:
+            self._fail_next, self._fail_next_code, self._fail_next_rpcs = n, code, _rpc_set(rpcs)
+
+    def set_failure_rate(
+        self,
+        rate: float,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        rpcs: Iterable[str] | str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Fail each call (of ``rpcs``) with probability ``rate``, drawn from a seedable RNG."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be a number between 0 and 1, got {rate!r}")
+        _check_code(code)
+        with self._lock:
+            self._rate, self._rate_code, self._rate_rpcs = float(rate), code, _rpc_set(rpcs)
+            self._random = random.Random(seed)
+
+    # Counters --------------------------------------------------------------------------------
+
+    def call_counts(self) -> dict[str, int]:
+        """Calls received per RPC name, failed ones included."""
+        with self._lock:
+            return dict(self._calls)
+
+    def peers(self) -> set[str]:
+        """Distinct ``context.peer()`` values seen."""
+        with self._lock:
+            return set(self._peers)
+
+    # The gate --------------------------------------------------------------------------------
+
+    async def gate(self, rpc: str, context: grpc.aio.ServicerContext) -> None:
+        """Apply the faults to one call; aborts the call (raises) when a fault fires."""
+        with self._lock:
+            self._calls[rpc] += 1
+            self._peers.add(context.peer())
+            hang, latency = self._hang, self._latency
+        if hang:
+            # Half-open network: the call is accepted and never answered; cancellation ends it.
+            await asyncio.Event().wait()
+        if latency:
+            await asyncio.sleep(latency)
+        failure = self._pick_failure(rpc, context)
+        if failure is not None:
+            await context.abort(*failure)
+
+    def _pick_failure(
+        self, rpc: str, context: grpc.aio.ServicerContext
+    ) -> tuple[grpc.StatusCode, str] | None:
+        with self._lock:
+            if self._token is not None and not self._token_ok(context):
+                return grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token"
+            if self._fail_next and (self._fail_next_rpcs is None or rpc in self._fail_next_rpcs):
+                self._fail_next -= 1
+                return self._fail_next_code, f"injected failure ({self._fail_next_code.name})"
+            if self._rate and (self._rate_rpcs is None or rpc in self._rate_rpcs):
+                if self._random.random() < self._rate:
+                    return self._rate_code, f"injected random failure ({self._rate_code.name})"
+        return None
+
+    def _token_ok(self, context: grpc.aio.ServicerContext) -> bool:
+        assert self._token is not None
+        presented = ""
+        for key, value in context.invocation_metadata() or ():
+            if key.lower() == "authorization":
+                presented = value if isinstance(value, str) else value.decode("utf-8", "replace")
+                break
+        return hmac.compare_digest(presented.encode(), f"Bearer {self._token}".encode())

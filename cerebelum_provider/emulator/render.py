@@ -1,0 +1,173 @@
+"""Turn a projection into the wire messages Core sends, with Core's conventions.
+
+Times not tracked by Core stay unset, numbers inside Structs become doubles (Struct is JSON), and
+``remaining_ms`` / ``remaining_timeout_ms`` are computed at ``now``, the moment of the query.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from cerebelum_provider import models
+from cerebelum_provider.emulator.engine import approval_remaining_ms, sleep_remaining_ms
+from cerebelum_provider.emulator.events import Projection
+from cerebelum_provider.proto import worker_service_pb2 as pb
+
+
+def timestamp(at: float) -> timestamp_pb2.Timestamp:
+    """A protobuf Timestamp for epoch seconds (microsecond precision, as stored)."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMicroseconds(int(round(at * 1_000_000)))
+    return stamp
+
+
+def struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    """A Struct holding ``data`` (its numbers come back as floats, as from Core)."""
+    message = struct_pb2.Struct()
+    message.update(data)
+    return message
+
+
+def not_found(execution_id: str) -> pb.ExecutionStatus:
+    """Core's answer for an unknown id: OK, UNSPECIFIED, workflow "unknown", error not_found."""
+    return pb.ExecutionStatus(
+        execution_id=execution_id,
+        workflow_name="unknown",
+        status=pb.EXECUTION_STATE_UNSPECIFIED,
+        error=pb.ErrorInfo(kind="not_found", message=f"Execution {execution_id} not found"),
+    )
+
+
+def execution_status(projection: Projection, now: float) -> pb.ExecutionStatus:
+    """The ExecutionStatus Core would rebuild for this execution at ``now``."""
+    message = pb.ExecutionStatus(
+        execution_id=projection.execution_id,
+        workflow_name=projection.workflow_name,
+        status=pb.ExecutionState.Value(projection.phase.value),
+        started_at=timestamp(projection.started_at),
+        current_step_index=projection.current_index,
+        total_steps=len(projection.steps),
+        current_step_name=projection.current_step_name,
+        inputs=struct(projection.inputs),
+    )
+    if projection.completed_at is not None:
+        message.completed_at.CopyFrom(timestamp(projection.completed_at))
+    for index, name in enumerate(projection.steps[: projection.current_index]):
+        step = message.completed_steps.add(step_name=name, step_index=index, status="completed")
+        output = projection.step_outputs.get(name)
+        if output is not None:
+            step.output.CopyFrom(struct(output))
+    for name, output in projection.step_outputs.items():
+        message.step_outputs[name].CopyFrom(struct(output))
+    if projection.reconstruction_error is not None:
+        message.error.CopyFrom(
+            pb.ErrorInfo(
+                kind="reconstruction_error",
+                message=f"Failed to reconstruct state: {projection.reconstruction_error}",
+            )
+        )
+    elif projection.error is not None:
+        message.error.CopyFrom(pb.ErrorInfo(kind=projection.error[0], message=projection.error[1]))
+    if projection.sleep is not None:
+        sleep = projection.sleep
+        message.sleep_info.CopyFrom(
+            pb.SleepInfo(
+                duration_ms=sleep.duration_ms,
+                sleep_started_at=timestamp(sleep.started_at),
+                remaining_ms=sleep_remaining_ms(projection, now),
+                data=struct(sleep.data),
+            )
+        )
+    if projection.approval is not None:
+        approval = projection.approval
+        message.approval_info.CopyFrom(
+            pb.ApprovalInfo(
+                approval_type=approval.approval_type,
+                data=struct(approval.data),
+                timeout_ms=approval.timeout_ms,
+                requested_at=timestamp(approval.requested_at),
+                remaining_timeout_ms=approval_remaining_ms(projection, now),
+            )
+        )
+    return message
+
+
+def _moment(message: Any, name: str) -> datetime | None:
+    if not message.HasField(name):
+        return None
+    return getattr(message, name).ToDatetime(tzinfo=timezone.utc)
+
+
+def _dict(message: Any, name: str) -> dict[str, Any] | None:
+    if not message.HasField(name):
+        return None
+    return json_format.MessageToDict(getattr(message, name))
+
+
+def _error(message: Any) -> dict[str, str] | None:
+    if not message.HasField("error"):
+        return None
+    return {"kind": message.error.kind, "message": message.error.message}
+
+
+def to_model(message: pb.ExecutionStatus, now: float) -> models.ExecutionStatus:
+    """The models.ExecutionStatus for a wire ExecutionStatus (elapsed time measured to ``now``)."""
+    started_at = _moment(message, "started_at")
+    completed_at = _moment(message, "completed_at")
+    elapsed = None
+    if started_at is not None:
+        end = completed_at or datetime.fromtimestamp(now, tz=timezone.utc)
+        elapsed = int((end - started_at).total_seconds())
+    sleep_info = None
+    if message.HasField("sleep_info"):
+        sleep = message.sleep_info
+        sleep_info = models.SleepInfo(
+            duration_ms=sleep.duration_ms,
+            sleep_started_at=_moment(sleep, "sleep_started_at"),
+            remaining_ms=sleep.remaining_ms,
+            data=_dict(sleep, "data"),
+        )
+    approval_info = None
+    if message.HasField("approval_info"):
+        approval = message.approval_info
+        approval_info = models.ApprovalInfo(
+            approval_type=approval.approval_type,
+            data=_dict(approval, "data"),
+            timeout_ms=approval.timeout_ms,
+            requested_at=_moment(approval, "requested_at"),
+            remaining_timeout_ms=approval.remaining_timeout_ms,
+        )
+    total = message.total_steps
+    return models.ExecutionStatus(
+        execution_id=message.execution_id,
+        workflow_name=message.workflow_name,
+        status=models.ExecutionState(pb.ExecutionState.Name(message.status)),
+        started_at=started_at,
+        completed_at=completed_at,
+        current_step_index=message.current_step_index,
+        total_steps=total,
+        current_step_name=message.current_step_name,
+        progress_percentage=(message.current_step_index / total * 100) if total else 0.0,
+        completed_steps=[
+            models.StepStatus(
+                step_name=step.step_name,
+                step_index=step.step_index,
+                status=step.status,
+                started_at=_moment(step, "started_at"),
+                completed_at=_moment(step, "completed_at"),
+                duration_seconds=step.duration_seconds,
+                output=_dict(step, "output"),
+                error=_error(step),
+            )
+            for step in message.completed_steps
+        ],
+        inputs=_dict(message, "inputs") or {},
+        step_outputs={name: json_format.MessageToDict(output) for name, output in message.step_outputs.items()},
+        error=_error(message),
+        sleep_info=sleep_info,
+        approval_info=approval_info,
+        elapsed_seconds=elapsed,
+    )

@@ -1,0 +1,392 @@
+"""``CoreEmulator``: a local Cerebelum Core for tests and DAG development.
+
+The gRPC server (grpc.aio) runs on its own event loop in a background thread, so the emulator
+works the same from synchronous tests, from asyncio tests running another loop, and from the
+command line. Everything else (seeding, the clock, faults, assertions) is a plain method call
+that is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from cerebelum_provider import models
+from cerebelum_provider.emulator import render, scenario
+from cerebelum_provider.emulator.engine import Engine
+from cerebelum_provider.emulator.events import Phase
+from cerebelum_provider.emulator.faults import Faults
+from cerebelum_provider.emulator.servicer import CoreServicer
+from cerebelum_provider.emulator.store import EventStore
+from cerebelum_provider.exceptions import ExecutionNotFoundError
+from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT = 30.0
+# How often the real-time clock looks for sleeps that are over (and steps that are due).
+_TICK_SECONDS = 0.1
+
+
+def _pem(value: bytes | str | None, name: str) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    raise TypeError(f"{name} must be PEM bytes or str, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class EmulatorTLS:
+    """Server TLS from PEM data; with ``client_ca_pem`` the server requires client certs (mTLS)."""
+
+    cert_chain_pem: bytes
+    private_key_pem: bytes
+    client_ca_pem: bytes | None = None
+
+    def __repr__(self) -> str:
+        # The private key never appears in logs.
+        return f"EmulatorTLS(mtls={self.client_ca_pem is not None})"
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """The grpc server credentials these PEMs make."""
+        client_ca = _pem(self.client_ca_pem, "client_ca_pem")
+        return grpc.ssl_server_credentials(
+            [(_pem(self.private_key_pem, "private_key_pem"), _pem(self.cert_chain_pem, "cert_chain_pem"))],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+
+class CoreEmulator:
+    """A gRPC server that answers like Cerebelum Core, with executions that live and faults on demand.
+
+    Use it as a context manager (``with CoreEmulator() as core:``) or call :meth:`start` and
+    :meth:`stop`. Steps move only on :meth:`advance` unless ``step_seconds`` is given, in which
+    case each running execution moves one step every ``step_seconds`` of real time and sleeps
+    end on real time. See ../shared/core-contract.md for what the RPCs answer.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        db_path: str | None = None,
+        step_seconds: float | None = None,
+        latency: float = 0.0,
+        token: str | None = None,
+        tls: EmulatorTLS | None = None,
+        accept_any_workflow: bool = True,
+        demo: bool = False,
+        *,
+        host: str = "127.0.0.1",
+        scenario_data: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int between 0 and 65535, got {port!r}")
+        if step_seconds is not None and (
+            isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float)) or step_seconds <= 0
+        ):
+            raise ValueError(f"step_seconds must be a positive number of seconds or None, got {step_seconds!r}")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ValueError("token must be a non-empty string or None")
+        if tls is not None and not isinstance(tls, EmulatorTLS):
+            raise TypeError(f"tls must be an EmulatorTLS or None, got {type(tls).__name__}")
+        self._host = host
+        self._port = port
+        self._db_path = db_path
+        self._step_seconds = float(step_seconds) if step_seconds is not None else None
+        self._tls = tls
+        self._accept_any_workflow = accept_any_workflow
+        self._demo = demo
+        self._scenario = scenario_data
+        self._faults = Faults(latency=latency, token=token)
+        self._list_broken = False
+        self._engine: Engine | None = None
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: grpc.aio.Server | None = None
+        self._ticker: asyncio.Task | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._thread else "stopped"
+        return f"CoreEmulator(address={self.address!r}, db={self._db_path or ':memory:'}, {state})"
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the server listens on (the real port once started with port 0)."""
+        return f"{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (0 before the first start when 0 was asked for)."""
+        return self._port
+
+    @property
+    def engine(self) -> Engine:
+        """The engine behind the server, opened (and replayed from the log) on first use."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine(
+                    EventStore(self._db_path),
+                    real_time=self._step_seconds is not None,
+                    accept_any_workflow=self._accept_any_workflow,
+                )
+            return self._engine
+
+    def start(self) -> CoreEmulator:
+        """Open the log (replaying it), seed demo/scenario data, start serving; return self.
+
+        Raises:
+            RuntimeError: the port could not be bound.
+        """
+        with self._lock:
+            if self._thread is not None:
+                return self
+            engine = self.engine
+            if self._demo:
+                scenario.seed_demo(engine)
+            if self._scenario is not None:
+                scenario.seed(engine, self._scenario)
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=self._run_loop, args=(loop,), name="cerebelum-core-emulator", daemon=True
+            )
+            thread.start()
+            try:
+                asyncio.run_coroutine_threadsafe(self._serve(), loop).result(_START_TIMEOUT)
+            except BaseException:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join()
+                loop.close()
+                raise
+            self._loop, self._thread = loop, thread
+            return self
+
+    def stop(self) -> None:
+        """Stop serving (in-flight calls are cancelled) and close the log file; idempotent.
+
+        An in-memory log stays open, so a later :meth:`start` serves the same executions.
+        """
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is not None and thread is not None:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(_START_TIMEOUT)
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join()
+                loop.close()
+            self._loop = self._thread = None
+            if self._engine is not None and self._db_path not in (None, ":memory:"):
+                self._engine.store.close()
+                self._engine = None
+
+    def __enter__(self) -> CoreEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+
+    async def _serve(self) -> None:
+        # No SO_REUSEPORT: two emulators must never silently share (and split) one port.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        servicer = CoreServicer(lambda: self.engine, self._faults, list_broken=lambda: self._list_broken)
+        pb_grpc.add_WorkerServiceServicer_to_server(servicer, server)
+        bind = f"{self._host}:{self._port}"
+        try:
+            if self._tls is not None:
+                port = server.add_secure_port(bind, self._tls.credentials())
+            else:
+                port = server.add_insecure_port(bind)
+        except RuntimeError as error:
+            raise RuntimeError(f"Cerebelum Core emulator could not listen on {bind}: {error}") from error
+        if port == 0:
+            raise RuntimeError(f"Cerebelum Core emulator could not listen on {bind}")
+        await server.start()
+        self._server, self._port = server, port
+        if self._step_seconds is not None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick(self._step_seconds))
+
+    async def _shutdown(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except asyncio.CancelledError:
+                pass
+            self._ticker = None
+        if self._server is not None:
+            await self._server.stop(grace=None)
+            self._server = None
+
+    async def _tick(self, step_seconds: float) -> None:
+        """Real time: wake sleeps that are over; every ``step_seconds`` move running executions."""
+        next_step = time.monotonic() + step_seconds
+        while True:
+            await asyncio.sleep(min(_TICK_SECONDS, step_seconds))
+            try:
+                engine = self.engine
+                await asyncio.to_thread(engine.wake_due_sleeps)
+                if time.monotonic() >= next_step:
+                    next_step = max(next_step + step_seconds, time.monotonic())
+                    await asyncio.to_thread(engine.advance, 1)
+            except Exception:
+                log.exception("the emulator's real-time clock failed to move executions on")
+
+    # Executions ------------------------------------------------------------------------------
+
+    def define_workflow(self, name: str, steps: Sequence[str]) -> None:
+        """Declare a workflow and its step names (as SubmitBlueprint does). Raises ValueError."""
+        self.engine.define_workflow(name, list(steps) if not isinstance(steps, str) else steps)
+
+    def start_execution(
+        self,
+        workflow_name: str,
+        inputs: dict[str, Any] | None = None,
+        fail_at: str | int | None = None,
+        fail_times: int = 1,
+        error_kind: str = "step_error",
+        error_message: str = "boom",
+        sleep_at: str | int | None = None,
+        sleep_ms: int = 600_000,
+        approval_at: str | int | None = None,
+        approval_timeout_ms: int = 3_600_000,
+        *,
+        execution_id: str | None = None,
+    ) -> str:
+        """Start an execution, RUNNING at its first step; return its id.
+
+        ``fail_at`` / ``sleep_at`` / ``approval_at`` name a step (or its index) where, when that
+        step is advanced, the execution fails (for its first ``fail_times`` attempts), sleeps for
+        ``sleep_ms`` or waits for :meth:`approve`.
+
+        Raises:
+            ValueError: unknown workflow (with ``accept_any_workflow=False``), unknown step, taken id.
+            TypeError: inputs that are not a dict.
+        """
+        plan = {
+            "fail_at": fail_at,
+            "fail_times": fail_times,
+            "error_kind": error_kind,
+            "error_message": error_message,
+            "sleep_at": sleep_at,
+            "sleep_ms": sleep_ms,
+            "approval_at": approval_at,
+            "approval_timeout_ms": approval_timeout_ms,
+        }
+        return self.engine.start_execution(workflow_name, inputs, plan=plan, execution_id=execution_id)
+
+    def load_scenario(self, data: dict[str, Any]) -> list[str]:
+        """Seed workflows and executions from a scenario dict (see ``scenario``); return new ids."""
+        return scenario.seed(self.engine, data)
+
+    def advance(self, steps: int = 1, execution_id: str | None = None) -> None:
+        """Move every running execution (or only ``execution_id``) on by ``steps`` steps."""
+        self.engine.advance(steps, execution_id)
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the emulator's clock on by ``seconds``; sleeps that are over end."""
+        self.engine.advance_time(seconds)
+
+    def run_until_settled(self, execution_id: str | None = None) -> None:
+        """Advance until the execution (or all) completed, failed, sleeps or waits for approval."""
+        self.engine.run_until_settled(execution_id)
+
+    def approve(self, execution_id: str) -> None:
+        """Grant a pending approval. Raises ValueError when the execution is not waiting."""
+        self.engine.approve(execution_id)
+
+    def complete(self, execution_id: str) -> None:
+        """Force an execution to COMPLETED now. Raises ValueError for an unknown id."""
+        self.engine.complete(execution_id)
+
+    def corrupt(self, execution_id: str) -> None:
+        """Append an event that cannot follow the execution's state, so it cannot be rebuilt.
+
+        Core then answers FAILED with ``error.kind = "reconstruction_error"``.
+        """
+        self.engine.require(execution_id)
+        self.engine.append_raw_event(execution_id, "step_completed", {"index": 10_000})
+
+    # Faults ----------------------------------------------------------------------------------
+
+    def fail_next(
+        self, n: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, rpcs: Iterable[str] | str | None = None
+    ) -> None:
+        """Fail the next ``n`` calls (of the RPC names in ``rpcs``; default any) with ``code``."""
+        self._faults.fail_next(n, code, rpcs)
+
+    def set_failure_rate(
+        self,
+        rate: float,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        rpcs: Iterable[str] | str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Fail each call (of ``rpcs``) with probability ``rate`` (0 turns it off)."""
+        self._faults.set_failure_rate(rate, code, rpcs, seed)
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every call by ``seconds`` before handling it."""
+        self._faults.set_latency(seconds)
+
+    def hang(self, enabled: bool = True) -> None:
+        """Accept calls and never answer them (a half-open network); the client's deadline ends them."""
+        self._faults.hang(enabled)
+
+    def break_listing(self, enabled: bool = True) -> None:
+        """Make ListExecutions hit an internal error (Core then answers OK with an empty list)."""
+        self._list_broken = bool(enabled)
+
+    # Assertions ------------------------------------------------------------------------------
+
+    def resume_count(self, execution_id: str) -> int:
+        """How many times ResumeExecution answered "resumed" for the execution (0 if unknown)."""
+        projection = self.engine.get(execution_id)
+        return projection.resumes if projection is not None else 0
+
+    def call_counts(self) -> dict[str, int]:
+        """Calls received per RPC name (e.g. ``{"GetExecutionStatus": 3}``), failed ones included."""
+        return self._faults.call_counts()
+
+    def peers(self) -> set[str]:
+        """Distinct client connections seen (``context.peer()`` values)."""
+        return self._faults.peers()
+
+    def status(self, execution_id: str) -> models.ExecutionStatus:
+        """The execution as GetExecutionStatus would answer now, as a models.ExecutionStatus.
+
+        Raises:
+            ExecutionNotFoundError: no execution has this id.
+        """
+        engine = self.engine
+        projection = engine.get(execution_id)
+        if projection is None:
+            raise ExecutionNotFoundError(
+                f"Execution {execution_id} not found", core_address=self.address, execution_id=execution_id
+            )
+        now = engine.now()
+        return render.to_model(render.execution_status(projection, now), now)
+
+    def execution_ids(self, state: models.ExecutionState | str | None = None) -> list[str]:
+        """Ids of all executions in the order they started, or of those in ``state``."""
+        if state is None:
+            return self.engine.execution_ids()
+        wanted = models.ExecutionState.coerce(state, field_name="state")
+        phase = next((phase for phase in Phase if phase.value == wanted.value), None)
+        return self.engine.execution_ids(phase) if phase is not None else []
