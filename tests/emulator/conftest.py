@@ -1,0 +1,17 @@
+"""Raw gRPC stubs on the ``core`` emulator, for tests that pin the wire behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
+
+
+@pytest.fixture
+def stub(core) -> Iterator[pb_grpc.WorkerServiceStub]:
+    """A blocking WorkerServiceStub over an insecure channel to ``core``."""
+    with grpc.insecure_channel(core.address) as channel:
+        yield pb_grpc.WorkerServiceStub(channel)
