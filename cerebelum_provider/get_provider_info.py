@@ -1,0 +1,101 @@
+"""Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point.
+
+Airflow calls :func:`get_provider_info` for every installed provider when it lists providers,
+builds connection forms or resolves hooks, so this module imports nothing but the package
+version. The connection form is declared here (``conn-fields`` and ``ui-field-behaviour``, the
+Airflow 3.2+ form), so the UI never has to import the hook to draw it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cerebelum_provider import __version__
+
+_HOOK_CLASS = "cerebelum_provider.hooks.cerebelum.CerebelumHook"
+
+#: Fields kept in the connection's ``extra`` JSON; the hook reads exactly these keys.
+CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
+    "tls": {
+        "label": "Use TLS",
+        "description": "Connect over TLS (grpcs). Turned on by itself when a CA bundle or client certificate is set.",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
+    "ca_cert": {
+        "label": "CA bundle path",
+        "description": "PEM file with the CA certificates that signed Core's certificate (empty: system roots).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "client_cert": {
+        "label": "Client certificate path",
+        "description": "PEM client certificate for mutual TLS; needs the client key too.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "client_key": {
+        "label": "Client key path",
+        "description": "PEM private key of the client certificate, as a file path.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "server_name": {
+        "label": "TLS server name override",
+        "description": "Name to check Core's certificate against when it differs from the host.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Call timeout (seconds)",
+        "description": "Deadline of each call to Core, before retries.",
+        "schema": {"type": ["number", "null"], "default": 10, "minimum": 0.001},
+    },
+    "ui_url": {
+        "label": "Execution URL template",
+        "description": "Link shown on tasks, e.g. https://core.example/executions/{execution_id}",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description Airflow's ProvidersManager expects (provider_info schema)."""
+    return {
+        "package-name": "airflow-provider-cerebelum",
+        "name": "Cerebelum",
+        "description": "Wait on, start and resume Cerebelum Core workflow executions from Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Cerebelum Core",
+                "external-doc-url": "https://github.com/cerebelum-io/cerebelum-core",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Cerebelum Core", "python-modules": ["cerebelum_provider.hooks.cerebelum"]}
+        ],
+        "sensors": [
+            {"integration-name": "Cerebelum Core", "python-modules": ["cerebelum_provider.sensors.cerebelum"]}
+        ],
+        "operators": [
+            {"integration-name": "Cerebelum Core", "python-modules": ["cerebelum_provider.operators.cerebelum"]}
+        ],
+        "triggers": [
+            {"integration-name": "Cerebelum Core", "python-modules": ["cerebelum_provider.triggers.cerebelum"]}
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": _HOOK_CLASS,
+                "hook-name": "Cerebelum Core",
+                "connection-type": "cerebelum",
+                "conn-fields": CONNECTION_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "extra"],
+                    "relabeling": {"host": "Core host", "port": "Core port", "password": "Bearer token"},
+                    "placeholders": {
+                        "host": "core.example.com",
+                        "port": "9090",
+                        "password": "token sent as 'authorization: Bearer <token>' (optional)",
+                    },
+                },
+            }
+        ],
+        "extra-links": ["cerebelum_provider.links.cerebelum.CerebelumExecutionLink"],
+    }

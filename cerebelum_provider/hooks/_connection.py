@@ -1,0 +1,204 @@
+"""Turn an Airflow connection of type ``cerebelum`` into validated client settings.
+
+Pure Python (no grpc, no Airflow import): the hook hands it a connection object, tests and the
+operators can use it directly. Extras may come from the UI form (real JSON types), from a URI
+(``?tls=true&timeout=10``, every value a string) or with the legacy ``extra__cerebelum__``
+prefix; all three forms parse to the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Core's default gRPC port.
+DEFAULT_PORT = 9090
+#: Deadline of one call attempt, in seconds, when the connection sets none.
+DEFAULT_TIMEOUT = 10.0
+
+_EXTRA_PREFIX = "extra__cerebelum__"
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class CerebelumConnectionSettings:
+    """Everything needed to build a client for one Cerebelum connection.
+
+    ``token`` is excluded from ``repr()``.
+    """
+
+    host: str
+    port: int
+    token: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    server_name: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    ui_url: str | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as dialled (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def tls_key(self) -> tuple[Any, ...]:
+        """The TLS settings as a hashable tuple (part of the shared-client key)."""
+        return (self.tls, self.ca_cert, self.client_cert, self.client_key, self.server_name)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``ExecutionClient`` / ``SyncExecutionClient`` (besides ``retry``).
+
+        Imports the client's option classes, so call it only when a client is about to be built.
+        """
+        tls: Any = False
+        if self.tls:
+            from cerebelum_provider.client.config import TLSConfig
+
+            tls = TLSConfig(
+                ca_cert_path=self.ca_cert,
+                client_cert_path=self.client_cert,
+                client_key_path=self.client_key,
+                server_name_override=self.server_name,
+            )
+        return {"core_url": self.address, "tls": tls, "token": self.token, "timeout": self.timeout}
+
+
+def _extras(connection: Any) -> dict[str, Any]:
+    extra = connection.extra_dejson if getattr(connection, "extra", None) else {}
+    if not isinstance(extra, dict):
+        raise ValueError(f"connection {connection.conn_id!r}: extra must be a JSON object")
+    merged: dict[str, Any] = {}
+    for key, value in extra.items():
+        merged[key.removeprefix(_EXTRA_PREFIX)] = value
+    return merged
+
+
+def _text(extras: dict[str, Any], name: str, conn_id: str) -> str | None:
+    value = extras.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"connection {conn_id!r}: extra field {name!r} must be a string, got {value!r}")
+    return value.strip() or None
+
+
+def parse_bool(value: Any, *, field_name: str) -> bool:
+    """Read a boolean that may arrive as a bool, 0/1 or a word such as ``"true"``/``"false"``.
+
+    Raises:
+        ValueError: anything else, naming the field.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    raise ValueError(f"{field_name} must be true or false (or 1/0), got {value!r}")
+
+
+def _port(connection: Any) -> int:
+    raw = connection.port
+    if raw is None or raw == "":
+        return DEFAULT_PORT
+    try:
+        port = int(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"connection {connection.conn_id!r}: port must be a number, got {raw!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"connection {connection.conn_id!r}: port must be in 1..65535, got {port}")
+    return port
+
+
+def _timeout(extras: dict[str, Any], conn_id: str) -> float:
+    raw = extras.get("timeout")
+    if raw is None or raw == "":
+        return DEFAULT_TIMEOUT
+    try:
+        timeout = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        timeout = math.nan
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(
+            f"connection {conn_id!r}: extra field 'timeout' must be a number of seconds above 0, got {raw!r}"
+        )
+    return timeout
+
+
+def _readable_file(path: str | None, name: str, conn_id: str) -> None:
+    if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        raise ValueError(f"connection {conn_id!r}: extra field {name!r} names no readable file: {path!r}")
+
+
+def parse_connection(connection: Any) -> CerebelumConnectionSettings:
+    """Validate a ``cerebelum`` connection and return its settings.
+
+    Args:
+        connection: an Airflow ``Connection`` (anything with ``conn_id``, ``host``, ``port``,
+            ``password``, ``extra`` and ``extra_dejson``).
+
+    Returns:
+        The :class:`CerebelumConnectionSettings`.
+
+    Raises:
+        ValueError: naming the field: missing host, host carrying a scheme or path, port not a
+            number, timeout not above 0, TLS switched off while TLS files are given, a TLS file
+            that cannot be read, a client certificate without key (or the reverse), a ``ui_url``
+            that is not an http(s) URL.
+    """
+    conn_id = connection.conn_id
+    host = (connection.host or "").strip()
+    if not host:
+        raise ValueError(f"connection {conn_id!r}: host is missing; expected Core's host name or IP address")
+    if "://" in host or "/" in host or any(char.isspace() for char in host):
+        raise ValueError(
+            f"connection {conn_id!r}: host must be a bare host name, got {host!r} "
+            "(put the port in the port field and switch TLS on with the 'tls' extra)"
+        )
+    extras = _extras(connection)
+    ca_cert = _text(extras, "ca_cert", conn_id)
+    client_cert = _text(extras, "client_cert", conn_id)
+    client_key = _text(extras, "client_key", conn_id)
+    server_name = _text(extras, "server_name", conn_id)
+    tls_files_given = any(value is not None for value in (ca_cert, client_cert, client_key, server_name))
+    if extras.get("tls") is None:
+        # A CA bundle or client certificate only makes sense over TLS: never fall back to plaintext.
+        tls = tls_files_given
+    else:
+        tls = parse_bool(extras["tls"], field_name=f"connection {conn_id!r}: extra field 'tls'")
+        if not tls and tls_files_given:
+            raise ValueError(
+                f"connection {conn_id!r}: extra field 'tls' is false but TLS settings are given "
+                "(ca_cert, client_cert, client_key or server_name); set tls to true or remove them"
+            )
+    if (client_cert is None) != (client_key is None):
+        raise ValueError(
+            f"connection {conn_id!r}: mutual TLS needs both extra fields 'client_cert' and 'client_key', "
+            f"got client_cert={client_cert!r} and client_key={'set' if client_key else None!r}"
+        )
+    for name, path in (("ca_cert", ca_cert), ("client_cert", client_cert), ("client_key", client_key)):
+        _readable_file(path, name, conn_id)
+    ui_url = _text(extras, "ui_url", conn_id)
+    if ui_url is not None and not ui_url.lower().startswith(("http://", "https://")):
+        raise ValueError(
+            f"connection {conn_id!r}: extra field 'ui_url' must be an http(s) URL template such as "
+            f"'https://core.example/executions/{{execution_id}}', got {ui_url!r}"
+        )
+    return CerebelumConnectionSettings(
+        host=host,
+        port=_port(connection),
+        token=connection.password or None,
+        tls=tls,
+        ca_cert=ca_cert,
+        client_cert=client_cert,
+        client_key=client_key,
+        server_name=server_name,
+        timeout=_timeout(extras, conn_id),
+        ui_url=ui_url,
+    )

@@ -1,0 +1,169 @@
+"""``CerebelumHook``: the one place that knows how a Cerebelum connection becomes a client.
+
+Operators, sensors and triggers hold a connection id and ask this hook for a client. Importing
+this module imports no grpc, protobuf or tenacity: the client is imported inside the methods
+that build one, so DAG files pay nothing for it at parse time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from cerebelum_provider.hooks._connection import CerebelumConnectionSettings, parse_connection
+from cerebelum_provider.hooks._shared_clients import shared_client, token_fingerprint
+
+if TYPE_CHECKING:
+    from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient
+
+
+class CerebelumHook(BaseHook):
+    """Build clients for Cerebelum Core from an Airflow connection of type ``cerebelum``.
+
+    The connection holds the host, the port (default 9090), the bearer token in the password
+    field and, in ``extra``, ``tls``, ``ca_cert``, ``client_cert``, ``client_key``,
+    ``server_name``, ``timeout`` (seconds) and ``ui_url``. URI form::
+
+        cerebelum://:TOKEN@core.example.com:9090?tls=true&ca_cert=/etc/ssl/core-ca.pem&timeout=10
+
+    Args:
+        cerebelum_conn_id: the Airflow connection id.
+        retry: the client's retry budget for transient errors; None means the client default.
+    """
+
+    conn_name_attr = "cerebelum_conn_id"
+    default_conn_name = "cerebelum_default"
+    conn_type = "cerebelum"
+    hook_name = "Cerebelum Core"
+
+    def __init__(
+        self,
+        cerebelum_conn_id: str = default_conn_name,
+        *,
+        retry: RetryConfig | None = None,
+        logger_name: str | None = None,
+    ) -> None:
+        super().__init__(logger_name=logger_name)
+        if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
+            raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
+        self.cerebelum_conn_id = cerebelum_conn_id
+        self.retry = retry
+        self._settings: CerebelumConnectionSettings | None = None
+
+    def __repr__(self) -> str:
+        return f"CerebelumHook(cerebelum_conn_id={self.cerebelum_conn_id!r})"
+
+    # Connection -----------------------------------------------------------------------------
+
+    def get_settings(self) -> CerebelumConnectionSettings:
+        """The connection's validated settings (looked up once per hook, blocking).
+
+        Raises:
+            airflow.sdk.exceptions.AirflowNotFoundException (via Airflow): no such connection.
+            ValueError: the connection is invalid; the message names the field.
+        """
+        if self._settings is None:
+            self._settings = parse_connection(self.get_connection(self.cerebelum_conn_id))
+        return self._settings
+
+    async def aget_settings(self) -> CerebelumConnectionSettings:
+        """Like :meth:`get_settings`, with Airflow's async connection lookup (for triggers)."""
+        if self._settings is None:
+            self._settings = parse_connection(await self.aget_connection(self.cerebelum_conn_id))
+        return self._settings
+
+    def get_conn(self) -> SyncExecutionClient:
+        """Same as :meth:`get_client` (Airflow's generic hook entry point)."""
+        return self.get_client()
+
+    # Clients --------------------------------------------------------------------------------
+
+    def get_client(self) -> SyncExecutionClient:
+        """A new blocking client for this connection; the caller closes it (``with`` works).
+
+        Raises:
+            ValueError: the connection is invalid (see :meth:`get_settings`).
+        """
+        from cerebelum_provider.client import SyncExecutionClient
+
+        return SyncExecutionClient(**self.get_settings().client_kwargs(), retry=self.retry)
+
+    async def get_async_client(self) -> ExecutionClient:
+        """The asyncio client shared by every caller in this event loop with the same settings.
+
+        One channel (one HTTP/2 connection) per event loop, Core address, TLS settings, token,
+        timeout and retry budget, however many triggers ask. The caller must NOT close it; it is
+        closed when the event loop shuts down.
+
+        Raises:
+            ValueError: the connection is invalid (see :meth:`get_settings`).
+        """
+        settings = await self.aget_settings()
+        key = (
+            settings.address,
+            settings.tls_key(),
+            token_fingerprint(settings.token),
+            settings.timeout,
+            self.retry,
+        )
+        return shared_client(key, lambda: self._build_async_client(settings))
+
+    def _build_async_client(self, settings: CerebelumConnectionSettings) -> ExecutionClient:
+        from cerebelum_provider.client import ExecutionClient
+
+        return ExecutionClient(**settings.client_kwargs(), retry=self.retry)
+
+    # UI helpers -----------------------------------------------------------------------------
+
+    def execution_url(self, execution_id: str) -> str | None:
+        """The connection's ``ui_url`` template filled with ``execution_id``; None when unset.
+
+        Raises:
+            ValueError: the template has placeholders other than ``{execution_id}``.
+        """
+        template = self.get_settings().ui_url
+        if not template:
+            return None
+        try:
+            return template.format(execution_id=execution_id)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"connection {self.cerebelum_conn_id!r}: extra field 'ui_url' may only use the "
+                f"placeholder {{execution_id}}, got {template!r} ({error!r})"
+            ) from None
+
+    def test_connection(self) -> tuple[bool, str]:
+        """List one execution to prove Core answers: ``(True, "Connected to ...")`` or ``(False, reason)``.
+
+        Never raises; the reason names the address and never contains the token.
+        """
+        from cerebelum_provider.client import RetryConfig, SyncExecutionClient
+        from cerebelum_provider.exceptions import CerebelumError
+
+        try:
+            settings = self.get_settings()
+        except Exception as error:
+            return False, f"Invalid Cerebelum connection: {error}"
+        try:
+            # One attempt: the UI's "Test" button should answer quickly, not wait out a retry budget.
+            with SyncExecutionClient(**settings.client_kwargs(), retry=RetryConfig(max_attempts=1)) as client:
+                _, total_count, _ = client.list_executions(limit=1)
+        except CerebelumError as error:
+            return False, f"Cerebelum Core at {settings.address} did not answer: {type(error).__name__}: {error}"
+        except Exception as error:
+            return False, f"Could not reach Cerebelum Core at {settings.address}: {type(error).__name__}: {error}"
+        return True, f"Connected to Cerebelum Core at {settings.address} ({total_count} executions)"
+
+    @classmethod
+    def describe_settings(cls, settings: CerebelumConnectionSettings) -> dict[str, Any]:
+        """The settings as a dict safe to log: the token is replaced by whether one is set."""
+        return {
+            "address": settings.address,
+            "tls": settings.tls,
+            "ca_cert": settings.ca_cert,
+            "client_cert": settings.client_cert,
+            "server_name": settings.server_name,
+            "timeout": settings.timeout,
+            "token": "***" if settings.token else None,
+        }

@@ -1,0 +1,299 @@
+"""``CerebelumExecutionTrigger``: wait in the triggerer until an execution reaches a final state.
+
+Thousands of these run in one triggerer event loop, so the trigger never blocks the loop, polls
+through the one client the hook shares per loop (one HTTP/2 connection), and sleeps through an
+execution's SLEEPING phase instead of polling it every interval. It yields exactly one event.
+
+Event payload (``TriggerEvent.payload``), JSON-safe::
+
+    {
+        "status": "success" | "failure" | "error" | "timeout",
+        "execution_id": str,
+        "state": "EXECUTION_COMPLETED" | ... | None,   # last state seen; None if never read
+        "message": str,                                  # one line for logs and errors
+        "execution": ExecutionStatus.to_dict() | None,   # last status seen
+        "error_type": str | None,                        # for "error": the CerebelumError class name,
+                                                         #   or "InvalidConnection"
+        "core_address": str | None,                      # host:port asked, when known
+    }
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
+from cerebelum_provider.models import ExecutionState, ExecutionStatus
+
+DEFAULT_SUCCESS_STATES = (ExecutionState.COMPLETED.value,)
+DEFAULT_FAILURE_STATES = (ExecutionState.FAILED.value,)
+#: The first wait after a transient failure is min(poll_interval, this); it doubles each time.
+UNAVAILABLE_FIRST_BACKOFF = 1.0
+#: The wait between attempts while Core is unreachable never exceeds max(poll_interval, this).
+UNAVAILABLE_MAX_BACKOFF = 30.0
+
+
+def coerce_states(states: Iterable[ExecutionState | str] | ExecutionState | str, field_name: str) -> tuple[str, ...]:
+    """Turn states given as enums, names or values into a tuple of wire names (``EXECUTION_...``).
+
+    Raises:
+        TypeError: not an iterable of states.
+        ValueError: empty, or an item names no state.
+    """
+    if isinstance(states, (str, ExecutionState)):
+        states = (states,)
+    try:
+        items = list(states)
+    except TypeError:
+        raise TypeError(f"{field_name} must be a list of execution states, got {states!r}") from None
+    if not items:
+        raise ValueError(f"{field_name} must name at least one execution state")
+    coerced = [ExecutionState.coerce(item, field_name=field_name).value for item in items]
+    return tuple(dict.fromkeys(coerced))
+
+
+def check_disjoint_states(success_states: tuple[str, ...], failure_states: tuple[str, ...]) -> None:
+    """Raise ValueError naming the states that are both success and failure states."""
+    overlap = sorted(set(success_states) & set(failure_states))
+    if overlap:
+        raise ValueError(
+            f"success_states {list(success_states)} and failure_states {list(failure_states)} overlap on "
+            f"{overlap}; a state can only be one of them"
+        )
+
+
+def _positive_seconds(value: Any, field_name: str, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{field_name} must be a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
+def _check_execution_id(execution_id: Any) -> str:
+    if not isinstance(execution_id, str):
+        raise TypeError(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r}")
+    if not execution_id.strip():
+        raise ValueError(f"execution_id must not be empty, got {execution_id!r}")
+    return execution_id
+
+
+class CerebelumExecutionTrigger(BaseTrigger):
+    """Fire once when a Cerebelum execution reaches a success or failure state, or the deadline.
+
+    Args:
+        execution_id: the execution to watch.
+        cerebelum_conn_id: the Airflow connection to Core (only its id is serialized).
+        poll_interval: seconds between status queries while the execution moves.
+        success_states: states that end the wait with ``"success"`` (enum, name or value).
+        failure_states: states that end the wait with ``"failure"``; disjoint from success_states.
+        end_time: absolute deadline (epoch seconds); when passed with the execution still not
+            final, the event is ``"timeout"``. Absolute, so a restarted trigger keeps it.
+            None waits without limit.
+        max_sleep_wait: longest single wait, in seconds, while the execution sleeps.
+        unavailable_timeout: how long, in seconds, Core may stay unreachable (consecutive
+            transient failures) before the event is ``"error"``; None means until ``end_time``.
+
+    Raises:
+        TypeError, ValueError: an argument is invalid (checked here, before anything runs).
+    """
+
+    def __init__(
+        self,
+        execution_id: str,
+        cerebelum_conn_id: str = "cerebelum_default",
+        poll_interval: float = 10.0,
+        success_states: Iterable[ExecutionState | str] = DEFAULT_SUCCESS_STATES,
+        failure_states: Iterable[ExecutionState | str] = DEFAULT_FAILURE_STATES,
+        end_time: float | None = None,
+        max_sleep_wait: float = 300.0,
+        unavailable_timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.execution_id = _check_execution_id(execution_id)
+        if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
+            raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
+        self.cerebelum_conn_id = cerebelum_conn_id
+        self.poll_interval = _positive_seconds(poll_interval, "poll_interval")
+        self.success_states = coerce_states(success_states, "success_states")
+        self.failure_states = coerce_states(failure_states, "failure_states")
+        check_disjoint_states(self.success_states, self.failure_states)
+        if end_time is not None and (
+            isinstance(end_time, bool) or not isinstance(end_time, (int, float)) or not math.isfinite(end_time)
+        ):
+            raise ValueError(f"end_time must be epoch seconds (a number) or None, got {end_time!r}")
+        self.end_time = float(end_time) if end_time is not None else None
+        self.max_sleep_wait = _positive_seconds(max_sleep_wait, "max_sleep_wait")
+        self.unavailable_timeout = _positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"CerebelumExecutionTrigger(execution_id={self.execution_id!r}, "
+            f"cerebelum_conn_id={self.cerebelum_conn_id!r}, poll_interval={self.poll_interval})"
+        )
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and exactly the ``__init__`` arguments; holds no secret."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "execution_id": self.execution_id,
+                "cerebelum_conn_id": self.cerebelum_conn_id,
+                "poll_interval": self.poll_interval,
+                "success_states": list(self.success_states),
+                "failure_states": list(self.failure_states),
+                "end_time": self.end_time,
+                "max_sleep_wait": self.max_sleep_wait,
+                "unavailable_timeout": self.unavailable_timeout,
+            },
+        )
+
+    # Seams for tests that drive a virtual clock; production uses the real ones.
+    @staticmethod
+    def _now() -> float:
+        return time.time()
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll Core until the execution is final or the deadline passes; yield one event."""
+        from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+        hook = CerebelumHook(self.cerebelum_conn_id)
+        try:
+            client = await hook.get_async_client()
+        except ValueError as error:
+            yield self._event("error", f"Invalid Cerebelum connection: {error}", error_type="InvalidConnection")
+            return
+        except Exception as error:  # the connection lookup failed (missing connection, secrets backend)
+            message = f"Cannot read connection {self.cerebelum_conn_id!r}: {type(error).__name__}: {error}"
+            yield self._event("error", message, error_type="InvalidConnection")
+            return
+        address = client.address
+        last: ExecutionStatus | None = None
+        unavailable_since: float | None = None
+        failures = 0
+        while True:
+            try:
+                status = await client.get_execution_status(self.execution_id)
+            except CerebelumTLSError as error:
+                # A certificate that failed the handshake fails it again: no retry.
+                message = f"TLS handshake with Cerebelum Core at {address} failed: {error}"
+                yield self._event("error", message, last, error=error, address=address)
+                return
+            except CoreUnavailableError as error:
+                now = self._now()
+                unavailable_since = unavailable_since if unavailable_since is not None else now
+                failures += 1
+                give_up_at = self._unavailable_deadline(unavailable_since)
+                if give_up_at is not None and now >= give_up_at:
+                    message = (
+                        f"Cerebelum Core at {address} unreachable for {now - unavailable_since:.0f}s "
+                        f"({failures} attempts) while waiting for execution {self.execution_id}: {error}"
+                    )
+                    yield self._event("error", message, last, error=error, address=address)
+                    return
+                backoff = min(
+                    min(self.poll_interval, UNAVAILABLE_FIRST_BACKOFF) * 2 ** (failures - 1),
+                    max(self.poll_interval, UNAVAILABLE_MAX_BACKOFF),
+                )
+                self.log.warning(
+                    "Cerebelum Core at %s unreachable (%s), attempt %d; next try in %.1fs",
+                    address, error, failures, backoff,
+                )
+                await self._sleep(self._cap(backoff, give_up_at))
+                continue
+            except CerebelumError as error:
+                # Not found, auth refused, any other RPC error: asking again would get the same answer.
+                where = "" if address in str(error) else f" at {address}"
+                message = f"Cannot watch Cerebelum execution {self.execution_id}{where}: {error}"
+                yield self._event("error", message, last, error=error, address=address)
+                return
+            unavailable_since, failures = None, 0
+            if last is None or last.status != status.status:
+                self.log.info("%s", status.describe_progress())
+            last = status
+            state = status.status.value
+            if state in self.success_states:
+                yield self._event("success", f"Execution {self.execution_id} reached {state}", status, address=address)
+                return
+            if state in self.failure_states:
+                yield self._event("failure", _failure_message(status), status, address=address)
+                return
+            now = self._now()
+            if self.end_time is not None and now >= self.end_time:
+                message = (
+                    f"Timed out waiting for Cerebelum execution {self.execution_id}: still {state} "
+                    f"({status.describe_progress()})"
+                )
+                yield self._event("timeout", message, status, address=address)
+                return
+            await self._sleep(self._cap(self._next_poll_delay(status), self.end_time))
+
+    def _next_poll_delay(self, status: ExecutionStatus) -> float:
+        """Seconds until the next query: the poll interval, or close to the wake-up of a sleep.
+
+        While the execution sleeps for longer than one interval, wait until just before it wakes
+        (at most ``max_sleep_wait``): the query then still finds it asleep with less than one
+        interval left, and the next regular poll sees it awake within one interval of waking.
+        """
+        sleep_info = status.sleep_info
+        if status.status is not ExecutionState.SLEEPING or sleep_info is None:
+            return self.poll_interval
+        remaining = sleep_info.remaining_ms / 1000.0
+        if remaining <= self.poll_interval:
+            return self.poll_interval
+        margin = self.poll_interval / 2
+        return min(max(remaining - margin, self.poll_interval), self.max_sleep_wait)
+
+    def _unavailable_deadline(self, unavailable_since: float) -> float | None:
+        deadlines = [self.end_time]
+        if self.unavailable_timeout is not None:
+            deadlines.append(unavailable_since + self.unavailable_timeout)
+        present = [deadline for deadline in deadlines if deadline is not None]
+        return min(present) if present else None
+
+    def _cap(self, delay: float, deadline: float | None) -> float:
+        """``delay``, shortened so the wait ends at ``deadline`` (never negative)."""
+        if deadline is None:
+            return delay
+        return max(0.0, min(delay, deadline - self._now()))
+
+    def _event(
+        self,
+        status: str,
+        message: str,
+        execution: ExecutionStatus | None = None,
+        *,
+        error: BaseException | None = None,
+        error_type: str | None = None,
+        address: str | None = None,
+    ) -> TriggerEvent:
+        if status == "error":
+            self.log.error("%s", message)
+        payload = {
+            "status": status,
+            "execution_id": self.execution_id,
+            "state": execution.status.value if execution is not None else None,
+            "message": message,
+            "execution": execution.to_dict() if execution is not None else None,
+            "error_type": error_type or (type(error).__name__ if error is not None else None),
+            "core_address": address,
+        }
+        return TriggerEvent(payload)
+
+
+def _failure_message(status: ExecutionStatus) -> str:
+    """``Execution X (wf) ended in EXECUTION_FAILED: kind: message`` with Core's error when given."""
+    text = f"Cerebelum execution {status.execution_id} ({status.workflow_name}) ended in {status.status.value}"
+    if status.error:
+        text += f": {status.error.get('kind') or 'error'}: {status.error.get('message') or ''}".rstrip()
+    return text
