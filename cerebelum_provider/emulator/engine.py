@@ -11,12 +11,13 @@ An execution moves one step per :meth:`Engine.advance`: the step at ``current_in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from cerebelum_provider.emulator import events as ev
@@ -40,6 +41,11 @@ class Engine:
         # Execution ids in order of last activity (oldest first), overall and per state.
         self._by_activity: OrderedDict[str, None] = OrderedDict()
         self._by_phase: dict[Phase, OrderedDict[str, None]] = {phase: OrderedDict() for phase in Phase}
+        # The same per workflow name, and per (workflow name, state), so filtered pages stay cheap.
+        self._by_workflow: dict[str, OrderedDict[str, None]] = {}
+        self._by_workflow_phase: dict[tuple[str, Phase], OrderedDict[str, None]] = {}
+        self._unwritten: list[Event] = []
+        self._batch_depth = 0
         self._clock_offset = 0.0
         self._error_handles = itertools.count(1)
         origin = store.get_meta(_CLOCK_ORIGIN)
@@ -49,6 +55,7 @@ class Engine:
         self._clock_origin = float(origin)
         for event in store.replay():
             self._fold(event)
+        self._last_seq = store.last_seq()
 
     # The clock -------------------------------------------------------------------------------
 
@@ -273,15 +280,15 @@ class Engine:
     ) -> tuple[list[Projection], int]:
         """A page of executions, most recent activity first, and the count of all matches."""
         with self._lock:
-            ids: Iterable[str] = reversed(self._by_activity if phase is None else self._by_phase[phase])
+            index: OrderedDict[str, None]
             if workflow_name is None:
-                total = len(self._by_activity) if phase is None else len(self._by_phase[phase])
-                page = [self._projections[eid] for eid in itertools.islice(ids, offset, offset + limit)]
-                return page, total
-            matches = [
-                self._projections[eid] for eid in ids if self._projections[eid].workflow_name == workflow_name
-            ]
-            return matches[offset : offset + limit], len(matches)
+                index = self._by_activity if phase is None else self._by_phase[phase]
+            elif phase is None:
+                index = self._by_workflow.get(workflow_name, OrderedDict())
+            else:
+                index = self._by_workflow_phase.get((workflow_name, phase), OrderedDict())
+            ids: Iterable[str] = itertools.islice(reversed(index), offset, offset + limit)
+            return [self._projections[eid] for eid in ids], len(index)
 
     def execution_ids(self, phase: Phase | None = None) -> list[str]:
         """Ids in the order they started (or, with a phase, of executions in that state)."""
@@ -333,8 +340,33 @@ class Engine:
             pending.append((execution_id, ev.STEP_STARTED, now, {"index": index + 1}))
         return pending
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Write the events of everything done inside in one transaction at the end (for seeding).
+
+        Nothing done inside is acknowledged to a client before the block ends, so nothing
+        acknowledged can be lost; outside a batch every change is committed before it returns.
+        """
+        with self._lock:
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+                if self._batch_depth == 0 and self._unwritten:
+                    unwritten, self._unwritten = self._unwritten, []
+                    self.store.append(unwritten)
+
     def _emit(self, pending: list[tuple[str | None, str, float, dict]]) -> None:
-        for event in self.store.append(pending):
+        events = []
+        for execution_id, event_type, at, data in pending:
+            self._last_seq += 1
+            events.append(Event(self._last_seq, execution_id, event_type, at, data))
+        if self._batch_depth:
+            self._unwritten.extend(events)
+        else:
+            self.store.append(events)
+        for event in events:
             self._fold(event)
 
     def _fold(self, event: Event) -> None:
@@ -348,11 +380,18 @@ class Engine:
         before = self._projections.get(execution_id)
         after = ev.apply_or_mark(before, event)
         self._projections[execution_id] = after
+        workflow = after.workflow_name
         if before is not None:
             self._by_phase[before.phase].pop(execution_id, None)
-        self._by_phase[after.phase][execution_id] = None
-        self._by_activity[execution_id] = None
-        self._by_activity.move_to_end(execution_id)
+            self._by_workflow_phase[(before.workflow_name, before.phase)].pop(execution_id, None)
+        for index in (
+            self._by_activity,
+            self._by_phase[after.phase],
+            self._by_workflow.setdefault(workflow, OrderedDict()),
+            self._by_workflow_phase.setdefault((workflow, after.phase), OrderedDict()),
+        ):
+            index[execution_id] = None
+            index.move_to_end(execution_id)
 
 
 def _output(projection: Projection, index: int) -> dict[str, Any]:

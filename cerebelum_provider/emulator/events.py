@@ -9,7 +9,6 @@ module has side effects, so a projection depends on nothing but the events.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict, stored in the ``execution_started`` event."""
-        return dataclasses.asdict(self)
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -145,7 +144,7 @@ def apply(state: Projection | None, event: Event) -> Projection:
         ReconstructionError: the event cannot follow ``state``; the caller records the message.
     """
     if state is not None and state.reconstruction_error is not None:
-        return dataclasses.replace(state, last_seq=event.seq)
+        return _replace(state, last_seq=event.seq)
     if event.type == EXECUTION_STARTED:
         if state is not None:
             raise ReconstructionError(f"execution {event.execution_id} started twice (event {event.seq})")
@@ -164,7 +163,7 @@ def apply(state: Projection | None, event: Event) -> Projection:
     handler = _HANDLERS.get(event.type)
     if handler is None:
         raise ReconstructionError(f"unknown event type {event.type!r} (event {event.seq})")
-    return dataclasses.replace(handler(state, event), last_seq=event.seq)
+    return _replace(handler(state, event), last_seq=event.seq)
 
 
 def fold(events: list[Event]) -> Projection | None:
@@ -189,7 +188,15 @@ def apply_or_mark(state: Projection | None, event: Event) -> Projection:
                 started_at=event.at,
                 plan=Plan(),
             )
-        return dataclasses.replace(state, reconstruction_error=str(error), last_seq=event.seq)
+        return _replace(state, reconstruction_error=str(error), last_seq=event.seq)
+
+
+def _replace(state: Projection, **changes: Any) -> Projection:
+    """``dataclasses.replace`` without its per-call introspection (this runs for every event)."""
+    new = object.__new__(Projection)
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 def _step_index(state: Projection, event: Event) -> int:
@@ -219,20 +226,20 @@ def _step_started(state: Projection, event: Event) -> Projection:
 def _step_completed(state: Projection, event: Event) -> Projection:
     index = _expect_current(state, event)
     outputs = {**state.step_outputs, state.steps[index]: event.data.get("output") or {}}
-    return dataclasses.replace(
+    return _replace(
         state, current_index=index + 1, step_outputs=outputs, sleep=None, approval=None
     )
 
 
 def _step_failed(state: Projection, event: Event) -> Projection:
     _expect_current(state, event)
-    return dataclasses.replace(state, failures=state.failures + 1)
+    return _replace(state, failures=state.failures + 1)
 
 
 def _sleep_started(state: Projection, event: Event) -> Projection:
     index = _expect_current(state, event)
     sleep = Sleep(duration_ms=event.data["duration_ms"], started_at=event.at, data=event.data.get("data") or {})
-    return dataclasses.replace(state, sleep=sleep, slept_at=state.slept_at | {index})
+    return _replace(state, sleep=sleep, slept_at=state.slept_at | {index})
 
 
 def _approval_requested(state: Projection, event: Event) -> Projection:
@@ -243,7 +250,7 @@ def _approval_requested(state: Projection, event: Event) -> Projection:
         timeout_ms=event.data["timeout_ms"],
         requested_at=event.at,
     )
-    return dataclasses.replace(state, approval=approval, approved_at=state.approved_at | {index})
+    return _replace(state, approval=approval, approved_at=state.approved_at | {index})
 
 
 def _approval_granted(state: Projection, event: Event) -> Projection:
@@ -254,7 +261,7 @@ def _approval_granted(state: Projection, event: Event) -> Projection:
 
 
 def _execution_completed(state: Projection, event: Event) -> Projection:
-    return dataclasses.replace(
+    return _replace(
         state,
         finished=True,
         completed_at=event.at,
@@ -267,13 +274,13 @@ def _execution_completed(state: Projection, event: Event) -> Projection:
 
 def _execution_failed(state: Projection, event: Event) -> Projection:
     error = (str(event.data.get("kind", "")), str(event.data.get("message", "")))
-    return dataclasses.replace(state, error=error, sleep=None, approval=None)
+    return _replace(state, error=error, sleep=None, approval=None)
 
 
 def _execution_resumed(state: Projection, event: Event) -> Projection:
     if state.error is None:
         raise ReconstructionError(f"event {event.seq} resumes an execution that had not failed")
-    return dataclasses.replace(state, error=None, resumes=state.resumes + 1)
+    return _replace(state, error=None, resumes=state.resumes + 1)
 
 
 _HANDLERS = {

@@ -104,8 +104,9 @@ def seed(engine: Engine, scenario: dict[str, Any]) -> list[str]:
         if engine.defined_timeline(name) != tuple(steps):
             engine.define_workflow(name, steps)
     started: list[str] = []
-    for number, spec in enumerate(scenario.get("executions") or []):
-        started.extend(_seed_execution(engine, number, spec))
+    with engine.batch():
+        for number, spec in enumerate(scenario.get("executions") or []):
+            started.extend(_seed_execution(engine, number, spec))
     return started
 
 

@@ -42,24 +42,27 @@ class EventStore:
             self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.executescript(_SCHEMA)
 
-    def append(self, pending: list[tuple[str | None, str, float, dict]]) -> list[Event]:
-        """Write ``(execution_id, type, at, data)`` tuples in one transaction; return them as events."""
+    def append(self, events: list[Event]) -> None:
+        """Write events (their ``seq`` already assigned, increasing) in one committed transaction."""
+        rows = [
+            (event.seq, event.execution_id, event.type, event.at, json.dumps(event.data, sort_keys=True))
+            for event in events
+        ]
         with self._lock:
             cursor = self._connection.cursor()
             cursor.execute("BEGIN IMMEDIATE")
             try:
-                events = []
-                for execution_id, event_type, at, data in pending:
-                    cursor.execute(
-                        "INSERT INTO events (execution_id, type, at, data) VALUES (?, ?, ?, ?)",
-                        (execution_id, event_type, at, json.dumps(data, sort_keys=True)),
-                    )
-                    events.append(Event(cursor.lastrowid, execution_id, event_type, at, data))
+                cursor.executemany("INSERT INTO events (seq, execution_id, type, at, data) VALUES (?, ?, ?, ?, ?)", rows)
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
-        return events
+
+    def last_seq(self) -> int:
+        """The highest ``seq`` in the log (0 when empty)."""
+        with self._lock:
+            row = self._connection.execute("SELECT MAX(seq) FROM events").fetchone()
+        return row[0] or 0
 
     def replay(self) -> Iterator[Event]:
         """Every event in log order."""
