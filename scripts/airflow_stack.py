@@ -1,0 +1,576 @@
+"""Start a real Airflow (and a Cerebelum Core emulator) as separate processes, drive it over REST.
+
+Used by ``scripts/demo.py`` and by the end-to-end tests. Everything here runs other programs:
+the emulator CLI, ``airflow db migrate``, and the four Airflow services (scheduler,
+dag-processor, triggerer, api-server), each in its own process group with its output in a log
+file, so that :meth:`AirflowStack.stop` can end every process it started and nothing else.
+
+Typical use::
+
+    with EmulatorProcess(db_path=work / "core.sqlite", demo=True) as core, AirflowStack(
+        home=work / "airflow", dags_folder=REPO / "example_dags",
+        connections={"cerebelum_default": f"cerebelum://{core.address}"},
+    ) as airflow:
+        run_id = airflow.trigger_dag("example_cerebelum_wait", conf={"execution_id": "..."})
+        final = airflow.wait_for_run("example_cerebelum_wait", run_id, on_change=print)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+AIRFLOW_BIN = str(VENV_BIN / "airflow")
+EMULATOR_BIN = str(VENV_BIN / "cerebelum-emulator")
+
+#: The four long-running Airflow services; each gets its own process.
+AIRFLOW_SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server")
+#: Task instance states after which Airflow will not move a task on by itself.
+FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+FINISHED_RUN_STATES = frozenset({"success", "failed"})
+
+#: Where migrated metadata databases are kept, one per Airflow version (an ignored folder).
+DB_TEMPLATE_DIR = REPO / ".airflow" / "db-templates"
+
+_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+
+
+class StackError(RuntimeError):
+    """A process did not start, did not become healthy in time, or the REST API refused a call."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A port that refuses connections (bound then released; nothing listens on it)."""
+    return free_port()
+
+
+def airflow_version() -> str:
+    """The installed apache-airflow version, read without importing Airflow."""
+    from importlib.metadata import version
+
+    return version("apache-airflow")
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own process group, with stdout and stderr in one log file."""
+
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
+        if self.popen.poll() is not None:
+            self.signal_group(signal.SIGKILL)  # children it left behind, if any
+            return
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal_group(signal.SIGKILL)
+        self.popen.wait(timeout=grace)
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)  # the group id is the child's pid (start_new_session)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_all(processes: Iterable[ManagedProcess], grace: float = 10.0) -> None:
+    """Stop several processes at once: SIGTERM to all, then wait, then SIGKILL what is left."""
+    processes = list(processes)
+    for process in processes:
+        if process.alive():
+            process.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.stop(grace=max(0.1, deadline - time.monotonic()))
+
+
+def spawn(name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path = REPO) -> ManagedProcess:
+    """Start ``argv`` in a new session (its own process group), output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return ManagedProcess(name, popen, log_path)
+
+
+class EmulatorProcess:
+    """The Core emulator CLI as a subprocess on a free port.
+
+    ``address`` is read from the line it prints when it listens. Use as a context manager or
+    call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        *,
+        db_path: Path,
+        log_path: Path | None = None,
+        demo: bool = False,
+        step_seconds: float | None = None,
+        extra_args: Iterable[str] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.log_path = Path(log_path) if log_path else self.db_path.with_suffix(".log")
+        self.demo = demo
+        self.step_seconds = step_seconds
+        self.extra_args = list(extra_args)
+        self.startup_timeout = startup_timeout
+        self.address: str = ""
+        self._process: ManagedProcess | None = None
+
+    def argv(self) -> list[str]:
+        argv = [EMULATOR_BIN, "serve", "--port", "0", "--host", "127.0.0.1", "--db", str(self.db_path)]
+        if self.demo:
+            argv.append("--demo")
+        if self.step_seconds is not None:
+            argv += ["--step-seconds", str(self.step_seconds)]
+        return argv + self.extra_args
+
+    def start(self) -> EmulatorProcess:
+        """Start the emulator and wait until it prints its address.
+
+        Raises:
+            StackError: it exited or printed no address within ``startup_timeout``.
+        """
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.write_bytes(b"")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._process = spawn("emulator", self.argv(), env=env, log_path=self.log_path)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            match = _LISTENING.search(self.log_path.read_text(errors="replace"))
+            if match:
+                self.address = f"{match.group(1)}:{match.group(2)}"
+                return self
+            if not self._process.alive():
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise StackError(f"the Core emulator did not start; its log:\n{_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class TaskStateChange:
+    """One task instance seen in a new state by :meth:`AirflowStack.wait_for_run`."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    previous: str | None
+    state: str | None
+    elapsed: float
+
+    def describe(self) -> str:
+        task = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+        return f"{self.elapsed:6.1f}s  {self.dag_id}.{task}: {self.previous or '-'} -> {self.state or 'none'}"
+
+
+@dataclass
+class RunResult:
+    """How a DAG run ended and every state each of its task instances went through."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "success"
+
+
+def airflow_env(
+    home: Path,
+    *,
+    dags_folder: Path,
+    api_port: int,
+    connections: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment every Airflow process of one stack shares.
+
+    SQLite metadata database and LocalExecutor; SimpleAuthManager with every caller an admin,
+    so that the REST API and the UI work without a login; short scheduler and parser intervals
+    so that a DAG file is picked up and a run scheduled within seconds on a small machine.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIRFLOW__") and not key.startswith("AIRFLOW_CONN_")
+    }
+    base_url = f"http://127.0.0.1:{api_port}"
+    secrets_file = home / "stack-secrets.json"
+    if secrets_file.exists():
+        stack_secrets = json.loads(secrets_file.read_text())
+    else:
+        # One JWT secret for every process of the stack: the api-server signs the tokens that the
+        # scheduler hands to task processes, and they must verify everywhere.
+        stack_secrets = {"jwt_secret": secrets.token_urlsafe(64), "api_secret": secrets.token_urlsafe(32)}
+        secrets_file.write_text(json.dumps(stack_secrets))
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": stack_secrets["api_secret"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets["jwt_secret"],
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            "NO_COLOR": "1",
+        }
+    )
+    for conn_id, uri in (connections or {}).items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
+    env.update(extra or {})
+    return env
+
+
+class AirflowStack:
+    """A real Airflow: scheduler, dag-processor, triggerer and api-server as separate processes.
+
+    ``home`` becomes ``AIRFLOW_HOME`` (SQLite metadata database and logs inside it; it is
+    created when missing and reused when present, so a second start skips nothing but the
+    migration work already done). ``connections`` maps connection ids to URIs, passed to every
+    process as ``AIRFLOW_CONN_<ID>`` environment variables.
+    """
+
+    def __init__(
+        self,
+        *,
+        home: Path,
+        dags_folder: Path,
+        connections: dict[str, str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        api_port: int | None = None,
+        startup_timeout: float = 180.0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.home = Path(home)
+        self.dags_folder = Path(dags_folder)
+        self.connections = dict(connections or {})
+        self.extra_env = dict(extra_env or {})
+        self.api_port = api_port or free_port()
+        self.startup_timeout = startup_timeout
+        self.log = log
+        self.base_url = f"http://127.0.0.1:{self.api_port}"
+        self.logs_dir = self.home / "service-logs"
+        self.processes: dict[str, ManagedProcess] = {}
+        self.timings: dict[str, float] = {}
+        self.env: dict[str, str] = {}
+        self._http: httpx.Client | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> AirflowStack:
+        """Migrate the metadata database, start the four services and wait until all are healthy.
+
+        Raises:
+            StackError: a step failed or a service was not healthy within ``startup_timeout``
+                (every process started so far is stopped first).
+        """
+        started = time.monotonic()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.env = airflow_env(
+                self.home,
+                dags_folder=self.dags_folder,
+                api_port=self.api_port,
+                connections=self.connections,
+                extra=self.extra_env,
+            )
+            self._migrate()
+            self.timings["db_migrate"] = time.monotonic() - started
+            for service in AIRFLOW_SERVICES:
+                self.processes[service] = spawn(
+                    service,
+                    [AIRFLOW_BIN, service],
+                    env=self.env,
+                    log_path=self.logs_dir / f"{service}.log",
+                )
+            self._http = httpx.Client(base_url=self.base_url, timeout=30.0)
+            self._wait_healthy(started + self.startup_timeout)
+            self.timings["startup"] = time.monotonic() - started
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _migrate(self) -> None:
+        """Create the metadata database: a copy of a cached migrated one, else ``airflow db migrate``.
+
+        A migrated SQLite database holds nothing specific to one AIRFLOW_HOME, so the first
+        migration (several seconds) is kept under ``.airflow/`` per Airflow version and copied.
+        """
+        database = self.home / "airflow.db"
+        if database.exists():
+            self._run_migrate()
+            return
+        template = DB_TEMPLATE_DIR / f"airflow-{airflow_version()}.db"
+        if not template.exists():
+            self._run_migrate()
+            template.parent.mkdir(parents=True, exist_ok=True)
+            partial = template.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(database, partial)
+            os.replace(partial, template)  # atomic: a parallel run sees the whole file or none
+            return
+        shutil.copyfile(template, database)
+
+    def _run_migrate(self) -> None:
+        log_path = self.logs_dir / "db-migrate.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as log:
+            done = subprocess.run(
+                [AIRFLOW_BIN, "db", "migrate"],
+                env=self.env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=self.startup_timeout,
+            )
+        if done.returncode != 0:
+            raise StackError(f"airflow db migrate failed; its log:\n{_tail(log_path)}")
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last_problem = "the api-server did not answer"
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if not process.alive():
+                    raise StackError(
+                        f"airflow {name} exited with code {process.popen.returncode}; "
+                        f"its log:\n{_tail(process.log_path)}"
+                    )
+            try:
+                health = self._http.get("/api/v2/monitor/health").json()
+            except (httpx.HTTPError, ValueError) as error:
+                last_problem = f"the api-server did not answer ({error.__class__.__name__})"
+            else:
+                unhealthy = [
+                    component
+                    for component in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                    if (health.get(component) or {}).get("status") != "healthy"
+                ]
+                if not unhealthy:
+                    return
+                last_problem = "not yet healthy: " + ", ".join(unhealthy)
+            time.sleep(0.3)
+        raise StackError(f"Airflow did not become healthy in {self.startup_timeout:.0f}s: {last_problem}")
+
+    def stop(self) -> None:
+        """Stop every process this stack started (SIGTERM, then SIGKILL); safe to call twice."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        stop_all(self.processes.values())
+        self.processes.clear()
+
+    def __enter__(self) -> AirflowStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- REST ------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, expect: Iterable[int] = (200,), **kwargs: Any) -> Any:
+        """Call the REST API; returns the decoded JSON body (None when empty).
+
+        Raises:
+            StackError: the answer's status is not in ``expect``.
+        """
+        if self._http is None:
+            raise StackError("the stack is not started")
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code not in tuple(expect):
+            raise StackError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else None
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 90.0) -> None:
+        """Wait until the dag-processor has parsed and stored every DAG in ``dag_ids``.
+
+        Raises:
+            StackError: one is still missing after ``timeout`` seconds, or a DAG file failed to import.
+        """
+        wanted = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            known = {dag["dag_id"] for dag in self.request("GET", "/api/v2/dags", params={"limit": 100})["dags"]}
+            if wanted <= known:
+                return
+            errors = self.request("GET", "/api/v2/importErrors")["import_errors"]
+            if errors:
+                details = "\n".join(f"{e['filename']}: {e['stack_trace']}" for e in errors)
+                raise StackError(f"DAG files failed to import:\n{details}")
+            if time.monotonic() > deadline:
+                raise StackError(f"DAGs not parsed after {timeout:.0f}s: {sorted(wanted - known)}")
+            time.sleep(0.5)
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger_dag(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Unpause ``dag_id`` and start a run of it now; returns the run id."""
+        self.unpause(dag_id)
+        body = {"logical_date": None, "conf": conf or {}}
+        run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        return run["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """The XCom value a task pushed (deserialized), or None when it pushed none."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        entry = self.request("GET", path, params={"deserialize": True}, expect=(200, 404))
+        if entry is None or "value" not in entry:
+            return None
+        value = entry["value"]
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def wait_for_runs(
+        self,
+        runs: Iterable[tuple[str, str]],
+        *,
+        timeout: float = 180.0,
+        poll_interval: float = 0.25,
+        on_change: Callable[[TaskStateChange], None] | None = None,
+    ) -> dict[tuple[str, str], RunResult]:
+        """Poll task instances of several DAG runs until every run has finished.
+
+        ``on_change`` is called for each task instance state change as it is seen. Returns a
+        :class:`RunResult` per ``(dag_id, run_id)``.
+
+        Raises:
+            StackError: a run is still going after ``timeout`` seconds.
+        """
+        pending = list(runs)
+        results = {run: RunResult(run[0], run[1], state="queued") for run in pending}
+        seen: dict[tuple[str, str, str, int], str | None] = {}
+        started = time.monotonic()
+        while pending:
+            for dag_id, run_id in list(pending):
+                result = results[(dag_id, run_id)]
+                for ti in self.task_instances(dag_id, run_id):
+                    key = (dag_id, run_id, ti["task_id"], ti.get("map_index", -1))
+                    if key not in seen or seen[key] != ti["state"]:
+                        change = TaskStateChange(
+                            dag_id, run_id, key[2], key[3], seen.get(key), ti["state"],
+                            time.monotonic() - started,
+                        )
+                        seen[key] = ti["state"]
+                        result.task_states.setdefault(ti["task_id"], []).append(ti["state"])
+                        if on_change is not None:
+                            on_change(change)
+                result.state = self.run_state(dag_id, run_id)
+                if result.state in FINISHED_RUN_STATES:
+                    pending.remove((dag_id, run_id))
+            if pending and time.monotonic() - started > timeout:
+                names = ", ".join(f"{dag_id}/{run_id}" for dag_id, run_id in pending)
+                raise StackError(f"DAG runs still going after {timeout:.0f}s: {names}")
+            if pending:
+                time.sleep(poll_interval)
+        return results
+
+    def wait_for_run(self, dag_id: str, run_id: str, **kwargs: Any) -> RunResult:
+        """:meth:`wait_for_runs` for one run."""
+        return self.wait_for_runs([(dag_id, run_id)], **kwargs)[(dag_id, run_id)]
+
+    def service_log(self, service: str) -> str:
+        """The whole log file of one service (``"triggerer"``, ``"scheduler"``...)."""
+        return (self.logs_dir / f"{service}.log").read_text(errors="replace")
+
+
+def fresh_dir(path: Path) -> Path:
+    """Empty ``path`` (removing what a previous run left) and return it."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
