@@ -36,7 +36,7 @@ TRANSIENT_CODES = frozenset(
 )
 _AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 # Words gRPC puts in an UNAVAILABLE's details when the TLS handshake, not the network, failed.
-_TLS_FAILURE_MARKERS = ("ssl", "handshake", "certificate", "tsi_", "tls")
+_TLS_FAILURE_MARKERS = ("ssl", "handshake", "certificate", "tsi_", "tls", "verification check", "hostname")
 
 # Keepalive pings while calls are in flight make a half-open connection (peer gone without a
 # FIN) fail within keepalive_time + keepalive_timeout; setting keepalive_time also makes gRPC
