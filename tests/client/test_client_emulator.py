@@ -1,0 +1,216 @@
+"""Both clients against the Core emulator (fixtures `core`, `core_factory` in tests/conftest.py).
+
+The emulator behaves as the real Core, quirks included; odd answers it cannot produce are in
+test_client_scripted.py.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from cerebelum_provider.exceptions import (
+    CerebelumAuthError,
+    CoreUnavailableError,
+    ExecutionNotFoundError,
+    WorkflowStartError,
+)
+from cerebelum_provider.models import ExecutionState
+
+STEPS = ["validate", "charge", "ship", "notify"]
+
+
+@pytest.fixture
+def orders(core):
+    core.define_workflow("orders", STEPS)
+    return core
+
+
+async def test_running_execution(orders, make_client):
+    execution_id = orders.start_execution("orders", inputs={"n": 123, "ratio": 0.5})
+    orders.advance(steps=1, execution_id=execution_id)
+    status = await make_client(orders.address).get_execution_status(execution_id)
+    assert status.status is ExecutionState.RUNNING
+    assert (status.current_step_index, status.total_steps, status.current_step_name) == (1, 4, "charge")
+    assert status.inputs == {"n": 123, "ratio": 0.5} and type(status.inputs["n"]) is int
+    assert [step.step_name for step in status.completed_steps] == ["validate"]
+    assert status.progress_percentage == 25.0
+    assert status.started_at.tzinfo is not None and status.started_at.utcoffset().total_seconds() == 0
+
+
+async def test_completed_failed_sleeping_waiting_states(orders, make_client):
+    completed = orders.start_execution("orders")
+    failed = orders.start_execution("orders", fail_at="ship")
+    sleeping = orders.start_execution("orders", sleep_at="charge", sleep_ms=60_000)
+    waiting = orders.start_execution("orders", approval_at="ship", approval_timeout_ms=3_600_000)
+    orders.run_until_settled()
+    client = make_client(orders.address)
+
+    done = await client.get_execution_status(completed)
+    assert done.status is ExecutionState.COMPLETED and done.status.is_terminal
+    assert (done.current_step_index, done.current_step_name) == (4, "")
+    assert done.completed_at is not None and done.progress_percentage == 100.0
+
+    broken = await client.get_execution_status(failed)
+    assert broken.status is ExecutionState.FAILED and broken.error["kind"] == "step_error"
+
+    asleep = await client.get_execution_status(sleeping)
+    assert asleep.status is ExecutionState.SLEEPING
+    assert asleep.sleep_info.duration_ms == 60_000 and 0 < asleep.sleep_info.remaining_ms <= 60_000
+
+    pending = await client.get_execution_status(waiting)
+    assert pending.status is ExecutionState.WAITING_FOR_APPROVAL
+    assert pending.approval_info.timeout_ms == 3_600_000
+
+
+async def test_state_that_cannot_be_rebuilt(orders, make_client):
+    execution_id = orders.start_execution("orders")
+    orders.corrupt(execution_id)
+    status = await make_client(orders.address).get_execution_status(execution_id)
+    assert status.status is ExecutionState.FAILED and status.error["kind"] == "reconstruction_error"
+
+
+async def test_unknown_id_is_not_found(core, make_client):
+    with pytest.raises(ExecutionNotFoundError) as caught:
+        await make_client(core.address).get_execution_status("no-such-execution")
+    assert "no-such-execution" in str(caught.value) and core.address in str(caught.value)
+    assert core.call_counts()["GetExecutionStatus"] == 1
+
+
+async def test_list_without_workflow_filter_returns_everything(orders, make_client):
+    # The reference SDK sends workflow_name="" here, which matches nothing on Core.
+    core = orders
+    core.define_workflow("billing", ["bill"])
+    ids = [core.start_execution("orders") for _ in range(3)] + [core.start_execution("billing")]
+    executions, total, has_more = await make_client(core.address).list_executions()
+    assert sorted(e.execution_id for e in executions) == sorted(ids)
+    assert (total, has_more) == (4, False)
+
+
+async def test_list_filters_limit_and_offset(orders, make_client):
+    core = orders
+    core.define_workflow("billing", ["bill"])
+    order_ids = [core.start_execution("orders") for _ in range(7)]
+    core.start_execution("billing")
+    failed = core.start_execution("orders", fail_at=0)
+    core.advance(steps=1, execution_id=failed)
+    client = make_client(core.address)
+
+    first, total, has_more = await client.list_executions(workflow_name="orders", limit=3)
+    assert (len(first), total, has_more) == (3, 8, True)
+    rest, _, has_more = await client.list_executions(workflow_name="orders", limit=100, offset=3)
+    assert (len(rest), has_more) == (5, False)
+    assert sorted(e.execution_id for e in first + rest) == sorted(order_ids + [failed])
+
+    only_failed, total, _ = await client.list_executions(workflow_name="orders", status="FAILED")
+    assert [e.execution_id for e in only_failed] == [failed] and total == 1
+    assert (await client.list_executions(workflow_name="nope"))[1] == 0
+
+
+async def test_resume_answers(orders, make_client):
+    core = orders
+    failed = core.start_execution("orders", fail_at="charge")
+    completed = core.start_execution("orders")
+    running = core.start_execution("orders", fail_at="notify")
+    core.run_until_settled(failed)
+    core.run_until_settled(completed)
+    client = make_client(core.address)
+    assert await client.resume_execution(failed) == "resumed"
+    assert await client.resume_execution(failed) == "already_running"
+    assert await client.resume_execution(running) == "already_running"
+    assert await client.resume_execution(completed) == "failed_to_resume"
+    assert await client.resume_execution("unknown-id") == "failed_to_resume"
+    assert core.resume_count(failed) == 1
+    assert (await client.get_execution_status(failed)).status is ExecutionState.RUNNING
+
+
+async def test_execute_workflow(orders, make_client):
+    client = make_client(orders.address)
+    handle = await client.execute_workflow("orders", {"n": 5}, correlation_id="c-1", tags=["x"])
+    assert handle.status == "running"
+    status = await client.get_execution_status(handle.execution_id)
+    assert status.workflow_name == "orders" and status.inputs == {"n": 5}
+
+
+async def test_execute_unknown_workflow_raises(core_factory, make_client):
+    core = core_factory(accept_any_workflow=False)
+    with pytest.raises(WorkflowStartError, match="ghost"):
+        await make_client(core.address).execute_workflow("ghost")
+    assert core.call_counts()["ExecuteWorkflow"] == 1
+
+
+async def test_list_active_workflows_returns_every_running_one(orders, make_client):
+    running = {orders.start_execution("orders") for _ in range(130)}
+    finished = orders.start_execution("orders")
+    orders.complete(finished)
+    active = await make_client(orders.address).list_active_workflows()
+    assert len(active) == 130 and {e.execution_id for e in active} == running
+    assert orders.call_counts()["ListExecutions"] == 2  # 100 + 30, one clean pass
+
+
+async def test_iter_executions_while_executions_are_resumed(orders, make_client):
+    # Resuming moves an execution to the front of Core's order, in the middle of paging.
+    core = orders
+    failed = [core.start_execution("orders", fail_at=0) for _ in range(25)]
+    core.advance(steps=1)
+    client = make_client(core.address)
+    seen = []
+    iterator = client.client.iter_executions(workflow_name="orders", page_size=5)
+    if client.blocking:
+        for execution in iterator:
+            seen.append(execution.execution_id)
+            if len(seen) in (6, 11, 17):
+                core.engine.resume(failed[len(seen) // 5])  # not yet seen: jumps to the front
+    else:
+        async for execution in iterator:
+            seen.append(execution.execution_id)
+            if len(seen) in (6, 11, 17):
+                core.engine.resume(failed[len(seen) // 5])  # not yet seen: jumps to the front
+    assert sorted(seen) == sorted(failed)
+    assert len(seen) == len(set(seen))
+    assert core.call_counts()["ListExecutions"] == 10  # a dirty pass of 5 pages, then a clean one
+
+
+async def test_transient_failures_are_retried(core, make_client):
+    execution_id = core.start_execution("orders")
+    core.fail_next(2, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
+    status = await make_client(core.address).get_execution_status(execution_id)
+    assert status.execution_id == execution_id
+    assert core.call_counts()["GetExecutionStatus"] == 3
+
+
+async def test_retry_budget_then_core_unavailable(core, make_client):
+    core.fail_next(10, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    with pytest.raises(CoreUnavailableError) as caught:
+        await make_client(core.address).list_executions()
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert core.call_counts()["ListExecutions"] == 3
+
+
+async def test_hanging_core_hits_deadlines_then_core_unavailable(core, make_client):
+    core.hang(True)
+    with pytest.raises(CoreUnavailableError) as caught:
+        await make_client(core.address, timeout=0.2).get_execution_status("any")
+    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert core.call_counts()["GetExecutionStatus"] == 3
+    core.hang(False)
+
+
+async def test_token_accepted_and_refused_without_retry(core_factory, make_client):
+    core = core_factory(token="s3cret")
+    execution_id = core.start_execution("orders")
+    assert (await make_client(core.address, token="s3cret").get_execution_status(execution_id)).execution_id
+    with pytest.raises(CerebelumAuthError):
+        await make_client(core.address, token="wrong").get_execution_status(execution_id)
+    with pytest.raises(CerebelumAuthError):
+        await make_client(core.address).get_execution_status(execution_id)
+    assert core.call_counts()["GetExecutionStatus"] == 3  # one each: auth failures are not retried
+
+
+async def test_one_connection_for_many_calls(core, make_client):
+    execution_id = core.start_execution("orders")
+    client = make_client(core.address)
+    for _ in range(10):
+        await client.get_execution_status(execution_id)
+    await client.list_executions()
+    assert len(core.peers()) == 1
