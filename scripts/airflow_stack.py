@@ -231,7 +231,11 @@ class RunResult:
     dag_id: str
     run_id: str
     state: str
-    task_states: dict[str, list[str]] = field(default_factory=dict)
+    #: Each task's states in the order they were seen (None: not yet scheduled).
+    task_states: dict[str, list[str | None]] = field(default_factory=dict)
+    #: The REST API's task instance record at each change, e.g. the ``trigger`` and
+    #: ``triggerer_job`` it showed while ``deferred``.
+    snapshots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -323,7 +327,6 @@ class AirflowStack:
         extra_env: dict[str, str] | None = None,
         api_port: int | None = None,
         startup_timeout: float = 180.0,
-        log: Callable[[str], None] = print,
     ) -> None:
         self.home = Path(home)
         self.dags_folder = Path(dags_folder)
@@ -331,7 +334,6 @@ class AirflowStack:
         self.extra_env = dict(extra_env or {})
         self.api_port = api_port or free_port()
         self.startup_timeout = startup_timeout
-        self.log = log
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         self.logs_dir = self.home / "service-logs"
         self.processes: dict[str, ManagedProcess] = {}
@@ -547,6 +549,7 @@ class AirflowStack:
                         )
                         seen[key] = ti["state"]
                         result.task_states.setdefault(ti["task_id"], []).append(ti["state"])
+                        result.snapshots.setdefault(ti["task_id"], []).append(ti)
                         if on_change is not None:
                             on_change(change)
                 result.state = self.run_state(dag_id, run_id)

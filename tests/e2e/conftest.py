@@ -1,0 +1,86 @@
+"""One real Airflow stack and one Core emulator process shared by the end-to-end tests.
+
+Starting Airflow's four services takes about 20 seconds on a 2-core machine, so the stack is
+started once per session and shared by ``test_airflow_e2e.py`` and
+``test_connection_form_browser.py``; each test uses its own executions and connection ids so
+that they do not depend on each other's order. The service logs are copied to
+``test-artifacts/e2e-logs/`` at the end, for a failure to be readable.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from airflow_stack import AirflowStack, EmulatorProcess  # noqa: E402
+
+ARTIFACTS = REPO / "test-artifacts"
+
+#: Failed executions the bulk-resume DAG must resume, each exactly once.
+NIGHTLY_WORKFLOW = "e2e_nightly"
+NIGHTLY_FAILED = 6
+#: A workflow long enough (one step per STEP_SECONDS) for the sensor to be seen deferred.
+SLOW_WORKFLOW = "e2e_slow"
+STEP_SECONDS = 1.0
+
+SCENARIO = {
+    "workflows": {
+        NIGHTLY_WORKFLOW: ["extract", "transform", "load"],
+        SLOW_WORKFLOW: [f"step_{number}" for number in range(1, 13)],
+    },
+    "executions": [
+        {
+            "workflow": NIGHTLY_WORKFLOW,
+            "execution_id": "e2e-nightly",
+            "count": NIGHTLY_FAILED,
+            "fail_at": "transform",
+            "fail_times": 1,
+            "error_kind": "upstream_timeout",
+            "error_message": "warehouse did not answer",
+            "settle": True,
+        },
+        {"workflow": NIGHTLY_WORKFLOW, "execution_id": "e2e-nightly-done", "complete": True},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """The emulator CLI in a subprocess (event log in a file the tests may read), real-time steps."""
+    work = tmp_path_factory.mktemp("core")
+    scenario = work / "scenario.json"
+    scenario.write_text(json.dumps(SCENARIO))
+    process = EmulatorProcess(
+        db_path=work / "core.sqlite",
+        step_seconds=STEP_SECONDS,
+        extra_args=["--scenario", str(scenario)],
+    )
+    with process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """A started Airflow whose ``cerebelum_default`` connection points at the emulator."""
+    stack = AirflowStack(
+        home=tmp_path_factory.mktemp("airflow"),
+        dags_folder=REPO / "example_dags",
+        connections={"cerebelum_default": f"cerebelum://{emulator.address}"},
+    )
+    try:
+        with stack:
+            yield stack
+    finally:
+        logs = ARTIFACTS / "e2e-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        if stack.logs_dir.exists():
+            shutil.copytree(stack.logs_dir, logs)
+            shutil.copyfile(emulator.log_path, logs / "emulator.log")
