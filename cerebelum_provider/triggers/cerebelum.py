@@ -68,7 +68,8 @@ def check_disjoint_states(success_states: tuple[str, ...], failure_states: tuple
         )
 
 
-def _positive_seconds(value: Any, field_name: str, *, allow_none: bool = False) -> float | None:
+def positive_seconds(value: Any, field_name: str, *, allow_none: bool = False) -> float | None:
+    """Return ``value`` as float seconds; ValueError naming ``field_name`` unless a finite number above 0."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -76,7 +77,8 @@ def _positive_seconds(value: Any, field_name: str, *, allow_none: bool = False) 
     return float(value)
 
 
-def _check_execution_id(execution_id: Any) -> str:
+def check_execution_id(execution_id: Any) -> str:
+    """Return ``execution_id``; TypeError unless a string, ValueError when blank."""
     if not isinstance(execution_id, str):
         raise TypeError(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r}")
     if not execution_id.strip():
@@ -116,11 +118,11 @@ class CerebelumExecutionTrigger(BaseTrigger):
         unavailable_timeout: float | None = None,
     ) -> None:
         super().__init__()
-        self.execution_id = _check_execution_id(execution_id)
+        self.execution_id = check_execution_id(execution_id)
         if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
             raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
         self.cerebelum_conn_id = cerebelum_conn_id
-        self.poll_interval = _positive_seconds(poll_interval, "poll_interval")
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.success_states = coerce_states(success_states, "success_states")
         self.failure_states = coerce_states(failure_states, "failure_states")
         check_disjoint_states(self.success_states, self.failure_states)
@@ -129,8 +131,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
         ):
             raise ValueError(f"end_time must be epoch seconds (a number) or None, got {end_time!r}")
         self.end_time = float(end_time) if end_time is not None else None
-        self.max_sleep_wait = _positive_seconds(max_sleep_wait, "max_sleep_wait")
-        self.unavailable_timeout = _positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
+        self.max_sleep_wait = positive_seconds(max_sleep_wait, "max_sleep_wait")
+        self.unavailable_timeout = positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
 
     def __repr__(self) -> str:
         return (
@@ -226,7 +228,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 yield self._event("success", f"Execution {self.execution_id} reached {state}", status, address=address)
                 return
             if state in self.failure_states:
-                yield self._event("failure", _failure_message(status), status, address=address)
+                yield self._event("failure", failure_message(status), status, address=address)
                 return
             now = self._now()
             if self.end_time is not None and now >= self.end_time:
@@ -291,7 +293,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         return TriggerEvent(payload)
 
 
-def _failure_message(status: ExecutionStatus) -> str:
+def failure_message(status: ExecutionStatus) -> str:
     """``Execution X (wf) ended in EXECUTION_FAILED: kind: message`` with Core's error when given."""
     text = f"Cerebelum execution {status.execution_id} ({status.workflow_name}) ended in {status.status.value}"
     if status.error:

@@ -1,0 +1,234 @@
+"""``CerebelumExecutionSensor``: wait for a Cerebelum execution to reach a success state.
+
+Works in poke, reschedule and deferrable mode with the same outcomes:
+
+- a success state: the task succeeds and returns the execution as a dict (XCom ``return_value``);
+- a failure state: ``AirflowFailException`` with Core's error kind and message (no retry: the
+  execution will not change by itself); with ``soft_fail`` the task is skipped;
+- an unknown execution id: ``AirflowFailException`` naming the id and Core's address; with
+  ``soft_fail`` the task is skipped;
+- ``timeout`` reached: ``AirflowSensorTimeout``; with ``soft_fail`` the task is skipped;
+- Core unreachable: in poke and reschedule mode a poke that finds Core unreachable (after the
+  client's own retries) counts as "not done yet", so a Core restart never fails the task; the
+  sensor's ``timeout`` bounds the wait and, when ``unavailable_timeout`` is set, so does that.
+  In deferrable mode the trigger retries with backoff under the same two bounds. When a bound is
+  hit the task fails with ``CoreUnavailableError`` naming the address (Airflow retries apply;
+  ``soft_fail`` does not skip it: it is a fault, not an answer about the execution);
+- a refused token, a TLS failure or another RPC error: the task fails with that error at once.
+
+Importing this module imports no grpc, protobuf or tenacity (DAG-parse cost, issue 6).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from cerebelum_provider import exceptions
+from cerebelum_provider.hooks.cerebelum import CerebelumHook
+from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
+from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.triggers.cerebelum import (
+    CerebelumExecutionTrigger,
+    check_execution_id,
+    positive_seconds,
+    check_disjoint_states,
+    coerce_states,
+    failure_message,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from cerebelum_provider.client import SyncExecutionClient
+
+#: Extra time the scheduler grants a deferred sensor beyond its own deadline, so the trigger's
+#: own "timeout" event (with the last state seen) normally wins over Airflow's generic one.
+DEFERRAL_TIMEOUT_GRACE = timedelta(seconds=60)
+
+_ERRORS_BY_NAME: dict[str, type[exceptions.CerebelumError]] = {
+    cls.__name__: cls
+    for cls in (
+        exceptions.CoreUnavailableError,
+        exceptions.CerebelumAuthError,
+        exceptions.CerebelumTLSError,
+        exceptions.CerebelumRPCError,
+    )
+}
+
+
+class CerebelumExecutionSensor(BaseSensorOperator):
+    """Wait until a Cerebelum execution reaches one of ``success_states``.
+
+    Args:
+        execution_id: the execution to watch (templated).
+        cerebelum_conn_id: the Airflow connection to Core.
+        success_states: states that end the wait successfully (enum, name or value).
+        failure_states: states that fail the task; must not overlap ``success_states``.
+        poll_interval: seconds between checks, in every mode; same as ``poke_interval``
+            (give one of them).
+        max_sleep_wait: deferrable mode: longest single wait while the execution sleeps.
+        unavailable_timeout: seconds Core may stay unreachable before the task fails with
+            ``CoreUnavailableError``; None (default) means only ``timeout`` bounds the wait.
+            Counted within one process: in reschedule mode only ``timeout`` applies.
+        deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+
+    Returns (from ``execute``): the final execution as a dict (``ExecutionStatus.to_dict()``).
+
+    Raises:
+        TypeError, ValueError: invalid arguments, at construction.
+    """
+
+    template_fields: Sequence[str] = ("execution_id",)
+    operator_extra_links = (CerebelumExecutionLink(),)
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        cerebelum_conn_id: str = CerebelumHook.default_conn_name,
+        success_states: Iterable[ExecutionState | str] = (ExecutionState.COMPLETED,),
+        failure_states: Iterable[ExecutionState | str] = (ExecutionState.FAILED,),
+        poll_interval: float | None = None,
+        max_sleep_wait: float = 300.0,
+        unavailable_timeout: float | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        if poll_interval is not None:
+            if "poke_interval" in kwargs:
+                raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
+            kwargs["poke_interval"] = positive_seconds(poll_interval, "poll_interval")
+        super().__init__(**kwargs)
+        if isinstance(execution_id, str):
+            check_execution_id(execution_id)
+        self.execution_id = execution_id
+        if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
+            raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
+        self.cerebelum_conn_id = cerebelum_conn_id
+        self.success_states = coerce_states(success_states, "success_states")
+        self.failure_states = coerce_states(failure_states, "failure_states")
+        check_disjoint_states(self.success_states, self.failure_states)
+        if self.poke_interval <= 0:
+            raise ValueError(f"poke_interval must be above 0 seconds, got {self.poke_interval}")
+        self.max_sleep_wait = positive_seconds(max_sleep_wait, "max_sleep_wait")
+        self.unavailable_timeout = positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
+        self.deferrable = deferrable
+        self._client: SyncExecutionClient | None = None
+        self._unavailable_since: float | None = None
+
+    @property
+    def hook(self) -> CerebelumHook:
+        """The hook for ``cerebelum_conn_id``."""
+        return CerebelumHook(self.cerebelum_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Wait in the mode chosen; return the final execution dict."""
+        self.execution_id = check_execution_id(self.execution_id)
+        publish_execution_id(context, self.execution_id)
+        try:
+            if not self.deferrable:
+                return super().execute(context)
+            return self._check_then_defer(context)
+        finally:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _check_then_defer(self, context: Context) -> Any:
+        try:
+            result = self.poke(context)
+        except (AirflowSensorTimeout, AirflowFailException) as error:
+            if self.soft_fail:
+                raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+            raise
+        if result:
+            return result.xcom_value
+        end_time = time.time() + self.timeout
+        self.defer(
+            trigger=CerebelumExecutionTrigger(
+                execution_id=self.execution_id,
+                cerebelum_conn_id=self.cerebelum_conn_id,
+                poll_interval=self.poke_interval,
+                success_states=self.success_states,
+                failure_states=self.failure_states,
+                end_time=end_time,
+                max_sleep_wait=self.max_sleep_wait,
+                unavailable_timeout=self.unavailable_timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_TIMEOUT_GRACE,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Check the execution once and log one progress line.
+
+        Returns:
+            ``PokeReturnValue(True, execution dict)`` in a success state, else not done.
+
+        Raises:
+            AirflowFailException: a failure state, or no such execution.
+            CoreUnavailableError: Core unreachable for longer than ``unavailable_timeout``.
+            CerebelumAuthError, CerebelumTLSError, CerebelumRPCError: any other fault.
+        """
+        if self._client is None:
+            self._client = self.hook.get_client()
+        client = self._client
+        try:
+            status = client.get_execution_status(self.execution_id)
+        except exceptions.ExecutionNotFoundError as error:
+            raise AirflowFailException(_not_found_message(self.execution_id, client.address)) from error
+        except exceptions.CerebelumTLSError:
+            raise
+        except exceptions.CoreUnavailableError as error:
+            self._note_unavailable(error)
+            return PokeReturnValue(is_done=False)
+        self._unavailable_since = None
+        self.log.info("%s", status.describe_progress())
+        return self._judge(status)
+
+    def _note_unavailable(self, error: exceptions.CoreUnavailableError) -> None:
+        now = time.monotonic()
+        if self._unavailable_since is None:
+            self._unavailable_since = now
+        down_for = now - self._unavailable_since
+        if self.unavailable_timeout is not None and down_for >= self.unavailable_timeout:
+            raise error
+        self.log.warning("Cerebelum Core unreachable (%s); will check again", error)
+
+    def _judge(self, status: ExecutionStatus) -> PokeReturnValue:
+        state = status.status.value
+        if state in self.failure_states:
+            raise AirflowFailException(failure_message(status))
+        return PokeReturnValue(is_done=state in self.success_states, xcom_value=status.to_dict())
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Turn the trigger's event into the task's outcome (see the module docstring).
+
+        Returns:
+            The final execution dict on ``"success"``.
+        """
+        status = event.get("status")
+        message = event.get("message") or f"Cerebelum trigger ended with {event!r}"
+        if status == "success":
+            self.log.info("%s", message)
+            return event.get("execution")
+        if status == "failure":
+            raise AirflowFailException(message)
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        if event.get("error_type") == "ExecutionNotFoundError":
+            raise AirflowFailException(message)
+        error_class = _ERRORS_BY_NAME.get(event.get("error_type") or "", exceptions.CerebelumError)
+        raise error_class(message, core_address=event.get("core_address"), execution_id=event.get("execution_id"))
+
+
+def _not_found_message(execution_id: str, address: str) -> str:
+    return f"Cerebelum Core at {address} knows no execution {execution_id!r}; check the execution id"
+
