@@ -1,0 +1,138 @@
+"""The published cerebelum-sdk client and ours, pointed at the same Core, report the same things.
+
+The SDK runs in a subprocess (tests/peers/sdk_peer.py): it cannot share a process with our
+generated proto code. Known, intended differences, asserted here rather than hidden:
+- the SDK sends ``workflow_name=""`` when no filter is given, which matches nothing on Core,
+  so listing is compared with a workflow filter, and the unfiltered listing is shown to differ;
+- the SDK reports an unknown id as a normal status with ``error.kind == "not_found"``, ours
+  raises ``ExecutionNotFoundError``;
+- the SDK's datetimes are naive local time and its numbers floats; compared as instants and values.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cerebelum_provider.client import ExecutionClient
+from cerebelum_provider.exceptions import ExecutionNotFoundError
+
+PEER = Path(__file__).resolve().parent.parent / "peers" / "sdk_peer.py"
+
+
+def sdk(address: str, *args: str):
+    """Run the SDK peer and return its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, str(PEER), address, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return json.loads(done.stdout)
+
+
+def ours_as_peer_dict(status) -> dict:
+    """Our ExecutionStatus in the peer's shape (instants as epoch seconds)."""
+    return {
+        "execution_id": status.execution_id,
+        "workflow_name": status.workflow_name,
+        "status": status.status.value,
+        "started_at": status.started_at.timestamp() if status.started_at else None,
+        "completed_at": status.completed_at.timestamp() if status.completed_at else None,
+        "current_step_index": status.current_step_index,
+        "total_steps": status.total_steps,
+        "current_step_name": status.current_step_name,
+        "progress_percentage": status.progress_percentage,
+        "completed_steps": [
+            {"step_name": s.step_name, "step_index": s.step_index, "status": s.status} for s in status.completed_steps
+        ],
+        "inputs": status.inputs,
+        "step_outputs": status.step_outputs,
+        "error": status.error,
+        "sleep_info": None
+        if status.sleep_info is None
+        else {"duration_ms": status.sleep_info.duration_ms, "data": status.sleep_info.data},
+        "approval_info": None
+        if status.approval_info is None
+        else {
+            "approval_type": status.approval_info.approval_type,
+            "timeout_ms": status.approval_info.timeout_ms,
+            "data": status.approval_info.data,
+        },
+    }
+
+
+def assert_same_status(theirs: dict, ours: dict) -> None:
+    assert theirs.keys() == ours.keys()
+    for key in theirs:
+        if key in ("started_at", "completed_at") and theirs[key] is not None:
+            assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
+        else:
+            assert theirs[key] == ours[key], key  # 123.0 == 123: same value, ours is an int
+
+
+@pytest.fixture
+def mixed_core(core):
+    core.define_workflow("orders", ["validate", "charge", "ship", "notify"])
+    core.define_workflow("billing", ["bill"])
+    ids = {
+        "running": core.start_execution("orders", inputs={"n": 123, "name": "a", "ratio": 0.25}),
+        "completed": core.start_execution("orders", inputs={"items": [1, 2, {"sku": "x"}]}),
+        "failed": core.start_execution("orders", fail_at="ship", error_message="card declined"),
+        "sleeping": core.start_execution("orders", sleep_at="charge", sleep_ms=90_000),
+        "waiting": core.start_execution("orders", approval_at="notify"),
+        "billing": core.start_execution("billing"),
+    }
+    core.advance(steps=1, execution_id=ids["running"])
+    for name in ("completed", "failed", "sleeping", "waiting"):
+        core.run_until_settled(ids[name])
+    return core, ids
+
+
+async def test_same_statuses_and_listing(mixed_core):
+    core, ids = mixed_core
+    theirs = sdk(core.address, "get", *ids.values())
+    theirs_page = sdk(core.address, "list", "--workflow", "orders", "--limit", "100")
+    theirs_unfiltered = sdk(core.address, "list")
+    async with ExecutionClient(core.address) as client:
+        ours = [ours_as_peer_dict(await client.get_execution_status(i)) for i in ids.values()]
+        ours_page, total, has_more = await client.list_executions(workflow_name="orders", limit=100)
+        ours_unfiltered = await client.list_executions()
+
+    assert [t["status"] for t in theirs] == [
+        "EXECUTION_RUNNING",
+        "EXECUTION_COMPLETED",
+        "EXECUTION_FAILED",
+        "EXECUTION_SLEEPING",
+        "EXECUTION_WAITING_FOR_APPROVAL",
+        "EXECUTION_RUNNING",
+    ]
+    for their_status, our_status in zip(theirs, ours):
+        assert_same_status(their_status, our_status)
+
+    assert (theirs_page["total_count"], theirs_page["has_more"]) == (total, has_more) == (5, False)
+    for their_status, our_status in zip(theirs_page["executions"], ours_page):
+        assert_same_status(their_status, ours_as_peer_dict(our_status))
+
+    # The SDK's "no filter" sends workflow_name="" and Core matches nothing; ours lists everything.
+    assert theirs_unfiltered == {"executions": [], "total_count": 0, "has_more": False}
+    assert ours_unfiltered[1] == 6
+
+
+async def test_unknown_id_and_resume(mixed_core):
+    core, ids = mixed_core
+    [their_unknown] = sdk(core.address, "get", "no-such-id")
+    assert their_unknown["error"]["kind"] == "not_found"
+    assert their_unknown["status"] == "EXECUTION_STATE_UNSPECIFIED"
+
+    their_first = sdk(core.address, "resume", ids["failed"])["answer"]
+    async with ExecutionClient(core.address) as client:
+        with pytest.raises(ExecutionNotFoundError):
+            await client.get_execution_status("no-such-id")
+        our_second = await client.resume_execution(ids["failed"])
+        our_completed = await client.resume_execution(ids["completed"])
+    their_completed = sdk(core.address, "resume", ids["completed"])["answer"]
+    assert (their_first, our_second) == ("resumed", "already_running")
+    assert our_completed == their_completed == "failed_to_resume"
+    assert core.resume_count(ids["failed"]) == 1
