@@ -1,0 +1,353 @@
+"""CerebelumExecutionTrigger against the emulator: always through serialize() -> rebuild -> run()."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+import pytest
+
+from cerebelum_provider.hooks._shared_clients import shared_client_count
+from cerebelum_provider.models import ExecutionState
+from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
+from tests.provider.conftest import connection_uri
+
+TOKEN = "s3cret-trigger-token"
+EVENT_KEYS = {"status", "execution_id", "state", "message", "execution", "error_type", "core_address"}
+
+
+def rebuilt(trigger: CerebelumExecutionTrigger) -> CerebelumExecutionTrigger:
+    """What the triggerer does: import the class path and call it with the serialized kwargs."""
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    return cls(**kwargs)
+
+
+async def events_of(trigger: CerebelumExecutionTrigger) -> list[dict]:
+    """Run the rebuilt trigger to the end and return every event payload it yielded."""
+    return [event.payload async for event in rebuilt(trigger).run()]
+
+
+async def only_event(trigger: CerebelumExecutionTrigger) -> dict:
+    events = await events_of(trigger)
+    assert len(events) == 1, events
+    assert set(events[0]) == EVENT_KEYS
+    return events[0]
+
+
+async def advance_while(core, task: asyncio.Task, steps: int = 1, every: float = 0.02) -> None:
+    """Move the emulator on by ``steps`` each ``every`` seconds until ``task`` is done."""
+    while not task.done():
+        await asyncio.sleep(every)
+        core.advance(steps)
+
+
+# serialize() ----------------------------------------------------------------------------------
+
+
+def test_serialize_returns_exactly_the_init_arguments():
+    trigger = CerebelumExecutionTrigger(
+        "exec-1",
+        cerebelum_conn_id="core_prod",
+        poll_interval=2.5,
+        success_states=[ExecutionState.COMPLETED, "SLEEPING"],
+        failure_states=("EXECUTION_FAILED",),
+        end_time=1_900_000_000.5,
+        max_sleep_wait=120,
+        unavailable_timeout=60,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "cerebelum_provider.triggers.cerebelum.CerebelumExecutionTrigger"
+    assert kwargs == {
+        "execution_id": "exec-1",
+        "cerebelum_conn_id": "core_prod",
+        "poll_interval": 2.5,
+        "success_states": ["EXECUTION_COMPLETED", "EXECUTION_SLEEPING"],
+        "failure_states": ["EXECUTION_FAILED"],
+        "end_time": 1_900_000_000.5,
+        "max_sleep_wait": 120.0,
+        "unavailable_timeout": 60.0,
+    }
+    assert rebuilt(trigger).serialize() == (classpath, kwargs)
+    assert set(kwargs) == set(CerebelumExecutionTrigger.__init__.__code__.co_varnames[1:9])
+
+
+def test_serialized_kwargs_survive_airflows_serde():
+    from airflow.sdk.serde import deserialize, serialize
+
+    trigger = CerebelumExecutionTrigger("exec-1", end_time=1_900_000_000.0)
+    _, kwargs = trigger.serialize()
+    assert CerebelumExecutionTrigger(**deserialize(serialize(kwargs))).serialize() == trigger.serialize()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "names"),
+    [
+        ({"execution_id": ""}, ValueError, "execution_id"),
+        ({"execution_id": None}, TypeError, "execution_id"),
+        ({"execution_id": 42}, TypeError, "execution_id"),
+        ({"poll_interval": 0}, ValueError, "poll_interval"),
+        ({"poll_interval": -1}, ValueError, "poll_interval"),
+        ({"poll_interval": float("nan")}, ValueError, "poll_interval"),
+        ({"poll_interval": "10"}, ValueError, "poll_interval"),
+        ({"success_states": ["DONE"]}, ValueError, "success_states"),
+        ({"success_states": []}, ValueError, "success_states"),
+        ({"failure_states": [3]}, TypeError, "failure_states"),
+        ({"success_states": ["FAILED"]}, ValueError, "EXECUTION_FAILED"),
+        ({"end_time": "tomorrow"}, ValueError, "end_time"),
+        ({"max_sleep_wait": 0}, ValueError, "max_sleep_wait"),
+        ({"unavailable_timeout": -5}, ValueError, "unavailable_timeout"),
+        ({"cerebelum_conn_id": ""}, ValueError, "cerebelum_conn_id"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(kwargs, error, names):
+    arguments = {"execution_id": "exec-1", **kwargs}
+    with pytest.raises(error, match=names):
+        CerebelumExecutionTrigger(**arguments)
+
+
+# run(): outcomes -----------------------------------------------------------------------------
+
+
+async def test_success_after_the_execution_moves_on(core, cerebelum_conn):
+    execution_id = core.start_execution("orders")
+    trigger = CerebelumExecutionTrigger(execution_id, poll_interval=0.01)
+    task = asyncio.ensure_future(only_event(trigger))
+    await advance_while(core, task)
+    event = task.result()
+    assert event["status"] == "success"
+    assert event["state"] == "EXECUTION_COMPLETED"
+    assert event["execution"]["status"] == "EXECUTION_COMPLETED"
+    assert event["execution"]["current_step_index"] == event["execution"]["total_steps"] == 4
+    assert event["core_address"] == core.address
+
+
+async def test_failure_carries_cores_error(core, cerebelum_conn):
+    execution_id = core.start_execution("orders", fail_at="validate", error_kind="card_declined", error_message="no funds")
+    core.run_until_settled()
+    event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01))
+    assert event["status"] == "failure"
+    assert event["state"] == "EXECUTION_FAILED"
+    assert "card_declined: no funds" in event["message"]
+    error = event["execution"]["error"]
+    assert (error["kind"], error["message"]) == ("card_declined", "no funds")
+
+
+async def test_unknown_execution_is_an_immediate_error(core, cerebelum_conn):
+    event = await only_event(CerebelumExecutionTrigger("no-such-execution", poll_interval=0.01))
+    assert event["status"] == "error"
+    assert event["error_type"] == "ExecutionNotFoundError"
+    assert "no-such-execution" in event["message"] and core.address in event["message"]
+    assert core.call_counts()["GetExecutionStatus"] == 1
+
+
+@pytest.mark.parametrize(
+    ("state_setup", "success_states", "state"),
+    [
+        (lambda core, eid: None, ["RUNNING"], "EXECUTION_RUNNING"),
+        (lambda core, eid: core.advance(1), ["SLEEPING"], "EXECUTION_SLEEPING"),
+        (lambda core, eid: core.advance(1), ["EXECUTION_WAITING_FOR_APPROVAL"], "EXECUTION_WAITING_FOR_APPROVAL"),
+    ],
+    ids=["running", "sleeping", "waiting_for_approval"],
+)
+async def test_any_state_can_be_a_success_state(core, cerebelum_conn, state_setup, success_states, state):
+    kind = state.removeprefix("EXECUTION_")
+    execution_id = core.start_execution(
+        "orders",
+        sleep_at=0 if kind == "SLEEPING" else None,
+        approval_at=0 if kind == "WAITING_FOR_APPROVAL" else None,
+    )
+    state_setup(core, execution_id)
+    event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01, success_states=success_states))
+    assert (event["status"], event["state"]) == ("success", state)
+
+
+async def test_deadline_gives_a_timeout_event_with_the_last_state(core, cerebelum_conn):
+    execution_id = core.start_execution("orders", approval_at=0)
+    core.advance(1)
+    trigger = CerebelumExecutionTrigger(execution_id, poll_interval=0.05, end_time=time.time() + 0.3)
+    event = await only_event(trigger)
+    assert event["status"] == "timeout"
+    assert event["state"] == "EXECUTION_WAITING_FOR_APPROVAL"
+    assert event["execution"]["approval_info"] is not None
+    # Polled until the deadline, then once at the deadline; never after it.
+    assert 2 <= core.call_counts()["GetExecutionStatus"] <= 0.3 / 0.05 + 2
+
+
+async def test_deadline_already_passed_still_checks_once(core, cerebelum_conn):
+    execution_id = core.start_execution("orders")
+    core.complete(execution_id)
+    event = await only_event(CerebelumExecutionTrigger(execution_id, end_time=time.time() - 10))
+    assert event["status"] == "success"
+
+
+async def test_transient_failures_are_retried_until_core_answers(core, cerebelum_conn):
+    execution_id = core.start_execution("orders")
+    core.complete(execution_id)
+    core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE)  # more than one call's retry budget (5)
+    event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01))
+    assert event["status"] == "success"
+    assert core.call_counts()["GetExecutionStatus"] == 8
+
+
+async def test_core_down_longer_than_the_budget_is_an_error_naming_the_address(core, cerebelum_conn):
+    execution_id = core.start_execution("orders")
+    address = core.address
+    core.stop()
+    started = time.monotonic()
+    event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01, unavailable_timeout=0.05))
+    assert event["status"] == "error"
+    assert event["error_type"] == "CoreUnavailableError"
+    assert address in event["message"]
+    assert time.monotonic() - started < 30  # bounded: one call's retry budget, then the error
+
+
+async def test_wrong_token_is_an_error_after_one_call(core_factory, monkeypatch):
+    guarded = core_factory(token=TOKEN)
+    execution_id = guarded.start_execution("orders")
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(guarded, token="wrong-token"))
+    event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01))
+    assert event["status"] == "error"
+    assert event["error_type"] == "CerebelumAuthError"
+    assert guarded.call_counts().get("GetExecutionStatus", 0) <= 1
+    assert "wrong-token" not in event["message"]
+
+
+async def test_invalid_or_missing_connection_is_an_error_event(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", "cerebelum://core.example.com:notaport")
+    event = await only_event(CerebelumExecutionTrigger("exec-1"))
+    assert (event["status"], event["error_type"]) == ("error", "InvalidConnection")
+    event = await only_event(CerebelumExecutionTrigger("exec-1", cerebelum_conn_id="no_such_connection"))
+    assert (event["status"], event["error_type"]) == ("error", "InvalidConnection")
+    assert "no_such_connection" in event["message"]
+
+
+async def test_cancelled_trigger_rebuilt_in_a_new_loop_fires_once(core, cerebelum_conn):
+    """A triggerer restart: the running trigger is cancelled; a rebuilt one fires exactly once."""
+    execution_id = core.start_execution("orders")
+    trigger = CerebelumExecutionTrigger(execution_id, poll_interval=0.01)
+    first = asyncio.ensure_future(events_of(trigger))
+    while core.call_counts().get("GetExecutionStatus", 0) < 2:
+        await asyncio.sleep(0.01)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    core.run_until_settled()
+
+    def in_new_loop() -> list[dict]:
+        return asyncio.run(events_of(trigger))
+
+    events = await asyncio.to_thread(in_new_loop)
+    assert [event["status"] for event in events] == ["success"]
+
+
+# Sharing and sleeping ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_500_triggers_share_one_connection(core, cerebelum_conn):
+    count = 500
+    execution_ids = [core.start_execution("orders") for _ in range(count)]
+    triggers = [CerebelumExecutionTrigger(eid, poll_interval=3.0) for eid in execution_ids]
+    tasks = [asyncio.ensure_future(only_event(trigger)) for trigger in triggers]
+    while core.call_counts().get("GetExecutionStatus", 0) < count:
+        await asyncio.sleep(0.01)
+    # Every trigger has seen RUNNING once; complete them all before anyone polls again.
+    for execution_id in execution_ids:
+        core.complete(execution_id)
+    events = await asyncio.gather(*tasks)
+    assert {event["status"] for event in events} == {"success"}
+    assert len(core.peers()) == 1
+    assert core.call_counts()["GetExecutionStatus"] == 2 * count
+    assert shared_client_count() == 1
+
+
+async def test_clients_are_shared_per_settings_and_closed_with_the_loop(core, monkeypatch):
+    from cerebelum_provider.hooks import _shared_clients
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core))
+    monkeypatch.setenv("AIRFLOW_CONN_OTHER_TOKEN", connection_uri(core, token=TOKEN))
+    monkeypatch.setenv("AIRFLOW_CONN_SAME_SETTINGS", connection_uri(core))
+
+    async def in_one_loop():
+        default = await CerebelumHook().get_async_client()
+        assert await CerebelumHook().get_async_client() is default
+        assert await CerebelumHook("same_settings").get_async_client() is default
+        assert await CerebelumHook("other_token").get_async_client() is not default
+        assert shared_client_count() == 2
+        return asyncio.get_running_loop(), default
+
+    loop, client_a = await asyncio.to_thread(asyncio.run, in_one_loop())
+    # asyncio.run cancelled the keeper tasks at shutdown: the loop's clients are closed and gone.
+    assert not _shared_clients._clients_by_loop.get(loop)
+    loop_b, client_b = await asyncio.to_thread(asyncio.run, in_one_loop())
+    assert client_b is not client_a
+
+
+class VirtualClockTrigger(CerebelumExecutionTrigger):
+    """The trigger with its two time seams on a virtual clock that also moves the emulator's."""
+
+    core = None
+    clock = 0.0
+
+    @classmethod
+    def _now(cls) -> float:
+        return cls.clock
+
+    @classmethod
+    async def _sleep(cls, seconds: float) -> None:
+        cls.clock += seconds
+        cls.core.advance_time(seconds)
+        await asyncio.sleep(0)
+
+
+async def sleeping_execution(core) -> str:
+    execution_id = core.start_execution("orders", sleep_at=0, sleep_ms=600_000)
+    core.advance(1)
+    assert core.status(execution_id).status is ExecutionState.SLEEPING
+    return execution_id
+
+
+async def test_sleeping_execution_costs_at_most_two_polls_per_minute_window(core, cerebelum_conn, monkeypatch):
+    execution_id = await sleeping_execution(core)
+    monkeypatch.setattr(VirtualClockTrigger, "core", core)
+    monkeypatch.setattr(VirtualClockTrigger, "clock", 1_000.0)
+    trigger = VirtualClockTrigger(execution_id, poll_interval=1.0, end_time=1_060.0)
+    events = [event.payload async for event in trigger.run()]
+    assert [event["status"] for event in events] == ["timeout"]
+    # Fixed polling would have sent 61 queries in the 60 s window.
+    assert core.call_counts()["GetExecutionStatus"] <= 2
+
+
+async def test_wake_up_is_seen_within_one_poll_interval(core, cerebelum_conn, monkeypatch):
+    execution_id = await sleeping_execution(core)
+    monkeypatch.setattr(VirtualClockTrigger, "core", core)
+    monkeypatch.setattr(VirtualClockTrigger, "clock", 0.0)
+    trigger = VirtualClockTrigger(execution_id, poll_interval=1.0, max_sleep_wait=300.0, success_states=["RUNNING"])
+    events = [event.payload async for event in trigger.run()]
+    assert [event["status"] for event in events] == ["success"]
+    wake_at = 600.0
+    assert wake_at <= VirtualClockTrigger.clock <= wake_at + 1.0
+    # 600 s of sleep with 300 s waits: 0 s, ~300 s, just before waking, then the wake-up poll.
+    assert core.call_counts()["GetExecutionStatus"] == 4
+
+
+# Secrets -------------------------------------------------------------------------------------
+
+
+async def test_token_never_in_kwargs_repr_events_or_logs(core_factory, monkeypatch, caplog, capfd):
+    guarded = core_factory(token=TOKEN)
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(guarded, token=TOKEN))
+    caplog.set_level(logging.DEBUG)
+    ok = guarded.start_execution("orders")
+    guarded.complete(ok)
+    trigger = CerebelumExecutionTrigger(ok, poll_interval=0.01)
+    events = [await only_event(trigger), await only_event(CerebelumExecutionTrigger("missing"))]
+    assert [event["status"] for event in events] == ["success", "error"]
+    captured = capfd.readouterr()
+    for text in (repr(trigger), str(trigger.serialize()), str(events), caplog.text, captured.out, captured.err):
+        assert TOKEN not in text
