@@ -212,7 +212,7 @@ def _outer_retry():
     return AsyncRetrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(OUTER_ATTEMPTS),
-        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
         reraise=True,
     )
 
@@ -275,29 +275,33 @@ class _BulkResume:
         self.summary = BulkResumeSummary(dry_run=request.dry_run)
         # Every id taken from the listing: the at-most-once guarantee lives in this set.
         self.taken: set[str] = set()
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=2 * request.max_concurrency)
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=2 * request.max_concurrency)
 
     async def run(self) -> BulkResumeSummary:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.request.max_concurrency)]
         lister = asyncio.create_task(self._list_all())
-        tasks = [lister, *workers]
+        drained: asyncio.Task[None] | None = None
         try:
-            # A worker only ends early by raising (a fatal error); the lister ends when listing is done.
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            if not lister.done():
-                await lister
-            for _ in workers:
-                await self.queue.put(None)
-            await asyncio.gather(*workers)
+            await self._until_done(lister, workers)
+            # Listing is over; every id taken is in the queue or in a worker's hands.
+            drained = asyncio.create_task(self.queue.join())
+            await self._until_done(drained, workers)
         finally:
+            tasks = [lister, *workers] + ([drained] if drained is not None else [])
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._report_progress()
         return self.summary
+
+    @staticmethod
+    async def _until_done(task: asyncio.Task[None], workers: list[asyncio.Task[None]]) -> None:
+        """Wait for ``task``; raise at once if it or a worker fails (workers only end by failing)."""
+        while not task.done():
+            done, _ = await asyncio.wait([task, *workers], return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()
+        task.result()
 
     async def _list_all(self) -> None:
         """List each state until a full listing brings nothing new, queueing every new id once."""
@@ -334,8 +338,12 @@ class _BulkResume:
         return limit is not None and self.summary.matched >= limit
 
     async def _worker(self) -> None:
-        while (execution_id := await self.queue.get()) is not None:
-            await self._resume_one(execution_id)
+        while True:
+            execution_id = await self.queue.get()
+            try:
+                await self._resume_one(execution_id)
+            finally:
+                self.queue.task_done()
             self._report_progress()
 
     async def _resume_one(self, execution_id: str) -> None:

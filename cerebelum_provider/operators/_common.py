@@ -90,7 +90,7 @@ def call_with_retries(call: Callable[[], T], *, attempts: int = OPERATOR_ATTEMPT
     for attempt in Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=0.5, max=10.0),
+        wait=wait_exponential_jitter(multiplier=0.5, max=10.0, jitter=0.5),
         reraise=True,
     ):
         with attempt:

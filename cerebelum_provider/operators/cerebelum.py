@@ -281,21 +281,19 @@ class CerebelumBulkResumeOperator(BaseOperator):
     async def _resume_all(self):
         from cerebelum_provider.bulk import resume_matching
 
-        # asyncio.run made a new loop, so the hook hands out a client bound to this loop alone.
+        # asyncio.run made a new loop, so the hook hands out a client bound to this loop alone;
+        # the hook closes it when asyncio.run shuts the loop down.
         client = await self.hook.get_async_client()
-        try:
-            return await resume_matching(
-                client,
-                workflow_name=self.workflow_name,
-                states=self.states,
-                max_executions=self.max_executions,
-                max_concurrency=self.max_concurrency,
-                skip_completed_steps=self.skip_completed_steps,
-                dry_run=self.dry_run,
-                on_progress=self._progress_logger(),
-            )
-        finally:
-            await client.close()
+        return await resume_matching(
+            client,
+            workflow_name=self.workflow_name,
+            states=self.states,
+            max_executions=self.max_executions,
+            max_concurrency=self.max_concurrency,
+            skip_completed_steps=self.skip_completed_steps,
+            dry_run=self.dry_run,
+            on_progress=self._progress_logger(),
+        )
 
     def _progress_logger(self):
         last_logged = time.monotonic()

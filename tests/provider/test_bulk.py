@@ -1,0 +1,220 @@
+"""The bulk-resume engine against the emulator: exactly once, none skipped, exact summaries.
+
+Core's listing order moves while a bulk resume pages through it (every resumed execution leaves
+the FAILED set; executions that fail again come back at the front), so these tests seed more
+executions than one page holds and let the emulator reorder as the run goes.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from cerebelum_provider.bulk import BulkResumeSummary, resume_matching
+from cerebelum_provider.client import ExecutionClient, RetryConfig
+from cerebelum_provider.exceptions import CerebelumAuthError
+from cerebelum_provider.models import ExecutionState
+
+pytestmark = pytest.mark.timeout(90)
+
+FAST_RETRY = RetryConfig(max_attempts=5, initial_backoff=0.01, max_backoff=0.05)
+
+
+def seed_failed(core, count: int, workflow: str = "orders", *, fail_times: int = 1) -> list[str]:
+    """Start ``count`` executions that fail at their first step; return their ids."""
+    ids = [core.start_execution(workflow, inputs={"n": n}, fail_at=0, fail_times=fail_times) for n in range(count)]
+    core.run_until_settled()
+    assert set(ids) <= set(core.execution_ids(ExecutionState.FAILED))
+    return ids
+
+
+def client_for(core, **kwargs) -> ExecutionClient:
+    return ExecutionClient(core.address, retry=FAST_RETRY, **kwargs)
+
+
+async def test_resumes_each_failed_execution_once_across_pages(core):
+    orders = seed_failed(core, 350)
+    billing = seed_failed(core, 30, "billing")
+    running = core.start_execution("orders")
+    progress: list[dict[str, int]] = []
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", max_concurrency=8, on_progress=progress.append)
+
+    assert summary.matched == 350
+    assert sorted(summary.resumed) == sorted(orders)
+    assert summary.already_running == summary.failed_to_resume == summary.would_resume == []
+    assert summary.errors == {}
+    assert [core.resume_count(execution_id) for execution_id in orders] == [1] * 350
+    assert [core.resume_count(execution_id) for execution_id in billing + [running]] == [0] * 31
+    assert core.call_counts()["ResumeExecution"] == 350
+    assert progress[-1] == summary.counts() == {
+        "matched": 350,
+        "resumed": 350,
+        "already_running": 0,
+        "failed_to_resume": 0,
+        "errors": 0,
+        "would_resume": 0,
+    }
+
+
+async def test_executions_that_fail_again_are_not_resumed_twice(core):
+    # Each execution fails twice: once resumed, moving it on makes it FAILED again, back at the
+    # front of Core's order, so later pages and passes list it a second time.
+    ids = seed_failed(core, 240, fail_times=2)
+    handled = 0
+
+    def refail_resumed(counts: dict[str, int]) -> None:
+        nonlocal handled
+        handled += 1
+        if handled % 20 == 0:
+            core.advance()
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", max_concurrency=4, on_progress=refail_resumed)
+
+    core.advance()
+    assert summary.matched == 240
+    assert sorted(summary.resumed) == sorted(ids)
+    assert [core.resume_count(execution_id) for execution_id in ids] == [1] * 240
+    assert core.call_counts()["ResumeExecution"] == 240
+    # They did fail again (so the listing did repeat them): the run left them FAILED a second time.
+    assert set(ids) <= set(core.execution_ids(ExecutionState.FAILED))
+
+
+@pytest.mark.slow
+async def test_thirty_percent_unavailable_still_resumes_all_once(core):
+    ids = seed_failed(core, 1000)
+    core.set_failure_rate(0.3, code=grpc.StatusCode.UNAVAILABLE, seed=7)
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", max_concurrency=16)
+
+    core.set_failure_rate(0)
+    assert summary.errors == {}
+    assert summary.failed_to_resume == []
+    assert summary.matched == 1000
+    # A resume whose answer was lost answers "already_running" on retry; the emulator fails calls
+    # before acting on them, so here every first successful answer is "resumed".
+    assert sorted(summary.resumed) == sorted(ids)
+    assert [core.resume_count(execution_id) for execution_id in ids] == [1] * 1000
+    assert core.execution_ids(ExecutionState.FAILED) == []
+
+
+async def test_dry_run_resumes_nothing(core):
+    ids = seed_failed(core, 120)
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", dry_run=True)
+
+    assert summary.dry_run is True
+    assert summary.matched == 120
+    assert sorted(summary.would_resume) == sorted(ids)
+    assert summary.resumed == summary.already_running == summary.failed_to_resume == []
+    assert "ResumeExecution" not in core.call_counts()
+    assert sorted(core.execution_ids(ExecutionState.FAILED)) == sorted(ids)
+
+
+async def test_max_executions_stops_taking_after_the_limit(core):
+    ids = seed_failed(core, 150)
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", max_executions=101, max_concurrency=3)
+
+    assert summary.matched == 101
+    assert len(set(summary.resumed)) == 101
+    assert sum(core.resume_count(execution_id) for execution_id in ids) == 101
+    assert len(core.execution_ids(ExecutionState.FAILED)) == 49
+
+
+async def test_refusals_and_errors_are_recorded_not_raised(core):
+    failed = seed_failed(core, 5)
+    completed = core.start_execution("orders")
+    core.complete(completed)
+    # INTERNAL is not transient: recorded as an error for the executions it hits, no retry.
+    core.fail_next(2, code=grpc.StatusCode.INTERNAL, rpcs="ResumeExecution")
+
+    async with client_for(core) as client:
+        summary = await resume_matching(
+            client, workflow_name="orders", states=("FAILED", ExecutionState.COMPLETED), max_concurrency=1
+        )
+
+    assert summary.matched == 6
+    assert summary.failed_to_resume == [completed]
+    assert len(summary.errors) == 2
+    assert all("INTERNAL" in message for message in summary.errors.values())
+    assert sorted(summary.resumed + list(summary.errors)) == sorted(failed)
+    assert summary.failed is True
+    assert "failed_to_resume=1" in summary.describe() and "errors=2" in summary.describe()
+
+
+async def test_every_workflow_when_no_name_and_a_second_run_finds_nothing(core):
+    ids = seed_failed(core, 40) + seed_failed(core, 40, "billing")
+
+    async with client_for(core) as client:
+        first = await resume_matching(client)
+        core.advance()
+        second = await resume_matching(client)
+
+    assert sorted(first.resumed) == sorted(ids)
+    assert second.matched == 0 and second.to_dict()["resumed"] == []
+
+
+async def test_auth_error_stops_the_run_at_once(core_factory):
+    core = core_factory(token="s3cret")
+    seed_failed(core, 10)
+
+    async with client_for(core, token="wrong") as client:
+        with pytest.raises(CerebelumAuthError):
+            await resume_matching(client, workflow_name="orders")
+
+    assert "ResumeExecution" not in core.call_counts()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "names"),
+    [
+        ({"max_concurrency": 0}, ValueError, "max_concurrency"),
+        ({"max_concurrency": -3}, ValueError, "max_concurrency"),
+        ({"max_concurrency": 2.5}, TypeError, "max_concurrency"),
+        ({"max_concurrency": True}, TypeError, "max_concurrency"),
+        ({"max_concurrency": 10_000}, ValueError, "max_concurrency"),
+        ({"max_executions": 0}, ValueError, "max_executions"),
+        ({"max_executions": "10"}, TypeError, "max_executions"),
+        ({"states": []}, ValueError, "states"),
+        ({"states": "NOT_A_STATE"}, ValueError, "states"),
+        ({"states": ["FAILED", 3]}, TypeError, "states"),
+        ({"states": "UNSPECIFIED"}, ValueError, "states"),
+        ({"states": None}, TypeError, "states"),
+        ({"workflow_name": ""}, ValueError, "workflow_name"),
+        ({"workflow_name": 7}, TypeError, "workflow_name"),
+        ({"dry_run": "yes"}, TypeError, "dry_run"),
+        ({"skip_completed_steps": 1}, TypeError, "skip_completed_steps"),
+        ({"on_progress": "print"}, TypeError, "on_progress"),
+    ],
+)
+async def test_bad_arguments_are_refused_before_any_call(core, kwargs, error, names):
+    seed_failed(core, 3)
+
+    async with client_for(core) as client:
+        with pytest.raises(error, match=names):
+            await resume_matching(client, **kwargs)
+
+    assert core.call_counts() == {}
+
+
+def test_summary_to_dict_is_json_safe_and_complete():
+    import json
+
+    summary = BulkResumeSummary(matched=3, resumed=["a"], already_running=["b"], errors={"c": "boom"})
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert data == {
+        "matched": 3,
+        "resumed": ["a"],
+        "already_running": ["b"],
+        "failed_to_resume": [],
+        "errors": {"c": "boom"},
+        "would_resume": [],
+        "dry_run": False,
+    }
+    assert summary.failed is True
