@@ -76,7 +76,15 @@ def main() -> None:
         return
 
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve-only", "--calls", str(args.calls), "--latency", str(args.latency)],
+        [
+            sys.executable,
+            __file__,
+            "--serve-only",
+            "--calls",
+            str(args.calls),
+            "--latency",
+            str(args.latency),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

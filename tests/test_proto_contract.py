@@ -88,7 +88,9 @@ def test_field_matches_contract(message_name, spec):
 @pytest.mark.parametrize("message_name", sorted(MESSAGES))
 def test_message_has_no_fields_beyond_contract(message_name):
     descriptor = pb.DESCRIPTOR.message_types_by_name[message_name]
-    assert sorted(descriptor.fields_by_number) == sorted(int(spec.split()[0]) for spec in MESSAGES[message_name])
+    assert sorted(descriptor.fields_by_number) == sorted(
+        int(spec.split()[0]) for spec in MESSAGES[message_name]
+    )
 
 
 def test_no_messages_beyond_contract():

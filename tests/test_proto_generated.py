@@ -10,7 +10,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "cerebelum_provider" / "proto"
-GENERATED = ("worker_service_pb2.py", "worker_service_pb2.pyi", "worker_service_pb2_grpc.py", "worker_service_pb2_grpc.pyi")
+GENERATED = (
+    "worker_service_pb2.py",
+    "worker_service_pb2.pyi",
+    "worker_service_pb2_grpc.py",
+    "worker_service_pb2_grpc.pyi",
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,14 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from cerebelum_provider.exceptions import ExecutionNotFoundError
-from cerebelum_provider.models import ApprovalInfo, ExecutionHandle, ExecutionState, ExecutionStatus, SleepInfo, StepStatus
+from cerebelum_provider.models import (
+    ApprovalInfo,
+    ExecutionHandle,
+    ExecutionState,
+    ExecutionStatus,
+    SleepInfo,
+    StepStatus,
+)
 from cerebelum_provider.proto import worker_service_pb2 as pb
 
 #: The ``error.kind`` Core puts in an OK answer about an id it does not know.
@@ -87,7 +94,9 @@ def python_to_struct(data: dict[str, Any], *, field_name: str) -> struct_pb2.Str
             (None, bool, int, float, str, lists and dicts of those).
     """
     if not isinstance(data, dict):
-        raise TypeError(f"{field_name} must be a dict of JSON-like values, got {type(data).__name__} {data!r}")
+        raise TypeError(
+            f"{field_name} must be a dict of JSON-like values, got {type(data).__name__} {data!r}"
+        )
     _check_json_like(data, field_name)
     struct = struct_pb2.Struct()
     struct.update(data)
@@ -107,7 +116,9 @@ def _check_json_like(value: Any, path: str) -> None:
                 raise TypeError(f"{path} has key {key!r} of type {type(key).__name__}; keys must be strings")
             _check_json_like(item, f"{path}[{key!r}]")
         return
-    raise TypeError(f"{path} is {type(value).__name__} {value!r}; expected None, bool, number, str, list or dict")
+    raise TypeError(
+        f"{path} is {type(value).__name__} {value!r}; expected None, bool, number, str, list or dict"
+    )
 
 
 def error_to_dict(message: Any) -> dict[str, str] | None:
@@ -183,7 +194,9 @@ def status_from_proto(message: pb.ExecutionStatus, *, now: datetime | None = Non
         step_outputs={name: struct_to_python(output) for name, output in message.step_outputs.items()},
         error=error_to_dict(message),
         sleep_info=sleep_from_proto(message.sleep_info) if message.HasField("sleep_info") else None,
-        approval_info=approval_from_proto(message.approval_info) if message.HasField("approval_info") else None,
+        approval_info=approval_from_proto(message.approval_info)
+        if message.HasField("approval_info")
+        else None,
         elapsed_seconds=elapsed_seconds,
     )
 
@@ -193,7 +206,9 @@ def is_not_found(message: pb.ExecutionStatus) -> bool:
     return message.HasField("error") and message.error.kind == NOT_FOUND_KIND
 
 
-def found_status_from_proto(message: pb.ExecutionStatus, *, execution_id: str, core_address: str) -> ExecutionStatus:
+def found_status_from_proto(
+    message: pb.ExecutionStatus, *, execution_id: str, core_address: str
+) -> ExecutionStatus:
     """Like :func:`status_from_proto`, for a GetExecutionStatus answer about ``execution_id``.
 
     Raises:

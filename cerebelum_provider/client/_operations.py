@@ -85,7 +85,9 @@ def check_int(name: str, value: object, *, minimum: int, maximum: int) -> int:
         ValueError: outside the range.
     """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in {minimum}..{maximum}, got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name} must be an int in {minimum}..{maximum}, got {type(value).__name__} {value!r}"
+        )
     if not minimum <= value <= maximum:
         raise ValueError(f"{name} must be in {minimum}..{maximum}, got {value}")
     return value
@@ -133,7 +135,9 @@ def get_execution_status(execution_id: str) -> Operation[ExecutionStatus]:
     execution_id = check_identifier("execution_id", execution_id)
 
     def convert(response: pb.ExecutionStatus, core_address: str) -> ExecutionStatus:
-        return _convert.found_status_from_proto(response, execution_id=execution_id, core_address=core_address)
+        return _convert.found_status_from_proto(
+            response, execution_id=execution_id, core_address=core_address
+        )
 
     return Operation(
         "GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert, execution_id

@@ -8,13 +8,21 @@ happen here and nowhere else, with one tenacity policy built from the client's `
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
-from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from cerebelum_provider.client._operations import Operation
 from cerebelum_provider.client.config import ClientSettings, RetryConfig, TLSConfig
@@ -29,6 +37,7 @@ from cerebelum_provider.exceptions import (
 from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+log = logging.getLogger("cerebelum_provider.client")
 
 #: Codes worth another attempt: Core restarting, slow, or shedding load.
 TRANSIENT_CODES = frozenset(
@@ -97,15 +106,32 @@ def _read_pem(option: str, path: str | None) -> bytes | None:
     return data
 
 
-def retry_policy(config: RetryConfig, *, idempotent: bool = True) -> dict[str, Any]:
+def retry_policy(config: RetryConfig, operation: Operation[Any], address: str) -> dict[str, Any]:
     """Keyword arguments for tenacity's ``Retrying``/``AsyncRetrying``: the one retry policy.
 
     Transient gRPC failures are retried with exponential backoff and jitter until
     ``config.max_attempts`` calls were made; everything else, TLS handshake failures included,
-    is raised at once. A call that is not idempotent gets exactly one attempt.
+    is raised at once. An operation that is not idempotent gets exactly one attempt. Each retry
+    is logged at WARNING (RPC, address, code; never metadata).
     """
+    max_attempts = config.max_attempts if operation.idempotent else 1
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        code = _code(error) if isinstance(error, grpc.RpcError) else None
+        log.warning(
+            "%s to Cerebelum Core at %s failed with %s (attempt %d of %d); retrying in %.2f s",
+            operation.rpc,
+            address,
+            code.name if code is not None else error,
+            state.attempt_number,
+            max_attempts,
+            state.upcoming_sleep,
+        )
+
     return {
-        "stop": stop_after_attempt(config.max_attempts if idempotent else 1),
+        "before_sleep": log_retry,
+        "stop": stop_after_attempt(max_attempts),
         "wait": wait_exponential_jitter(
             multiplier=config.initial_backoff,
             max=config.max_backoff,
@@ -143,7 +169,7 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
             "check the token and the proxy's access rules",
             **context,
         )
-    if code == grpc.StatusCode.NOT_FOUND:
+    if code == grpc.StatusCode.NOT_FOUND and operation.execution_id:
         return ExecutionNotFoundError(
             f"Cerebelum Core at {address} knows no execution {operation.execution_id!r} "
             f"({operation.rpc}: NOT_FOUND, {details})",
@@ -162,7 +188,9 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
             f"{code_name} ({details})",
             **context,
         )
-    return CerebelumRPCError(f"{operation.rpc}{about} failed at {address}: {code_name} ({details})", **context)
+    return CerebelumRPCError(
+        f"{operation.rpc}{about} failed at {address}: {code_name} ({details})", **context
+    )
 
 
 def _code(error: grpc.RpcError) -> grpc.StatusCode | None:
@@ -208,7 +236,9 @@ class AsyncTransport(_TransportBase):
         loop = asyncio.get_running_loop()
         if self._stub is None:
             if self._tls is not None:
-                channel = grpc.aio.secure_channel(self.address, self._tls.credentials(), options=self._options)
+                channel = grpc.aio.secure_channel(
+                    self.address, self._tls.credentials(), options=self._options
+                )
             else:
                 channel = grpc.aio.insecure_channel(self.address, options=self._options)
             self._channel, self._stub, self._loop = channel, pb_grpc.WorkerServiceStub(channel), loop
@@ -229,7 +259,7 @@ class AsyncTransport(_TransportBase):
         method = getattr(stub, operation.rpc)
         attempts = 0
         try:
-            async for attempt in AsyncRetrying(**retry_policy(self.settings.retry, idempotent=operation.idempotent)):
+            async for attempt in AsyncRetrying(**retry_policy(self.settings.retry, operation, self.address)):
                 with attempt:
                     attempts += 1
                     response = await method(
@@ -259,7 +289,9 @@ class SyncTransport(_TransportBase):
         with self._lock:
             if self._stub is None:
                 if self._tls is not None:
-                    channel = grpc.secure_channel(self.address, self._tls.credentials(), options=self._options)
+                    channel = grpc.secure_channel(
+                        self.address, self._tls.credentials(), options=self._options
+                    )
                 else:
                     channel = grpc.insecure_channel(self.address, options=self._options)
                 self._channel, self._stub = channel, pb_grpc.WorkerServiceStub(channel)
@@ -274,10 +306,12 @@ class SyncTransport(_TransportBase):
         method = getattr(self._ensure_stub(), operation.rpc)
         attempts = 0
         try:
-            for attempt in Retrying(**retry_policy(self.settings.retry, idempotent=operation.idempotent)):
+            for attempt in Retrying(**retry_policy(self.settings.retry, operation, self.address)):
                 with attempt:
                     attempts += 1
-                    response = method(operation.request, timeout=self.settings.timeout, metadata=self._metadata)
+                    response = method(
+                        operation.request, timeout=self.settings.timeout, metadata=self._metadata
+                    )
         except grpc.RpcError as error:
             raise self._error(error, operation, attempts) from None
         return operation.convert(response, self.address)

@@ -94,10 +94,14 @@ def parse_core_url(core_url: str) -> CoreAddress:
             1..65535, or the URL carries a path, query, fragment or credentials.
     """
     if not isinstance(core_url, str):
-        raise TypeError(f"core_url must be a string like 'host:9090', got {type(core_url).__name__} {core_url!r}")
+        raise TypeError(
+            f"core_url must be a string like 'host:9090', got {type(core_url).__name__} {core_url!r}"
+        )
     text = core_url.strip()
     if not text or any(char.isspace() for char in text):
-        raise ValueError(f"core_url={core_url!r} must be 'host:port', 'grpc://host:port' or 'grpcs://host:port'")
+        raise ValueError(
+            f"core_url={core_url!r} must be 'host:port', 'grpc://host:port' or 'grpcs://host:port'"
+        )
     scheme_tls: bool | None = None
     rest = text
     if "://" in text:
@@ -110,7 +114,9 @@ def parse_core_url(core_url: str) -> CoreAddress:
         scheme_tls = _SCHEMES[scheme.lower()]
     parts = urlsplit("//" + rest)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"core_url={core_url!r} must not carry a path, query or fragment; expected host:port")
+        raise ValueError(
+            f"core_url={core_url!r} must not carry a path, query or fragment; expected host:port"
+        )
     if parts.username is not None or parts.password is not None:
         # A token belongs in the token argument, never in an address that ends up in messages.
         raise ValueError("core_url must not carry credentials; pass the token as token=...")
@@ -121,7 +127,9 @@ def parse_core_url(core_url: str) -> CoreAddress:
         port = parts.port
     except ValueError:
         raw_port = parts.netloc.rsplit(":", 1)[-1]
-        raise ValueError(f"core_url={core_url!r} has port {raw_port!r}; expected a number in 1..65535") from None
+        raise ValueError(
+            f"core_url={core_url!r} has port {raw_port!r}; expected a number in 1..65535"
+        ) from None
     if port is None:
         if parts.netloc.endswith(":"):
             raise ValueError(f"core_url={core_url!r} has an empty port; expected a number in 1..65535")

@@ -18,7 +18,6 @@ from cerebelum_provider.exceptions import (
     CerebelumRPCError,
     CoreUnavailableError,
     ExecutionNotFoundError,
-    WorkflowStartError,
 )
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.proto import worker_service_pb2 as pb
@@ -82,8 +81,6 @@ async def test_grpc_not_found_becomes_execution_not_found(scripted, make_client)
     assert scripted.count() == 1
 
 
-
-
 async def test_list_without_filters_leaves_optional_fields_unset(scripted, make_client):
     scripted.default("ListExecutions", pb.ListExecutionsResponse())
     await make_client(scripted.address).list_executions()
@@ -111,7 +108,9 @@ async def test_list_filters_limit_offset_are_sent(scripted, make_client):
 @pytest.mark.parametrize("answer", ["resumed", "already_running", "failed_to_resume"])
 async def test_resume_answers(scripted, make_client, answer):
     scripted.default("ResumeExecution", pb.ExecutionHandle(execution_id="exec-4", status=answer))
-    assert await make_client(scripted.address).resume_execution("exec-4", skip_completed_steps=False) == answer
+    assert (
+        await make_client(scripted.address).resume_execution("exec-4", skip_completed_steps=False) == answer
+    )
     request = scripted.received("ResumeExecution")[0].request
     assert (request.execution_id, request.skip_completed_steps) == ("exec-4", False)
 
@@ -136,8 +135,6 @@ async def test_execute_workflow_sends_inputs_and_options(scripted, make_client):
     assert not request.options.execution_id
 
 
-
-
 async def test_execute_workflow_is_never_retried(scripted, make_client):
     scripted.default("ExecuteWorkflow", Abort(grpc.StatusCode.UNAVAILABLE, "restarting"))
     with pytest.raises(CoreUnavailableError):
@@ -146,7 +143,8 @@ async def test_execute_workflow_is_never_retried(scripted, make_client):
 
 
 @pytest.mark.parametrize(
-    "code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED]
+    "code",
+    [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED],
 )
 async def test_transient_failures_are_retried_until_success(scripted, make_client, code):
     scripted.queue("GetExecutionStatus", Abort(code), Abort(code))
@@ -182,8 +180,6 @@ async def test_other_codes_become_rpc_error_with_code(scripted, make_client):
     assert caught.value.code == grpc.StatusCode.INTERNAL
     assert caught.value.execution_id == "exec-7"
     assert scripted.count() == 1
-
-
 
 
 async def test_deadline_exceeded_then_answer_in_time(scripted, make_client):

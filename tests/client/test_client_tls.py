@@ -51,7 +51,9 @@ async def test_tls_with_generated_ca_and_token(make_client, tls_core, tls_files)
 
 async def test_grpcs_url_turns_tls_on(tls_core, tls_files):
     port = tls_core.address.rsplit(":", 1)[1]
-    async with ExecutionClient(f"grpcs://127.0.0.1:{port}", tls=TLSConfig(ca_cert_path=tls_files.ca_path)) as client:
+    async with ExecutionClient(
+        f"grpcs://127.0.0.1:{port}", tls=TLSConfig(ca_cert_path=tls_files.ca_path)
+    ) as client:
         assert (await client.get_execution_status("exec-s")).execution_id == "exec-s"
 
 
@@ -59,7 +61,9 @@ async def test_server_name_override(make_client, tls_files):
     core = _serve(tls_files.named_server.key_pem, tls_files.named_server.cert_pem)
     try:
         tls = TLSConfig(ca_cert_path=tls_files.ca_path, server_name_override="core.internal")
-        assert (await make_client(core.address, tls=tls).get_execution_status("exec-n")).execution_id == "exec-n"
+        assert (
+            await make_client(core.address, tls=tls).get_execution_status("exec-n")
+        ).execution_id == "exec-n"
     finally:
         core.stop()
 
@@ -78,7 +82,9 @@ async def test_name_mismatch_fails_fast_as_tls_error(make_client, tls_files):
 
 @pytest.mark.timeout(30)
 async def test_wrong_ca_fails_fast_without_retries(make_client, tls_core, tls_files):
-    client = make_client(tls_core.address, tls=TLSConfig(ca_cert_path=tls_files.other_ca_path), retry=NO_PATIENCE)
+    client = make_client(
+        tls_core.address, tls=TLSConfig(ca_cert_path=tls_files.other_ca_path), retry=NO_PATIENCE
+    )
     with pytest.raises(CerebelumTLSError) as caught:
         await client.get_execution_status("exec-w")
     assert tls_core.address in str(caught.value)
@@ -92,7 +98,9 @@ async def test_mutual_tls(make_client, mtls_core, tls_files):
         client_cert_path=tls_files.client_cert_path,
         client_key_path=tls_files.client_key_path,
     )
-    assert (await make_client(mtls_core.address, tls=tls).get_execution_status("exec-m")).execution_id == "exec-m"
+    assert (
+        await make_client(mtls_core.address, tls=tls).get_execution_status("exec-m")
+    ).execution_id == "exec-m"
     assert mtls_core.count() == 1
 
 

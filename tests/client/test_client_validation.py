@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient, TLSConfig, parse_core_url
+from cerebelum_provider.client import (
+    ExecutionClient,
+    RetryConfig,
+    SyncExecutionClient,
+    TLSConfig,
+    parse_core_url,
+)
 from cerebelum_provider.client.config import ClientSettings
 from cerebelum_provider.models import ExecutionState
 
@@ -177,7 +183,9 @@ def test_bad_retry_config(kwargs, error):
 
 @pytest.mark.parametrize("client_class", [ExecutionClient, SyncExecutionClient])
 def test_repr_never_shows_the_token(client_class):
-    client = client_class("grpcs://core", token="very-secret-token", tls=TLSConfig(server_name_override="core"))
+    client = client_class(
+        "grpcs://core", token="very-secret-token", tls=TLSConfig(server_name_override="core")
+    )
     assert "very-secret-token" not in repr(client)
     assert "very-secret-token" not in repr(client._settings)
     assert "very-secret-token" not in repr(vars(client))

@@ -22,7 +22,9 @@ json_leaves = st.one_of(
 )
 json_values = st.recursive(
     json_leaves,
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=40,
 )
 json_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=8)
@@ -34,7 +36,11 @@ def _same(left, right) -> bool:
     if isinstance(left, float) and math.isnan(left):
         return isinstance(right, float) and math.isnan(right)
     if isinstance(left, dict):
-        return isinstance(right, dict) and left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+        return (
+            isinstance(right, dict)
+            and left.keys() == right.keys()
+            and all(_same(left[k], right[k]) for k in left)
+        )
     if isinstance(left, (list, tuple)):
         return isinstance(right, list) and len(left) == len(right) and all(map(_same, left, right))
     return left == right and (type(left) is bool) == (type(right) is bool)
@@ -75,7 +81,7 @@ def status_messages(draw):
     return pb.ExecutionStatus.FromString(message.SerializeToString())
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(status_messages())
 def test_any_status_message_converts_without_crashing(message):
     status = _convert.status_from_proto(message)
@@ -88,7 +94,7 @@ def test_any_status_message_converts_without_crashing(message):
     assert rebuilt.execution_id == status.execution_id and rebuilt.status is status.status
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(json_objects)
 def test_struct_round_trip_keeps_values_and_makes_integral_numbers_int(data):
     struct = _convert.python_to_struct(data, field_name="inputs")
@@ -109,7 +115,9 @@ def test_struct_round_trip_keeps_values_and_makes_integral_numbers_int(data):
 
 def test_huge_struct():
     message = pb.ExecutionStatus(execution_id="big")
-    message.inputs.update({f"k{number}": [float(number), "x" * 10, {"n": number + 0.5}] for number in range(20_000)})
+    message.inputs.update(
+        {f"k{number}": [float(number), "x" * 10, {"n": number + 0.5}] for number in range(20_000)}
+    )
     status = _convert.status_from_proto(pb.ExecutionStatus.FromString(message.SerializeToString()))
     assert len(status.inputs) == 20_000
     assert status.inputs["k19999"] == [19999, "x" * 10, {"n": 19999.5}]
@@ -124,7 +132,9 @@ def test_nan_and_infinity_stay_floats():
 
 
 def test_unknown_enum_number_is_unspecified():
-    message = pb.ExecutionStatus.FromString(pb.ExecutionStatus(execution_id="e", status=42).SerializeToString())
+    message = pb.ExecutionStatus.FromString(
+        pb.ExecutionStatus(execution_id="e", status=42).SerializeToString()
+    )
     assert _convert.status_from_proto(message).status is ExecutionState.UNSPECIFIED
 
 

@@ -45,7 +45,8 @@ def ours_as_peer_dict(status) -> dict:
         "current_step_name": status.current_step_name,
         "progress_percentage": status.progress_percentage,
         "completed_steps": [
-            {"step_name": s.step_name, "step_index": s.step_index, "status": s.status} for s in status.completed_steps
+            {"step_name": s.step_name, "step_index": s.step_index, "status": s.status}
+            for s in status.completed_steps
         ],
         "inputs": status.inputs,
         "step_outputs": status.step_outputs,
@@ -108,11 +109,11 @@ async def test_same_statuses_and_listing(mixed_core):
         "EXECUTION_WAITING_FOR_APPROVAL",
         "EXECUTION_RUNNING",
     ]
-    for their_status, our_status in zip(theirs, ours):
+    for their_status, our_status in zip(theirs, ours, strict=True):
         assert_same_status(their_status, our_status)
 
     assert (theirs_page["total_count"], theirs_page["has_more"]) == (total, has_more) == (5, False)
-    for their_status, our_status in zip(theirs_page["executions"], ours_page):
+    for their_status, our_status in zip(theirs_page["executions"], ours_page, strict=True):
         assert_same_status(their_status, ours_as_peer_dict(our_status))
 
     # The SDK's "no filter" sends workflow_name="" and Core matches nothing; ours lists everything.

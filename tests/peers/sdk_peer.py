@@ -68,7 +68,11 @@ async def _run(args: argparse.Namespace) -> Any:
             executions, total, has_more = await client.list_executions(
                 workflow_name=args.workflow, status=status, limit=args.limit, offset=args.offset
             )
-            return {"executions": [_status(e) for e in executions], "total_count": total, "has_more": has_more}
+            return {
+                "executions": [_status(e) for e in executions],
+                "total_count": total,
+                "has_more": has_more,
+            }
         return {"answer": await client.resume_execution(args.ids[0])}
     finally:
         client.close()
