@@ -21,7 +21,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from cerebelum_provider.client._operations import Operation
@@ -132,12 +133,12 @@ def retry_policy(config: RetryConfig, operation: Operation[Any], address: str) -
     return {
         "before_sleep": log_retry,
         "stop": stop_after_attempt(max_attempts),
-        "wait": wait_exponential_jitter(
-            multiplier=config.initial_backoff,
-            max=config.max_backoff,
-            exp_base=config.multiplier,
-            jitter=config.initial_backoff,
-        ),
+        # initial * multiplier ** (n - 1), capped, plus up to one initial backoff of jitter;
+        # composed from the two oldest tenacity waits so that every tenacity >= 8.2 works.
+        "wait": wait_exponential(
+            multiplier=config.initial_backoff, max=config.max_backoff, exp_base=config.multiplier
+        )
+        + wait_random(0, config.initial_backoff),
         "retry": retry_if_exception(is_retryable),
         "reraise": True,
     }
