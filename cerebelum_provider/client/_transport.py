@@ -45,8 +45,15 @@ TRANSIENT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
 _AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
-# Words gRPC puts in an UNAVAILABLE's details when the TLS handshake, not the network, failed.
-_TLS_FAILURE_MARKERS = ("ssl", "handshake", "certificate", "tsi_", "tls", "verification check", "hostname")
+# Phrases gRPC puts in an UNAVAILABLE's details when the TLS handshake, not the network, failed.
+# Specific on purpose: a bare "ssl" or "tls" would match host names such as "tls-gw.example".
+_TLS_FAILURE_MARKERS = (
+    "handshake failed",
+    "tsi_",
+    "ssl_error",
+    "certificate_verify_failed",
+    "verification check failed",
+)
 
 # Keepalive pings while calls are in flight make a half-open connection (peer gone without a
 # FIN) fail within keepalive_time + keepalive_timeout; setting keepalive_time also makes gRPC

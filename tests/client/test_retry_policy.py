@@ -46,6 +46,11 @@ def test_tls_handshake_failures_are_not_retried(details):
     assert is_tls_failure(error) and not is_retryable(error)
 
 
+def test_host_names_that_look_like_tls_do_not_stop_retries():
+    error = rpc_error(grpc.StatusCode.UNAVAILABLE, "DNS resolution failed for tls-ssl-gw.example:443")
+    assert not is_tls_failure(error) and is_retryable(error)
+
+
 def test_non_grpc_errors_are_not_retried():
     assert not is_retryable(ValueError("boom"))
 
