@@ -14,6 +14,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from cerebelum_provider.client.config import shown
 from cerebelum_provider.exceptions import ExecutionNotFoundError
 from cerebelum_provider.models import (
     ApprovalInfo,
@@ -95,7 +96,7 @@ def python_to_struct(data: dict[str, Any], *, field_name: str) -> struct_pb2.Str
     """
     if not isinstance(data, dict):
         raise TypeError(
-            f"{field_name} must be a dict of JSON-like values, got {type(data).__name__} {data!r}"
+            f"{field_name} must be a dict of JSON-like values, got {type(data).__name__} {shown(data)}"
         )
     _check_json_like(data, field_name)
     struct = struct_pb2.Struct()
@@ -117,7 +118,7 @@ def _check_json_like(value: Any, path: str) -> None:
             _check_json_like(item, f"{path}[{key!r}]")
         return
     raise TypeError(
-        f"{path} is {type(value).__name__} {value!r}; expected None, bool, number, str, list or dict"
+        f"{path} is {type(value).__name__} {shown(value)}; expected None, bool, number, str, list or dict"
     )
 
 

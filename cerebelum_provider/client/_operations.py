@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.message import Message
 
 from cerebelum_provider.client import _convert
+from cerebelum_provider.client.config import shown
 from cerebelum_provider.exceptions import WorkflowStartError
 from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
 from cerebelum_provider.proto import worker_service_pb2 as pb
@@ -69,7 +70,7 @@ def check_identifier(name: str, value: object) -> str:
         ValueError: empty, blank, or longer than ``MAX_ID_LENGTH``.
     """
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a non-empty string, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be a non-empty string, got {type(value).__name__} {shown(value)}")
     if not value.strip():
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     if len(value) > MAX_ID_LENGTH:
@@ -86,7 +87,7 @@ def check_int(name: str, value: object, *, minimum: int, maximum: int) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"{name} must be an int in {minimum}..{maximum}, got {type(value).__name__} {value!r}"
+            f"{name} must be an int in {minimum}..{maximum}, got {type(value).__name__} {shown(value)}"
         )
     if not minimum <= value <= maximum:
         raise ValueError(f"{name} must be in {minimum}..{maximum}, got {value}")
@@ -100,7 +101,7 @@ def check_bool(name: str, value: object) -> bool:
         TypeError: anything else (``"false"`` would otherwise be truthy).
     """
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {shown(value)}")
     return value
 
 
@@ -110,16 +111,15 @@ def check_filters(workflow_name: object, status: object) -> tuple[str | None, Ex
     Raises:
         TypeError, ValueError: see :func:`check_identifier` and ``ExecutionState.coerce``.
     """
-    if workflow_name is not None:
-        # "" would be sent as a filter and match nothing on Core: refuse it, None means no filter.
-        workflow_name = check_identifier("workflow_name", workflow_name)
+    # "" would be sent as a filter and match nothing on Core: refuse it; None means no filter.
+    name = None if workflow_name is None else check_identifier("workflow_name", workflow_name)
     state = None if status is None else ExecutionState.coerce(status)  # type: ignore[arg-type]
-    return workflow_name, state  # type: ignore[return-value]
+    return name, state
 
 
 def _check_tags(tags: object) -> list[str]:
     if isinstance(tags, str) or not isinstance(tags, Iterable):
-        raise TypeError(f"tags must be a list of strings, got {type(tags).__name__} {tags!r}")
+        raise TypeError(f"tags must be a list of strings, got {type(tags).__name__} {shown(tags)}")
     checked = list(tags)
     for tag in checked:
         if not isinstance(tag, str):

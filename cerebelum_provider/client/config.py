@@ -175,7 +175,7 @@ class ClientSettings:
         if retry is None:
             retry = RetryConfig()
         elif not isinstance(retry, RetryConfig):
-            raise TypeError(f"retry must be a RetryConfig or None, got {type(retry).__name__} {retry!r}")
+            raise TypeError(f"retry must be a RetryConfig or None, got {type(retry).__name__} {shown(retry)}")
         return cls(address=address, tls=tls_config, timeout=float(timeout), retry=retry, token=token or None)
 
 
@@ -187,7 +187,7 @@ def _resolve_tls(core_url: str, address: CoreAddress, tls: bool | TLSConfig | No
     elif isinstance(tls, TLSConfig):
         wanted = tls
     else:
-        raise TypeError(f"tls must be a bool, a TLSConfig or None, got {type(tls).__name__} {tls!r}")
+        raise TypeError(f"tls must be a bool, a TLSConfig or None, got {type(tls).__name__} {shown(tls)}")
     if address.tls is not None and address.tls != (wanted is not None):
         raise ValueError(
             f"core_url={core_url!r} says {'TLS' if address.tls else 'plaintext'} but tls={tls!r} says "
@@ -196,9 +196,15 @@ def _resolve_tls(core_url: str, address: CoreAddress, tls: bool | TLSConfig | No
     return wanted
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, shortened: error messages name a bad value without flooding logs."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _require_number(name: str, value: object, *, minimum: float, exclusive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {shown(value)}")
     too_small = value <= minimum if exclusive else value < minimum
     if math.isnan(value) or math.isinf(value) or too_small:
         bound = f"greater than {minimum}" if exclusive else f"at least {minimum}"

@@ -190,3 +190,10 @@ def test_repr_never_shows_the_token(client_class):
     assert "very-secret-token" not in repr(client._settings)
     assert "very-secret-token" not in repr(vars(client))
     assert "core:443" in repr(client)
+
+
+def test_error_messages_shorten_huge_bad_values(scripted):
+    huge = list(range(100_000))
+    with pytest.raises(TypeError) as caught:
+        SyncExecutionClient(scripted.address).execute_workflow("orders", huge)
+    assert len(str(caught.value)) < 300 and "..." in str(caught.value)
