@@ -38,7 +38,11 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until a stop signal; return the exit status."""
     if args.step_seconds is not None and args.step_seconds <= 0:
         raise SystemExit(f"--step-seconds must be > 0, got {args.step_seconds}")
-    scenario = load_scenario_file(args.scenario) if args.scenario else None
+    try:
+        scenario = load_scenario_file(args.scenario) if args.scenario else None
+    except (OSError, ValueError) as error:
+        print(f"cerebelum-emulator: {error}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -50,7 +54,11 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         scenario_data=scenario,
     )
-    emulator.start()
+    try:
+        emulator.start()
+    except (RuntimeError, ValueError, TypeError) as error:
+        print(f"cerebelum-emulator: {error}", file=sys.stderr)
+        return 1
     try:
         print(f"Cerebelum Core emulator listening on {emulator.address}", flush=True)
         while not stop.wait(0.5):
