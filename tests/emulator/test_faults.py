@@ -124,9 +124,10 @@ def test_invalid_fault_settings_are_refused():
 
 
 def test_peers_are_the_distinct_client_connections(core):
-    for _ in range(2):
-        with grpc.insecure_channel(core.address) as channel:
-            get(pb_grpc.WorkerServiceStub(channel))
+    # A local subchannel pool: otherwise grpc may share one connection between the two channels.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(core.address, options) as one, grpc.insecure_channel(core.address, options) as two:
+        for channel in (one, two, one, two):
             get(pb_grpc.WorkerServiceStub(channel))
     assert len(core.peers()) == 2
     assert core.call_counts() == {"GetExecutionStatus": 4}
