@@ -30,17 +30,16 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from cerebelum_provider import exceptions
+from cerebelum_provider._arguments import (
+    check_disjoint_states,
+    check_execution_id,
+    coerce_states,
+    failure_message,
+    positive_seconds,
+)
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
-from cerebelum_provider.triggers.cerebelum import (
-    CerebelumExecutionTrigger,
-    check_execution_id,
-    positive_seconds,
-    check_disjoint_states,
-    coerce_states,
-    failure_message,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -150,6 +149,8 @@ class CerebelumExecutionSensor(BaseSensorOperator):
             raise
         if result:
             return result.xcom_value
+        from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
+
         end_time = time.time() + self.timeout
         self.defer(
             trigger=CerebelumExecutionTrigger(
