@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from cerebelum_provider import models
 from cerebelum_provider.emulator.engine import approval_remaining_ms, sleep_remaining_ms
@@ -95,79 +95,9 @@ def execution_status(projection: Projection, now: float) -> pb.ExecutionStatus:
     return message
 
 
-def _moment(message: Any, name: str) -> datetime | None:
-    if not message.HasField(name):
-        return None
-    return getattr(message, name).ToDatetime(tzinfo=timezone.utc)
-
-
-def _dict(message: Any, name: str) -> dict[str, Any] | None:
-    if not message.HasField(name):
-        return None
-    return json_format.MessageToDict(getattr(message, name))
-
-
-def _error(message: Any) -> dict[str, str] | None:
-    if not message.HasField("error"):
-        return None
-    return {"kind": message.error.kind, "message": message.error.message}
-
-
 def to_model(message: pb.ExecutionStatus, now: float) -> models.ExecutionStatus:
-    """The models.ExecutionStatus for a wire ExecutionStatus (elapsed time measured to ``now``)."""
-    started_at = _moment(message, "started_at")
-    completed_at = _moment(message, "completed_at")
-    elapsed = None
-    if started_at is not None:
-        end = completed_at or datetime.fromtimestamp(now, tz=timezone.utc)
-        elapsed = int((end - started_at).total_seconds())
-    sleep_info = None
-    if message.HasField("sleep_info"):
-        sleep = message.sleep_info
-        sleep_info = models.SleepInfo(
-            duration_ms=sleep.duration_ms,
-            sleep_started_at=_moment(sleep, "sleep_started_at"),
-            remaining_ms=sleep.remaining_ms,
-            data=_dict(sleep, "data"),
-        )
-    approval_info = None
-    if message.HasField("approval_info"):
-        approval = message.approval_info
-        approval_info = models.ApprovalInfo(
-            approval_type=approval.approval_type,
-            data=_dict(approval, "data"),
-            timeout_ms=approval.timeout_ms,
-            requested_at=_moment(approval, "requested_at"),
-            remaining_timeout_ms=approval.remaining_timeout_ms,
-        )
-    total = message.total_steps
-    return models.ExecutionStatus(
-        execution_id=message.execution_id,
-        workflow_name=message.workflow_name,
-        status=models.ExecutionState(pb.ExecutionState.Name(message.status)),
-        started_at=started_at,
-        completed_at=completed_at,
-        current_step_index=message.current_step_index,
-        total_steps=total,
-        current_step_name=message.current_step_name,
-        progress_percentage=(message.current_step_index / total * 100) if total else 0.0,
-        completed_steps=[
-            models.StepStatus(
-                step_name=step.step_name,
-                step_index=step.step_index,
-                status=step.status,
-                started_at=_moment(step, "started_at"),
-                completed_at=_moment(step, "completed_at"),
-                duration_seconds=step.duration_seconds,
-                output=_dict(step, "output"),
-                error=_error(step),
-            )
-            for step in message.completed_steps
-        ],
-        inputs=_dict(message, "inputs") or {},
-        step_outputs={name: json_format.MessageToDict(output) for name, output in message.step_outputs.items()},
-        error=_error(message),
-        sleep_info=sleep_info,
-        approval_info=approval_info,
-        elapsed_seconds=elapsed,
-    )
+    """The models.ExecutionStatus our client would make of ``message`` (elapsed time ends at ``now``)."""
+    # The client's own converter, so that core.status() and a client's answer are equal.
+    from cerebelum_provider.client._convert import status_from_proto
+
+    return status_from_proto(message, now=datetime.fromtimestamp(now, tz=timezone.utc))

@@ -32,7 +32,7 @@ def test_failed_execution_resumes_from_the_failed_step_and_completes(core):
     core.run_until_settled(execution_id)
     failed = core.status(execution_id)
     assert (failed.status, failed.current_step_name) == (ExecutionState.FAILED, "ship")
-    assert failed.error == {"kind": "carrier", "message": "503"}
+    assert failed.error == {"kind": "carrier", "message": "503", "stacktrace": ""}
     assert core.engine.resume(execution_id) == "resumed"
     resumed = core.status(execution_id)
     assert (resumed.status, resumed.current_step_index, resumed.error) == (ExecutionState.RUNNING, 2, None)
