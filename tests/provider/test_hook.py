@@ -1,0 +1,244 @@
+"""CerebelumHook and connection parsing: every field, every bad value, and real calls to the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+from airflow.sdk import Connection
+
+from cerebelum_provider.emulator import EmulatorTLS
+from cerebelum_provider.hooks._connection import DEFAULT_PORT, DEFAULT_TIMEOUT, parse_connection
+from cerebelum_provider.hooks.cerebelum import CerebelumHook
+from tests.client.tls_material import write_tls_files
+from tests.provider.conftest import connection_uri
+
+TOKEN = "s3cret-hook-token"
+
+
+def connection(**kwargs) -> Connection:
+    extra = kwargs.pop("extra", None)
+    return Connection(
+        conn_id="cerebelum_test",
+        conn_type="cerebelum",
+        extra=json.dumps(extra) if isinstance(extra, dict) else extra,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    return write_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+# Parsing -------------------------------------------------------------------------------------
+
+
+def test_uri_form_with_string_extras(tls_files):
+    uri = (
+        f"cerebelum://:{TOKEN}@core.example.com:9443?tls=true&ca_cert={tls_files.ca_path}"
+        "&timeout=2.5&ui_url=https%3A%2F%2Fcore.example%2Fexecutions%2F%7Bexecution_id%7D"
+    )
+    settings = parse_connection(Connection.from_uri(uri, conn_id="cerebelum_test"))
+    assert (settings.host, settings.port, settings.address) == ("core.example.com", 9443, "core.example.com:9443")
+    assert settings.token == TOKEN
+    assert settings.tls is True and settings.ca_cert == tls_files.ca_path
+    assert settings.timeout == 2.5
+    assert settings.ui_url == "https://core.example/executions/{execution_id}"
+    assert TOKEN not in repr(settings)
+
+
+def test_defaults():
+    settings = parse_connection(connection(host="core"))
+    assert (settings.port, settings.timeout, settings.tls, settings.token) == (DEFAULT_PORT, DEFAULT_TIMEOUT, False, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(True, True), (False, False), ("true", True), ("True", True), ("1", True), (1, True), ("false", False),
+     ("0", False), ("no", False), ("", False)],
+)
+def test_tls_flag_accepts_json_and_uri_spellings(raw, expected):
+    assert parse_connection(connection(host="core", extra={"tls": raw})).tls is expected
+
+
+def test_ui_form_prefixed_extras_are_read_too():
+    settings = parse_connection(connection(host="core", extra={"extra__cerebelum__timeout": 3, "extra__cerebelum__tls": "1"}))
+    assert (settings.timeout, settings.tls) == (3.0, True)
+
+
+def test_tls_files_switch_tls_on_by_themselves(tls_files):
+    assert parse_connection(connection(host="core", extra={"ca_cert": tls_files.ca_path})).tls is True
+
+
+def test_client_kwargs_build_a_tls_config(tls_files):
+    settings = parse_connection(
+        connection(
+            host="core",
+            password=TOKEN,
+            extra={"tls": True, "ca_cert": tls_files.ca_path, "client_cert": tls_files.client_cert_path,
+                   "client_key": tls_files.client_key_path, "server_name": "core.internal"},
+        )
+    )
+    kwargs = settings.client_kwargs()
+    assert kwargs["core_url"] == "core:9090" and kwargs["token"] == TOKEN and kwargs["timeout"] == DEFAULT_TIMEOUT
+    assert kwargs["tls"].ca_cert_path == tls_files.ca_path
+    assert kwargs["tls"].server_name_override == "core.internal"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({}, "host is missing"),
+        ({"host": "   "}, "host is missing"),
+        ({"host": "grpc://core"}, "bare host name"),
+        ({"host": "core/path"}, "bare host name"),
+        ({"host": "core", "port": "abc"}, "port must be a number"),
+        ({"host": "core", "port": 70000}, "port must be in 1..65535"),
+        ({"host": "core", "port": 0}, "port must be in 1..65535"),
+        ({"host": "core", "extra": {"timeout": 0}}, "'timeout'"),
+        ({"host": "core", "extra": {"timeout": -1}}, "'timeout'"),
+        ({"host": "core", "extra": {"timeout": "soon"}}, "'timeout'"),
+        ({"host": "core", "extra": {"timeout": "nan"}}, "'timeout'"),
+        ({"host": "core", "extra": {"tls": "maybe"}}, "'tls'"),
+        ({"host": "core", "extra": {"tls": True, "ca_cert": "/no/such/ca.pem"}}, "'ca_cert'.*/no/such/ca.pem"),
+        ({"host": "core", "extra": {"tls": False, "ca_cert": "/etc/hostname"}}, "'tls' is false"),
+        ({"host": "core", "extra": {"client_cert": "/etc/hostname"}}, "client_cert.*client_key"),
+        ({"host": "core", "extra": {"client_key": "/etc/hostname"}}, "client_cert.*client_key"),
+        ({"host": "core", "extra": {"ca_cert": 5}}, "'ca_cert' must be a string"),
+        ({"host": "core", "extra": {"ui_url": "core.example/{execution_id}"}}, "'ui_url'"),
+    ],
+)
+def test_bad_connections_are_refused_naming_the_field(kwargs, names):
+    with pytest.raises(ValueError, match=names):
+        parse_connection(connection(**kwargs))
+
+
+def test_unreadable_ca_file_is_refused(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    ca.chmod(0)
+    if os.access(ca, os.R_OK):  # root reads anything; a directory is unreadable as a file for everyone
+        ca = tmp_path
+    with pytest.raises(ValueError, match="ca_cert"):
+        parse_connection(connection(host="core", extra={"tls": True, "ca_cert": str(ca)}))
+
+
+def test_a_bad_connection_fails_before_anything_is_sent(core, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="0"))
+    with pytest.raises(ValueError, match="timeout"):
+        CerebelumHook().get_client()
+    assert sum(core.call_counts().values()) == 0
+
+
+# The hook ------------------------------------------------------------------------------------
+
+
+def test_hook_attributes_and_repr(monkeypatch, core):
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, token=TOKEN))
+    hook = CerebelumHook()
+    assert (hook.conn_type, hook.conn_name_attr, hook.default_conn_name, hook.hook_name) == (
+        "cerebelum", "cerebelum_conn_id", "cerebelum_default", "Cerebelum Core"
+    )
+    hook.get_settings()
+    client = hook.get_client()
+    try:
+        for text in (repr(hook), str(hook.__dict__), repr(client), repr(hook.get_settings())):
+            assert TOKEN not in text
+        assert TOKEN not in json.dumps(CerebelumHook.describe_settings(hook.get_settings()))
+    finally:
+        client.close()
+    with pytest.raises(ValueError, match="cerebelum_conn_id"):
+        CerebelumHook("")
+
+
+def test_get_client_talks_to_core(core, cerebelum_conn):
+    execution_id = core.start_execution("orders")
+    with CerebelumHook().get_client() as client:
+        assert client.get_execution_status(execution_id).execution_id == execution_id
+
+
+def test_get_client_sends_the_token(core_factory, monkeypatch):
+    guarded = core_factory(token=TOKEN)
+    execution_id = guarded.start_execution("orders")
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(guarded, token=TOKEN))
+    with CerebelumHook().get_client() as client:
+        assert client.get_execution_status(execution_id).execution_id == execution_id
+
+
+async def test_get_async_client_is_shared_within_the_loop(core, cerebelum_conn):
+    execution_id = core.start_execution("orders")
+    clients = await asyncio.gather(*(CerebelumHook().get_async_client() for _ in range(20)))
+    assert len({id(client) for client in clients}) == 1
+    await asyncio.gather(*(client.get_execution_status(execution_id) for client in clients))
+    assert len(core.peers()) == 1
+
+
+def test_execution_url(monkeypatch, core):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, ui_url="https://core.example/e/{execution_id}")
+    )
+    assert CerebelumHook().execution_url("abc") == "https://core.example/e/abc"
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core))
+    assert CerebelumHook().execution_url("abc") is None
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, ui_url="https://core.example/{run}"))
+    with pytest.raises(ValueError, match="execution_id"):
+        CerebelumHook().execution_url("abc")
+
+
+# test_connection() ---------------------------------------------------------------------------
+
+
+def test_test_connection_names_core_and_counts(core, cerebelum_conn):
+    for _ in range(3):
+        core.start_execution("orders")
+    assert CerebelumHook().test_connection() == (True, f"Connected to Cerebelum Core at {core.address} (3 executions)")
+    assert core.call_counts()["ListExecutions"] == 1
+
+
+def test_test_connection_reports_an_unreachable_core(core, monkeypatch):
+    uri = connection_uri(core)
+    core.stop()
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", uri)
+    ok, message = CerebelumHook().test_connection()
+    assert not ok
+    assert uri.split("//")[1] in message
+
+
+def test_test_connection_reports_a_refused_token_without_showing_it(core_factory, monkeypatch):
+    guarded = core_factory(token=TOKEN)
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(guarded, token="wrong-token-value"))
+    ok, message = CerebelumHook().test_connection()
+    assert not ok and "CerebelumAuthError" in message
+    assert "wrong-token-value" not in message and TOKEN not in message
+
+
+def test_test_connection_reports_an_invalid_connection(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", "cerebelum://core.example.com?timeout=-1")
+    ok, message = CerebelumHook().test_connection()
+    assert not ok and "timeout" in message
+
+
+def test_test_connection_over_tls_and_mtls(core_factory, monkeypatch, tls_files):
+    tls_core = core_factory(tls=EmulatorTLS(tls_files.server.cert_pem, tls_files.server.key_pem))
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(tls_core, tls="true", ca_cert=tls_files.ca_path))
+    assert CerebelumHook().test_connection()[0] is True
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(tls_core, tls="true", ca_cert=tls_files.other_ca_path)
+    )
+    ok, message = CerebelumHook().test_connection()
+    assert not ok and "TLS" in message
+
+    mtls_core = core_factory(
+        tls=EmulatorTLS(tls_files.server.cert_pem, tls_files.server.key_pem, client_ca_pem=tls_files.ca.cert_pem)
+    )
+    with_client_cert = connection_uri(
+        mtls_core, ca_cert=tls_files.ca_path, client_cert=tls_files.client_cert_path,
+        client_key=tls_files.client_key_path,
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", with_client_cert)
+    assert CerebelumHook().test_connection()[0] is True
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(mtls_core, ca_cert=tls_files.ca_path))
+    assert CerebelumHook().test_connection()[0] is False
