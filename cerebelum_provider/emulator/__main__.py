@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=9090, help="port (default 9090; 0 picks a free one)")
     serve.add_argument("--db", default=None, help="SQLite event log file (default: in memory, lost on exit)")
     serve.add_argument("--demo", action="store_true", help="seed the demo executions (once per db)")
-    serve.add_argument("--scenario", default=None, help="JSON scenario file of workflows and executions to seed")
+    serve.add_argument(
+        "--scenario", default=None, help="JSON scenario file of workflows and executions to seed"
+    )
     serve.add_argument(
         "--step-seconds",
         type=float,

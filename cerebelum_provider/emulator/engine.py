@@ -402,7 +402,7 @@ def _sleep_remaining_ms(projection: Projection, now: float) -> int:
     sleep = projection.sleep
     if sleep is None:
         return 0
-    return max(0, sleep.duration_ms - int(round((now - sleep.started_at) * 1000)))
+    return max(0, sleep.duration_ms - round((now - sleep.started_at) * 1000))
 
 
 def sleep_remaining_ms(projection: Projection, now: float) -> int:
@@ -415,13 +415,15 @@ def approval_remaining_ms(projection: Projection, now: float) -> int:
     approval = projection.approval
     if approval is None:
         return 0
-    return max(0, approval.timeout_ms - int(round((now - approval.requested_at) * 1000)))
+    return max(0, approval.timeout_ms - round((now - approval.requested_at) * 1000))
 
 
 def _resolve_plan(steps: tuple[str, ...], plan: dict[str, Any]) -> Plan:
     unknown = set(plan) - set(Plan.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"unknown scenario keys {sorted(unknown)}; expected {sorted(Plan.__dataclass_fields__)}")
+        raise ValueError(
+            f"unknown scenario keys {sorted(unknown)}; expected {sorted(Plan.__dataclass_fields__)}"
+        )
     resolved = dict(plan)
     for key in ("fail_at", "sleep_at", "approval_at"):
         resolved[key] = _resolve_step(steps, key, plan.get(key))

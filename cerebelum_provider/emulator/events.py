@@ -226,9 +226,7 @@ def _step_started(state: Projection, event: Event) -> Projection:
 def _step_completed(state: Projection, event: Event) -> Projection:
     index = _expect_current(state, event)
     outputs = {**state.step_outputs, state.steps[index]: event.data.get("output") or {}}
-    return _replace(
-        state, current_index=index + 1, step_outputs=outputs, sleep=None, approval=None
-    )
+    return _replace(state, current_index=index + 1, step_outputs=outputs, sleep=None, approval=None)
 
 
 def _step_failed(state: Projection, event: Event) -> Projection:
@@ -238,7 +236,9 @@ def _step_failed(state: Projection, event: Event) -> Projection:
 
 def _sleep_started(state: Projection, event: Event) -> Projection:
     index = _expect_current(state, event)
-    sleep = Sleep(duration_ms=event.data["duration_ms"], started_at=event.at, data=event.data.get("data") or {})
+    sleep = Sleep(
+        duration_ms=event.data["duration_ms"], started_at=event.at, data=event.data.get("data") or {}
+    )
     return _replace(state, sleep=sleep, slept_at=state.slept_at | {index})
 
 

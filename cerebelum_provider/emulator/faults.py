@@ -68,7 +68,10 @@ class Faults:
             self._hang = bool(enabled)
 
     def fail_next(
-        self, n: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, rpcs: Iterable[str] | str | None = None
+        self,
+        n: int,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        rpcs: Iterable[str] | str | None = None,
     ) -> None:
         """Fail the next ``n`` calls (of ``rpcs``, default any) with ``code``."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -130,9 +133,9 @@ class Faults:
             if self._fail_next and (self._fail_next_rpcs is None or rpc in self._fail_next_rpcs):
                 self._fail_next -= 1
                 return self._fail_next_code, f"injected failure ({self._fail_next_code.name})"
-            if self._rate and (self._rate_rpcs is None or rpc in self._rate_rpcs):
-                if self._random.random() < self._rate:
-                    return self._rate_code, f"injected random failure ({self._rate_code.name})"
+            targeted = self._rate_rpcs is None or rpc in self._rate_rpcs
+            if self._rate and targeted and self._random.random() < self._rate:
+                return self._rate_code, f"injected random failure ({self._rate_code.name})"
         return None
 
     def _token_ok(self, context: grpc.aio.ServicerContext) -> bool:

@@ -20,7 +20,7 @@ from cerebelum_provider.proto import worker_service_pb2 as pb
 def timestamp(at: float) -> timestamp_pb2.Timestamp:
     """A protobuf Timestamp for epoch seconds (microsecond precision, as stored)."""
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromMicroseconds(int(round(at * 1_000_000)))
+    stamp.FromMicroseconds(round(at * 1_000_000))
     return stamp
 
 

@@ -20,7 +20,15 @@ from cerebelum_provider.emulator.engine import Engine
 from cerebelum_provider.emulator.events import Plan
 
 _PLAN_KEYS = set(Plan.__dataclass_fields__)
-_EXECUTION_KEYS = _PLAN_KEYS | {"workflow", "execution_id", "inputs", "advance", "settle", "complete", "count"}
+_EXECUTION_KEYS = _PLAN_KEYS | {
+    "workflow",
+    "execution_id",
+    "inputs",
+    "advance",
+    "settle",
+    "complete",
+    "count",
+}
 
 DEMO_SCENARIO: dict[str, Any] = {
     "workflows": {
@@ -28,8 +36,18 @@ DEMO_SCENARIO: dict[str, Any] = {
         "billing": ["invoice", "collect", "reconcile"],
     },
     "executions": [
-        {"workflow": "orders", "execution_id": "demo-orders-completed", "inputs": {"order_id": 1001}, "complete": True},
-        {"workflow": "orders", "execution_id": "demo-orders-running", "inputs": {"order_id": 1002}, "advance": 1},
+        {
+            "workflow": "orders",
+            "execution_id": "demo-orders-completed",
+            "inputs": {"order_id": 1001},
+            "complete": True,
+        },
+        {
+            "workflow": "orders",
+            "execution_id": "demo-orders-running",
+            "inputs": {"order_id": 1002},
+            "advance": 1,
+        },
         {
             "workflow": "orders",
             "execution_id": "demo-orders-sleeping",
@@ -55,7 +73,12 @@ DEMO_SCENARIO: dict[str, Any] = {
             "error_message": "carrier API answered 503",
             "settle": True,
         },
-        {"workflow": "billing", "execution_id": "demo-billing-completed", "inputs": {"invoice": "INV-1"}, "complete": True},
+        {
+            "workflow": "billing",
+            "execution_id": "demo-billing-completed",
+            "inputs": {"invoice": "INV-1"},
+            "complete": True,
+        },
         {"workflow": "billing", "execution_id": "demo-billing-running", "inputs": {"invoice": "INV-2"}},
         {
             "workflow": "billing",
@@ -87,7 +110,10 @@ def load_scenario_file(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise ValueError(f"scenario file {path} is not valid JSON: {error}") from error
     if not isinstance(scenario, dict):
-        raise ValueError(f"scenario file {path} must hold a JSON object, got {type(scenario).__name__}")
+        # A file with the wrong content is a bad value, not a bad type of argument.
+        raise ValueError(  # noqa: TRY004
+            f"scenario file {path} must hold a JSON object, got {type(scenario).__name__}"
+        )
     return scenario
 
 
@@ -118,7 +144,9 @@ def seed_demo(engine: Engine) -> list[str]:
 def _workflows(workflows: Any) -> list[tuple[str, list[str]]]:
     if isinstance(workflows, dict):
         return list(workflows.items())
-    if isinstance(workflows, list) and all(isinstance(w, dict) and {"name", "steps"} <= set(w) for w in workflows):
+    if isinstance(workflows, list) and all(
+        isinstance(w, dict) and {"name", "steps"} <= set(w) for w in workflows
+    ):
         return [(w["name"], w["steps"]) for w in workflows]
     raise ValueError(
         f"scenario 'workflows' must map names to step lists or be a list of {{name, steps}}, got {workflows!r}"

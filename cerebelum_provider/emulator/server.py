@@ -95,7 +95,9 @@ class CoreEmulator:
         if step_seconds is not None and (
             isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float)) or step_seconds <= 0
         ):
-            raise ValueError(f"step_seconds must be a positive number of seconds or None, got {step_seconds!r}")
+            raise ValueError(
+                f"step_seconds must be a positive number of seconds or None, got {step_seconds!r}"
+            )
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError("token must be a non-empty string or None")
         if tls is not None and not isinstance(tls, EmulatorTLS):
@@ -191,7 +193,7 @@ class CoreEmulator:
                 self._engine.store.close()
                 self._engine = None
 
-    def __enter__(self) -> CoreEmulator:
+    def __enter__(self) -> CoreEmulator:  # noqa: PYI034 (Self needs Python 3.11)
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -326,7 +328,10 @@ class CoreEmulator:
     # Faults ----------------------------------------------------------------------------------
 
     def fail_next(
-        self, n: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, rpcs: Iterable[str] | str | None = None
+        self,
+        n: int,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        rpcs: Iterable[str] | str | None = None,
     ) -> None:
         """Fail the next ``n`` calls (of the RPC names in ``rpcs``; default any) with ``code``."""
         self._faults.fail_next(n, code, rpcs)

@@ -34,14 +34,16 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
     up without rebuilding the server.
     """
 
-    def __init__(self, engine: Callable[[], Engine], faults: Faults, *, list_broken: Callable[[], bool]) -> None:
+    def __init__(
+        self, engine: Callable[[], Engine], faults: Faults, *, list_broken: Callable[[], bool]
+    ) -> None:
         self._engine = engine
         self._faults = faults
         self._list_broken = list_broken
 
     # Client RPCs -----------------------------------------------------------------------------
 
-    async def GetExecutionStatus(self, request, context):  # noqa: N802 (gRPC method names)
+    async def GetExecutionStatus(self, request, context):
         await self._faults.gate("GetExecutionStatus", context)
         engine = self._engine()
         projection = engine.get(request.execution_id)
@@ -49,7 +51,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
             return render.not_found(request.execution_id)
         return render.execution_status(projection, engine.now())
 
-    async def ListExecutions(self, request, context):  # noqa: N802
+    async def ListExecutions(self, request, context):
         await self._faults.gate("ListExecutions", context)
         try:
             return self._list(request)
@@ -58,7 +60,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
             log.exception("ListExecutions failed; answering an empty list as Core does")
             return pb.ListExecutionsResponse()
 
-    async def ResumeExecution(self, request, context):  # noqa: N802
+    async def ResumeExecution(self, request, context):
         await self._faults.gate("ResumeExecution", context)
         engine = self._engine()
         outcome = engine.resume(request.execution_id)
@@ -67,7 +69,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
             handle.started_at.CopyFrom(render.timestamp(engine.now()))
         return handle
 
-    async def ExecuteWorkflow(self, request, context):  # noqa: N802
+    async def ExecuteWorkflow(self, request, context):
         await self._faults.gate("ExecuteWorkflow", context)
         engine = self._engine()
         name = request.workflow_module
@@ -82,7 +84,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
             execution_id=execution_id, status="running", started_at=render.timestamp(projection.started_at)
         )
 
-    async def SubmitBlueprint(self, request, context):  # noqa: N802
+    async def SubmitBlueprint(self, request, context):
         await self._faults.gate("SubmitBlueprint", context)
         names = [step.name for step in request.definition.timeline]
         errors = []
@@ -103,26 +105,28 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
 
     # Worker RPCs: the emulator plays Core for clients only -------------------------------------
 
-    async def Register(self, request, context):  # noqa: N802
+    async def Register(self, request, context):
         await self._unimplemented("Register", context)
 
-    async def Heartbeat(self, request, context):  # noqa: N802
+    async def Heartbeat(self, request, context):
         await self._unimplemented("Heartbeat", context)
 
-    async def Unregister(self, request, context):  # noqa: N802
+    async def Unregister(self, request, context):
         await self._unimplemented("Unregister", context)
 
-    async def PollForTask(self, request, context):  # noqa: N802
+    async def PollForTask(self, request, context):
         await self._unimplemented("PollForTask", context)
 
-    async def SubmitResult(self, request, context):  # noqa: N802
+    async def SubmitResult(self, request, context):
         await self._unimplemented("SubmitResult", context)
 
     # Internals -------------------------------------------------------------------------------
 
     async def _unimplemented(self, rpc: str, context: grpc.aio.ServicerContext) -> None:
         await self._faults.gate(rpc, context)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is a worker RPC; the emulator serves clients only")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is a worker RPC; the emulator serves clients only"
+        )
 
     def _list(self, request: pb.ListExecutionsRequest) -> pb.ListExecutionsResponse:
         if self._list_broken():

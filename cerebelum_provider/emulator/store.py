@@ -52,7 +52,9 @@ class EventStore:
             cursor = self._connection.cursor()
             cursor.execute("BEGIN IMMEDIATE")
             try:
-                cursor.executemany("INSERT INTO events (seq, execution_id, type, at, data) VALUES (?, ?, ?, ?, ?)", rows)
+                cursor.executemany(
+                    "INSERT INTO events (seq, execution_id, type, at, data) VALUES (?, ?, ?, ?, ?)", rows
+                )
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")

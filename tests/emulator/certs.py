@@ -70,6 +70,10 @@ def make_tls_material() -> TLSMaterial:
         sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
     )
     client_pem = _certificate(
-        _name("cerebelum test client"), ca_name, client_key.public_key(), ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH
+        _name("cerebelum test client"),
+        ca_name,
+        client_key.public_key(),
+        ca_key,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
     )
     return TLSMaterial(ca_pem, server_pem, _pem_key(server_key), client_pem, _pem_key(client_key))

@@ -89,9 +89,15 @@ def test_finished_execution_index_equals_total_steps_and_step_name_is_empty(core
 
 def test_current_step_index_is_zero_based(core, stub):
     execution_id = core.start_execution("orders")
-    assert (get(stub, execution_id).current_step_index, get(stub, execution_id).current_step_name) == (0, "validate")
+    assert (get(stub, execution_id).current_step_index, get(stub, execution_id).current_step_name) == (
+        0,
+        "validate",
+    )
     core.advance(1, execution_id)
-    assert (get(stub, execution_id).current_step_index, get(stub, execution_id).current_step_name) == (1, "charge")
+    assert (get(stub, execution_id).current_step_index, get(stub, execution_id).current_step_name) == (
+        1,
+        "charge",
+    )
 
 
 def test_completed_steps_are_the_steps_before_the_current_index_without_timings(core, stub):
@@ -233,7 +239,9 @@ def test_resume_of_a_failed_execution_answers_resumed(core, stub):
     assert get(stub, execution_id).status == pb.EXECUTION_RUNNING
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"sleep_at": 0}, {"approval_at": 0}], ids=["running", "sleeping", "waiting"])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"sleep_at": 0}, {"approval_at": 0}], ids=["running", "sleeping", "waiting"]
+)
 def test_resume_of_a_live_execution_answers_already_running(core, stub, kwargs):
     execution_id = core.start_execution("orders", **kwargs)
     core.advance(1 if kwargs else 0, execution_id)
@@ -258,7 +266,9 @@ def test_resuming_twice_answers_already_running_the_second_time(core, stub):
 def test_resume_skips_completed_steps(core, stub):
     execution_id = core.start_execution("orders", fail_at="ship")
     core.run_until_settled(execution_id)
-    stub.ResumeExecution(pb.ResumeExecutionRequest(execution_id=execution_id, skip_completed_steps=True), timeout=5)
+    stub.ResumeExecution(
+        pb.ResumeExecutionRequest(execution_id=execution_id, skip_completed_steps=True), timeout=5
+    )
     answer = get(stub, execution_id)
     assert (answer.current_step_index, answer.current_step_name) == (2, "ship")
     assert [step.step_name for step in answer.completed_steps] == ["validate", "charge"]
@@ -278,7 +288,10 @@ def test_execute_unknown_workflow_answers_ok_failed_with_an_error_id_naming_no_e
     strict = core_factory(accept_any_workflow=False)
     with grpc.insecure_channel(strict.address) as channel:
         strict_stub = pb_grpc.WorkerServiceStub(channel)
-        handles = [strict_stub.ExecuteWorkflow(pb.ExecuteRequest(workflow_module="nope"), timeout=5) for _ in range(2)]
+        handles = [
+            strict_stub.ExecuteWorkflow(pb.ExecuteRequest(workflow_module="nope"), timeout=5)
+            for _ in range(2)
+        ]
         assert [handle.status for handle in handles] == ["failed", "failed"]
         assert [handle.execution_id for handle in handles] == ["error_1", "error_2"]
         assert get(strict_stub, "error_1").error.kind == "not_found"

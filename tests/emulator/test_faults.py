@@ -18,7 +18,9 @@ TOKEN = "s3cret-token-value"
 
 
 def get(stub, execution_id="x", **kwargs):
-    return stub.GetExecutionStatus(pb.GetExecutionStatusRequest(execution_id=execution_id), timeout=5, **kwargs)
+    return stub.GetExecutionStatus(
+        pb.GetExecutionStatusRequest(execution_id=execution_id), timeout=5, **kwargs
+    )
 
 
 def code_of(call):
@@ -29,7 +31,9 @@ def code_of(call):
 
 def test_fail_next_fails_exactly_n_calls_with_the_code(core, stub):
     core.fail_next(2, grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert [code_of(lambda: get(stub)), code_of(lambda: get(stub))] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    assert [code_of(lambda: get(stub)), code_of(lambda: get(stub))] == [
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    ] * 2
     assert get(stub).error.kind == "not_found"
     assert core.call_counts() == {"GetExecutionStatus": 3}
 
@@ -40,7 +44,10 @@ def test_fail_next_can_target_some_rpcs_only(core, stub):
     assert code_of(lambda: stub.ResumeExecution(pb.ResumeExecutionRequest(execution_id="x"), timeout=5)) == (
         grpc.StatusCode.UNAVAILABLE
     )
-    assert stub.ResumeExecution(pb.ResumeExecutionRequest(execution_id="x"), timeout=5).status == "failed_to_resume"
+    assert (
+        stub.ResumeExecution(pb.ResumeExecutionRequest(execution_id="x"), timeout=5).status
+        == "failed_to_resume"
+    )
 
 
 def test_a_failed_call_changes_nothing(core, stub):
@@ -102,7 +109,9 @@ def test_hung_calls_do_not_block_stop(core_factory):
     emulator = core_factory()
     emulator.hang(True)
     channel = grpc.insecure_channel(emulator.address)
-    future = pb_grpc.WorkerServiceStub(channel).GetExecutionStatus.future(pb.GetExecutionStatusRequest(), timeout=30)
+    future = pb_grpc.WorkerServiceStub(channel).GetExecutionStatus.future(
+        pb.GetExecutionStatusRequest(), timeout=30
+    )
     deadline = time.monotonic() + 10
     while not emulator.call_counts() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -126,7 +135,10 @@ def test_invalid_fault_settings_are_refused():
 def test_peers_are_the_distinct_client_connections(core):
     # A local subchannel pool: otherwise grpc may share one connection between the two channels.
     options = [("grpc.use_local_subchannel_pool", 1)]
-    with grpc.insecure_channel(core.address, options) as one, grpc.insecure_channel(core.address, options) as two:
+    with (
+        grpc.insecure_channel(core.address, options) as one,
+        grpc.insecure_channel(core.address, options) as two,
+    ):
         for channel in (one, two, one, two):
             get(pb_grpc.WorkerServiceStub(channel))
     assert len(core.peers()) == 2
@@ -137,13 +149,18 @@ def test_peers_are_the_distinct_client_connections(core):
 
 
 @pytest.mark.parametrize(
-    "metadata", [None, [("authorization", "Bearer wrong")], [("authorization", TOKEN)]], ids=["missing", "wrong", "no-bearer"]
+    "metadata",
+    [None, [("authorization", "Bearer wrong")], [("authorization", TOKEN)]],
+    ids=["missing", "wrong", "no-bearer"],
 )
 def test_token_required_refuses_missing_or_wrong_credentials(core_factory, metadata, caplog):
     guarded = core_factory(token=TOKEN)
-    with caplog.at_level(logging.DEBUG), grpc.insecure_channel(guarded.address) as channel:
-        with pytest.raises(grpc.RpcError) as raised:
-            get(pb_grpc.WorkerServiceStub(channel), metadata=metadata)
+    with (
+        caplog.at_level(logging.DEBUG),
+        grpc.insecure_channel(guarded.address) as channel,
+        pytest.raises(grpc.RpcError) as raised,
+    ):
+        get(pb_grpc.WorkerServiceStub(channel), metadata=metadata)
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert TOKEN not in (raised.value.details() or "")
     assert TOKEN not in caplog.text
@@ -171,7 +188,9 @@ def tls_stub(address, tls_material, *, client_cert=False):
         private_key=tls_material.client_key_pem if client_cert else None,
         certificate_chain=tls_material.client_cert_pem if client_cert else None,
     )
-    channel = grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "localhost")])
+    channel = grpc.secure_channel(
+        address, credentials, options=[("grpc.ssl_target_name_override", "localhost")]
+    )
     return channel, pb_grpc.WorkerServiceStub(channel)
 
 
@@ -186,7 +205,9 @@ def test_tls_serves_clients_that_trust_the_ca_and_refuses_plaintext(core_factory
 
 def test_mtls_requires_a_client_certificate(core_factory, tls_material):
     secure = core_factory(
-        tls=EmulatorTLS(tls_material.server_cert_pem, tls_material.server_key_pem, client_ca_pem=tls_material.ca_pem)
+        tls=EmulatorTLS(
+            tls_material.server_cert_pem, tls_material.server_key_pem, client_ca_pem=tls_material.ca_pem
+        )
     )
     channel, stub = tls_stub(secure.address, tls_material, client_cert=True)
     with channel:

@@ -99,7 +99,11 @@ def test_complete_forces_completion(core):
     core.advance(1)
     core.complete(execution_id)
     completed = core.status(execution_id)
-    assert (completed.status, completed.current_step_index, completed.error) == (ExecutionState.COMPLETED, 4, None)
+    assert (completed.status, completed.current_step_index, completed.error) == (
+        ExecutionState.COMPLETED,
+        4,
+        None,
+    )
 
 
 def test_unknown_names_get_the_default_timeline_unless_strict(core, core_factory):
@@ -164,7 +168,9 @@ def test_real_time_moves_executions_and_wakes_sleeps(core_factory):
     running = live.start_execution("orders")
     sleeper = live.start_execution("orders", sleep_at=0, sleep_ms=50)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and {state(live, running), state(live, sleeper)} != {ExecutionState.COMPLETED}:
+    while time.monotonic() < deadline and {state(live, running), state(live, sleeper)} != {
+        ExecutionState.COMPLETED
+    }:
         time.sleep(0.02)
     assert state(live, running) is ExecutionState.COMPLETED
     assert state(live, sleeper) is ExecutionState.COMPLETED
@@ -201,7 +207,9 @@ def test_malformed_scenarios_are_refused(core, scenario, match):
 
 def test_scenario_file_is_read_by_the_constructor(core_factory, tmp_path):
     path = tmp_path / "scenario.json"
-    path.write_text(json.dumps({"executions": [{"workflow": "w", "execution_id": "a", "approval_at": 0, "settle": True}]}))
+    path.write_text(
+        json.dumps({"executions": [{"workflow": "w", "execution_id": "a", "approval_at": 0, "settle": True}]})
+    )
     from cerebelum_provider.emulator.scenario import load_scenario_file
 
     seeded = core_factory(scenario_data=load_scenario_file(path))

@@ -35,9 +35,11 @@ def snapshot(address):
 
 def resume(address, execution_id):
     with grpc.insecure_channel(address) as channel:
-        return pb_grpc.WorkerServiceStub(channel).ResumeExecution(
-            pb.ResumeExecutionRequest(execution_id=execution_id), timeout=10
-        ).status
+        return (
+            pb_grpc.WorkerServiceStub(channel)
+            .ResumeExecution(pb.ResumeExecutionRequest(execution_id=execution_id), timeout=10)
+            .status
+        )
 
 
 def test_stop_and_start_on_the_same_file_answers_the_same(tmp_path):
@@ -116,7 +118,9 @@ def test_cli_prints_its_real_address_and_exits_0_on_a_stop_signal(signum):
 
 def test_cli_seeds_a_scenario_file(tmp_path):
     scenario = tmp_path / "scenario.json"
-    scenario.write_text('{"executions": [{"workflow": "w", "execution_id": "one", "fail_at": 0, "settle": true}]}')
+    scenario.write_text(
+        '{"executions": [{"workflow": "w", "execution_id": "one", "fail_at": 0, "settle": true}]}'
+    )
     served = ServeProcess("--scenario", str(scenario))
     try:
         ids, statuses = snapshot(served.address)
@@ -133,6 +137,7 @@ def test_cli_refuses_a_port_in_use(core):
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert result.returncode != 0

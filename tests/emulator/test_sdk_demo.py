@@ -39,7 +39,11 @@ def wire_shape(message: pb.ExecutionStatus) -> dict:
     """A raw ExecutionStatus in the peer's shape."""
     error = None
     if message.HasField("error"):
-        error = {"kind": message.error.kind, "message": message.error.message, "stacktrace": message.error.stacktrace}
+        error = {
+            "kind": message.error.kind,
+            "message": message.error.message,
+            "stacktrace": message.error.stacktrace,
+        }
     sleep = message.sleep_info
     approval = message.approval_info
     return {
@@ -51,7 +55,9 @@ def wire_shape(message: pb.ExecutionStatus) -> dict:
         "current_step_index": message.current_step_index,
         "total_steps": message.total_steps,
         "current_step_name": message.current_step_name,
-        "progress_percentage": message.current_step_index / message.total_steps * 100 if message.total_steps else 0.0,
+        "progress_percentage": message.current_step_index / message.total_steps * 100
+        if message.total_steps
+        else 0.0,
         "completed_steps": [
             {"step_name": step.step_name, "step_index": step.step_index, "status": step.status}
             for step in message.completed_steps
@@ -125,7 +131,10 @@ def test_sdk_raw_stub_and_our_client_read_the_same_demo_statuses(demo):
     theirs = sdk(demo.address, "get", *ids)
     with grpc.insecure_channel(demo.address) as channel:
         stub = pb_grpc.WorkerServiceStub(channel)
-        raw = [wire_shape(stub.GetExecutionStatus(pb.GetExecutionStatusRequest(execution_id=i), timeout=10)) for i in ids]
+        raw = [
+            wire_shape(stub.GetExecutionStatus(pb.GetExecutionStatusRequest(execution_id=i), timeout=10))
+            for i in ids
+        ]
     with SyncExecutionClient(demo.address) as client:
         ours = [model_shape(client.get_execution_status(i)) for i in ids]
     assert len(theirs) == len(raw) == len(ours) == 9
@@ -141,7 +150,8 @@ def test_sdk_raw_stub_and_our_client_read_the_same_demo_statuses(demo):
 
 
 @pytest.mark.parametrize(
-    ("workflow", "status"), [("orders", None), ("billing", None), ("orders", "FAILED"), ("billing", "RUNNING")]
+    ("workflow", "status"),
+    [("orders", None), ("billing", None), ("orders", "FAILED"), ("billing", "RUNNING")],
 )
 def test_sdk_raw_stub_and_our_client_list_the_same_demo_pages(demo, workflow, status):
     sdk_args = ["list", "--workflow", workflow, "--limit", "3"] + (["--status", status] if status else [])
