@@ -54,10 +54,11 @@ def test_every_listed_module_and_class_imports():
 
 def test_providers_manager_builds_the_connection_form():
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     manager = ProvidersManager()
     assert "airflow-provider-cerebelum" in manager.providers
-    hook = manager.hooks["cerebelum"]
+    hook = ProvidersManagerTaskRuntime().hooks["cerebelum"]
     assert hook.hook_class_name == "cerebelum_provider.hooks.cerebelum.CerebelumHook"
     assert hook.connection_id_attribute_name == "cerebelum_conn_id"
     widgets = manager.connection_form_widgets
