@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-unit test-floor demo demo-ui bench protos lock clean
+.PHONY: help venv browser-deps test test-unit test-floor demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -22,17 +22,24 @@ $(STAMP): requirements/dev.lock pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The browser test drives Debian's chromium through chromedriver; install them when missing
+# (CI runs as root with Debian's package registry reachable).
+browser-deps:
+	@if command -v chromium >/dev/null && test -x /usr/bin/chromedriver; then :; else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; fi
+
+test: $(STAMP) browser-deps
 	$(PY) -m pytest -p no:cacheprovider -q
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q -m "not e2e and not browser"
 
 demo: $(STAMP)
-	$(PY) -m cerebelum_provider.demo
+	$(PY) scripts/demo.py
 
 demo-ui: $(STAMP)
-	$(PY) -m cerebelum_provider.demo --keep-running
+	$(PY) scripts/demo.py --keep-running
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -47,6 +48,8 @@ FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 #: Where migrated metadata databases are kept, one per Airflow version (an ignored folder).
 DB_TEMPLATE_DIR = REPO / ".airflow" / "db-templates"
+
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 _LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
@@ -247,6 +250,7 @@ def airflow_env(
     *,
     dags_folder: Path,
     api_port: int,
+    extra_dag_folders: dict[str, Path] | None = None,
     connections: dict[str, str] | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
@@ -299,10 +303,21 @@ def airflow_env(
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # Free ports, so that two stacks (a demo and a test run) can run side by side.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
             "NO_COLOR": "1",
         }
     )
+    if extra_dag_folders:
+        # One LocalDagBundle per folder: the dags folder plus, e.g., DAGs that only tests use.
+        bundles = [{"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}}]
+        bundles += [
+            {"name": name, "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(folder)}}
+            for name, folder in extra_dag_folders.items()
+        ]
+        env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(bundles)
     for conn_id, uri in (connections or {}).items():
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
     env.update(extra or {})
@@ -315,7 +330,8 @@ class AirflowStack:
     ``home`` becomes ``AIRFLOW_HOME`` (SQLite metadata database and logs inside it; it is
     created when missing and reused when present, so a second start skips nothing but the
     migration work already done). ``connections`` maps connection ids to URIs, passed to every
-    process as ``AIRFLOW_CONN_<ID>`` environment variables.
+    process as ``AIRFLOW_CONN_<ID>`` environment variables. ``extra_dag_folders`` maps bundle
+    names to more folders of DAG files, parsed next to ``dags_folder``.
     """
 
     def __init__(
@@ -324,6 +340,7 @@ class AirflowStack:
         home: Path,
         dags_folder: Path,
         connections: dict[str, str] | None = None,
+        extra_dag_folders: dict[str, Path] | None = None,
         extra_env: dict[str, str] | None = None,
         api_port: int | None = None,
         startup_timeout: float = 180.0,
@@ -331,6 +348,7 @@ class AirflowStack:
         self.home = Path(home)
         self.dags_folder = Path(dags_folder)
         self.connections = dict(connections or {})
+        self.extra_dag_folders = dict(extra_dag_folders or {})
         self.extra_env = dict(extra_env or {})
         self.api_port = api_port or free_port()
         self.startup_timeout = startup_timeout
@@ -357,6 +375,7 @@ class AirflowStack:
                 self.home,
                 dags_folder=self.dags_folder,
                 api_port=self.api_port,
+                extra_dag_folders=self.extra_dag_folders,
                 connections=self.connections,
                 extra=self.extra_env,
             )
@@ -384,18 +403,18 @@ class AirflowStack:
         migration (several seconds) is kept under ``.airflow/`` per Airflow version and copied.
         """
         database = self.home / "airflow.db"
+        template = DB_TEMPLATE_DIR / f"airflow-{airflow_version()}.db"
         if database.exists():
             self._run_migrate()
-            return
-        template = DB_TEMPLATE_DIR / f"airflow-{airflow_version()}.db"
-        if not template.exists():
+        elif template.exists():
+            shutil.copyfile(template, database)
+        else:
             self._run_migrate()
             template.parent.mkdir(parents=True, exist_ok=True)
             partial = template.with_suffix(f".{os.getpid()}.tmp")
             shutil.copyfile(database, partial)
             os.replace(partial, template)  # atomic: a parallel run sees the whole file or none
-            return
-        shutil.copyfile(template, database)
+        self._use_wal()
 
     def _run_migrate(self) -> None:
         log_path = self.logs_dir / "db-migrate.log"
@@ -413,8 +432,20 @@ class AirflowStack:
         if done.returncode != 0:
             raise StackError(f"airflow db migrate failed; its log:\n{_tail(log_path)}")
 
+    def _use_wal(self) -> None:
+        # WAL (a persistent property of the file): readers no longer block the writer. In the
+        # default rollback journal, a REST read and a task's state update in the api-server can
+        # wait on each other's locks for the whole SQLite busy timeout, stalling a task start by
+        # tens of seconds.
+        database = sqlite3.connect(self.home / "airflow.db")
+        try:
+            database.execute("PRAGMA journal_mode=WAL")
+        finally:
+            database.close()
+
     def _wait_healthy(self, deadline: float) -> None:
         last_problem = "the api-server did not answer"
+        warmed_up = False
         while time.monotonic() < deadline:
             for name, process in self.processes.items():
                 if not process.alive():
@@ -427,6 +458,9 @@ class AirflowStack:
             except (httpx.HTTPError, ValueError) as error:
                 last_problem = f"the api-server did not answer ({error.__class__.__name__})"
             else:
+                if not warmed_up:
+                    self._warm_up_execution_api()
+                    warmed_up = True
                 unhealthy = [
                     component
                     for component in ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -437,6 +471,12 @@ class AirflowStack:
                 last_problem = "not yet healthy: " + ", ".join(unhealthy)
             time.sleep(0.3)
         raise StackError(f"Airflow did not become healthy in {self.startup_timeout:.0f}s: {last_problem}")
+
+    def _warm_up_execution_api(self) -> None:
+        # The api-server builds its versioned Execution API app on the first /execution/ request,
+        # blocking every request for 10-20 s on a small machine. Pay that now rather than when
+        # the first task starts (its start would stall and its API client would time out).
+        self._http.get("/execution/health", timeout=120.0)
 
     def stop(self) -> None:
         """Stop every process this stack started (SIGTERM, then SIGKILL); safe to call twice."""
