@@ -248,3 +248,21 @@ def test_dag_soft_fail_skips_on_failure_state(live_core, mode):
     execution_id = live_core.start_execution("orders", fail_at=0)
     state, _ = run_sensor_dag(mode, execution_id, soft_fail=True)
     assert state == "skipped"
+
+
+def test_deferrable_sensor_checks_before_deferring(live_core, capfd, caplog):
+    execution_id = live_core.start_execution("orders")
+    live_core.complete(execution_id)
+    state, xcoms = run_sensor_dag("deferrable", execution_id)
+    assert state == "success"
+    assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
+    output = capfd.readouterr()
+    assert "running trigger in line" not in output.out + output.err + caplog.text
+
+
+def test_deferrable_sensor_defers_while_the_execution_runs(live_core, capfd, caplog):
+    execution_id = live_core.start_execution("orders", sleep_at=0, sleep_ms=800)  # still asleep at the first check
+    state, _ = run_sensor_dag("deferrable", execution_id)
+    output = capfd.readouterr()
+    assert state == "success", output.out[-2000:]
+    assert "running trigger in line" in output.out + output.err + caplog.text
