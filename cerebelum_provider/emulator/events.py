@@ -149,11 +149,16 @@ def apply(state: Projection | None, event: Event) -> Projection:
         if state is not None:
             raise ReconstructionError(f"execution {event.execution_id} started twice (event {event.seq})")
         data = event.data
+        steps, inputs = data["steps"], data.get("inputs") or {}
+        if not isinstance(data["workflow_name"], str) or not isinstance(inputs, dict):
+            raise ReconstructionError(f"event {event.seq} starts an execution with a malformed payload")
+        if not isinstance(steps, list) or not all(isinstance(step, str) for step in steps):
+            raise ReconstructionError(f"event {event.seq} starts an execution with malformed steps")
         return Projection(
             execution_id=event.execution_id or "",
             workflow_name=data["workflow_name"],
-            steps=tuple(data["steps"]),
-            inputs=data.get("inputs") or {},
+            steps=tuple(steps),
+            inputs=inputs,
             started_at=event.at,
             plan=Plan.from_dict(data.get("plan") or {}),
             last_seq=event.seq,

@@ -51,6 +51,15 @@ def test_state_that_cannot_be_rebuilt_is_failed_with_reconstruction_error(core, 
     assert answer.error.kind == "reconstruction_error"
 
 
+def test_a_malformed_first_event_is_also_a_reconstruction_error(core, stub):
+    core.engine.append_raw_event(
+        "odd", "execution_started", {"workflow_name": "orders", "steps": ["a"], "inputs": [1]}
+    )
+    answer = get(stub, "odd")
+    assert (answer.status, answer.error.kind) == (pb.EXECUTION_FAILED, "reconstruction_error")
+    assert resume(stub, "odd") == "failed_to_resume"
+
+
 def test_error_comes_first_in_state_derivation_even_for_a_finished_execution(core, stub):
     execution_id = core.start_execution("orders")
     core.complete(execution_id)
