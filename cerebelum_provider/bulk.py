@@ -207,12 +207,12 @@ def is_transient(error: BaseException) -> bool:
 
 def _outer_retry():
     # Imported here: tenacity is not needed to parse a DAG that merely names the operator.
-    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
     return AsyncRetrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(OUTER_ATTEMPTS),
-        wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+        wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
         reraise=True,
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowException
@@ -83,14 +83,14 @@ def call_with_retries(call: Callable[[], T], *, attempts: int = OPERATOR_ATTEMPT
     Raises:
         The last error when every attempt failed, or at once when it is not transient.
     """
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
     from cerebelum_provider.bulk import is_transient
 
     for attempt in Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(multiplier=0.5, max=10.0, jitter=0.5),
+        wait=wait_exponential(multiplier=0.5, max=10.0) + wait_random(0, 0.5),
         reraise=True,
     ):
         with attempt:
@@ -147,11 +147,11 @@ def wait_in_worker(
         sleep(poll_interval)
 
 
-def trigger_end_time(timeout: float | None) -> datetime | None:
-    """The moment a deferred wait gives up, or None to wait without a limit."""
+def trigger_end_time(timeout: float | None) -> float | None:
+    """The moment (epoch seconds) a deferred wait gives up, or None to wait without a limit."""
     if timeout is None:
         return None
-    return datetime.now(timezone.utc) + timedelta(seconds=timeout)
+    return time.time() + timeout
 
 
 def handle_trigger_event(event: dict[str, Any] | None, *, timeout: float | None) -> dict[str, Any]:
@@ -168,8 +168,7 @@ def handle_trigger_event(event: dict[str, Any] | None, *, timeout: float | None)
     if status == "success":
         return execution if execution is not None else {"execution_id": execution_id, "status": event.get("state")}
     if status == "failure":
-        error = (execution or {}).get("error")
-        raise AirflowException(event.get("message") or failure_message(execution_id, error))
+        raise AirflowException(failure_message(execution_id, (execution or {}).get("error")))
     if status == "timeout":
         limit = f" within {timeout:g}s" if timeout is not None else ""
         raise AirflowException(

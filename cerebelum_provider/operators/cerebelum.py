@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from cerebelum_provider.bulk import coerce_states, validate_request
 from cerebelum_provider.exceptions import CerebelumAuthError, CerebelumTLSError
+from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators._common import (
     call_with_retries,
@@ -63,6 +64,7 @@ class _CerebelumOperatorBase(BaseOperator):
     """Connection, waiting options and the wait itself, shared by the single-execution operators."""
 
     ui_color = "#d9ecff"
+    operator_extra_links = (CerebelumExecutionLink(),)
 
     def __init__(
         self,
@@ -163,6 +165,7 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
 
     def execute(self, context: Context) -> dict[str, Any]:
         execution_id = check_execution_id(self.execution_id)
+        publish_execution_id(context, execution_id)
         with self.hook.get_client() as client:
             try:
                 answer = call_with_retries(
@@ -199,8 +202,8 @@ class CerebelumBulkResumeOperator(BaseOperator):
     goes on; progress counts are logged as it runs. After trying everything, the task fails when
     ``fail_on_error`` is set and any execution was refused or errored.
 
-    ``workflow_name`` is templated, so ``.expand(workflow_name=[...])`` splits one bulk resume
-    over mapped task instances.
+    ``workflow_name`` and ``dry_run`` are templated; ``.expand(workflow_name=[...])`` splits one
+    bulk resume over mapped task instances.
 
     Returns (XCom):
         The summary: ``matched``, the id lists ``resumed``, ``already_running``,
@@ -208,8 +211,9 @@ class CerebelumBulkResumeOperator(BaseOperator):
         When the task fails on errors, the same summary is pushed under the key ``"summary"``.
     """
 
-    template_fields: Sequence[str] = ("workflow_name",)
+    template_fields: Sequence[str] = ("workflow_name", "dry_run")
     ui_color = "#d9ecff"
+    operator_extra_links = (CerebelumExecutionLink(),)
     #: Seconds between two progress lines in the task log.
     progress_log_interval: ClassVar[float] = 10.0
 
@@ -236,22 +240,26 @@ class CerebelumBulkResumeOperator(BaseOperator):
         self.dry_run = dry_run
         self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
         self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
-        self._validate(workflow_name if not is_template_value(workflow_name) else None)
+        # Templated values ("{{ params.dry_run }}", an XComArg) are checked again once rendered.
+        self._validate(
+            workflow_name=None if is_template_value(workflow_name) else workflow_name,
+            dry_run=False if is_template_value(dry_run) or _is_jinja(dry_run) else dry_run,
+        )
 
-    def _validate(self, workflow_name: object) -> None:
+    def _validate(self, *, workflow_name: object, dry_run: object) -> None:
         validate_request(
             workflow_name=workflow_name,
             states=self.states,
             max_executions=self.max_executions,
             max_concurrency=self.max_concurrency,
             skip_completed_steps=self.skip_completed_steps,
-            dry_run=self.dry_run,
+            dry_run=dry_run,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
         import asyncio
 
-        self._validate(self.workflow_name)
+        self._validate(workflow_name=self.workflow_name, dry_run=self.dry_run)
         which = f"workflow {self.workflow_name!r}" if self.workflow_name else "every workflow"
         self.log.info(
             "Bulk resume of %s in states %s (max_concurrency=%d%s%s)",
@@ -406,7 +414,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             execution_id = self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
             if execution_id is None:
                 execution_id = self._start(context, client, identity)
-            context["ti"].xcom_push(key="execution_id", value=execution_id)
+            publish_execution_id(context, execution_id)
             if self.wait_for_completion:
                 return self._wait(client, execution_id)
             return call_with_retries(lambda: client.get_execution_status(execution_id)).to_dict()

@@ -1,0 +1,101 @@
+"""DAGs the operator tests run through ``dag.test()``; ids and names come from the run's conf.
+
+The ``crash_*`` DAGs simulate a worker that dies right after starting the workflow (the one
+fault here that cannot be produced for real): their first try raises after the start, the
+second try must re-attach instead of starting a second execution.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from airflow.sdk import DAG
+
+from cerebelum_provider.operators.cerebelum import (
+    CerebelumBulkResumeOperator,
+    CerebelumExecuteWorkflowOperator,
+    CerebelumResumeExecutionOperator,
+)
+
+START = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+WAIT_MODES = ("no_wait", "poll", "deferrable")
+
+
+class CrashAfterStart(CerebelumExecuteWorkflowOperator):
+    """Dies on its first try right after the start (and the XCom push), before waiting."""
+
+    def _wait(self, client: Any, execution_id: str) -> dict[str, Any]:
+        if self._try_number == 1:
+            raise RuntimeError(f"simulated worker crash after starting {execution_id}")
+        return super()._wait(client, execution_id)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self._try_number = context["ti"].try_number
+        return super().execute(context)
+
+
+class CrashBeforeStoring(CrashAfterStart):
+    """Like CrashAfterStart, but the first try never reaches task_state_store (a lost start answer)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if context["ti"].try_number == 1:
+            context = {**context, "task_state_store": None}
+        return super().execute(context)
+
+
+def _dag(dag_id: str, **kwargs: Any) -> DAG:
+    return DAG(dag_id, schedule=None, start_date=START, catchup=False, **kwargs)
+
+
+for _mode in WAIT_MODES:
+    with _dag(f"cerebelum_resume_{_mode}") as _resume_dag:
+        CerebelumResumeExecutionOperator(
+            task_id="resume",
+            execution_id="{{ dag_run.conf['execution_id'] }}",
+            wait_for_completion=_mode != "no_wait",
+            deferrable=_mode == "deferrable",
+            poll_interval=0.1,
+            timeout=20,
+        )
+    globals()[_resume_dag.dag_id] = _resume_dag
+
+    with _dag(f"cerebelum_execute_{_mode}", render_template_as_native_obj=True) as _execute_dag:
+        CerebelumExecuteWorkflowOperator(
+            task_id="execute",
+            workflow_name="{{ dag_run.conf['workflow_name'] }}",
+            inputs="{{ dag_run.conf.get('inputs') }}",
+            tags=["test"],
+            wait_for_completion=_mode != "no_wait",
+            deferrable=_mode == "deferrable",
+            poll_interval=0.1,
+            timeout=20,
+        )
+    globals()[_execute_dag.dag_id] = _execute_dag
+
+for _crash in (CrashAfterStart, CrashBeforeStoring):
+    with _dag(f"cerebelum_execute_{_crash.__name__}") as _crash_dag:
+        _crash(
+            task_id="execute",
+            workflow_name="orders",
+            inputs={"order_id": 7},
+            poll_interval=0.1,
+            timeout=20,
+            retries=1,
+            retry_delay=datetime.timedelta(0),
+        )
+    globals()[_crash_dag.dag_id] = _crash_dag
+
+with _dag("cerebelum_bulk_resume", render_template_as_native_obj=True) as cerebelum_bulk_resume:
+    CerebelumBulkResumeOperator(
+        task_id="bulk_resume",
+        workflow_name="{{ dag_run.conf['workflow_name'] }}",
+        dry_run="{{ dag_run.conf.get('dry_run', False) }}",
+        max_concurrency=4,
+        fail_on_error=True,
+    )
+
+with _dag("cerebelum_bulk_resume_mapped") as cerebelum_bulk_resume_mapped:
+    CerebelumBulkResumeOperator.partial(task_id="bulk_resume", max_concurrency=4).expand(
+        workflow_name=["orders", "billing"]
+    )

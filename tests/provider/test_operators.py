@@ -1,0 +1,384 @@
+"""The three operators against the emulator, through ``dag.test()`` with a real Airflow and SQLite.
+
+Counts come from the emulator (executions started, resumes answered), never from timings.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cerebelum_provider.models import ExecutionState
+from cerebelum_provider.operators.cerebelum import (
+    CORRELATION_INPUT,
+    CerebelumBulkResumeOperator,
+    CerebelumExecuteWorkflowOperator,
+    CerebelumResumeExecutionOperator,
+)
+from tests.provider.conftest import connection_uri
+
+TOKEN = "operator-test-token-5f1c"
+WAIT_MODES = ("no_wait", "poll", "deferrable")
+ORDER_STEPS = ["validate", "charge", "ship", "notify"]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def live_core(core_factory, monkeypatch, airflow_db):
+    """An emulator moving live executions on every 50 ms, behind ``cerebelum_default`` with a token."""
+    emulator = core_factory(step_seconds=0.05, token=TOKEN)
+    emulator.define_workflow("orders", ORDER_STEPS)
+    uri = connection_uri(emulator, token=TOKEN, ui_url="https://core.example/executions/{execution_id}")
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", uri)
+    return emulator
+
+
+@pytest.fixture
+def still_core(core_factory, monkeypatch, airflow_db):
+    """An emulator whose executions move only when the test says so (manual clock)."""
+    emulator = core_factory(token=TOKEN)
+    emulator.define_workflow("orders", ORDER_STEPS)
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(emulator, token=TOKEN))
+    return emulator
+
+
+def run_dag(dag_id: str, conf: dict | None = None):
+    """Run a DAG of tests/provider/dags/cerebelum_operator_dags.py; return (run, {task_id: (state, xcoms)})."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from tests.provider.dags import cerebelum_operator_dags
+
+    run = getattr(cerebelum_operator_dags, dag_id).test(run_conf=conf or {})
+    results = {}
+    with create_session() as session:
+        for ti in run.get_task_instances():
+            rows = session.query(XComModel).filter_by(
+                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index
+            )
+            xcoms = {row.key: row.value for row in rows}
+            results[ti.task_id if ti.map_index < 0 else (ti.task_id, ti.map_index)] = (ti.state, xcoms, ti.try_number)
+    return run, results
+
+
+def output_of(capfd) -> str:
+    captured = capfd.readouterr()
+    return captured.out + captured.err
+
+
+# Resume one execution ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", WAIT_MODES)
+def test_resume_operator_resumes_a_failed_execution(live_core, mode, capfd):
+    execution_id = live_core.start_execution("orders", fail_at="charge", error_message="card declined")
+    live_core.run_until_settled(execution_id)
+    assert live_core.status(execution_id).status is ExecutionState.FAILED
+
+    _, results = run_dag(f"cerebelum_resume_{mode}", {"execution_id": execution_id})
+
+    state, xcoms, _ = results["resume"]
+    assert state == "success"
+    assert live_core.resume_count(execution_id) == 1
+    result = xcoms["return_value"]
+    assert result["execution_id"] == execution_id and result["resume_status"] == "resumed"
+    assert xcoms["execution_id"] == execution_id
+    assert xcoms["_link_CerebelumExecutionLink"] == f"https://core.example/executions/{execution_id}"
+    if mode == "no_wait":
+        assert "execution" not in result
+    else:
+        assert result["execution"]["status"] == "EXECUTION_COMPLETED"
+        assert [step["step_name"] for step in result["execution"]["completed_steps"]] == ORDER_STEPS
+    output = output_of(capfd)
+    assert TOKEN not in output and TOKEN not in json.dumps(xcoms)
+
+
+def test_resume_operator_accepts_already_running(still_core):
+    execution_id = still_core.start_execution("orders")
+
+    _, results = run_dag("cerebelum_resume_no_wait", {"execution_id": execution_id})
+
+    state, xcoms, _ = results["resume"]
+    assert state == "success"
+    assert xcoms["return_value"]["resume_status"] == "already_running"
+    assert still_core.resume_count(execution_id) == 0
+
+
+@pytest.mark.parametrize("which", ["completed", "unknown"])
+def test_resume_operator_fails_clearly_when_core_refuses(still_core, which, capfd):
+    execution_id = "no-such-execution"
+    if which == "completed":
+        execution_id = still_core.start_execution("orders")
+        still_core.complete(execution_id)
+
+    _, results = run_dag("cerebelum_resume_no_wait", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    assert f"refused to resume execution {execution_id} (failed_to_resume" in output_of(capfd)
+
+
+@pytest.mark.parametrize("mode", ["poll", "deferrable"])
+def test_resume_and_wait_fails_with_cores_error_when_it_fails_again(live_core, mode, capfd):
+    execution_id = live_core.start_execution(
+        "orders", fail_at="ship", fail_times=2, error_kind="carrier_down", error_message="503 from carrier"
+    )
+    live_core.run_until_settled(execution_id)
+
+    _, results = run_dag(f"cerebelum_resume_{mode}", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    assert live_core.resume_count(execution_id) == 1
+    assert f"Cerebelum execution {execution_id} failed: carrier_down: 503 from carrier" in output_of(capfd)
+
+
+def test_resume_operator_retries_transient_errors(still_core):
+    import grpc
+
+    execution_id = still_core.start_execution("orders", fail_at=0)
+    still_core.run_until_settled(execution_id)
+    # More failures than one client call retries (5), fewer than the operator's outer budget.
+    still_core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
+
+    _, results = run_dag("cerebelum_resume_no_wait", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "success"
+    assert still_core.resume_count(execution_id) == 1
+    assert still_core.call_counts()["ResumeExecution"] == 8
+
+
+# Execute a workflow --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", WAIT_MODES)
+def test_execute_operator_starts_once_and_returns_the_execution(live_core, mode, capfd):
+    _, results = run_dag(f"cerebelum_execute_{mode}", {"workflow_name": "orders", "inputs": {"order_id": 42}})
+
+    state, xcoms, _ = results["execute"]
+    assert state == "success"
+    assert live_core.call_counts()["ExecuteWorkflow"] == 1
+    execution_id = xcoms["execution_id"]
+    assert live_core.execution_ids() == [execution_id]
+    execution = xcoms["return_value"]
+    assert execution["execution_id"] == execution_id
+    assert execution["inputs"]["order_id"] == 42
+    assert execution["inputs"][CORRELATION_INPUT].startswith("airflow:cerebelum_execute_")
+    assert execution["inputs"][CORRELATION_INPUT].endswith(":execute:-1")
+    if mode != "no_wait":
+        assert execution["status"] == "EXECUTION_COMPLETED"
+    assert xcoms["_link_CerebelumExecutionLink"] == f"https://core.example/executions/{execution_id}"
+    assert TOKEN not in output_of(capfd)
+
+
+def test_execute_operator_fails_when_the_execution_fails(core_factory, monkeypatch, airflow_db, capfd):
+    # A workflow Core has no blueprint for: Core answers status "failed" and no execution starts.
+    emulator = core_factory(accept_any_workflow=False)
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(emulator))
+
+    _, results = run_dag("cerebelum_execute_poll", {"workflow_name": "no-such-workflow"})
+
+    assert results["execute"][0] == "failed"
+    assert "WorkflowStartError" in output_of(capfd)
+    assert emulator.execution_ids() == []
+
+
+@pytest.mark.parametrize("crash", ["CrashAfterStart", "CrashBeforeStoring"])
+def test_execute_retry_reattaches_instead_of_starting_again(still_core, crash, capfd):
+    import threading
+
+    # The execution stays RUNNING until the second try polls it (manual clock), so it is alive
+    # when the retry looks for it; then the test completes it and the retry's wait ends.
+    # CrashAfterStart's retry reads the execution once to decide, then polls; CrashBeforeStoring's
+    # retry finds it by listing and goes straight to polling.
+    polls_before_completing = 2 if crash == "CrashAfterStart" else 1
+    stop = threading.Event()
+
+    def complete_once_polled() -> None:
+        while not stop.wait(0.02):
+            if still_core.call_counts().get("GetExecutionStatus", 0) >= polls_before_completing:
+                still_core.complete(still_core.execution_ids()[0])
+                return
+
+    helper = threading.Thread(target=complete_once_polled, daemon=True)
+    helper.start()
+    try:
+        _, results = run_dag(f"cerebelum_execute_{crash}")
+    finally:
+        stop.set()
+        helper.join()
+
+    state, xcoms, try_number = results["execute"]
+    assert "simulated worker crash after starting" in output_of(capfd)
+    assert still_core.call_counts()["ExecuteWorkflow"] == 1
+    (execution_id,) = still_core.execution_ids()
+    assert state == "success" and try_number == 2
+    assert xcoms["execution_id"] == execution_id
+    assert xcoms["return_value"]["execution_id"] == execution_id
+    assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
+    if crash == "CrashBeforeStoring":
+        assert still_core.call_counts()["ListExecutions"] >= 1
+    else:
+        assert "ListExecutions" not in still_core.call_counts()
+
+
+def test_execute_retry_starts_again_when_the_earlier_execution_is_over(still_core):
+    import threading
+
+    # The first try's execution completes before the retry looks at it, so the retry starts a
+    # fresh one (an Airflow retry means "run it again"); that one completes once it is polled.
+    stop = threading.Event()
+
+    def complete_executions() -> None:
+        while not stop.wait(0.02):
+            ids = still_core.execution_ids()
+            if len(ids) == 1 and still_core.status(ids[0]).status is ExecutionState.RUNNING:
+                still_core.complete(ids[0])
+            # One status read decided about the first execution; the next one polls the second.
+            if len(ids) == 2 and still_core.call_counts().get("GetExecutionStatus", 0) >= 2:
+                still_core.complete(ids[1])
+                return
+
+    helper = threading.Thread(target=complete_executions, daemon=True)
+    helper.start()
+    try:
+        _, results = run_dag("cerebelum_execute_CrashAfterStart")
+    finally:
+        stop.set()
+        helper.join()
+
+    state, xcoms, try_number = results["execute"]
+    assert state == "success" and try_number == 2
+    assert still_core.call_counts()["ExecuteWorkflow"] == 2
+    first, second = still_core.execution_ids()
+    assert xcoms["return_value"]["execution_id"] == xcoms["execution_id"] == second
+    assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
+
+
+# Bulk resume -------------------------------------------------------------------------------
+
+
+def _seed_failed(core, count: int, workflow: str) -> list[str]:
+    ids = [core.start_execution(workflow, fail_at=0) for _ in range(count)]
+    core.run_until_settled()
+    return ids
+
+
+def test_bulk_operator_resumes_every_failed_execution_once(still_core, capfd):
+    orders = _seed_failed(still_core, 130, "orders")
+    billing = _seed_failed(still_core, 5, "billing")
+
+    _, results = run_dag("cerebelum_bulk_resume", {"workflow_name": "orders"})
+
+    state, xcoms, _ = results["bulk_resume"]
+    assert state == "success"
+    summary = xcoms["return_value"]
+    assert summary["matched"] == 130 and sorted(summary["resumed"]) == sorted(orders)
+    assert summary["errors"] == {} and summary["failed_to_resume"] == [] and summary["dry_run"] is False
+    assert [still_core.resume_count(execution_id) for execution_id in orders] == [1] * 130
+    assert [still_core.resume_count(execution_id) for execution_id in billing] == [0] * 5
+    output = output_of(capfd)
+    assert "matched=130, resumed=130, already_running=0, failed_to_resume=0, errors=0" in output
+    assert TOKEN not in output
+
+
+def test_bulk_operator_dry_run_from_conf_resumes_nothing(still_core):
+    orders = _seed_failed(still_core, 12, "orders")
+
+    _, results = run_dag("cerebelum_bulk_resume", {"workflow_name": "orders", "dry_run": True})
+
+    state, xcoms, _ = results["bulk_resume"]
+    assert state == "success"
+    assert sorted(xcoms["return_value"]["would_resume"]) == sorted(orders)
+    assert "ResumeExecution" not in still_core.call_counts()
+
+
+def test_bulk_operator_fails_at_the_end_when_something_failed(still_core, capfd):
+    import grpc
+
+    orders = _seed_failed(still_core, 20, "orders")
+    still_core.fail_next(1, code=grpc.StatusCode.INTERNAL, rpcs="ResumeExecution")
+
+    _, results = run_dag("cerebelum_bulk_resume", {"workflow_name": "orders"})
+
+    state, xcoms, _ = results["bulk_resume"]
+    assert state == "failed"
+    summary = xcoms["summary"]
+    assert len(summary["resumed"]) == 19 and len(summary["errors"]) == 1
+    assert sum(still_core.resume_count(execution_id) for execution_id in orders) == 19
+    assert "did not resume everything: matched=20, resumed=19" in output_of(capfd)
+
+
+def test_bulk_operator_mapped_over_workflow_names(still_core):
+    orders = _seed_failed(still_core, 30, "orders")
+    billing = _seed_failed(still_core, 20, "billing")
+    _seed_failed(still_core, 4, "shipping")
+
+    _, results = run_dag("cerebelum_bulk_resume_mapped")
+
+    (_, orders_xcoms, _), (_, billing_xcoms, _) = results[("bulk_resume", 0)], results[("bulk_resume", 1)]
+    assert results[("bulk_resume", 0)][0] == results[("bulk_resume", 1)][0] == "success"
+    assert sorted(orders_xcoms["return_value"]["resumed"]) == sorted(orders)
+    assert sorted(billing_xcoms["return_value"]["resumed"]) == sorted(billing)
+    assert still_core.call_counts()["ResumeExecution"] == 50
+    assert len(still_core.execution_ids(ExecutionState.FAILED)) == 4
+
+
+# Construction ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operator", "kwargs", "error", "names"),
+    [
+        (CerebelumResumeExecutionOperator, {"execution_id": ""}, ValueError, "execution_id"),
+        (CerebelumResumeExecutionOperator, {"execution_id": None}, TypeError, "execution_id"),
+        (CerebelumResumeExecutionOperator, {"execution_id": 12}, TypeError, "execution_id"),
+        (CerebelumResumeExecutionOperator, {"execution_id": "x" * 10_000}, ValueError, "execution_id"),
+        (CerebelumResumeExecutionOperator, {"execution_id": "e", "poll_interval": 0}, ValueError, "poll_interval"),
+        (CerebelumResumeExecutionOperator, {"execution_id": "e", "poll_interval": -1}, ValueError, "poll_interval"),
+        (CerebelumResumeExecutionOperator, {"execution_id": "e", "timeout": "10"}, TypeError, "timeout"),
+        (CerebelumResumeExecutionOperator, {"execution_id": "e", "skip_completed_steps": "no"}, TypeError, "skip"),
+        (CerebelumResumeExecutionOperator, {"execution_id": "e", "wait_for_completion": 1}, TypeError, "wait_for"),
+        (CerebelumResumeExecutionOperator, {"execution_id": "e", "cerebelum_conn_id": ""}, ValueError, "conn_id"),
+        (CerebelumBulkResumeOperator, {"max_concurrency": 0}, ValueError, "max_concurrency"),
+        (CerebelumBulkResumeOperator, {"max_executions": -1}, ValueError, "max_executions"),
+        (CerebelumBulkResumeOperator, {"states": ["FAILED", "NOPE"]}, ValueError, "states"),
+        (CerebelumBulkResumeOperator, {"states": ()}, ValueError, "states"),
+        (CerebelumBulkResumeOperator, {"workflow_name": ""}, ValueError, "workflow_name"),
+        (CerebelumBulkResumeOperator, {"dry_run": "yes"}, TypeError, "dry_run"),
+        (CerebelumBulkResumeOperator, {"fail_on_error": None}, TypeError, "fail_on_error"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": ""}, ValueError, "workflow_name"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": None}, TypeError, "workflow_name"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "inputs": [1]}, TypeError, "inputs"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "inputs": {CORRELATION_INPUT: 1}}, ValueError, "inputs"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "tags": "a,b"}, TypeError, "tags"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "tags": ["ok", ""]}, ValueError, "tags"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "correlation_id": " "}, ValueError, "correlation_id"),
+        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "poll_interval": float("nan")}, ValueError, "poll"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(operator, kwargs, error, names):
+    with pytest.raises(error, match=names):
+        operator(task_id="bad", **kwargs)
+
+
+def test_templated_fields_and_links():
+    execute = CerebelumExecuteWorkflowOperator(task_id="e", workflow_name="{{ params.w }}", inputs="{{ params.i }}")
+    assert tuple(execute.template_fields) == ("workflow_name", "inputs", "correlation_id", "tags")
+    assert tuple(CerebelumBulkResumeOperator.template_fields) == ("workflow_name", "dry_run")
+    assert tuple(CerebelumResumeExecutionOperator.template_fields) == ("execution_id",)
+    for operator in (CerebelumExecuteWorkflowOperator, CerebelumBulkResumeOperator, CerebelumResumeExecutionOperator):
+        assert [link.name for link in operator.operator_extra_links] == ["Cerebelum execution"]
+
+
+def test_importing_the_operators_imports_no_grpc_or_protobuf():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cerebelum_provider.operators.cerebelum\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'grpc' or m.startswith('google.protobuf'))\n"
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
