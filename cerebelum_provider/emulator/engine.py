@@ -53,9 +53,15 @@ class Engine:
             origin = repr(time.time())
             store.set_meta(_CLOCK_ORIGIN, origin)
         self._clock_origin = float(origin)
+        self._latest_at = 0.0
         for event in store.replay():
             self._fold(event)
         self._last_seq = store.last_seq()
+        if not real_time and self._latest_at > self.now():
+            # The log was written on real time past the manual clock: carry the clock forward so
+            # that time never runs backwards (and every later opening computes the same "now").
+            self._clock_origin = self._latest_at - self._clock_offset
+            store.set_meta(_CLOCK_ORIGIN, repr(self._clock_origin))
 
     # The clock -------------------------------------------------------------------------------
 
@@ -370,6 +376,7 @@ class Engine:
             self._fold(event)
 
     def _fold(self, event: Event) -> None:
+        self._latest_at = max(self._latest_at, event.at)
         if event.execution_id is None:
             if event.type == ev.WORKFLOW_DEFINED:
                 self._workflows[event.data["name"]] = tuple(event.data["steps"])

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import grpc
 import pytest
@@ -57,6 +58,19 @@ def test_stop_and_start_on_the_same_file_answers_the_same(tmp_path):
         assert core.resume_count("demo-orders-failed") == 1
     with CoreEmulator(db_path=db, demo=True) as reopened:
         assert snapshot(reopened.address) == before
+
+
+def test_manual_clock_never_runs_behind_a_log_written_on_real_time(tmp_path):
+    db = str(tmp_path / "core.sqlite")
+    with CoreEmulator(db_path=db, step_seconds=3600) as live:
+        time.sleep(0.05)
+        execution_id = live.start_execution("orders", sleep_at=0, sleep_ms=60_000)
+        live.advance(1, execution_id)
+    with CoreEmulator(db_path=db) as manual:
+        sleeping = manual.status(execution_id)
+        assert sleeping.sleep_info.remaining_ms == 60_000
+        manual.advance_time(60)
+        assert manual.status(execution_id).current_step_index == 1
 
 
 class ServeProcess:
