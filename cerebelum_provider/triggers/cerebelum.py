@@ -204,8 +204,9 @@ class CerebelumExecutionTrigger(BaseTrigger):
         """Seconds until the next query: the poll interval, or close to the wake-up of a sleep.
 
         While the execution sleeps for longer than one interval, wait until just before it wakes
-        (at most ``max_sleep_wait``): the query then still finds it asleep with less than one
-        interval left, and the next regular poll sees it awake within one interval of waking.
+        (at most ``max_sleep_wait``, at least one interval): the query then still finds it asleep
+        with less than one interval left, and the next regular poll sees it awake within one
+        interval of waking.
         """
         sleep_info = status.sleep_info
         if status.status is not ExecutionState.SLEEPING or sleep_info is None:
@@ -214,7 +215,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
         if remaining <= self.poll_interval:
             return self.poll_interval
         margin = self.poll_interval / 2
-        return min(max(remaining - margin, self.poll_interval), self.max_sleep_wait)
+        # Never wait less than one interval, even when max_sleep_wait is set below it.
+        return max(min(remaining - margin, self.max_sleep_wait), self.poll_interval)
 
     def _unavailable_deadline(self, unavailable_since: float) -> float | None:
         deadlines = [self.end_time]

@@ -196,7 +196,7 @@ def run_sensor_dag(mode: str, execution_id: str, soft_fail: bool = False):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_dag_success_returns_the_execution_and_links_it(live_core, mode, capfd):
+def test_dag_success_returns_the_execution_and_links_it(live_core, mode, capfd, caplog):
     execution_id = live_core.start_execution("orders")
     state, xcoms = run_sensor_dag(mode, execution_id)
     assert state == "success"
@@ -205,7 +205,7 @@ def test_dag_success_returns_the_execution_and_links_it(live_core, mode, capfd):
     assert xcoms["execution_id"] == execution_id
     assert xcoms["_link_CerebelumExecutionLink"] == f"https://core.example/executions/{execution_id}"
     output = capfd.readouterr()
-    assert TOKEN not in output.out + output.err
+    assert TOKEN not in output.out + output.err + caplog.text
     assert TOKEN not in json.dumps(xcoms)
 
 

@@ -351,3 +351,13 @@ async def test_token_never_in_kwargs_repr_events_or_logs(core_factory, monkeypat
     captured = capfd.readouterr()
     for text in (repr(trigger), str(trigger.serialize()), str(events), caplog.text, captured.out, captured.err):
         assert TOKEN not in text
+
+
+async def test_sleep_wait_is_never_shorter_than_the_poll_interval(core, cerebelum_conn, monkeypatch):
+    execution_id = await sleeping_execution(core)
+    monkeypatch.setattr(VirtualClockTrigger, "core", core)
+    monkeypatch.setattr(VirtualClockTrigger, "clock", 0.0)
+    trigger = VirtualClockTrigger(execution_id, poll_interval=10.0, max_sleep_wait=1.0, end_time=60.0)
+    events = [event.payload async for event in trigger.run()]
+    assert [event["status"] for event in events] == ["timeout"]
+    assert core.call_counts()["GetExecutionStatus"] == 7  # at 0, 10, ..., 60 s
