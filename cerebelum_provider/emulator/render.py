@@ -95,6 +95,29 @@ def execution_status(projection: Projection, now: float) -> pb.ExecutionStatus:
     return message
 
 
+class StatusCache:
+    """Rendered statuses, reused while an execution's projection is the same object.
+
+    Projections are immutable and replaced by every event, so identity says "unchanged". Sleeping
+    and waiting executions are rendered afresh: their remaining times depend on the query time.
+    Not thread-safe: one cache per server, used on its event loop.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Projection, pb.ExecutionStatus]] = {}
+
+    def status(self, projection: Projection, now: float) -> pb.ExecutionStatus:
+        """What :func:`execution_status` answers; callers must not modify the message."""
+        if projection.sleep is not None or projection.approval is not None:
+            return execution_status(projection, now)
+        cached = self._entries.get(projection.execution_id)
+        if cached is not None and cached[0] is projection:
+            return cached[1]
+        message = execution_status(projection, now)
+        self._entries[projection.execution_id] = (projection, message)
+        return message
+
+
 def to_model(message: pb.ExecutionStatus, now: float) -> models.ExecutionStatus:
     """The models.ExecutionStatus our client would make of ``message`` (elapsed time ends at ``now``)."""
     # The client's own converter, so that core.status() and a client's answer are equal.

@@ -40,6 +40,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
         self._engine = engine
         self._faults = faults
         self._list_broken = list_broken
+        self._statuses = render.StatusCache()
 
     # Client RPCs -----------------------------------------------------------------------------
 
@@ -49,7 +50,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
         projection = engine.get(request.execution_id)
         if projection is None:
             return render.not_found(request.execution_id)
-        return render.execution_status(projection, engine.now())
+        return self._statuses.status(projection, engine.now())
 
     async def ListExecutions(self, request, context):
         await self._faults.gate("ListExecutions", context)
@@ -148,7 +149,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
         page, total = engine.list(workflow_name, phase, limit, offset)
         now = engine.now()
         return pb.ListExecutionsResponse(
-            executions=[render.execution_status(projection, now) for projection in page],
+            executions=[self._statuses.status(projection, now) for projection in page],
             total_count=total,
             has_more=offset + len(page) < total,
         )
