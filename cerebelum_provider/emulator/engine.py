@@ -192,7 +192,7 @@ class Engine:
             due = [
                 self._projections[eid]
                 for eid in list(self._by_phase[Phase.SLEEPING])
-                if _sleep_remaining_ms(self._projections[eid], now) <= 0
+                if sleep_remaining_ms(self._projections[eid], now) <= 0
             ]
             for projection in due:
                 self._emit(self._complete_step(projection, projection.current_index, now))
@@ -303,11 +303,6 @@ class Engine:
                 return list(self._projections)
             return [eid for eid, p in self._projections.items() if p.phase is phase]
 
-    def live_phases(self) -> dict[Phase, int]:
-        """How many executions are in each state."""
-        with self._lock:
-            return {phase: len(ids) for phase, ids in self._by_phase.items()}
-
     # Internals -------------------------------------------------------------------------------
 
     def _step_outcome(self, projection: Projection) -> list[tuple[str | None, str, float, dict]]:
@@ -405,16 +400,12 @@ def _output(projection: Projection, index: int) -> dict[str, Any]:
     return {"index": index, "output": {"step": projection.steps[index], "ok": True}}
 
 
-def _sleep_remaining_ms(projection: Projection, now: float) -> int:
+def sleep_remaining_ms(projection: Projection, now: float) -> int:
+    """Milliseconds left of the execution's sleep at ``now`` (0 when not sleeping or overdue)."""
     sleep = projection.sleep
     if sleep is None:
         return 0
     return max(0, sleep.duration_ms - round((now - sleep.started_at) * 1000))
-
-
-def sleep_remaining_ms(projection: Projection, now: float) -> int:
-    """Milliseconds left of the execution's sleep at ``now`` (0 when not sleeping or overdue)."""
-    return _sleep_remaining_ms(projection, now)
 
 
 def approval_remaining_ms(projection: Projection, now: float) -> int:
