@@ -121,6 +121,34 @@ def test_sigkill_mid_run_loses_nothing_acknowledged(tmp_path):
         assert second.stop(signal.SIGTERM) == 0
 
 
+def test_sigkill_while_executions_move_in_real_time_loses_nothing_acknowledged(tmp_path):
+    db = str(tmp_path / "core.sqlite")
+    first = ServeProcess("--db", db, "--demo", "--step-seconds", "0.05")
+    with grpc.insecure_channel(first.address) as channel:
+        handle = pb_grpc.WorkerServiceStub(channel).ExecuteWorkflow(
+            pb.ExecuteRequest(workflow_module="orders"), timeout=10
+        )
+    assert resume(first.address, "demo-orders-failed") == "resumed"
+    before = {
+        execution_id: pb.ExecutionStatus.FromString(status)
+        for execution_id, status in snapshot(first.address)[1].items()
+    }
+    first.stop(signal.SIGKILL)
+    second = ServeProcess("--db", db)
+    try:
+        after = {
+            execution_id: pb.ExecutionStatus.FromString(status)
+            for execution_id, status in snapshot(second.address)[1].items()
+        }
+        assert after.keys() == before.keys() and handle.execution_id in after
+        for execution_id, status in before.items():
+            assert after[execution_id].current_step_index >= status.current_step_index, execution_id
+        assert after["demo-orders-failed"].status != pb.EXECUTION_FAILED
+        assert resume(second.address, "demo-orders-failed") != "resumed"
+    finally:
+        assert second.stop(signal.SIGTERM) == 0
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_prints_its_real_address_and_exits_0_on_a_stop_signal(signum):
     served = ServeProcess()
