@@ -114,11 +114,59 @@ def _execute(**kwargs: Any) -> Callable[[World], Any]:
 
 
 def _missing_ca(world: World) -> Any:
-    return CerebelumHook(world.connection(extra=json.dumps({"tls": True, "ca_cert": "/nonexistent/ca.pem"}))).get_client()
+    extra = json.dumps({"tls": True, "ca_cert": "/nonexistent/ca.pem"})
+    return CerebelumHook(world.connection(extra=extra)).get_client()
 
 
 def _extra(**extras: Any) -> Callable[[World], Any]:
     return _hook_client(extra=json.dumps(extras))
+
+
+def _port_not_a_number(world: World) -> Any:
+    return parse_connection(Connection(conn_id="bad", conn_type="cerebelum", host="core", port="ninety"))
+
+
+# Run time: a templated field rendered to a bad value is refused in ``execute``, before any call.
+
+
+def _sensor_run(execution_id: Any) -> Callable[[World], Any]:
+    def run(world: World) -> Any:
+        sensor = CerebelumExecutionSensor(
+            task_id="wait", execution_id="{{ params.id }}", cerebelum_conn_id=world.good_connection()
+        )
+        return world.run(rendered(sensor, execution_id=execution_id))
+
+    return run
+
+
+def _resume_run(execution_id: Any) -> Callable[[World], Any]:
+    def run(world: World) -> Any:
+        operator = CerebelumResumeExecutionOperator(
+            task_id="resume", execution_id="{{ params.id }}", cerebelum_conn_id=world.good_connection()
+        )
+        return world.run(rendered(operator, execution_id=execution_id))
+
+    return run
+
+
+def _bulk_run(workflow_name: Any) -> Callable[[World], Any]:
+    def run(world: World) -> Any:
+        operator = CerebelumBulkResumeOperator(
+            task_id="bulk", workflow_name="{{ params.workflow }}", cerebelum_conn_id=world.good_connection()
+        )
+        return world.run(rendered(operator, workflow_name=workflow_name))
+
+    return run
+
+
+def _execute_run(workflow_name: Any) -> Callable[[World], Any]:
+    def run(world: World) -> Any:
+        operator = CerebelumExecuteWorkflowOperator(
+            task_id="start", workflow_name="{{ params.workflow }}", cerebelum_conn_id=world.good_connection()
+        )
+        return world.run(rendered(operator, workflow_name=workflow_name))
+
+    return run
 
 
 # (layer, id, action, error type, words the message must contain)
@@ -127,41 +175,47 @@ BAD_INPUTS = [
     ("client", "empty-execution-id", _call("get_execution_status", ""), ValueError, ["execution_id"]),
     ("client", "none-execution-id", _call("get_execution_status", None), TypeError, ["execution_id"]),
     ("client", "int-execution-id", _call("resume_execution", 42), TypeError, ["execution_id"]),
-    ("client", "10000-char-execution-id", _call("resume_execution", LONG_ID), ValueError, ["execution_id", "10000"]),
+    ("client", "10000-char-execution-id", _call("resume_execution", LONG_ID), ValueError,
+     ["execution_id", "10000"]),
     ("client", "limit-0", _call("list_executions", limit=0), ValueError, ["limit"]),
     ("client", "limit-101", _call("list_executions", limit=101), ValueError, ["limit", "101"]),
     ("client", "limit-minus-1", _call("list_executions", limit=-1), ValueError, ["limit"]),
     ("client", "limit-string", _call("list_executions", limit="10"), TypeError, ["limit", "'10'"]),
     ("client", "offset-minus-1", _call("list_executions", offset=-1), ValueError, ["offset"]),
     ("client", "status-no-state", _call("list_executions", status="DONE"), ValueError, ["DONE"]),
-    ("client", "skip-steps-string", _call("resume_execution", "exec-1", skip_completed_steps="no"), TypeError, ["skip_completed_steps"]),
+    ("client", "skip-steps-string", _call("resume_execution", "x", skip_completed_steps="no"), TypeError,
+     ["skip_completed_steps"]),
     ("client", "execute-tags-string", _call("execute_workflow", "orders", tags="urgent"), TypeError, ["tags"]),
     # The connection, read by the hook.
     # Airflow itself refuses a URI whose port is no number; a Connection object can still carry one.
-    ("connection", "port-not-a-number", lambda world: parse_connection(Connection(conn_id="bad", conn_type="cerebelum", host="core", port="ninety")), ValueError, ["port", "ninety"]),
+    ("connection", "port-not-a-number", _port_not_a_number, ValueError, ["port", "ninety"]),
     ("connection", "port-out-of-range", _hook_client(port=70000), ValueError, ["port", "70000"]),
     ("connection", "missing-host", _hook_client(host=""), ValueError, ["host"]),
-    ("connection", "host-with-scheme", _hook_client(host="ftp://core.example"), ValueError, ["host", "ftp://core.example"]),
+    ("connection", "host-with-scheme", _hook_client(host="ftp://core.example"), ValueError,
+     ["host", "ftp://core.example"]),
     ("connection", "tls-unreadable-ca", _missing_ca, ValueError, ["ca_cert", "/nonexistent/ca.pem"]),
     ("connection", "tls-not-a-bool", _extra(tls="maybe"), ValueError, ["tls", "maybe"]),
     ("connection", "tls-off-with-ca", _extra(tls=False, ca_cert="/etc/hosts"), ValueError, ["tls", "ca_cert"]),
     ("connection", "cert-without-key", _extra(client_cert="/etc/hosts"), ValueError, ["client_cert", "client_key"]),
     ("connection", "timeout-zero", _extra(timeout=0), ValueError, ["timeout"]),
     ("connection", "timeout-not-a-number", _extra(timeout="soon"), ValueError, ["timeout", "soon"]),
-    ("connection", "ui-url-unknown-scheme", _extra(ui_url="ftp://core/{execution_id}"), ValueError, ["ui_url"]),
+    ("connection", "ui-url-unknown-scheme", _extra(ui_url="ftp://core/{execution_id}"), ValueError,
+     ["ui_url"]),
     ("hook", "empty-conn-id", lambda world: CerebelumHook(""), ValueError, ["cerebelum_conn_id"]),
     # The sensor.
     ("sensor", "empty-execution-id", _sensor(execution_id=""), ValueError, ["execution_id"]),
-    ("sensor", "none-execution-id-at-run", lambda world: world.run(CerebelumExecutionSensor(task_id="wait", execution_id=None, cerebelum_conn_id=world.good_connection())), TypeError, ["execution_id"]),
+    ("sensor", "none-execution-id-at-run", _sensor_run(None), TypeError, ["execution_id"]),
     ("sensor", "status-no-state", _sensor(success_states=["DONE"]), ValueError, ["success_states", "DONE"]),
-    ("sensor", "states-overlap", _sensor(success_states=["COMPLETED"], failure_states=["COMPLETED", "FAILED"]), ValueError, ["overlap", "EXECUTION_COMPLETED"]),
+    ("sensor", "states-overlap", _sensor(success_states=["COMPLETED"], failure_states=["COMPLETED", "FAILED"]),
+     ValueError, ["overlap", "EXECUTION_COMPLETED"]),
     ("sensor", "no-success-state", _sensor(success_states=[]), ValueError, ["success_states"]),
     ("sensor", "poll-interval-0", _sensor(poll_interval=0), ValueError, ["poll_interval"]),
     ("sensor", "poll-interval-negative", _sensor(poll_interval=-1), ValueError, ["poll_interval"]),
     ("sensor", "poke-interval-0", _sensor(poke_interval=0), ValueError, ["poke_interval"]),
     ("sensor", "max-sleep-wait-0", _sensor(max_sleep_wait=0), ValueError, ["max_sleep_wait"]),
-    ("sensor", "unavailable-timeout-negative", _sensor(unavailable_timeout=-5), ValueError, ["unavailable_timeout"]),
-    ("sensor", "rendered-10000-char-id", lambda world: CerebelumExecutionSensor(task_id="wait", execution_id=LONG_ID, cerebelum_conn_id=world.good_connection(), poll_interval=0.1).execute({"ti": RecordingTaskInstance()}), ValueError, ["execution_id", "10000"]),
+    ("sensor", "unavailable-timeout-negative", _sensor(unavailable_timeout=-5), ValueError,
+     ["unavailable_timeout"]),
+    ("sensor", "rendered-10000-char-id", _sensor_run(LONG_ID), ValueError, ["execution_id", "10000"]),
     # The trigger (what the sensor and operators defer to).
     ("trigger", "empty-execution-id", _trigger(execution_id=" "), ValueError, ["execution_id"]),
     ("trigger", "poll-interval-0", _trigger(poll_interval=0), ValueError, ["poll_interval"]),
@@ -170,11 +224,13 @@ BAD_INPUTS = [
     # Resume one execution.
     ("resume operator", "empty-execution-id", _resume(execution_id=""), ValueError, ["execution_id"]),
     ("resume operator", "int-execution-id", _resume(execution_id=42), TypeError, ["execution_id"]),
-    ("resume operator", "10000-char-execution-id", _resume(execution_id=LONG_ID), ValueError, ["execution_id", "10000"]),
+    ("resume operator", "10000-char-execution-id", _resume(execution_id=LONG_ID), ValueError,
+     ["execution_id", "10000"]),
     ("resume operator", "poll-interval-0", _resume(poll_interval=0), ValueError, ["poll_interval"]),
     ("resume operator", "timeout-negative", _resume(timeout=-1), ValueError, ["timeout"]),
-    ("resume operator", "skip-steps-string", _resume(skip_completed_steps="yes"), TypeError, ["skip_completed_steps"]),
-    ("resume operator", "rendered-empty-id", lambda world: world.run(rendered(CerebelumResumeExecutionOperator(task_id="resume", execution_id="{{ params.id }}", cerebelum_conn_id=world.good_connection()), execution_id="")), ValueError, ["execution_id"]),
+    ("resume operator", "skip-steps-string", _resume(skip_completed_steps="yes"), TypeError,
+     ["skip_completed_steps"]),
+    ("resume operator", "rendered-empty-id", _resume_run(""), ValueError, ["execution_id"]),
     # Bulk resume.
     ("bulk operator", "max-concurrency-0", _bulk(max_concurrency=0), ValueError, ["max_concurrency"]),
     ("bulk operator", "max-concurrency-string", _bulk(max_concurrency="16"), TypeError, ["max_concurrency"]),
@@ -184,15 +240,17 @@ BAD_INPUTS = [
     ("bulk operator", "empty-workflow-name", _bulk(workflow_name=""), ValueError, ["workflow_name"]),
     ("bulk operator", "max-executions-0", _bulk(max_executions=0), ValueError, ["max_executions"]),
     ("bulk operator", "dry-run-string", _bulk(dry_run="no"), TypeError, ["dry_run"]),
-    ("bulk operator", "rendered-empty-workflow", lambda world: world.run(rendered(CerebelumBulkResumeOperator(task_id="bulk", workflow_name="{{ params.workflow }}", cerebelum_conn_id=world.good_connection()), workflow_name="  ")), ValueError, ["workflow_name"]),
+    ("bulk operator", "rendered-blank-workflow", _bulk_run("  "), ValueError, ["workflow_name"]),
     # Start a workflow.
     ("execute operator", "empty-workflow-name", _execute(workflow_name=""), ValueError, ["workflow_name"]),
     ("execute operator", "inputs-not-a-dict", _execute(inputs="a=1"), TypeError, ["inputs"]),
-    ("execute operator", "inputs-reserved-key", _execute(inputs={"_airflow_correlation_id": "x"}), ValueError, ["_airflow_correlation_id"]),
+    ("execute operator", "inputs-reserved-key", _execute(inputs={"_airflow_correlation_id": "x"}), ValueError,
+     ["_airflow_correlation_id"]),
     ("execute operator", "tags-string", _execute(tags="urgent"), TypeError, ["tags"]),
     ("execute operator", "blank-correlation-id", _execute(correlation_id="  "), ValueError, ["correlation_id"]),
     ("execute operator", "poll-interval-negative", _execute(poll_interval=-1), ValueError, ["poll_interval"]),
-    ("execute operator", "rendered-10000-char-workflow", lambda world: world.run(rendered(CerebelumExecuteWorkflowOperator(task_id="start", workflow_name="{{ params.workflow }}", cerebelum_conn_id=world.good_connection()), workflow_name=LONG_ID)), ValueError, ["workflow_name", "10000"]),
+    ("execute operator", "rendered-10000-char-workflow", _execute_run(LONG_ID), ValueError,
+     ["workflow_name", "10000"]),
 ]
 
 LAYERS = {"client", "connection", "hook", "sensor", "trigger", "resume operator", "bulk operator", "execute operator"}
