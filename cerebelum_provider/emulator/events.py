@@ -152,7 +152,7 @@ def apply(state: Projection | None, event: Event) -> Projection:
         steps, inputs = data["steps"], data.get("inputs") or {}
         if not isinstance(data["workflow_name"], str) or not isinstance(inputs, dict):
             raise ReconstructionError(f"event {event.seq} starts an execution with a malformed payload")
-        if not isinstance(steps, list) or not all(isinstance(step, str) for step in steps):
+        if not isinstance(steps, list) or not steps or not all(isinstance(step, str) for step in steps):
             raise ReconstructionError(f"event {event.seq} starts an execution with malformed steps")
         return Projection(
             execution_id=event.execution_id or "",
