@@ -127,8 +127,12 @@ class Engine:
             ValueError: unknown workflow, a step that the workflow does not have, a taken id.
             TypeError: inputs that are not a dict.
         """
+        if not isinstance(workflow_name, str) or not workflow_name:
+            raise ValueError(f"workflow_name must be a non-empty string, got {workflow_name!r}")
         if inputs is not None and not isinstance(inputs, dict):
             raise TypeError(f"inputs must be a dict, got {type(inputs).__name__} {inputs!r}")
+        if execution_id is not None and (not isinstance(execution_id, str) or not execution_id):
+            raise ValueError(f"execution_id must be a non-empty string or None, got {execution_id!r}")
         steps = self.timeline(workflow_name)
         if steps is None:
             raise ValueError(
@@ -160,7 +164,8 @@ class Engine:
         """Move running executions (all, or one) on by up to ``steps`` steps each."""
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-        with self._lock:
+        # One transaction for all the moves: nobody can observe them before it commits.
+        with self._lock, self.batch():
             for _ in range(steps):
                 if execution_id is not None:
                     targets = [self.require(execution_id)]
@@ -187,7 +192,7 @@ class Engine:
 
     def wake_due_sleeps(self) -> int:
         """Finish the sleep of every execution whose sleep is over; return how many woke."""
-        with self._lock:
+        with self._lock, self.batch():
             now = self.now()
             due = [
                 self._projections[eid]

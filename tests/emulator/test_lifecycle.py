@@ -130,6 +130,22 @@ def test_bad_start_arguments_are_refused_before_anything_is_written(core, kwargs
     assert core.execution_ids() == []
 
 
+@pytest.mark.parametrize(
+    ("workflow", "kwargs", "match"),
+    [
+        (123, {}, "workflow_name must be a non-empty string, got 123"),
+        ("", {}, "workflow_name must be a non-empty string"),
+        ("orders", {"execution_id": ""}, "execution_id must be a non-empty string or None"),
+    ],
+)
+def test_bad_names_and_ids_are_refused(core, workflow, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        core.start_execution(workflow, **kwargs)
+    existing = core.start_execution("orders", execution_id="taken")
+    with pytest.raises(ValueError, match="execution id 'taken' is already taken"):
+        core.start_execution("orders", execution_id=existing)
+
+
 def test_status_of_an_unknown_id_raises_not_found(core):
     with pytest.raises(ExecutionNotFoundError, match="Execution ghost not found"):
         core.status("ghost")
