@@ -166,7 +166,11 @@ def handle_trigger_event(event: dict[str, Any] | None, *, timeout: float | None)
     execution_id = event.get("execution_id", "?")
     execution = event.get("execution")
     if status == "success":
-        return execution if execution is not None else {"execution_id": execution_id, "status": event.get("state")}
+        return (
+            execution
+            if execution is not None
+            else {"execution_id": execution_id, "status": event.get("state")}
+        )
     if status == "failure":
         raise AirflowException(failure_message(execution_id, (execution or {}).get("error")))
     if status == "timeout":

@@ -169,7 +169,9 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
         with self.hook.get_client() as client:
             try:
                 answer = call_with_retries(
-                    lambda: client.resume_execution(execution_id, skip_completed_steps=self.skip_completed_steps)
+                    lambda: client.resume_execution(
+                        execution_id, skip_completed_steps=self.skip_completed_steps
+                    )
                 )
             except (CerebelumAuthError, CerebelumTLSError) as error:
                 raise AirflowFailException(error.message) from None
@@ -190,7 +192,11 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
 
     def _result_from_wait(self, context: Context, execution: dict[str, Any]) -> dict[str, Any]:
         answer = context["ti"].xcom_pull(task_ids=self.task_id, key="resume_status")
-        return {"execution_id": execution.get("execution_id"), "resume_status": answer, "execution": execution}
+        return {
+            "execution_id": execution.get("execution_id"),
+            "resume_status": answer,
+            "execution": execution,
+        }
 
 
 class CerebelumBulkResumeOperator(BaseOperator):
@@ -349,7 +355,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
     """
 
     template_fields: Sequence[str] = ("workflow_name", "inputs", "correlation_id", "tags")
-    template_fields_renderers = {"inputs": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
 
     def __init__(
         self,
@@ -397,9 +403,14 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
                     f"inputs must not contain the key {CORRELATION_INPUT!r}: the operator sets it to find "
                     "its execution again on retry (or pass reattach_on_retry=False)"
                 )
-        if known(self.correlation_id) and self.correlation_id is not None:
-            if not isinstance(self.correlation_id, str) or not self.correlation_id.strip():
-                raise ValueError(f"correlation_id must be a non-empty string or None, got {self.correlation_id!r}")
+        if (
+            known(self.correlation_id)
+            and self.correlation_id is not None
+            and (not isinstance(self.correlation_id, str) or not self.correlation_id.strip())
+        ):
+            raise ValueError(
+                f"correlation_id must be a non-empty string or None, got {self.correlation_id!r}"
+            )
         if known(self.tags) and self.tags is not None:
             if isinstance(self.tags, str) or not isinstance(self.tags, (list, tuple)):
                 raise TypeError(f"tags must be a list of strings or None, got {self.tags!r}")
@@ -411,7 +422,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         self._check_arguments(skip_templates=False)
         identity = task_instance_identity(context)
         with self.hook.get_client() as client:
-            execution_id = self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
+            execution_id = (
+                self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
+            )
             if execution_id is None:
                 execution_id = self._start(context, client, identity)
             publish_execution_id(context, execution_id)

@@ -22,7 +22,10 @@ FAST_RETRY = RetryConfig(max_attempts=5, initial_backoff=0.01, max_backoff=0.05)
 
 def seed_failed(core, count: int, workflow: str = "orders", *, fail_times: int = 1) -> list[str]:
     """Start ``count`` executions that fail at their first step; return their ids."""
-    ids = [core.start_execution(workflow, inputs={"n": n}, fail_at=0, fail_times=fail_times) for n in range(count)]
+    ids = [
+        core.start_execution(workflow, inputs={"n": n}, fail_at=0, fail_times=fail_times)
+        for n in range(count)
+    ]
     core.run_until_settled()
     assert set(ids) <= set(core.execution_ids(ExecutionState.FAILED))
     return ids
@@ -39,7 +42,9 @@ async def test_resumes_each_failed_execution_once_across_pages(core):
     progress: list[dict[str, int]] = []
 
     async with client_for(core) as client:
-        summary = await resume_matching(client, workflow_name="orders", max_concurrency=8, on_progress=progress.append)
+        summary = await resume_matching(
+            client, workflow_name="orders", max_concurrency=8, on_progress=progress.append
+        )
 
     assert summary.matched == 350
     assert sorted(summary.resumed) == sorted(orders)
@@ -48,14 +53,18 @@ async def test_resumes_each_failed_execution_once_across_pages(core):
     assert [core.resume_count(execution_id) for execution_id in orders] == [1] * 350
     assert [core.resume_count(execution_id) for execution_id in billing + [running]] == [0] * 31
     assert core.call_counts()["ResumeExecution"] == 350
-    assert progress[-1] == summary.counts() == {
-        "matched": 350,
-        "resumed": 350,
-        "already_running": 0,
-        "failed_to_resume": 0,
-        "errors": 0,
-        "would_resume": 0,
-    }
+    assert (
+        progress[-1]
+        == summary.counts()
+        == {
+            "matched": 350,
+            "resumed": 350,
+            "already_running": 0,
+            "failed_to_resume": 0,
+            "errors": 0,
+            "would_resume": 0,
+        }
+    )
 
 
 async def test_executions_that_fail_again_are_not_resumed_twice(core):
@@ -71,7 +80,9 @@ async def test_executions_that_fail_again_are_not_resumed_twice(core):
             core.advance()
 
     async with client_for(core) as client:
-        summary = await resume_matching(client, workflow_name="orders", max_concurrency=4, on_progress=refail_resumed)
+        summary = await resume_matching(
+            client, workflow_name="orders", max_concurrency=4, on_progress=refail_resumed
+        )
 
     core.advance()
     assert summary.matched == 240

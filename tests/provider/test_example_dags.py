@@ -74,7 +74,13 @@ def run_example(example_dagbag, dag_id: str, conf: dict | None = None):
         for ti in run.get_task_instances():
             row = (
                 session.query(XComModel)
-                .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index, key="return_value")
+                .filter_by(
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    task_id=ti.task_id,
+                    map_index=ti.map_index,
+                    key="return_value",
+                )
                 .one_or_none()
             )
             key = ti.task_id if ti.map_index < 0 else (ti.task_id, ti.map_index)
@@ -94,7 +100,11 @@ def test_wait_example_defers_until_the_demo_execution_completes(example_dagbag, 
 def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, demo_core):
     before = set(demo_core.execution_ids())
 
-    results = run_example(example_dagbag, "example_cerebelum_execute", {"workflow_name": "billing", "inputs": {"invoice": "INV-9"}})
+    results = run_example(
+        example_dagbag,
+        "example_cerebelum_execute",
+        {"workflow_name": "billing", "inputs": {"invoice": "INV-9"}},
+    )
 
     (new_id,) = set(demo_core.execution_ids()) - before
     state, execution = results["run_workflow"]
@@ -102,7 +112,10 @@ def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, demo
     assert execution["execution_id"] == new_id
     assert execution["workflow_name"] == "billing" and execution["inputs"]["invoice"] == "INV-9"
     assert execution["status"] == "EXECUTION_COMPLETED"
-    assert results["report"] == ("success", f"execution {new_id} is EXECUTION_COMPLETED after steps: invoice, collect, reconcile")
+    assert results["report"] == (
+        "success",
+        f"execution {new_id} is EXECUTION_COMPLETED after steps: invoice, collect, reconcile",
+    )
     assert demo_core.call_counts()["ExecuteWorkflow"] == 1
 
 
@@ -129,7 +142,9 @@ def test_bulk_resume_example_resumes_the_failed_executions_of_one_workflow(examp
 
 
 def test_bulk_resume_example_dry_run_from_conf(example_dagbag, demo_core):
-    results = run_example(example_dagbag, "example_cerebelum_bulk_resume", {"workflow_name": "billing", "dry_run": True})
+    results = run_example(
+        example_dagbag, "example_cerebelum_bulk_resume", {"workflow_name": "billing", "dry_run": True}
+    )
 
     state, summary = results["resume_failed_executions"]
     assert state == "success"
@@ -144,4 +159,6 @@ def test_mapped_bulk_resume_example_splits_over_workflows(example_dagbag, demo_c
     assert results[("resume_failed_executions", 0)][1]["resumed"] == ["demo-orders-failed"]
     assert results[("resume_failed_executions", 1)][1]["resumed"] == ["demo-billing-failed"]
     assert demo_core.resume_count("demo-orders-failed") == demo_core.resume_count("demo-billing-failed") == 1
-    assert ExecutionState.FAILED not in {demo_core.status(i).status for i in ("demo-orders-failed", "demo-billing-failed")}
+    assert ExecutionState.FAILED not in {
+        demo_core.status(i).status for i in ("demo-orders-failed", "demo-billing-failed")
+    }

@@ -59,7 +59,11 @@ def run_dag(dag_id: str, conf: dict | None = None):
                 dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index
             )
             xcoms = {row.key: row.value for row in rows}
-            results[ti.task_id if ti.map_index < 0 else (ti.task_id, ti.map_index)] = (ti.state, xcoms, ti.try_number)
+            results[ti.task_id if ti.map_index < 0 else (ti.task_id, ti.map_index)] = (
+                ti.state,
+                xcoms,
+                ti.try_number,
+            )
     return run, results
 
 
@@ -250,7 +254,7 @@ def test_execute_retry_starts_again_when_the_earlier_execution_is_over(still_cor
     state, xcoms, try_number = results["execute"]
     assert state == "success" and try_number == 2
     assert still_core.call_counts()["ExecuteWorkflow"] == 2
-    first, second = still_core.execution_ids()
+    _first, second = still_core.execution_ids()
     assert xcoms["return_value"]["execution_id"] == xcoms["execution_id"] == second
     assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
 
@@ -334,12 +338,37 @@ def test_bulk_operator_mapped_over_workflow_names(still_core):
         (CerebelumResumeExecutionOperator, {"execution_id": None}, TypeError, "execution_id"),
         (CerebelumResumeExecutionOperator, {"execution_id": 12}, TypeError, "execution_id"),
         (CerebelumResumeExecutionOperator, {"execution_id": "x" * 10_000}, ValueError, "execution_id"),
-        (CerebelumResumeExecutionOperator, {"execution_id": "e", "poll_interval": 0}, ValueError, "poll_interval"),
-        (CerebelumResumeExecutionOperator, {"execution_id": "e", "poll_interval": -1}, ValueError, "poll_interval"),
+        (
+            CerebelumResumeExecutionOperator,
+            {"execution_id": "e", "poll_interval": 0},
+            ValueError,
+            "poll_interval",
+        ),
+        (
+            CerebelumResumeExecutionOperator,
+            {"execution_id": "e", "poll_interval": -1},
+            ValueError,
+            "poll_interval",
+        ),
         (CerebelumResumeExecutionOperator, {"execution_id": "e", "timeout": "10"}, TypeError, "timeout"),
-        (CerebelumResumeExecutionOperator, {"execution_id": "e", "skip_completed_steps": "no"}, TypeError, "skip"),
-        (CerebelumResumeExecutionOperator, {"execution_id": "e", "wait_for_completion": 1}, TypeError, "wait_for"),
-        (CerebelumResumeExecutionOperator, {"execution_id": "e", "cerebelum_conn_id": ""}, ValueError, "conn_id"),
+        (
+            CerebelumResumeExecutionOperator,
+            {"execution_id": "e", "skip_completed_steps": "no"},
+            TypeError,
+            "skip",
+        ),
+        (
+            CerebelumResumeExecutionOperator,
+            {"execution_id": "e", "wait_for_completion": 1},
+            TypeError,
+            "wait_for",
+        ),
+        (
+            CerebelumResumeExecutionOperator,
+            {"execution_id": "e", "cerebelum_conn_id": ""},
+            ValueError,
+            "conn_id",
+        ),
         (CerebelumBulkResumeOperator, {"max_concurrency": 0}, ValueError, "max_concurrency"),
         (CerebelumBulkResumeOperator, {"max_executions": -1}, ValueError, "max_executions"),
         (CerebelumBulkResumeOperator, {"states": ["FAILED", "NOPE"]}, ValueError, "states"),
@@ -350,11 +379,26 @@ def test_bulk_operator_mapped_over_workflow_names(still_core):
         (CerebelumExecuteWorkflowOperator, {"workflow_name": ""}, ValueError, "workflow_name"),
         (CerebelumExecuteWorkflowOperator, {"workflow_name": None}, TypeError, "workflow_name"),
         (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "inputs": [1]}, TypeError, "inputs"),
-        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "inputs": {CORRELATION_INPUT: 1}}, ValueError, "inputs"),
+        (
+            CerebelumExecuteWorkflowOperator,
+            {"workflow_name": "w", "inputs": {CORRELATION_INPUT: 1}},
+            ValueError,
+            "inputs",
+        ),
         (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "tags": "a,b"}, TypeError, "tags"),
         (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "tags": ["ok", ""]}, ValueError, "tags"),
-        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "correlation_id": " "}, ValueError, "correlation_id"),
-        (CerebelumExecuteWorkflowOperator, {"workflow_name": "w", "poll_interval": float("nan")}, ValueError, "poll"),
+        (
+            CerebelumExecuteWorkflowOperator,
+            {"workflow_name": "w", "correlation_id": " "},
+            ValueError,
+            "correlation_id",
+        ),
+        (
+            CerebelumExecuteWorkflowOperator,
+            {"workflow_name": "w", "poll_interval": float("nan")},
+            ValueError,
+            "poll",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_at_construction(operator, kwargs, error, names):
@@ -363,11 +407,17 @@ def test_bad_arguments_are_refused_at_construction(operator, kwargs, error, name
 
 
 def test_templated_fields_and_links():
-    execute = CerebelumExecuteWorkflowOperator(task_id="e", workflow_name="{{ params.w }}", inputs="{{ params.i }}")
+    execute = CerebelumExecuteWorkflowOperator(
+        task_id="e", workflow_name="{{ params.w }}", inputs="{{ params.i }}"
+    )
     assert tuple(execute.template_fields) == ("workflow_name", "inputs", "correlation_id", "tags")
     assert tuple(CerebelumBulkResumeOperator.template_fields) == ("workflow_name", "dry_run")
     assert tuple(CerebelumResumeExecutionOperator.template_fields) == ("execution_id",)
-    for operator in (CerebelumExecuteWorkflowOperator, CerebelumBulkResumeOperator, CerebelumResumeExecutionOperator):
+    for operator in (
+        CerebelumExecuteWorkflowOperator,
+        CerebelumBulkResumeOperator,
+        CerebelumResumeExecutionOperator,
+    ):
         assert [link.name for link in operator.operator_extra_links] == ["Cerebelum execution"]
 
 
