@@ -259,6 +259,38 @@ def test_execute_retry_starts_again_when_the_earlier_execution_is_over(still_cor
     assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
 
 
+@pytest.mark.parametrize("mode", ["poll", "deferrable"])
+def test_execute_wait_times_out_with_a_clear_message(still_core, mode, capfd):
+    _, results = run_dag(f"cerebelum_execute_timeout_{mode}")
+
+    assert results["execute"][0] == "failed"
+    (execution_id,) = still_core.execution_ids()
+    assert f"Cerebelum execution {execution_id} did not finish within 1s" in output_of(capfd)
+    assert still_core.call_counts()["ExecuteWorkflow"] == 1
+
+
+@pytest.mark.parametrize("dag_id", ["cerebelum_resume_no_wait", "cerebelum_bulk_resume"])
+def test_a_wrong_token_fails_without_retrying_or_leaking(
+    core_factory, monkeypatch, airflow_db, dag_id, capfd
+):
+    emulator = core_factory(token=TOKEN)
+    execution_id = emulator.start_execution("orders", fail_at=0)
+    emulator.run_until_settled()
+    wrong = "wrong-token-9d2e"
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(emulator, token=wrong))
+
+    _, results = run_dag(dag_id, {"execution_id": execution_id, "workflow_name": "orders"})
+
+    (task_id,) = results
+    assert results[task_id][0] == "failed"
+    output = output_of(capfd)
+    assert "AirflowFailException" in output and "check the token" in output
+    assert wrong not in output and TOKEN not in output
+    assert emulator.resume_count(execution_id) == 0
+    # Exactly one call reached the proxy check: an auth refusal is never retried.
+    assert sum(emulator.call_counts().values()) == 1
+
+
 # Bulk resume -------------------------------------------------------------------------------
 
 

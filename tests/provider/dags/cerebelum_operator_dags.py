@@ -73,6 +73,17 @@ for _mode in WAIT_MODES:
         )
     globals()[_execute_dag.dag_id] = _execute_dag
 
+for _mode in ("poll", "deferrable"):
+    with _dag(f"cerebelum_execute_timeout_{_mode}") as _timeout_dag:
+        CerebelumExecuteWorkflowOperator(
+            task_id="execute",
+            workflow_name="orders",
+            deferrable=_mode == "deferrable",
+            poll_interval=0.2,
+            timeout=1,
+        )
+    globals()[_timeout_dag.dag_id] = _timeout_dag
+
 for _crash in (CrashAfterStart, CrashBeforeStoring):
     with _dag(f"cerebelum_execute_{_crash.__name__}") as _crash_dag:
         _crash(
