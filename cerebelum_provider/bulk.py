@@ -362,6 +362,11 @@ class _BulkResume:
         except CerebelumError as error:
             summary.errors[execution_id] = error.message
             return
+        except (TypeError, ValueError) as error:
+            # An id Core listed but the client refuses to send (e.g. empty): one bad entry
+            # must not stop the others.
+            summary.errors[execution_id] = f"{type(error).__name__}: {error}"
+            return
         if answer == "resumed":
             summary.resumed.append(execution_id)
         elif answer == "already_running":
