@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,19 +44,21 @@ def _files_containing(root: Path, needle: str) -> list[str]:
     return found
 
 
-@pytest.mark.slow
-def test_token_never_appears_across_a_whole_dag_run(
-    migrated_airflow_db, core_factory, set_connection, capfd, caplog
-):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState, TaskInstanceState
+@dataclass
+class DagRunRecord:
+    """One run of the every-task DAG: its outcome, the ids it used, and everything it printed."""
 
-    from tests.reliability.dags.cerebelum_secrets_dag import DAG_ID, dag
+    run: Any
+    states: dict[str, str]
+    failed_id: str
+    running_id: str
+    nightly: list[str]
+    logs: str
 
-    token = _fresh_token()
-    core = core_factory(token=token, step_seconds=STEP_SECONDS)
-    set_connection(core.address, token=token)
+
+def _run_every_task_dag(core: Any, capfd: Any, caplog: Any) -> DagRunRecord:
+    from tests.reliability.dags.cerebelum_secrets_dag import dag
+
     failed_id = core.start_execution("orders", fail_at="process")
     core.run_until_settled(failed_id)
     running_id = core.start_execution("orders")
@@ -62,7 +66,7 @@ def test_token_never_appears_across_a_whole_dag_run(
     for execution_id in nightly:
         core.run_until_settled(execution_id)
     caplog.set_level(logging.INFO)
-
+    capfd.readouterr()
     run = dag.test(
         run_conf={
             "failed_id": failed_id,
@@ -72,44 +76,88 @@ def test_token_never_appears_across_a_whole_dag_run(
             "bulk_workflow": "nightly",
         }
     )
-
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert run.state == DagRunState.SUCCESS, states
-    assert set(states.values()) == {TaskInstanceState.SUCCESS}
-    assert core.resume_count(failed_id) == 1
-    assert [core.resume_count(execution_id) for execution_id in nightly] == [1, 1, 1]
     captured = capfd.readouterr()
-    logs = captured.out + captured.err + caplog.text
-    diagnostics = {name: (len(text), f"Cerebelum execution {failed_id}: resumed" in text, "Bulk resume of" in text)
-                   for name, text in (("out", captured.out), ("err", captured.err), ("caplog", caplog.text))}
-    # The search can fail: the task logs of the run are there (the operators' own lines).
-    assert f"Cerebelum execution {failed_id}: resumed" in logs, diagnostics
-    assert "Bulk resume of workflow 'nightly' done" in logs and running_id in logs
-    assert token not in logs
-    # Reading the connection made Airflow's masker learn its password: any log line would hide it.
-    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
+    return DagRunRecord(
+        run=run,
+        states={ti.task_id: ti.state for ti in run.get_task_instances()},
+        failed_id=failed_id,
+        running_id=running_id,
+        nightly=nightly,
+        logs=captured.out + captured.err + caplog.text,
+    )
 
+
+def _persisted_rows(run: Any) -> tuple[list[Any], list[Any]]:
+    """The run's XCom values and rendered template fields, as stored in the metadata database."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        xcoms = session.query(XComModel).filter(XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id)
+        rendered = session.query(RenderedTaskInstanceFields).filter(
+            RenderedTaskInstanceFields.dag_id == run.dag_id, RenderedTaskInstanceFields.run_id == run.run_id
+        )
+        return (
+            [(row.task_id, row.key, row.value) for row in xcoms],
+            [(row.task_id, row.rendered_fields) for row in rendered],
+        )
+
+
+@pytest.mark.slow
+def test_token_never_appears_across_a_whole_dag_run(migrated_airflow_db, core_factory, set_connection, capfd, caplog):
+    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    token = _fresh_token()
+    core = core_factory(token=token, step_seconds=STEP_SECONDS)
+    set_connection(core.address, token=token)
+
+    record = _run_every_task_dag(core, capfd, caplog)
+
+    assert record.run.state == DagRunState.SUCCESS, record.states
+    assert set(record.states.values()) == {TaskInstanceState.SUCCESS}
+    assert core.resume_count(record.failed_id) == 1
+    assert [core.resume_count(execution_id) for execution_id in record.nightly] == [1, 1, 1]
+    # The search can fail: the task logs of the run are there (the operators' own lines).
+    assert f"Cerebelum execution {record.failed_id}: resumed" in record.logs
+    assert "Bulk resume of workflow 'nightly' done" in record.logs and record.running_id in record.logs
+    assert token not in record.logs
+    # Reading the connection made Airflow's masker learn its password: any log line would hide it.
     assert redact(f"Bearer {token}") == "Bearer ***"
 
     home = Path(os.environ["AIRFLOW_HOME"])
-    assert _files_containing(home, failed_id), "the metadata database should hold this run"
+    assert _files_containing(home, record.failed_id), "the metadata database should hold this run"
     assert _files_containing(home, token) == []
 
-    with create_session() as session:
-        rows = session.query(XComModel).filter(XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id).all()
-        xcom_text = json.dumps([row.value for row in rows], default=str)
-    assert {row.task_id for row in rows} >= {"resume", "wait_deferred", "wait_poke", "start", "bulk"}
-    assert failed_id in xcom_text and token not in xcom_text
+    xcoms, rendered = _persisted_rows(record.run)
+    assert {task_id for task_id, _, _ in xcoms} >= {"resume", "wait_deferred", "wait_poke", "start", "bulk"}
+    assert {task_id for task_id, _ in rendered} >= {"resume", "wait_deferred", "wait_poke", "start", "bulk"}
+    persisted = json.dumps([xcoms, rendered], default=str)
+    assert record.failed_id in persisted and "c-42" in persisted  # rendered ids and inputs are there
+    assert token not in persisted
 
 
-def test_rendered_template_fields_hold_no_token(core, set_connection):
-    from tests.reliability.dags.cerebelum_secrets_dag import dag
+@pytest.mark.slow
+def test_refused_token_fails_the_run_without_showing_either_token(
+    migrated_airflow_db, core_factory, set_connection, capfd, caplog
+):
+    from airflow.utils.state import DagRunState, TaskInstanceState
 
-    token = _fresh_token()
-    set_connection(core.address, token=token)
-    for task in dag.tasks:
-        fields = {name: getattr(task, name) for name in task.template_fields}
-        assert token not in repr(fields) and token not in repr(task.__dict__)
+    right, wrong = _fresh_token(), _fresh_token()
+    core = core_factory(token=right, step_seconds=STEP_SECONDS)
+    set_connection(core.address, token=wrong)
+
+    record = _run_every_task_dag(core, capfd, caplog)
+
+    assert record.run.state == DagRunState.FAILED
+    assert record.states["resume"] == TaskInstanceState.FAILED
+    assert core.call_counts() == {"ResumeExecution": 1}  # refused once, never retried
+    assert core.resume_count(record.failed_id) == 0
+    assert "refused ResumeExecution" in record.logs and core.address in record.logs
+    assert right not in record.logs and wrong not in record.logs
+    home = Path(os.environ["AIRFLOW_HOME"])
+    assert _files_containing(home, right) == [] and _files_containing(home, wrong) == []
 
 
 def test_serialized_trigger_kwargs_hold_no_token(core, set_connection):
