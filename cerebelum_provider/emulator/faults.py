@@ -16,13 +16,32 @@ from collections.abc import Iterable
 
 import grpc
 
+RPC_NAMES = frozenset(
+    [
+        "Register",
+        "Heartbeat",
+        "Unregister",
+        "PollForTask",
+        "SubmitResult",
+        "SubmitBlueprint",
+        "ExecuteWorkflow",
+        "GetExecutionStatus",
+        "ListExecutions",
+        "ResumeExecution",
+    ]
+)
+
 
 def _rpc_set(rpcs: Iterable[str] | str | None) -> frozenset[str] | None:
     if rpcs is None:
         return None
-    if isinstance(rpcs, str):
-        return frozenset([rpcs])
-    return frozenset(rpcs)
+    names = frozenset([rpcs]) if isinstance(rpcs, str) else frozenset(rpcs)
+    unknown = names - RPC_NAMES
+    if unknown:
+        raise ValueError(
+            f"rpcs {sorted(unknown)} are not WorkerService RPCs; expected some of {sorted(RPC_NAMES)}"
+        )
+    return names
 
 
 def _check_code(code: grpc.StatusCode) -> None:

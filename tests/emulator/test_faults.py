@@ -130,6 +130,8 @@ def test_invalid_fault_settings_are_refused():
         faults.fail_next(1, grpc.StatusCode.OK)
     with pytest.raises(ValueError, match="latency must be"):
         faults.set_latency(-1)
+    with pytest.raises(ValueError, match=r"rpcs \['GetStatus'\] are not WorkerService RPCs"):
+        faults.fail_next(1, rpcs=["GetStatus"])
 
 
 def test_peers_are_the_distinct_client_connections(core):
