@@ -76,7 +76,7 @@ def run_deferrable_sensor(sensor: CerebelumExecutionSensor) -> tuple[bool, Any]:
 # Core down when a deferrable sensor starts ---------------------------------------------------
 
 OUTAGES = [
-    # (name, seconds until Core is back or None for never, unavailable budget, port closed from the start)
+    # (seconds until Core is back or None for never, the unavailable budget, port closed from the start)
     pytest.param(3.0, 30.0, False, id="stopped-back-within-budget"),
     pytest.param(None, 1.0, False, id="stopped-longer-than-budget"),
     pytest.param(None, 1.0, True, id="port-never-open"),
@@ -128,16 +128,16 @@ class EmulatorProcess:
 
     def __init__(self, port: int, db: Path, scenario: Path, step_seconds: float) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "cerebelum_provider.emulator", "serve", "--port", str(port),
-                "--db", str(db), "--scenario", str(scenario), "--step-seconds", str(step_seconds),
-            ],
+            [sys.executable, "-m", "cerebelum_provider.emulator", "serve", "--port", str(port)]
+            + ["--db", str(db), "--scenario", str(scenario), "--step-seconds", str(step_seconds)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         line = self.process.stdout.readline()
-        assert line.startswith(BANNER), (line, self.process.stderr.read() if self.process.poll() is not None else "")
+        if not line.startswith(BANNER):
+            self.process.kill()
+            pytest.fail(f"the emulator did not start: {line!r} {self.process.stderr.read()}")
         self.address = line[len(BANNER):].strip()
 
     def stop(self, signum: int) -> None:
@@ -149,7 +149,9 @@ class EmulatorProcess:
 
 KILLED_MID_WAIT = [
     pytest.param({}, "success", "EXECUTION_COMPLETED", id="completes-after-restart"),
-    pytest.param({"fail_at": 8, "error_kind": "late_failure"}, "failure", "EXECUTION_FAILED", id="fails-after-restart"),
+    pytest.param(
+        {"fail_at": 8, "error_kind": "late_failure"}, "failure", "EXECUTION_FAILED", id="fails-after-restart"
+    ),
 ]
 
 
@@ -162,9 +164,8 @@ async def test_core_killed_and_restarted_mid_wait_fires_once_with_the_final_stat
     execution_id = "killed-mid-wait"
     steps = [f"step_{number}" for number in range(10)]
     scenario = tmp_path / "scenario.json"
-    scenario.write_text(
-        json.dumps({"workflows": {"long": steps}, "executions": [{"workflow": "long", "execution_id": execution_id, **plan}]})
-    )
+    execution = {"workflow": "long", "execution_id": execution_id, **plan}
+    scenario.write_text(json.dumps({"workflows": {"long": steps}, "executions": [execution]}))
     port, db = free_port(), tmp_path / "core.sqlite"
     first = EmulatorProcess(port, db, scenario, step_seconds=0.2)
     set_connection(first.address)
@@ -173,8 +174,10 @@ async def test_core_killed_and_restarted_mid_wait_fires_once_with_the_final_stat
     waiting = asyncio.create_task(harness.run(trigger))
     probe = SyncExecutionClient(first.address, retry=RetryConfig(max_attempts=1))
     try:
-        while (status := await asyncio.to_thread(probe.get_execution_status, execution_id)).current_step_index < 2:
+        status = await asyncio.to_thread(probe.get_execution_status, execution_id)
+        while status.current_step_index < 2:  # a wait well under way, far from its end
             await asyncio.sleep(0.05)
+            status = await asyncio.to_thread(probe.get_execution_status, execution_id)
     finally:
         probe.close()
     assert status.status is ExecutionState.RUNNING and not waiting.done()
@@ -247,7 +250,10 @@ def _settle_failed(core, execution_id: str) -> None:
 
 TRIGGERER_RESTARTS = [
     pytest.param({}, _settle_completed, "success", "EXECUTION_COMPLETED", id="completes"),
-    pytest.param({"fail_at": "validate", "error_kind": "bad_input"}, _settle_failed, "failure", "EXECUTION_FAILED", id="fails"),
+    pytest.param(
+        {"fail_at": "validate", "error_kind": "bad_input"}, _settle_failed, "failure", "EXECUTION_FAILED",
+        id="fails",
+    ),
 ]
 
 

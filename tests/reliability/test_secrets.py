@@ -23,7 +23,6 @@ import pytest
 
 from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient
 from cerebelum_provider.exceptions import CerebelumAuthError
-from cerebelum_provider.hooks._connection import parse_connection
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
