@@ -30,17 +30,23 @@ CREATE TABLE IF NOT EXISTS meta (
 
 
 class EventStore:
-    """An append-only table of events; thread-safe (one connection behind a lock)."""
+    """An append-only table of events; thread-safe (one connection behind a lock).
+
+    Raises ValueError when ``path`` cannot be opened as a SQLite database.
+    """
 
     def __init__(self, path: str | None) -> None:
         self.path = path or ":memory:"
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        if self.path != ":memory:":
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a killed process (only a power cut can lose the last commit).
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.executescript(_SCHEMA)
+        try:
+            self._connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            if self.path != ":memory:":
+                self._connection.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode survives a killed process (only a power cut loses the last commit).
+                self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise ValueError(f"cannot open the event log {self.path!r} as SQLite: {error}") from error
 
     def append(self, events: list[Event]) -> None:
         """Write events (their ``seq`` already assigned, increasing) in one committed transaction."""

@@ -184,3 +184,22 @@ def test_cli_refuses_a_port_in_use(core):
     )
     assert result.returncode != 0
     assert f"could not listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content", [None, b"not a database at all, just some text" * 100], ids=["no-dir", "garbage"]
+)
+def test_cli_refuses_a_db_it_cannot_open(tmp_path, content):
+    db = tmp_path / "missing-dir" / "core.sqlite"
+    if content is not None:
+        db = tmp_path / "core.sqlite"
+        db.write_bytes(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "cerebelum_provider.emulator", "serve", "--port", "0", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"cannot open the event log '{db}'" in result.stderr
