@@ -275,7 +275,8 @@ class CoreEmulator:
 
         ``fail_at`` / ``sleep_at`` / ``approval_at`` name a step (or its index) where, when that
         step is advanced, the execution fails (for its first ``fail_times`` attempts), sleeps for
-        ``sleep_ms`` or waits for :meth:`approve`.
+        ``sleep_ms`` or waits for :meth:`approve`. An approval that times out keeps waiting, with
+        ``remaining_timeout_ms`` at 0. ``execution_id`` picks the id (default: a new UUID).
 
         Raises:
             ValueError: unknown workflow (with ``accept_any_workflow=False``), unknown step, taken id.
