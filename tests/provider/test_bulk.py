@@ -112,6 +112,35 @@ async def test_thirty_percent_unavailable_still_resumes_all_once(core):
     assert core.execution_ids(ExecutionState.FAILED) == []
 
 
+async def test_outer_retry_takes_over_when_the_clients_budget_is_spent(core):
+    (execution_id,) = seed_failed(core, 1)
+    # 7 failures: the client's 5 attempts are spent once, the outer retry's second attempt succeeds.
+    core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders")
+
+    assert summary.resumed == [execution_id] and summary.errors == {}
+    assert core.call_counts()["ResumeExecution"] == 8
+    assert core.resume_count(execution_id) == 1
+
+
+async def test_an_execution_still_unavailable_after_every_retry_is_an_error(core):
+    ids = seed_failed(core, 2)
+    # 4 outer attempts x 5 client attempts = 20 calls, all failing, for the first one resumed.
+    core.fail_next(20, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", max_concurrency=1)
+
+    assert summary.matched == 2 and len(summary.resumed) == 1 and len(summary.errors) == 1
+    assert sorted([*summary.resumed, *summary.errors]) == sorted(ids)
+    (failed_id,) = summary.errors
+    assert "UNAVAILABLE" in summary.errors[failed_id]
+    assert core.resume_count(failed_id) == 0 and core.resume_count(summary.resumed[0]) == 1
+    assert core.call_counts()["ResumeExecution"] == 21
+
+
 async def test_dry_run_resumes_nothing(core):
     ids = seed_failed(core, 120)
 
