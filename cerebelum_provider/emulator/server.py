@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -79,7 +80,7 @@ class CoreEmulator:
     def __init__(
         self,
         port: int = 0,
-        db_path: str | None = None,
+        db_path: str | os.PathLike[str] | None = None,
         step_seconds: float | None = None,
         latency: float = 0.0,
         token: str | None = None,
@@ -104,7 +105,9 @@ class CoreEmulator:
             raise TypeError(f"tls must be an EmulatorTLS or None, got {type(tls).__name__}")
         self._host = host
         self._port = port
-        self._db_path = db_path
+        if db_path is not None and not isinstance(db_path, (str, os.PathLike)):
+            raise TypeError(f"db_path must be a file path or None, got {type(db_path).__name__} {db_path!r}")
+        self._db_path = os.fspath(db_path) if db_path is not None else None
         self._step_seconds = float(step_seconds) if step_seconds is not None else None
         self._tls = tls
         self._accept_any_workflow = accept_any_workflow

@@ -56,7 +56,7 @@ def test_stop_and_start_on_the_same_file_answers_the_same(tmp_path):
         assert core.address == address
         assert snapshot(core.address) == before
         assert core.resume_count("demo-orders-failed") == 1
-    with CoreEmulator(db_path=db, demo=True) as reopened:
+    with CoreEmulator(db_path=tmp_path / "core.sqlite", demo=True) as reopened:
         assert snapshot(reopened.address) == before
 
 
