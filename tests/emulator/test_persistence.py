@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 import pytest
@@ -76,9 +78,11 @@ def test_manual_clock_never_runs_behind_a_log_written_on_real_time(tmp_path):
 class ServeProcess:
     """``python -m cerebelum_provider.emulator serve`` in a subprocess, with its printed address."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(
+        self, *args: str, command: Sequence[str] = (sys.executable, "-m", "cerebelum_provider.emulator")
+    ):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cerebelum_provider.emulator", "serve", "--port", "0", *args],
+            [*command, "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -156,6 +160,24 @@ def test_cli_prints_its_real_address_and_exits_0_on_a_stop_signal(signum):
     assert host == "127.0.0.1" and int(port) > 0
     assert snapshot(served.address) == ([], {})
     assert served.stop(signum) == 0
+
+
+def test_console_script_serves_too():
+    served = ServeProcess(command=[str(Path(sys.executable).with_name("cerebelum-emulator"))])
+    assert snapshot(served.address) == ([], {})
+    assert served.stop(signal.SIGTERM) == 0
+
+
+def test_cli_refuses_a_step_time_that_is_not_positive():
+    result = subprocess.run(
+        [sys.executable, "-m", "cerebelum_provider.emulator", "serve", "--step-seconds", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "--step-seconds must be > 0, got 0.0" in result.stderr
 
 
 def test_cli_seeds_a_scenario_file(tmp_path):
