@@ -238,6 +238,8 @@ class CoreEmulator:
         if self._server is not None:
             await self._server.stop(grace=None)
             self._server = None
+        # A clock move the ticker handed to a worker thread must end before the log is closed.
+        await asyncio.get_running_loop().shutdown_default_executor()
 
     async def _tick(self, step_seconds: float) -> None:
         """Real time: wake sleeps that are over; every ``step_seconds`` move running executions."""
