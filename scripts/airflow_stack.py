@@ -106,7 +106,7 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             pass
         self.signal_group(signal.SIGKILL)
-        self.popen.wait(timeout=grace)
+        self.popen.wait(timeout=10.0)  # SIGKILL cannot be refused; this only reaps it
 
     def signal_group(self, sig: int) -> None:
         try:

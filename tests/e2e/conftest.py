@@ -73,6 +73,7 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
     stack = AirflowStack(
         home=tmp_path_factory.mktemp("airflow"),
         dags_folder=REPO / "example_dags",
+        extra_dag_folders={"e2e": Path(__file__).parent / "dags"},
         connections={"cerebelum_default": f"cerebelum://{emulator.address}"},
     )
     try:
@@ -84,3 +85,5 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
         if stack.logs_dir.exists():
             shutil.copytree(stack.logs_dir, logs)
             shutil.copyfile(emulator.log_path, logs / "emulator.log")
+        if (stack.home / "logs").exists():
+            shutil.copytree(stack.home / "logs", logs / "task-logs")

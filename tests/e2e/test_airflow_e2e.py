@@ -7,6 +7,7 @@ provider info and run the connection test through the hook.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 
@@ -66,3 +67,72 @@ def test_connection_test_answers_false_with_the_address_for_a_closed_port(airflo
     assert answer["status"] is False
     assert f"127.0.0.1:{port}" in answer["message"]
     assert "CoreUnavailableError" in answer["message"]
+
+
+def jobs_by_id(airflow) -> dict[int, tuple[str, str]]:
+    """Every job of the stack's metadata database: id -> (job_type, state)."""
+    database = sqlite3.connect(f"file:{airflow.home / 'airflow.db'}?mode=ro", uri=True)
+    try:
+        rows = database.execute("SELECT id, job_type, state FROM job").fetchall()
+    finally:
+        database.close()
+    return {job_id: (job_type, state) for job_id, job_type, state in rows}
+
+
+def test_deferrable_sensor_is_handed_to_the_triggerer_process_and_succeeds(airflow, emulator):
+    with SyncExecutionClient(emulator.address) as client:
+        execution_id = client.execute_workflow(SLOW_WORKFLOW, {"case": "sensor"}).execution_id
+    airflow.wait_for_dags(["example_cerebelum_wait"])
+
+    run_id = airflow.trigger_dag("example_cerebelum_wait", conf={"execution_id": execution_id})
+    result = airflow.wait_for_run("example_cerebelum_wait", run_id, timeout=120)
+
+    states = result.task_states["wait_for_execution"]
+    assert result.state == "success", states
+    assert "deferred" in states and states[-1] == "success", states
+    deferred = [ti for ti in result.snapshots["wait_for_execution"] if ti["state"] == "deferred"]
+    assert deferred[0]["trigger"]["classpath"] == TRIGGER_CLASSPATH
+    # Airflow writes a trigger's log next to the task's, one file per triggerer job that ran it.
+    task_logs = airflow.home / "logs" / "dag_id=example_cerebelum_wait" / f"run_id={run_id}" / "task_id=wait_for_execution"
+    trigger_logs = sorted(task_logs.glob("attempt=1.log.trigger.*.log"))
+    assert len(trigger_logs) == 1
+    triggerer_job_id = int(trigger_logs[0].name.split(".")[-2])
+    # That job is the running `airflow triggerer` process: the only triggerer this stack's fresh
+    # metadata database has seen is the one the stack started...
+    jobs = jobs_by_id(airflow)
+    assert jobs[triggerer_job_id] == ("TriggererJob", "running")
+    assert [job_type for job_type, _ in jobs.values()].count("TriggererJob") == 1
+    assert airflow.processes["triggerer"].alive()
+    # ...and it ran our trigger (its own log lines) until the trigger fired one success event.
+    events = [json.loads(line) for line in trigger_logs[0].read_text().splitlines() if line.startswith("{")]
+    fired = [event for event in events if event["event"] == "Trigger fired event"]
+    assert len(fired) == 1 and "'status': 'success'" in fired[0]["result"]
+    assert any(event.get("logger", "").startswith(TRIGGER_CLASSPATH) for event in events)
+
+    final = airflow.xcom("example_cerebelum_wait", run_id, "wait_for_execution")
+    assert final["execution_id"] == execution_id
+    assert ExecutionState.coerce(final["status"]) is ExecutionState.COMPLETED
+    assert final["current_step_index"] == final["total_steps"] == 12
+
+
+def test_bulk_resume_dag_resumes_every_failed_execution_of_its_workflow_exactly_once(airflow, emulator):
+    with SyncExecutionClient(emulator.address) as client:
+        failed = {e.execution_id for e in client.iter_executions(NIGHTLY_WORKFLOW, ExecutionState.FAILED)}
+        everything = {e.execution_id for e in client.iter_executions(NIGHTLY_WORKFLOW)}
+    assert len(failed) == NIGHTLY_FAILED and len(everything) == NIGHTLY_FAILED + 1
+    airflow.wait_for_dags(["example_cerebelum_bulk_resume"])
+
+    run_id = airflow.trigger_dag("example_cerebelum_bulk_resume", conf={"workflow_name": NIGHTLY_WORKFLOW})
+    result = airflow.wait_for_run("example_cerebelum_bulk_resume", run_id, timeout=120)
+
+    assert result.state == "success", result.task_states
+    summary = airflow.xcom("example_cerebelum_bulk_resume", run_id, "resume_failed_executions")
+    assert summary["matched"] == NIGHTLY_FAILED
+    assert sorted(summary["resumed"]) == sorted(failed)
+    assert (summary["already_running"], summary["failed_to_resume"], summary["errors"]) == ([], [], {})
+    counts = resume_counts(emulator.db_path)
+    assert {execution_id: counts[execution_id] for execution_id in everything} == {
+        execution_id: int(execution_id in failed) for execution_id in everything
+    }
+    with SyncExecutionClient(emulator.address) as client:
+        assert not list(client.iter_executions(NIGHTLY_WORKFLOW, ExecutionState.FAILED))

@@ -1,0 +1,146 @@
+"""The connection form in the Airflow UI, driven in headless Chromium, and the saved connection at work.
+
+Users configure Cerebelum in the UI's "Add Connection" dialog. This test picks "Cerebelum Core"
+there, checks the fields the provider info declares are drawn with their labels (and the unused
+standard ones are not), saves a connection, then runs a deferrable sensor DAG that uses it:
+the triggerer reads the connection that the browser saved. Needs Debian's ``chromium`` and
+``chromium-driver`` (``make test`` installs them); selenium uses that chromedriver, so nothing
+is downloaded. Screenshots of the filled form are kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cerebelum_provider import ExecutionState, SyncExecutionClient
+from cerebelum_provider.get_provider_info import CONNECTION_FIELDS
+
+from .conftest import ARTIFACTS, SLOW_WORKFLOW
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = (ARTIFACTS / "connection-form-standard.png", ARTIFACTS / "connection-form-extra.png")
+#: The connection id that tests/e2e/dags/e2e_ui_connection.py's sensor uses.
+UI_CONNECTION_ID = "cerebelum_ui"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("chromium and chromium-driver are not installed; `make test` installs them (make browser-deps)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1400",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(find, timeout: float = 20.0, what: str = "element"):
+    """Poll ``find()`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = find()
+        except StaleElementReferenceException:  # React re-rendered under us: look again
+            found = None
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"the UI never showed {what} within {timeout:.0f}s")
+
+
+def button(container, text: str):
+    from selenium.webdriver.common.by import By
+
+    return wait_for(
+        lambda: [b for b in container.find_elements(By.TAG_NAME, "button") if b.text.strip() == text],
+        what=f"a {text!r} button",
+    )[0]
+
+
+def visible_labels(dialog) -> set[str]:
+    from selenium.webdriver.common.by import By
+
+    labels = dialog.find_elements(By.TAG_NAME, "label")
+    return {label.text.replace("*", "").strip() for label in labels if label.is_displayed()} - {""}
+
+
+def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, airflow, emulator):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    host, port = emulator.address.rsplit(":", 1)
+    browser.get(f"{airflow.base_url}/connections")
+    button(browser, "Add Connection").click()
+    dialog = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=dialog]"), what="the dialog")[0]
+    wait_for(lambda: dialog.find_elements(By.NAME, "connection_id"), what="the id field")[0].send_keys(
+        UI_CONNECTION_ID
+    )
+    connection_type = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
+    connection_type.send_keys("Cerebelum Core")
+    wait_for(lambda: browser.find_elements(By.XPATH, "//*[text()='Cerebelum Core']"), what="the type option")
+    connection_type.send_keys(Keys.ENTER)
+
+    host_field = wait_for(lambda: dialog.find_elements(By.NAME, "host"), what="the host field")[0]
+    standard = visible_labels(dialog)
+    assert {"Core host", "Core port", "Bearer token"} <= standard
+    assert not {"Login", "Schema", "Host", "Port", "Password"} & standard
+    host_field.send_keys(host)
+    dialog.find_element(By.NAME, "port").send_keys(port)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS[0]))
+    # The form is an accordion: opening "Extra Fields" folds the standard ones away.
+    button(dialog, "Extra Fields").click()
+    wait_for(lambda: "Use TLS" in visible_labels(dialog), what="the extra fields")
+    assert {field["label"] for field in CONNECTION_FIELDS.values()} <= visible_labels(dialog)
+    timeout_field = dialog.find_element(By.NAME, "element_timeout")
+    timeout_field.send_keys(Keys.CONTROL, "a")
+    timeout_field.send_keys("7")
+    browser.save_screenshot(str(SCREENSHOTS[1]))
+    button(dialog, "Save").click()
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, "[role=dialog]"), what="the dialog closing")
+
+    saved = airflow.request("GET", f"/api/v2/connections/{UI_CONNECTION_ID}")
+    assert (saved["conn_type"], saved["host"], saved["port"]) == ("cerebelum", host, int(port))
+    assert float(json.loads(saved["extra"])["timeout"]) == 7
+
+    with SyncExecutionClient(emulator.address) as client:
+        execution_id = client.execute_workflow(SLOW_WORKFLOW, {"from": "browser test"}).execution_id
+    airflow.wait_for_dags(["e2e_ui_connection"])
+    run_id = airflow.trigger_dag("e2e_ui_connection", conf={"execution_id": execution_id})
+    result = airflow.wait_for_run("e2e_ui_connection", run_id, timeout=120)
+
+    states = result.task_states["wait_with_ui_connection"]
+    assert result.state == "success", states
+    assert "deferred" in states, states  # the triggerer, too, read the connection the UI saved
+    final = airflow.xcom("e2e_ui_connection", run_id, "wait_with_ui_connection")
+    assert final["execution_id"] == execution_id
+    assert ExecutionState.coerce(final["status"]) is ExecutionState.COMPLETED
