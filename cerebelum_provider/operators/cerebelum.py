@@ -118,10 +118,7 @@ class _CerebelumOperatorBase(BaseOperator):
         """Called when the trigger fires: the final execution dict, or the task fails with the reason."""
         result = handle_trigger_event(event, timeout=self.timeout)
         self.log.info("Cerebelum execution %s finished: %s", result.get("execution_id"), result.get("status"))
-        return self._result_from_wait(context, result)
-
-    def _result_from_wait(self, context: Context, execution: dict[str, Any]) -> dict[str, Any]:
-        return execution
+        return result
 
 
 class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
@@ -186,15 +183,18 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
             result: dict[str, Any] = {"execution_id": execution_id, "resume_status": answer}
             if not self.wait_for_completion:
                 return result
+            # Kept in XCom (which survives deferral) for execute_complete: dag.test() does not
+            # hand defer()'s kwargs back with the event, the triggerer does.
             context["ti"].xcom_push(key="resume_status", value=answer)
             result["execution"] = self._wait(client, execution_id)
             return result
 
-    def _result_from_wait(self, context: Context, execution: dict[str, Any]) -> dict[str, Any]:
-        answer = context["ti"].xcom_pull(task_ids=self.task_id, key="resume_status")
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Called when the trigger fires: ``{"execution_id", "resume_status", "execution"}``."""
+        execution = super().execute_complete(context, event)
         return {
             "execution_id": execution.get("execution_id"),
-            "resume_status": answer,
+            "resume_status": context["ti"].xcom_pull(task_ids=self.task_id, key="resume_status"),
             "execution": execution,
         }
 
