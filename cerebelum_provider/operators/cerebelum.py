@@ -208,6 +208,9 @@ class CerebelumBulkResumeOperator(BaseOperator):
     goes on; progress counts are logged as it runs. After trying everything, the task fails when
     ``fail_on_error`` is set and any execution was refused or errored.
 
+    A resume whose answer was lost in the network is retried and then answers
+    ``"already_running"``: it is counted under ``already_running`` (it is running again either way).
+
     ``workflow_name`` and ``dry_run`` are templated; ``.expand(workflow_name=[...])`` splits one
     bulk resume over mapped task instances.
 
