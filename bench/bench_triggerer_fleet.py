@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +53,11 @@ from _support import (  # noqa: E402
     write_section,
 )
 
-VARIANTS = ("floor", "ours", "ours_tls", "per_poll", "per_poll_tls", "reference")
+VARIANTS = ("floor", "ours", "ours_gc_frozen", "ours_tls", "per_poll", "per_poll_tls", "reference")
 LABELS = {
     "floor": "(a) floor: bare grpc.aio, one channel",
     "ours": "ours: CerebelumExecutionTrigger",
+    "ours_gc_frozen": "ours, gc.freeze() after start-up",
     "ours_tls": "ours, TLS",
     "per_poll": "(b) same trigger, new channel per poll",
     "per_poll_tls": "(b) same trigger, new channel per poll, TLS",
@@ -71,9 +74,34 @@ def _connection_uri(address: str, ca_path: str | None) -> str:
     return f"cerebelum://{address}?tls=true&ca_cert={ca_path}&server_name=localhost"
 
 
+class GCPauses:
+    """The longest garbage-collection pause and the full (generation 2) collections seen."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.full_collections = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def reset(self) -> None:
+        self.worst, self.full_collections = 0.0, 0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.worst = max(self.worst, time.perf_counter() - self._started)
+        self.full_collections += info["generation"] == 2
+
+
 async def _drive(args: argparse.Namespace, make_poller) -> dict[str, Any]:
     """Start one poller task per execution spread over one interval, warm up, measure a window."""
     core = RemoteCore.attach(json.loads(args.control))
+    if args.variant == "ours_gc_frozen":
+        # What a triggerer could do after start-up: move the objects alive now (Airflow's modules,
+        # mostly) out of the collector's sight, so full collections only walk what is new.
+        gc.freeze()
+    pauses = GCPauses()
     execution_ids = json.loads(Path(args.ids_file).read_text())
     lag = LoopLag().start()
     events: list[Any] = []
@@ -86,11 +114,17 @@ async def _drive(args: argparse.Namespace, make_poller) -> dict[str, Any]:
     counts_before = core.call_counts().get("GetExecutionStatus", 0)
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     lag.reset()
+    pauses.reset()
     await asyncio.sleep(args.duration)
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
     polls = core.call_counts().get("GetExecutionStatus", 0) - counts_before
-    worst_lag = lag.worst
+    worst_lag, worst_gc, full_collections = lag.worst, pauses.worst, pauses.full_collections
     alive = sum(1 for task in tasks if not task.done())
+    # Why the others ended: an event (its status and error type) or an exception (its type).
+    endings = Counter(
+        type(task.exception()).__name__ for task in tasks if task.done() and task.exception() is not None
+    )
+    endings.update(f"{describe_event(event)}" for event in events)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -102,9 +136,20 @@ async def _drive(args: argparse.Namespace, make_poller) -> dict[str, Any]:
         "window_seconds": wall,
         "cpu_per_poll_us": cpu / polls * 1e6 if polls else None,
         "worst_lag_ms": worst_lag * 1000,
+        "worst_gc_pause_ms": worst_gc * 1000,
+        "full_collections": full_collections,
+        "errors": ERRORS[0],
         "alive": alive,
         "events": len(events),
+        "endings": dict(endings),
     }
+
+
+def describe_event(event: Any) -> str:
+    payload = getattr(event, "payload", None)
+    if isinstance(payload, dict):
+        return f"event {payload.get('status')}/{payload.get('error_type')}: {str(payload.get('message'))[:120]}"
+    return f"event {type(event).__name__}"
 
 
 def _trigger_poller(trigger_class):
@@ -117,6 +162,8 @@ def _trigger_poller(trigger_class):
 
 
 POLL_INTERVAL = 1.0
+#: Failed calls of the floor variant (the others report how their triggers ended instead).
+ERRORS = [0]
 
 
 def variant_ours(args: argparse.Namespace, per_poll: bool) -> dict[str, Any]:
@@ -160,12 +207,16 @@ def variant_floor(args: argparse.Namespace) -> dict[str, Any]:
 
         async def poll(execution_id: str, events: list[Any]) -> None:
             while True:
-                response = await stub.GetExecutionStatus(
-                    pb.GetExecutionStatusRequest(execution_id=execution_id), timeout=10
-                )
-                if response.status in (pb.EXECUTION_COMPLETED, pb.EXECUTION_FAILED):
-                    events.append(response)
-                    return
+                try:
+                    response = await stub.GetExecutionStatus(
+                        pb.GetExecutionStatusRequest(execution_id=execution_id), timeout=10
+                    )
+                except grpc.aio.AioRpcError:
+                    ERRORS[0] += 1  # counted, and the floor keeps polling
+                else:
+                    if response.status in (pb.EXECUTION_COMPLETED, pb.EXECUTION_FAILED):
+                        events.append(response)
+                        return
                 await asyncio.sleep(args.interval)
 
         try:
@@ -211,7 +262,7 @@ def run_variant(args: argparse.Namespace) -> None:
     name = args.variant
     if name == "floor":
         result = variant_floor(args)
-    elif name in ("ours", "ours_tls"):
+    elif name in ("ours", "ours_gc_frozen", "ours_tls"):
         result = variant_ours(args, per_poll=False)
     elif name in ("per_poll", "per_poll_tls"):
         result = variant_ours(args, per_poll=True)
@@ -231,18 +282,20 @@ def measure(name: str, core: RemoteCore, ids_file: str, args: argparse.Namespace
     ]
     if ca is not None:
         command += ["--ca", ca]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    port, connections = port_of(core.address), 0
-    while child.poll() is None:
-        try:
-            connections = max(connections, established_connections(port, child.pid))
-        except Exception:  # the process ended between poll() and the sample
-            pass
-        time.sleep(1.0)
-    out, err = child.communicate()
-    if child.returncode != 0:
-        raise RuntimeError(f"variant {name} exited {child.returncode}:\n{err[-3000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
+    # Output goes to files: the triggers log a line each, more than a pipe holds while we sample.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        port, connections = port_of(core.address), 0
+        while child.poll() is None:
+            try:
+                connections = max(connections, established_connections(port, child.pid))
+            except Exception:  # the process ended between poll() and the sample
+                pass
+            time.sleep(1.0)
+        out.seek(0), err.seek(0)
+        if child.returncode != 0:
+            raise RuntimeError(f"variant {name} exited {child.returncode}:\n{err.read()[-3000:]}")
+        result = json.loads(out.read().strip().splitlines()[-1])
     result["connections_max"] = connections
     result["connections_opened"] = len(core.peers() - peers_before)
     return result
@@ -288,6 +341,16 @@ def main() -> None:
     report(args, facts, results)
 
 
+def ending_note(result: dict[str, Any]) -> str:
+    """Why triggers ended early, grouped by error type (messages differ only by execution id)."""
+    kinds = Counter()
+    for ending, count in result.get("endings", {}).items():
+        kinds[ending.split(":")[0]] += count
+    if result.get("errors"):
+        kinds["failed calls, polling went on"] += result["errors"]
+    return "".join(f"; {kind}: {count}" for kind, count in kinds.items())
+
+
 def report(args: argparse.Namespace, facts: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
     ours = results.get("ours", {}).get("cpu_per_poll_us")
     floor = results.get("floor", {}).get("cpu_per_poll_us")
@@ -303,9 +366,10 @@ def report(args: argparse.Namespace, facts: dict[str, Any], results: dict[str, d
                 f"{per_poll:.0f}" if per_poll else "n/a",
                 vs_ours,
                 f"{result['worst_lag_ms']:.0f}",
+                f"{result['worst_gc_pause_ms']:.0f} ({result['full_collections']})",
                 result["connections_max"],
                 result["connections_opened"],
-                f"{result['alive']}/{args.triggers}",
+                f"{result['alive']}/{args.triggers}" + ending_note(result),
             ]
         )
     command = "python bench/bench_triggerer_fleet.py" + (" --quick" if args.quick else "")
@@ -318,7 +382,8 @@ def report(args: argparse.Namespace, facts: dict[str, Any], results: dict[str, d
         table(
             [
                 "variant", "polls", "polls/s", "CPU/poll (us)", "CPU/poll vs ours", "worst loop lag (ms)",
-                "TCP conns to Core (max)", "conns opened", "triggers alive",
+                "worst GC pause (ms) (full collections)",
+                "TCP conns to Core (max)", "new client ports seen by Core", "triggers alive",
             ],
             rows,
         ),
