@@ -37,12 +37,13 @@ from cerebelum_provider._arguments import (
     failure_message,
     positive_seconds,
 )
-from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
     from cerebelum_provider.client import SyncExecutionClient
 
@@ -91,7 +92,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         self,
         *,
         execution_id: str,
-        cerebelum_conn_id: str = CerebelumHook.default_conn_name,
+        cerebelum_conn_id: str = "cerebelum_default",
         success_states: Iterable[ExecutionState | str] = (ExecutionState.COMPLETED,),
         failure_states: Iterable[ExecutionState | str] = (ExecutionState.FAILED,),
         poll_interval: float | None = None,
@@ -125,6 +126,8 @@ class CerebelumExecutionSensor(BaseSensorOperator):
     @property
     def hook(self) -> CerebelumHook:
         """The hook for ``cerebelum_conn_id``."""
+        from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
         return CerebelumHook(self.cerebelum_conn_id)
 
     def execute(self, context: Context) -> Any:
