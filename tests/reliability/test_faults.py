@@ -56,11 +56,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_deferrable_sensor(sensor: CerebelumExecutionSensor) -> tuple[bool, Any]:
+def run_deferrable_sensor(
+    sensor: CerebelumExecutionSensor, on_deferred: Callable[[], None] | None = None
+) -> tuple[bool, Any]:
     """What a worker and the triggerer do with a deferrable sensor: ``(deferred, result)``.
 
-    ``execute`` runs; if it defers, the trigger is rebuilt and run by ``TriggerRunner`` in a new
-    event loop, and its one event is handed to the method named in the deferral.
+    ``execute`` runs; if it defers, ``on_deferred`` is called, then the trigger is rebuilt and
+    run by ``TriggerRunner`` in a new event loop, and its one event is handed to the method
+    named in the deferral.
     """
     from airflow.sdk.exceptions import TaskDeferred
 
@@ -68,6 +71,8 @@ def run_deferrable_sensor(sensor: CerebelumExecutionSensor) -> tuple[bool, Any]:
     try:
         return False, sensor.execute(context)
     except TaskDeferred as deferred:
+        if on_deferred is not None:
+            on_deferred()
         payloads = asyncio.run(run_in_triggerer(deferred.trigger))
         assert len(payloads) == 1, payloads
         return True, getattr(sensor, deferred.method_name)(context, payloads[0])
@@ -76,8 +81,9 @@ def run_deferrable_sensor(sensor: CerebelumExecutionSensor) -> tuple[bool, Any]:
 # Core down when a deferrable sensor starts ---------------------------------------------------
 
 OUTAGES = [
-    # (seconds until Core is back or None for never, the unavailable budget, port closed from the start)
-    pytest.param(3.0, 30.0, False, id="stopped-back-within-budget"),
+    # (seconds Core stays down once the sensor deferred, or None for never; the unavailable
+    # budget; the port closed from the start)
+    pytest.param(1.0, 30.0, False, id="stopped-back-within-budget"),
     pytest.param(None, 1.0, False, id="stopped-longer-than-budget"),
     pytest.param(None, 1.0, True, id="port-never-open"),
 ]
@@ -92,9 +98,13 @@ def test_core_down_when_a_deferrable_sensor_starts(core, set_connection, back_af
     address = f"127.0.0.1:{free_port()}" if never_open else core.address
     set_connection(address)
     core.stop()
-    restart = threading.Timer(back_after, core.start) if back_after is not None else None
-    if restart is not None:
-        restart.start()
+    restarts: list[threading.Timer] = []
+
+    def come_back_later() -> None:
+        if back_after is not None:
+            restarts.append(threading.Timer(back_after, core.start))
+            restarts[0].start()
+
     sensor = CerebelumExecutionSensor(
         task_id="wait",
         execution_id=execution_id,
@@ -105,7 +115,7 @@ def test_core_down_when_a_deferrable_sensor_starts(core, set_connection, back_af
     )
     try:
         if back_after is not None:
-            deferred, result = run_deferrable_sensor(sensor)
+            deferred, result = run_deferrable_sensor(sensor, on_deferred=come_back_later)
             assert deferred  # the first check found Core down: the trigger did the waiting
             assert result["execution_id"] == execution_id
             assert result["status"] == ExecutionState.COMPLETED.value
@@ -116,7 +126,7 @@ def test_core_down_when_a_deferrable_sensor_starts(core, set_connection, back_af
             assert address in str(caught.value)
             assert caught.value.core_address == address
     finally:
-        if restart is not None:
+        for restart in restarts:
             restart.join()
 
 
