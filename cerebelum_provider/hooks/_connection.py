@@ -69,8 +69,9 @@ class CerebelumConnectionSettings:
         return {"core_url": self.address, "tls": tls, "token": self.token, "timeout": self.timeout}
 
 
-def _extras(connection: Any) -> dict[str, Any]:
-    extra = connection.extra_dejson if getattr(connection, "extra", None) else {}
+def _extras(connection: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
+    if extra is None:
+        extra = connection.extra_dejson if getattr(connection, "extra", None) else {}
     if not isinstance(extra, dict):
         raise ValueError(f"connection {connection.conn_id!r}: extra must be a JSON object")
     merged: dict[str, Any] = {}
@@ -136,12 +137,14 @@ def _readable_file(path: str | None, name: str, conn_id: str) -> None:
         raise ValueError(f"connection {conn_id!r}: extra field {name!r} names no readable file: {path!r}")
 
 
-def parse_connection(connection: Any) -> CerebelumConnectionSettings:
+def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> CerebelumConnectionSettings:
     """Validate a ``cerebelum`` connection and return its settings.
 
     Args:
         connection: an Airflow ``Connection`` (anything with ``conn_id``, ``host``, ``port``,
             ``password``, ``extra`` and ``extra_dejson``).
+        extra: the already decoded ``extra``; None decodes ``connection.extra_dejson`` here
+            (blocking: async callers pass ``await connection.aextra_dejson()`` instead).
 
     Returns:
         The :class:`CerebelumConnectionSettings`.
@@ -161,7 +164,7 @@ def parse_connection(connection: Any) -> CerebelumConnectionSettings:
             f"connection {conn_id!r}: host must be a bare host name, got {host!r} "
             "(put the port in the port field and switch TLS on with the 'tls' extra)"
         )
-    extras = _extras(connection)
+    extras = _extras(connection, extra)
     ca_cert = _text(extras, "ca_cert", conn_id)
     client_cert = _text(extras, "client_cert", conn_id)
     client_key = _text(extras, "client_key", conn_id)

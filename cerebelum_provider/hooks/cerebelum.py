@@ -68,9 +68,15 @@ class CerebelumHook(BaseHook):
         return self._settings
 
     async def aget_settings(self) -> CerebelumConnectionSettings:
-        """Like :meth:`get_settings`, with Airflow's async connection lookup (for triggers)."""
+        """Like :meth:`get_settings`, with Airflow's async connection lookup (for triggers).
+
+        Never blocks the event loop: the connection and its extras are read with Airflow's async
+        calls (the sync ``extra_dejson`` talks to the supervisor and must not run on the loop).
+        """
         if self._settings is None:
-            self._settings = parse_connection(await self.aget_connection(self.cerebelum_conn_id))
+            connection = await self.aget_connection(self.cerebelum_conn_id)
+            extra = await connection.aextra_dejson() if connection.extra else {}
+            self._settings = parse_connection(connection, extra)
         return self._settings
 
     def get_conn(self) -> SyncExecutionClient:

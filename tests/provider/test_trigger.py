@@ -361,3 +361,19 @@ async def test_sleep_wait_is_never_shorter_than_the_poll_interval(core, cerebelu
     events = [event.payload async for event in trigger.run()]
     assert [event["status"] for event in events] == ["timeout"]
     assert core.call_counts()["GetExecutionStatus"] == 7  # at 0, 10, ..., 60 s
+
+
+async def test_connection_extras_are_read_without_blocking_calls(core, monkeypatch):
+    """In a triggerer the sync ``extra_dejson`` talks to the supervisor and can raise
+    DeadlockImminentError on the event loop; the trigger path must use ``aextra_dejson``."""
+    from airflow.sdk.definitions.connection import Connection
+
+    def forbidden(self):
+        raise AssertionError("Connection.extra_dejson called on the event loop")
+
+    monkeypatch.setattr(Connection, "extra_dejson", property(forbidden))
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="5", tls="false"))
+    execution_id = core.start_execution("orders")
+    core.complete(execution_id)
+    event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01))
+    assert event["status"] == "success"
