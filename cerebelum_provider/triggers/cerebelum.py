@@ -126,19 +126,19 @@ class CerebelumExecutionTrigger(BaseTrigger):
         await asyncio.sleep(seconds)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll Core until the execution is final or the deadline passes; yield one event."""
+        """Poll Core until the execution is final or a deadline passes; yield exactly one event."""
+        yield await self._watch()
+
+    async def _watch(self) -> TriggerEvent:
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
-        hook = CerebelumHook(self.cerebelum_conn_id)
         try:
-            client = await hook.get_async_client()
+            client = await CerebelumHook(self.cerebelum_conn_id).get_async_client()
         except ValueError as error:
-            yield self._event("error", f"Invalid Cerebelum connection: {error}", error_type="InvalidConnection")
-            return
+            return self._event("error", f"Invalid Cerebelum connection: {error}", error_type="InvalidConnection")
         except Exception as error:  # the connection lookup failed (missing connection, secrets backend)
             message = f"Cannot read connection {self.cerebelum_conn_id!r}: {type(error).__name__}: {error}"
-            yield self._event("error", message, error_type="InvalidConnection")
-            return
+            return self._event("error", message, error_type="InvalidConnection")
         address = client.address
         last: ExecutionStatus | None = None
         unavailable_since: float | None = None
@@ -149,8 +149,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
             except CerebelumTLSError as error:
                 # A certificate that failed the handshake fails it again: no retry.
                 message = f"TLS handshake with Cerebelum Core at {address} failed: {error}"
-                yield self._event("error", message, last, error=error, address=address)
-                return
+                return self._event("error", message, last, error=error, address=address)
             except CoreUnavailableError as error:
                 now = self._now()
                 unavailable_since = unavailable_since if unavailable_since is not None else now
@@ -161,12 +160,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
                         f"Cerebelum Core at {address} unreachable for {now - unavailable_since:.0f}s "
                         f"({failures} attempts) while waiting for execution {self.execution_id}: {error}"
                     )
-                    yield self._event("error", message, last, error=error, address=address)
-                    return
-                backoff = min(
-                    min(self.poll_interval, UNAVAILABLE_FIRST_BACKOFF) * 2 ** (failures - 1),
-                    max(self.poll_interval, UNAVAILABLE_MAX_BACKOFF),
-                )
+                    return self._event("error", message, last, error=error, address=address)
+                backoff = self._unavailable_backoff(failures)
                 self.log.warning(
                     "Cerebelum Core at %s unreachable (%s), attempt %d; next try in %.1fs",
                     address, error, failures, backoff,
@@ -177,28 +172,36 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 # Not found, auth refused, any other RPC error: asking again would get the same answer.
                 where = "" if address in str(error) else f" at {address}"
                 message = f"Cannot watch Cerebelum execution {self.execution_id}{where}: {error}"
-                yield self._event("error", message, last, error=error, address=address)
-                return
+                return self._event("error", message, last, error=error, address=address)
             unavailable_since, failures = None, 0
             if last is None or last.status != status.status:
                 self.log.info("%s", status.describe_progress())
             last = status
-            state = status.status.value
-            if state in self.success_states:
-                yield self._event("success", f"Execution {self.execution_id} reached {state}", status, address=address)
-                return
-            if state in self.failure_states:
-                yield self._event("failure", failure_message(status), status, address=address)
-                return
-            now = self._now()
-            if self.end_time is not None and now >= self.end_time:
-                message = (
-                    f"Timed out waiting for Cerebelum execution {self.execution_id}: still {state} "
-                    f"({status.describe_progress()})"
-                )
-                yield self._event("timeout", message, status, address=address)
-                return
+            final = self._final_event(status, address)
+            if final is not None:
+                return final
             await self._sleep(self._cap(self._next_poll_delay(status), self.end_time))
+
+    def _final_event(self, status: ExecutionStatus, address: str) -> TriggerEvent | None:
+        """The event that ends the wait for this status (success, failure, timeout), or None."""
+        state = status.status.value
+        if state in self.success_states:
+            return self._event("success", f"Execution {self.execution_id} reached {state}", status, address=address)
+        if state in self.failure_states:
+            return self._event("failure", failure_message(status), status, address=address)
+        if self.end_time is not None and self._now() >= self.end_time:
+            message = (
+                f"Timed out waiting for Cerebelum execution {self.execution_id}: still {state} "
+                f"({status.describe_progress()})"
+            )
+            return self._event("timeout", message, status, address=address)
+        return None
+
+    def _unavailable_backoff(self, failures: int) -> float:
+        """Wait before the next try after ``failures`` transient failures in a row (doubling, capped)."""
+        first = min(self.poll_interval, UNAVAILABLE_FIRST_BACKOFF)
+        doublings = min(failures - 1, 32)  # bounded: a days-long outage must not overflow the float
+        return min(first * 2**doublings, max(self.poll_interval, UNAVAILABLE_MAX_BACKOFF))
 
     def _next_poll_delay(self, status: ExecutionStatus) -> float:
         """Seconds until the next query: the poll interval, or close to the wake-up of a sleep.

@@ -377,3 +377,10 @@ async def test_connection_extras_are_read_without_blocking_calls(core, monkeypat
     core.complete(execution_id)
     event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01))
     assert event["status"] == "success"
+
+
+def test_backoff_while_core_is_down_doubles_and_stays_bounded():
+    trigger = CerebelumExecutionTrigger("exec-1", poll_interval=10.0)
+    assert [trigger._unavailable_backoff(n) for n in (1, 2, 3, 4, 5, 6)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert trigger._unavailable_backoff(100_000) == 30.0  # a week of failures: no overflow
+    assert CerebelumExecutionTrigger("exec-1", poll_interval=60.0)._unavailable_backoff(100) == 60.0
