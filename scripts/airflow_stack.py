@@ -126,7 +126,9 @@ def stop_all(processes: Iterable[ManagedProcess], grace: float = 10.0) -> None:
         process.stop(grace=max(0.1, deadline - time.monotonic()))
 
 
-def spawn(name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path = REPO) -> ManagedProcess:
+def spawn(
+    name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path = REPO
+) -> ManagedProcess:
     """Start ``argv`` in a new session (its own process group), output appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -234,8 +236,8 @@ class RunResult:
     dag_id: str
     run_id: str
     state: str
-    #: Each task's states in the order they were seen (None: not yet scheduled).
-    task_states: dict[str, list[str | None]] = field(default_factory=dict)
+    #: Each task's states in the order they were seen.
+    task_states: dict[str, list[str]] = field(default_factory=dict)
     #: The REST API's task instance record at each change, e.g. the ``trigger`` and
     #: ``triggerer_job`` it showed while ``deferred``.
     snapshots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -516,7 +518,8 @@ class AirflowStack:
         wanted = set(dag_ids)
         deadline = time.monotonic() + timeout
         while True:
-            known = {dag["dag_id"] for dag in self.request("GET", "/api/v2/dags", params={"limit": 100})["dags"]}
+            dags = self.request("GET", "/api/v2/dags", params={"limit": 100})["dags"]
+            known = {dag["dag_id"] for dag in dags}
             if wanted <= known:
                 return
             errors = self.request("GET", "/api/v2/importErrors")["import_errors"]
@@ -582,7 +585,9 @@ class AirflowStack:
                 result = results[(dag_id, run_id)]
                 for ti in self.task_instances(dag_id, run_id):
                     key = (dag_id, run_id, ti["task_id"], ti.get("map_index", -1))
-                    if key not in seen or seen[key] != ti["state"]:
+                    if key not in seen and ti["state"] is None:
+                        seen[key] = None  # created, not scheduled yet: no state to report
+                    elif key not in seen or seen[key] != ti["state"]:
                         change = TaskStateChange(
                             dag_id, run_id, key[2], key[3], seen.get(key), ti["state"],
                             time.monotonic() - started,

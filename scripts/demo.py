@@ -17,10 +17,17 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from airflow_stack import REPO, AirflowStack, EmulatorProcess, StackError, TaskStateChange, fresh_dir, free_port
+from airflow_stack import (
+    REPO,
+    AirflowStack,
+    EmulatorProcess,
+    StackError,
+    TaskStateChange,
+    free_port,
+    fresh_dir,
+)
 
 from cerebelum_provider import ExecutionState, SyncExecutionClient
 
@@ -120,7 +127,7 @@ def summarize(airflow: AirflowStack, client: SyncExecutionClient, runs, results)
         all_ok &= result.succeeded
         print(f"\n{demo_run.dag_id}: {result.state.upper()}  ({demo_run.purpose})")
         for task_id, states in result.task_states.items():
-            path = " -> ".join(state or "none" for state in states)
+            path = " -> ".join(states)
             value = airflow.xcom(demo_run.dag_id, run_id, task_id)
             print(f"  task {task_id}: {path}")
             if value is None:
@@ -134,7 +141,7 @@ def summarize(airflow: AirflowStack, client: SyncExecutionClient, runs, results)
                 if value.get("resume_status") == "resumed":
                     resumed.append(value["execution_id"])
                 resumed.extend(value.get("resumed") or [])
-    print("\nWaited on (deferred in the triggerer): " + (", ".join(f"{i} -> {s}" for i, s in waited.items()) or "none"))
+    print("\nWaited on: " + (", ".join(f"{i} -> {s}" for i, s in waited.items()) or "none"))
     print("Resumed: " + (", ".join(resumed) or "none"))
     print("\nCore now (read with SyncExecutionClient):")
     for execution_id in mentioned:
@@ -172,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"Starting Airflow (AIRFLOW_HOME={airflow.home.relative_to(REPO)}) ...", flush=True)
         airflow.start()
-        print(f"Airflow healthy after {airflow.timings['startup']:.1f}s: scheduler, dag-processor, triggerer, "
-              f"api-server at {airflow.base_url}")
+        print(
+            f"Airflow healthy after {airflow.timings['startup']:.1f}s: scheduler, dag-processor, "
+            f"triggerer, api-server at {airflow.base_url}"
+        )
         dag_ids = ["example_cerebelum_wait", "example_cerebelum_execute",
                    "example_cerebelum_bulk_resume", "example_cerebelum_resume"]
         airflow.wait_for_dags(dag_ids)
@@ -217,7 +226,8 @@ def _port_taken(port: int) -> bool:
 
 
 def _wait_for_ctrl_c(airflow: AirflowStack, emulator: EmulatorProcess) -> None:
-    print(f"\nAirflow UI: {airflow.base_url}/  (login: none needed; SimpleAuthManager makes every visitor admin)")
+    print(f"\nAirflow UI: {airflow.base_url}/")
+    print("Login: none needed (SimpleAuthManager with all_admins: every visitor is admin)")
     print(f"Connection cerebelum_default -> Core emulator at {emulator.address}")
     print("Everything keeps running; press Ctrl-C to stop.", flush=True)
     while True:

@@ -93,7 +93,8 @@ def test_deferrable_sensor_is_handed_to_the_triggerer_process_and_succeeds(airfl
     deferred = [ti for ti in result.snapshots["wait_for_execution"] if ti["state"] == "deferred"]
     assert deferred[0]["trigger"]["classpath"] == TRIGGER_CLASSPATH
     # Airflow writes a trigger's log next to the task's, one file per triggerer job that ran it.
-    task_logs = airflow.home / "logs" / "dag_id=example_cerebelum_wait" / f"run_id={run_id}" / "task_id=wait_for_execution"
+    run_logs = airflow.home / "logs" / "dag_id=example_cerebelum_wait" / f"run_id={run_id}"
+    task_logs = run_logs / "task_id=wait_for_execution"
     trigger_logs = sorted(task_logs.glob("attempt=1.log.trigger.*.log"))
     assert len(trigger_logs) == 1
     triggerer_job_id = int(trigger_logs[0].name.split(".")[-2])

@@ -34,7 +34,7 @@ UI_CONNECTION_ID = "cerebelum_ui"
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("chromium and chromium-driver are not installed; `make test` installs them (make browser-deps)")
+        pytest.fail("chromium or chromium-driver is missing; `make test` installs them (make browser-deps)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
