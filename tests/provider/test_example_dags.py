@@ -7,6 +7,8 @@ does.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from pathlib import Path
 
@@ -42,6 +44,44 @@ def demo_core(core_factory, monkeypatch, airflow_db):
     emulator = core_factory(demo=True, step_seconds=0.05)
     monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(emulator))
     return emulator
+
+
+@pytest.fixture
+def still_demo_core(core_factory, monkeypatch, airflow_db):
+    """The demo set on a manual clock: executions move only when the test says so."""
+    emulator = core_factory(demo=True)
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(emulator))
+    return emulator
+
+
+@contextlib.contextmanager
+def completed_once_the_trigger_polls(core, pick_execution_id, status_reads: int):
+    """Complete an execution once Core has answered ``status_reads`` status queries.
+
+    The task checks the execution once before deferring; the next read is the trigger's. So
+    with the execution left RUNNING until then, the task deterministically defers, and the
+    trigger (run in-process by ``dag.test()``) sees it complete.
+    """
+    stop = threading.Event()
+
+    def complete() -> None:
+        while not stop.wait(0.02):
+            if core.call_counts().get("GetExecutionStatus", 0) >= status_reads:
+                core.complete(pick_execution_id())
+                return
+
+    helper = threading.Thread(target=complete, daemon=True)
+    helper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        helper.join()
+
+
+def deferred(caplog) -> bool:
+    """True when the last dag.test() ran a trigger (the task deferred)."""
+    return "running trigger in line" in caplog.text
 
 
 def test_example_dags_import_without_errors_or_warnings(example_dagbag):
@@ -88,27 +128,35 @@ def run_example(example_dagbag, dag_id: str, conf: dict | None = None):
     return results
 
 
-def test_wait_example_defers_until_the_demo_execution_completes(example_dagbag, demo_core):
-    results = run_example(example_dagbag, "example_cerebelum_wait")
+def test_wait_example_defers_until_the_demo_execution_completes(example_dagbag, still_demo_core, caplog):
+    with completed_once_the_trigger_polls(still_demo_core, lambda: "demo-orders-running", status_reads=2):
+        results = run_example(example_dagbag, "example_cerebelum_wait")
 
     state, execution = results["wait_for_execution"]
     assert state == "success"
+    assert deferred(caplog)
     assert execution["execution_id"] == "demo-orders-running"
     assert execution["status"] == "EXECUTION_COMPLETED"
 
 
-def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, demo_core):
-    before = set(demo_core.execution_ids())
+def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, still_demo_core, caplog):
+    core = still_demo_core
+    before = set(core.execution_ids())
 
-    results = run_example(
-        example_dagbag,
-        "example_cerebelum_execute",
-        {"workflow_name": "billing", "inputs": {"invoice": "INV-9"}},
-    )
+    def new_execution() -> str:
+        return core.execution_ids()[-1]
 
-    (new_id,) = set(demo_core.execution_ids()) - before
+    with completed_once_the_trigger_polls(core, new_execution, status_reads=2):
+        results = run_example(
+            example_dagbag,
+            "example_cerebelum_execute",
+            {"workflow_name": "billing", "inputs": {"invoice": "INV-9"}},
+        )
+
+    (new_id,) = set(core.execution_ids()) - before
     state, execution = results["run_workflow"]
     assert state == "success"
+    assert deferred(caplog)
     assert execution["execution_id"] == new_id
     assert execution["workflow_name"] == "billing" and execution["inputs"]["invoice"] == "INV-9"
     assert execution["status"] == "EXECUTION_COMPLETED"
@@ -116,17 +164,20 @@ def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, demo
         "success",
         f"execution {new_id} is EXECUTION_COMPLETED after steps: invoice, collect, reconcile",
     )
-    assert demo_core.call_counts()["ExecuteWorkflow"] == 1
+    assert core.call_counts()["ExecuteWorkflow"] == 1
 
 
-def test_resume_example_resumes_the_demo_failure_and_waits(example_dagbag, demo_core):
-    results = run_example(example_dagbag, "example_cerebelum_resume")
+def test_resume_example_resumes_the_demo_failure_and_waits(example_dagbag, still_demo_core, caplog):
+    core = still_demo_core
+    with completed_once_the_trigger_polls(core, lambda: "demo-orders-failed", status_reads=2):
+        results = run_example(example_dagbag, "example_cerebelum_resume")
 
     state, result = results["resume_execution"]
     assert state == "success"
+    assert deferred(caplog)
     assert result["resume_status"] == "resumed"
     assert result["execution"]["status"] == "EXECUTION_COMPLETED"
-    assert demo_core.resume_count("demo-orders-failed") == 1
+    assert core.resume_count("demo-orders-failed") == 1
 
 
 def test_bulk_resume_example_resumes_the_failed_executions_of_one_workflow(example_dagbag, demo_core):
