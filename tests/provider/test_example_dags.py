@@ -7,14 +7,13 @@ does.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import warnings
 from pathlib import Path
 
 import pytest
 
 from cerebelum_provider.models import ExecutionState
+from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 from tests.provider.conftest import connection_uri
 
 EXAMPLE_DAGS = Path(__file__).parents[2] / "example_dags"
@@ -52,36 +51,6 @@ def still_demo_core(core_factory, monkeypatch, airflow_db):
     emulator = core_factory(demo=True)
     monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(emulator))
     return emulator
-
-
-@contextlib.contextmanager
-def completed_once_the_trigger_polls(core, pick_execution_id, status_reads: int):
-    """Complete an execution once Core has answered ``status_reads`` status queries.
-
-    The task checks the execution once before deferring; the next read is the trigger's. So
-    with the execution left RUNNING until then, the task deterministically defers, and the
-    trigger (run in-process by ``dag.test()``) sees it complete.
-    """
-    stop = threading.Event()
-
-    def complete() -> None:
-        while not stop.wait(0.02):
-            if core.call_counts().get("GetExecutionStatus", 0) >= status_reads:
-                core.complete(pick_execution_id())
-                return
-
-    helper = threading.Thread(target=complete, daemon=True)
-    helper.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        helper.join()
-
-
-def deferred(caplog) -> bool:
-    """True when the last dag.test() ran a trigger (the task deferred)."""
-    return "running trigger in line" in caplog.text
 
 
 def test_example_dags_import_without_errors_or_warnings(example_dagbag):

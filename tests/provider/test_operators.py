@@ -16,6 +16,7 @@ from cerebelum_provider.operators.cerebelum import (
     CerebelumExecuteWorkflowOperator,
     CerebelumResumeExecutionOperator,
 )
+from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 from tests.provider.conftest import connection_uri
 
 TOKEN = "operator-test-token-5f1c"
@@ -99,6 +100,20 @@ def test_resume_operator_resumes_a_failed_execution(live_core, mode, capfd):
     assert TOKEN not in output and TOKEN not in json.dumps(xcoms)
 
 
+def test_resume_and_wait_defers_until_the_execution_completes(still_core, caplog):
+    execution_id = still_core.start_execution("orders", fail_at=0)
+    still_core.run_until_settled(execution_id)
+
+    with completed_once_the_trigger_polls(still_core, lambda: execution_id, status_reads=2):
+        _, results = run_dag("cerebelum_resume_deferrable", {"execution_id": execution_id})
+
+    state, xcoms, _ = results["resume"]
+    assert state == "success" and deferred(caplog)
+    assert xcoms["return_value"]["resume_status"] == "resumed"
+    assert xcoms["return_value"]["execution"]["status"] == "EXECUTION_COMPLETED"
+    assert still_core.resume_count(execution_id) == 1
+
+
 def test_resume_operator_accepts_already_running(still_core):
     execution_id = still_core.start_execution("orders")
 
@@ -173,6 +188,18 @@ def test_execute_operator_starts_once_and_returns_the_execution(live_core, mode,
         assert execution["status"] == "EXECUTION_COMPLETED"
     assert xcoms["_link_CerebelumExecutionLink"] == f"https://core.example/executions/{execution_id}"
     assert TOKEN not in output_of(capfd)
+
+
+def test_execute_and_wait_defers_until_the_execution_completes(still_core, caplog):
+    with completed_once_the_trigger_polls(still_core, lambda: still_core.execution_ids()[0], status_reads=2):
+        _, results = run_dag("cerebelum_execute_deferrable", {"workflow_name": "orders"})
+
+    state, xcoms, _ = results["execute"]
+    assert state == "success" and deferred(caplog)
+    (execution_id,) = still_core.execution_ids()
+    assert xcoms["execution_id"] == execution_id
+    assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
+    assert still_core.call_counts()["ExecuteWorkflow"] == 1
 
 
 def test_execute_operator_fails_when_the_execution_fails(core_factory, monkeypatch, airflow_db, capfd):
