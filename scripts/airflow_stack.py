@@ -304,6 +304,10 @@ def airflow_env(
             "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            # The first Execution API call of a process (a task's start, the triggerer's first
+            # connection lookup) waits while Airflow builds that API, 10-40 s on a loaded 2-core
+            # machine; the default 5 s per attempt ran out of retries and failed the lookup.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # Free ports, so that two stacks (a demo and a test run) can run side by side.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),

@@ -6,8 +6,6 @@ to wait on comes from the run's conf: ``{"execution_id": "..."}``.
 
 from __future__ import annotations
 
-import datetime
-
 import pendulum
 from airflow.sdk import DAG
 
@@ -30,9 +28,4 @@ with DAG(
         deferrable=True,
         poll_interval=1,
         timeout=120,
-        # The triggerer's first lookup of a connection stored in the metadata database builds
-        # Airflow's in-process Execution API, which took up to 40 s on a loaded 2-core machine
-        # and once ended in "conn_id isn't defined"; a retry then reads it at once.
-        retries=2,
-        retry_delay=datetime.timedelta(seconds=1),
     )
