@@ -345,6 +345,18 @@ def test_bulk_operator_resumes_every_failed_execution_once(still_core, capfd):
     assert TOKEN not in output
 
 
+def test_bulk_operator_logs_progress_counts_while_it_runs(still_core, capfd):
+    _seed_failed(still_core, 6, "orders")
+
+    _, results = run_dag("cerebelum_bulk_resume_chatty")
+
+    assert results["bulk_resume"][0] == "success"
+    output = output_of(capfd)
+    lines = [line for line in output.splitlines() if "Bulk resume progress: matched=" in line]
+    assert len(lines) >= 6
+    assert "resumed=6, already_running=0, failed_to_resume=0, errors=0" in lines[-1]
+
+
 def test_bulk_operator_dry_run_from_conf_resumes_nothing(still_core):
     orders = _seed_failed(still_core, 12, "orders")
 

@@ -44,6 +44,12 @@ class CrashBeforeStoring(CrashAfterStart):
         return super().execute(context)
 
 
+class ChattyBulkResume(CerebelumBulkResumeOperator):
+    """Logs a progress line after every execution (the real operator waits 10 s between lines)."""
+
+    progress_log_interval = 0.0
+
+
 def _dag(dag_id: str, **kwargs: Any) -> DAG:
     return DAG(dag_id, schedule=None, start_date=START, catchup=False, **kwargs)
 
@@ -110,3 +116,6 @@ with _dag("cerebelum_bulk_resume_mapped") as cerebelum_bulk_resume_mapped:
     CerebelumBulkResumeOperator.partial(task_id="bulk_resume", max_concurrency=4).expand(
         workflow_name=["orders", "billing"]
     )
+
+with _dag("cerebelum_bulk_resume_chatty") as cerebelum_bulk_resume_chatty:
+    ChattyBulkResume(task_id="bulk_resume", workflow_name="orders", max_concurrency=2)
