@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import grpc
 import pytest
@@ -261,8 +263,22 @@ def test_deferrable_sensor_checks_before_deferring(live_core, capfd, caplog):
 
 
 def test_deferrable_sensor_defers_while_the_execution_runs(live_core, capfd, caplog):
-    execution_id = live_core.start_execution("orders", sleep_at=0, sleep_ms=800)  # still asleep at the first check
-    state, _ = run_sensor_dag("deferrable", execution_id)
+    execution_id = live_core.start_execution("orders", approval_at=0)  # waits until approved
+
+    def approve_once_the_trigger_polls():
+        # Call 1 is the sensor's own check in the worker; call 2 comes from the trigger.
+        while (
+            live_core.call_counts().get("GetExecutionStatus", 0) < 2
+            or live_core.status(execution_id).status is not ExecutionState.WAITING_FOR_APPROVAL
+        ):
+            time.sleep(0.01)
+        live_core.approve(execution_id)
+
+    approver = threading.Thread(target=approve_once_the_trigger_polls, daemon=True)
+    approver.start()
+    state, xcoms = run_sensor_dag("deferrable", execution_id)
+    approver.join(timeout=5)
     output = capfd.readouterr()
     assert state == "success", output.out[-2000:]
+    assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
     assert "running trigger in line" in output.out + output.err + caplog.text

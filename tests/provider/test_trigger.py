@@ -247,17 +247,28 @@ async def test_cancelled_trigger_rebuilt_in_a_new_loop_fires_once(core, cerebelu
 # Sharing and sleeping ------------------------------------------------------------------------
 
 
+class GatedTrigger(CerebelumExecutionTrigger):
+    """The trigger with its wait replaced by a gate the test opens: polls happen exactly when told."""
+
+    gate: asyncio.Event | None = None
+
+    @classmethod
+    async def _sleep(cls, seconds: float) -> None:
+        await cls.gate.wait()
+
+
 @pytest.mark.slow
-async def test_500_triggers_share_one_connection(core, cerebelum_conn):
+async def test_500_triggers_share_one_connection(core, cerebelum_conn, monkeypatch):
     count = 500
+    monkeypatch.setattr(GatedTrigger, "gate", asyncio.Event())
     execution_ids = [core.start_execution("orders") for _ in range(count)]
-    triggers = [CerebelumExecutionTrigger(eid, poll_interval=3.0) for eid in execution_ids]
-    tasks = [asyncio.ensure_future(only_event(trigger)) for trigger in triggers]
+    tasks = [asyncio.ensure_future(only_event(GatedTrigger(eid, poll_interval=1.0))) for eid in execution_ids]
     while core.call_counts().get("GetExecutionStatus", 0) < count:
         await asyncio.sleep(0.01)
-    # Every trigger has seen RUNNING once; complete them all before anyone polls again.
+    # Every trigger has seen RUNNING once and waits at the gate; complete them all, then open it.
     for execution_id in execution_ids:
         core.complete(execution_id)
+    GatedTrigger.gate.set()
     events = await asyncio.gather(*tasks)
     assert {event["status"] for event in events} == {"success"}
     assert len(core.peers()) == 1
