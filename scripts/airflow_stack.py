@@ -12,7 +12,9 @@ Typical use::
         connections={"cerebelum_default": f"cerebelum://{core.address}"},
     ) as airflow:
         run_id = airflow.trigger_dag("example_cerebelum_wait", conf={"execution_id": "..."})
-        final = airflow.wait_for_run("example_cerebelum_wait", run_id, on_change=print)
+        result = airflow.wait_for_run(
+            "example_cerebelum_wait", run_id, on_change=lambda change: print(change.describe())
+        )
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -42,8 +45,7 @@ EMULATOR_BIN = str(VENV_BIN / "cerebelum-emulator")
 
 #: The four long-running Airflow services; each gets its own process.
 AIRFLOW_SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server")
-#: Task instance states after which Airflow will not move a task on by itself.
-FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+#: DAG run states after which Airflow will not move a run on by itself.
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 #: Where migrated metadata databases are kept, one per Airflow version (an ignored folder).
@@ -269,13 +271,14 @@ def airflow_env(
     }
     base_url = f"http://127.0.0.1:{api_port}"
     secrets_file = home / "stack-secrets.json"
-    if secrets_file.exists():
-        stack_secrets = json.loads(secrets_file.read_text())
-    else:
-        # One JWT secret for every process of the stack: the api-server signs the tokens that the
-        # scheduler hands to task processes, and they must verify everywhere.
-        stack_secrets = {"jwt_secret": secrets.token_urlsafe(64), "api_secret": secrets.token_urlsafe(32)}
-        secrets_file.write_text(json.dumps(stack_secrets))
+    # Generated once per AIRFLOW_HOME and shared by every process of the stack: the api-server
+    # signs the tokens that task processes present, and all must decrypt the same connections.
+    stack_secrets = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+    stack_secrets.setdefault("jwt_secret", secrets.token_urlsafe(64))
+    stack_secrets.setdefault("api_secret", secrets.token_urlsafe(32))
+    # Connection passwords (tokens) saved through the UI are stored encrypted.
+    stack_secrets.setdefault("fernet_key", Fernet.generate_key().decode())
+    secrets_file.write_text(json.dumps(stack_secrets))
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -294,6 +297,7 @@ def airflow_env(
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__SECRET_KEY": stack_secrets["api_secret"],
             "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets["jwt_secret"],
+            "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
