@@ -262,12 +262,16 @@ class LoopLag:
     """A 10 ms ticker on the event loop; ``worst`` is its largest overshoot, in seconds.
 
     An overshoot is how much later than asked the ticker woke up: the time the loop was busy
-    with something else (a blocking call, a burst of callbacks).
+    with something else (a blocking call, a burst of callbacks), or the process was not given
+    a core at all (other load on the machine). ``worst_cpu`` separates the two: the largest CPU
+    time the loop's thread spent between two ticks, which the machine's load does not inflate
+    (but a call that blocks waiting on the network does not show in it either).
     """
 
     def __init__(self, interval: float = 0.01) -> None:
         self.interval = interval
         self.worst = 0.0
+        self.worst_cpu = 0.0
         self.ticks = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -276,7 +280,7 @@ class LoopLag:
         return self
 
     def reset(self) -> None:
-        self.worst, self.ticks = 0.0, 0
+        self.worst, self.worst_cpu, self.ticks = 0.0, 0.0, 0
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -286,9 +290,10 @@ class LoopLag:
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            asked = loop.time()
+            asked, cpu = loop.time(), time.thread_time()
             await asyncio.sleep(self.interval)
             self.worst = max(self.worst, loop.time() - asked - self.interval)
+            self.worst_cpu = max(self.worst_cpu, time.thread_time() - cpu)
             self.ticks += 1
 
 
@@ -349,17 +354,33 @@ def machine() -> dict[str, Any]:
     }
 
 
+#: The order of the generated sections in RESULTS.md (after whatever else the file holds).
+SECTION_ORDER = (
+    "header",
+    "triggerer_fleet",
+    "sleep_aware",
+    "bulk_resume",
+    "import_time",
+    "detection_latency",
+    "mapped_bulk_resume",
+    "concurrent_status",
+    "notes",
+)
+_SECTION = re.compile(r"<!-- bench:(?P<name>[a-z_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
+
+
 def write_section(name: str, markdown: str) -> None:
-    """Put ``markdown`` between this benchmark's markers in RESULTS.md, keeping everything else."""
-    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{begin}\n{markdown.rstrip()}\n{end}"
+    """Put ``markdown`` between this benchmark's markers in RESULTS.md, keeping everything else.
+
+    Text outside the markers (written by hand, or by other benchmarks) stays first, as it was;
+    the generated sections follow in ``SECTION_ORDER``.
+    """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text if text.endswith("\n") else text + "\n")
+    sections = {match["name"]: match[0].rstrip("\n") for match in _SECTION.finditer(text)}
+    sections[name] = f"<!-- bench:{name} -->\n{markdown.rstrip()}\n<!-- /bench:{name} -->"
+    rest = _SECTION.sub("", text).rstrip()
+    ordered = sorted(sections, key=lambda key: SECTION_ORDER.index(key) if key in SECTION_ORDER else len(SECTION_ORDER))
+    RESULTS.write_text(rest + "\n\n" + "\n\n".join(sections[key] for key in ordered) + "\n")
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

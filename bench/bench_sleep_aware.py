@@ -46,46 +46,62 @@ def trigger_classes():
     return CerebelumExecutionTrigger, FixedIntervalTrigger
 
 
-async def watch(trigger_class, execution_ids: list[str], conn_id: str, **kwargs: Any) -> list[tuple[float, Any]]:
-    """Run one trigger per id as the triggerer does; return (time seen, event) for each event."""
-    events: list[tuple[float, Any]] = []
+async def watch(
+    trigger_class, execution_ids: list[str], conn_id: str, events: list[tuple[float, Any]], **kwargs: Any
+) -> None:
+    """Run one trigger per id as the triggerer does, their starts spread over one poll interval
+    (as deferrals reach a triggerer over time); append (time seen, event) to ``events``."""
 
-    async def run_one(execution_id: str) -> None:
-        trigger = trigger_class(execution_id=execution_id, cerebelum_conn_id=conn_id, poll_interval=POLL_INTERVAL, **kwargs)
+    async def run_one(delay: float, execution_id: str) -> None:
+        await asyncio.sleep(delay)
+        trigger = trigger_class(
+            execution_id=execution_id, cerebelum_conn_id=conn_id, poll_interval=POLL_INTERVAL, **kwargs
+        )
         async for event in trigger.run():
             events.append((time.time(), event))
 
-    tasks = [asyncio.create_task(run_one(execution_id)) for execution_id in execution_ids]
+    tasks = [
+        asyncio.create_task(run_one(POLL_INTERVAL * index / len(execution_ids), execution_id))
+        for index, execution_id in enumerate(execution_ids)
+    ]
     try:
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return events
 
 
 def rpc_count(count: int, window: float) -> dict[str, Any]:
+    """Each fleet alone for ``window`` seconds (one after the other) on its own emulator."""
     ours_class, fixed_class = trigger_classes()
-    with RemoteCore.start() as ours_core, RemoteCore.start() as fixed_core:
-        ours_ids = ours_core.seed("naps", count, "sleeping", sleep_ms=600_000)
-        fixed_ids = fixed_core.seed("naps", count, "sleeping", sleep_ms=600_000)
-        os.environ["AIRFLOW_CONN_CEREBELUM_OURS"] = f"cerebelum://{ours_core.address}"
-        os.environ["AIRFLOW_CONN_CEREBELUM_FIXED"] = f"cerebelum://{fixed_core.address}"
+    result: dict[str, Any] = {}
+    for name, trigger_class in (("ours", ours_class), ("fixed", fixed_class)):
+        with RemoteCore.start() as core:
+            execution_ids = core.seed("naps", count, "sleeping", sleep_ms=600_000)
+            os.environ["AIRFLOW_CONN_CEREBELUM_NAPS"] = f"cerebelum://{core.address}"
+            events: list[tuple[float, Any]] = []
 
-        async def both() -> None:
-            fleets = asyncio.gather(
-                watch(ours_class, ours_ids, "cerebelum_ours"), watch(fixed_class, fixed_ids, "cerebelum_fixed")
-            )
-            try:
-                await asyncio.wait_for(fleets, window)
-            except asyncio.TimeoutError:
-                pass
+            async def fleet() -> None:
+                try:
+                    await asyncio.wait_for(watch(trigger_class, execution_ids, "cerebelum_naps", events), window)
+                except asyncio.TimeoutError:
+                    pass
 
-        asyncio.run(both())
-        ours_rpcs = ours_core.call_counts().get("GetExecutionStatus", 0)
-        fixed_rpcs = fixed_core.call_counts().get("GetExecutionStatus", 0)
-    return {"ours_rpcs": ours_rpcs, "fixed_rpcs": fixed_rpcs}
+            asyncio.run(fleet())
+            result[f"{name}_rpcs"] = core.call_counts().get("GetExecutionStatus", 0)
+            result[f"{name}_ended"] = ended_early(events)
+    return result
+
+
+def ended_early(events: list[tuple[float, Any]]) -> str:
+    """How many triggers ended before the window did, by status and error (one line)."""
+    reasons: dict[str, int] = {}
+    for _, event in events:
+        message = event.payload["message"]
+        reason = f"{event.payload['status']} ({message.rsplit(': ', 1)[-1][:40]})"
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return ", ".join(f"{count} {reason}" for reason, count in reasons.items()) or "none"
 
 
 def wake_up(count: int, shortest: float, longest: float) -> dict[str, Any]:
@@ -98,14 +114,17 @@ def wake_up(count: int, shortest: float, longest: float) -> dict[str, Any]:
             ids += core.seed("wakes", 1, "sleeping", sleep_ms=int(rng.uniform(shortest, longest) * 1000))
         ends = core.sleep_ends(ids)
         os.environ["AIRFLOW_CONN_CEREBELUM_WAKE"] = f"cerebelum://{core.address}"
-        events = asyncio.run(watch(ours_class, ids, "cerebelum_wake", success_states=["EXECUTION_RUNNING"]))
+        events: list[tuple[float, Any]] = []
+        asyncio.run(watch(ours_class, ids, "cerebelum_wake", events, success_states=["EXECUTION_RUNNING"]))
         rpcs = core.call_counts().get("GetExecutionStatus", 0)
         delays = []
         for seen_at, event in events:
             if event.payload["status"] != "success":
                 continue
             delays.append(seen_at - ends[event.payload["execution_id"]])
-    return {"delays": delays, "events": len(events), "rpcs": rpcs, "count": count}
+    return {"delays": delays, "events": len(events), "rpcs": rpcs, "count": count, "ended": ended_early(
+        [(seen, event) for seen, event in events if event.payload["status"] != "success"]
+    )}
 
 
 def main() -> None:
@@ -128,8 +147,10 @@ def report(args, facts, count, window, counts, wakes, spread) -> None:
     delays = wakes["delays"]
     fixed_expected = window / POLL_INTERVAL
     rows = [
-        ["ours: CerebelumExecutionTrigger (sleep-aware)", counts["ours_rpcs"], f"{counts['ours_rpcs'] / count:.2f}"],
-        ["fixed polling every 1 s (same trigger)", counts["fixed_rpcs"], f"{counts['fixed_rpcs'] / count:.2f}"],
+        ["ours: CerebelumExecutionTrigger (sleep-aware)", counts["ours_rpcs"], f"{counts['ours_rpcs'] / count:.2f}",
+         counts["ours_ended"]],
+        ["fixed polling every 1 s (same trigger)", counts["fixed_rpcs"], f"{counts['fixed_rpcs'] / count:.2f}",
+         counts["fixed_ended"]],
     ]
     worst = max(delays) if delays else float("nan")
     command = "python bench/bench_sleep_aware.py" + (" --quick" if args.quick else "")
@@ -138,7 +159,7 @@ def report(args, facts, count, window, counts, wakes, spread) -> None:
         "",
         f"Command: `{command}` ({facts['date']}, load average at start {facts['load_average']}).",
         "",
-        table(["fleet", "GetExecutionStatus RPCs", "RPCs per execution"], rows),
+        table(["fleet", "GetExecutionStatus RPCs", "RPCs per execution", "triggers that ended early"], rows),
         "",
         f"- ours: **{counts['ours_rpcs'] / count:.2f} RPCs per execution** (goal <= 2) against "
         f"{counts['fixed_rpcs'] / count:.1f} for fixed polling (~{fixed_expected:.0f} expected); "
@@ -148,7 +169,7 @@ def report(args, facts, count, window, counts, wakes, spread) -> None:
         f"it awake: median **{median(delays) * 1000:.0f} ms**, p95 {percentile(delays, 0.95) * 1000:.0f} ms, "
         f"worst **{worst * 1000:.0f} ms** (goal: within one poll interval, {POLL_INTERVAL * 1000:.0f} ms, plus the "
         f"round trip and the emulator's 100 ms clock tick); "
-        f"{wakes['rpcs'] / wakes['count']:.2f} RPCs per execution.",
+        f"{wakes['rpcs'] / wakes['count']:.2f} RPCs per execution; triggers that ended otherwise: {wakes['ended']}.",
     ]
     print("\n".join(lines))
     if not args.no_write:
