@@ -30,6 +30,23 @@ def resume_counts(core_db) -> Counter:
     return Counter(execution_id for (execution_id,) in rows)
 
 
+EXAMPLE_DAG_IDS = (
+    "example_cerebelum_wait",
+    "example_cerebelum_execute",
+    "example_cerebelum_resume",
+    "example_cerebelum_bulk_resume",
+    "example_cerebelum_bulk_resume_mapped",
+)
+
+
+def test_the_dag_processor_parses_every_example_dag_without_import_errors(airflow):
+    airflow.wait_for_dags(EXAMPLE_DAG_IDS)
+
+    assert airflow.request("GET", "/api/v2/importErrors")["import_errors"] == []
+    dags = airflow.request("GET", "/api/v2/dags", params={"tags": "example", "limit": 100})["dags"]
+    assert sorted(dag["dag_id"] for dag in dags) == sorted(EXAMPLE_DAG_IDS)
+
+
 def test_hook_meta_lists_cerebelum_with_its_extra_fields(airflow):
     hooks = airflow.request("GET", "/ui/connections/hook_meta")
     cerebelum = [hook for hook in hooks if hook["connection_type"] == "cerebelum"]
