@@ -27,7 +27,9 @@ def established_to(port: int) -> int:
     return sum(
         1
         for connection in psutil.Process().net_connections(kind="tcp")
-        if connection.status == psutil.CONN_ESTABLISHED and connection.raddr and connection.raddr.port == port
+        if connection.status == psutil.CONN_ESTABLISHED
+        and connection.raddr
+        and connection.raddr.port == port
     )
 
 
@@ -44,12 +46,16 @@ async def test_many_triggers_on_two_cores_open_one_connection_per_core(core_fact
     monkeypatch.setenv("AIRFLOW_CONN_PERF_A", f"cerebelum://{cores[0].address}")
     monkeypatch.setenv("AIRFLOW_CONN_PERF_B", f"cerebelum://{cores[1].address}")
     per_core = 60
-    ids = {conn_id: [core.start_execution("orders") for _ in range(per_core)] for conn_id, core in zip(("perf_a", "perf_b"), cores)}
-    tasks = [
-        asyncio.ensure_future(run_to_event(CerebelumExecutionTrigger(execution_id, cerebelum_conn_id=conn_id, poll_interval=0.05)))
+    ids = {
+        conn_id: [core.start_execution("orders") for _ in range(per_core)]
+        for conn_id, core in zip(("perf_a", "perf_b"), cores)
+    }
+    triggers = [
+        CerebelumExecutionTrigger(execution_id, cerebelum_conn_id=conn_id, poll_interval=0.05)
         for conn_id, execution_ids in ids.items()
         for execution_id in execution_ids
     ]
+    tasks = [asyncio.ensure_future(run_to_event(trigger)) for trigger in triggers]
     while any(core.call_counts().get("GetExecutionStatus", 0) < 2 * per_core for core in cores):
         await asyncio.sleep(0.01)
     # Every trigger has polled; measured while all of them are still waiting.
@@ -63,7 +69,9 @@ async def test_many_triggers_on_two_cores_open_one_connection_per_core(core_fact
     assert [len(core.peers()) for core in cores] == [1, 1]
 
 
-async def test_sleeping_executions_cost_at_most_two_polls_where_running_ones_cost_many(core_factory, monkeypatch):
+async def test_sleeping_executions_cost_at_most_two_polls_where_running_ones_cost_many(
+    core_factory, monkeypatch
+):
     from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
     # Manual clocks: the sleeps never end, the running executions never move.
@@ -77,7 +85,9 @@ async def test_sleeping_executions_cost_at_most_two_polls_where_running_ones_cos
     running = [busy.start_execution("orders") for _ in range(count)]
     end_time = time.time() + 1.0
     triggers = [
-        CerebelumExecutionTrigger(execution_id, cerebelum_conn_id=conn_id, poll_interval=0.05, end_time=end_time)
+        CerebelumExecutionTrigger(
+            execution_id, cerebelum_conn_id=conn_id, poll_interval=0.05, end_time=end_time
+        )
         for conn_id, execution_ids in (("perf_sleepy", sleeping), ("perf_busy", running))
         for execution_id in execution_ids
     ]
@@ -91,7 +101,9 @@ async def test_sleeping_executions_cost_at_most_two_polls_where_running_ones_cos
 
 async def test_bulk_resume_split_like_mapped_tasks_resumes_each_execution_exactly_once(core):
     workflows = ["orders", "billing", "shipping", "emails"]
-    ids = {workflow: [core.start_execution(workflow, fail_at=0) for _ in range(120)] for workflow in workflows}
+    ids = {
+        workflow: [core.start_execution(workflow, fail_at=0) for _ in range(120)] for workflow in workflows
+    }
     core.run_until_settled()
     every_id = [execution_id for execution_ids in ids.values() for execution_id in execution_ids]
     assert set(core.execution_ids(ExecutionState.FAILED)) == set(every_id)
