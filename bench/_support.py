@@ -70,7 +70,11 @@ class RemoteCore:
         if step_seconds is not None:
             command += ["--step-seconds", str(step_seconds)]
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stdin=subprocess.PIPE, env={**os.environ, "BENCH_AUTHKEY": authkey}, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            env={**os.environ, "BENCH_AUTHKEY": authkey},
+            text=True,
         )
         line = process.stdout.readline()
         if not line:
@@ -194,7 +198,10 @@ def _serve(args: argparse.Namespace) -> None:
                     return
                 try:
                     helper = _HELPERS.get(name)
-                    value = helper(core, *call_args, **call_kwargs) if helper else getattr(core, name)(*call_args, **call_kwargs)
+                    if helper is not None:
+                        value = helper(core, *call_args, **call_kwargs)
+                    else:
+                        value = getattr(core, name)(*call_args, **call_kwargs)
                     conn.send(("ok", value))
                 except Exception as error:  # reported to the caller, which raises it
                     conn.send(("error", f"{type(error).__name__}: {error}"))
@@ -379,7 +386,10 @@ def write_section(name: str, markdown: str) -> None:
     sections = {match["name"]: match[0].rstrip("\n") for match in _SECTION.finditer(text)}
     sections[name] = f"<!-- bench:{name} -->\n{markdown.rstrip()}\n<!-- /bench:{name} -->"
     rest = _SECTION.sub("", text).rstrip()
-    ordered = sorted(sections, key=lambda key: SECTION_ORDER.index(key) if key in SECTION_ORDER else len(SECTION_ORDER))
+    def rank(key: str) -> int:
+        return SECTION_ORDER.index(key) if key in SECTION_ORDER else len(SECTION_ORDER)
+
+    ordered = sorted(sections, key=rank)
     RESULTS.write_text(rest + "\n\n" + "\n\n".join(sections[key] for key in ordered) + "\n")
 
 

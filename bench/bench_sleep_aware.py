@@ -84,7 +84,8 @@ def rpc_count(count: int, window: float) -> dict[str, Any]:
 
             async def fleet() -> None:
                 try:
-                    await asyncio.wait_for(watch(trigger_class, execution_ids, "cerebelum_naps", events), window)
+                    fleet_done = watch(trigger_class, execution_ids, "cerebelum_naps", events)
+                    await asyncio.wait_for(fleet_done, window)
                 except asyncio.TimeoutError:
                     pass
 

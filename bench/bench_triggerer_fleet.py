@@ -114,7 +114,8 @@ async def _drive(args: argparse.Namespace, make_poller) -> dict[str, Any]:
     # Each poller starts after its own delay (not the driver sleeping between starts): a variant
     # that blocks the loop would otherwise stretch the start-up by the length of its blocking.
     for index, execution_id in enumerate(execution_ids):
-        tasks.append(asyncio.create_task(start_later(args.interval * index / len(execution_ids), execution_id)))
+        delay = args.interval * index / len(execution_ids)
+        tasks.append(asyncio.create_task(start_later(delay, execution_id)))
     await asyncio.sleep(3 * args.interval)
     counts_before = core.call_counts().get("GetExecutionStatus", 0)
     cpu_before, wall_before = time.process_time(), time.perf_counter()
@@ -246,7 +247,8 @@ def variant_reference(args: argparse.Namespace) -> dict[str, Any]:
             self.execution_id, self.poll_interval = execution_id, poll_interval
 
         def serialize(self) -> tuple[str, dict[str, Any]]:
-            return "ReferenceSdkTrigger", {"execution_id": self.execution_id, "poll_interval": self.poll_interval}
+            kwargs = {"execution_id": self.execution_id, "poll_interval": self.poll_interval}
+            return "ReferenceSdkTrigger", kwargs
 
         async def run(self):
             client = ExecutionClient(core_url=args.address)
@@ -281,7 +283,9 @@ def run_variant(args: argparse.Namespace) -> None:
 # -- the parent: emulators, one process per variant, the table --------------------------------
 
 
-def measure(name: str, core: RemoteCore, ids_file: str, args: argparse.Namespace, ca: str | None) -> dict[str, Any]:
+def measure(
+    name: str, core: RemoteCore, ids_file: str, args: argparse.Namespace, ca: str | None
+) -> dict[str, Any]:
     peers_before = core.peers()
     command = [
         PYTHON, __file__, "--variant", name, "--control", json.dumps(core.control), "--address", core.address,
@@ -333,7 +337,9 @@ def main() -> None:
     tls_dir = make_tls_dir()
     ca = os.path.join(tls_dir, "ca.pem")
     results: dict[str, dict[str, Any]] = {}
-    with RemoteCore.start(latency=args.latency) as plain, RemoteCore.start(latency=args.latency, tls_dir=tls_dir) as tls:
+    plain = RemoteCore.start(latency=args.latency)
+    tls = RemoteCore.start(latency=args.latency, tls_dir=tls_dir)
+    with plain, tls:
         folder = tempfile.mkdtemp(prefix="cerebelum-bench-fleet-")
         ids_files = {}
         for label, core in (("plain", plain), ("tls", tls)):
@@ -343,7 +349,8 @@ def main() -> None:
             secure = name.endswith("_tls")
             core = tls if secure else plain
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            results[name] = measure(name, core, ids_files["tls" if secure else "plain"], args, ca if secure else None)
+            ids_file = ids_files["tls" if secure else "plain"]
+            results[name] = measure(name, core, ids_file, args, ca if secure else None)
             print(f"  {name}: {results[name]}", file=sys.stderr, flush=True)
     report(args, facts, results)
 
