@@ -11,7 +11,7 @@ only their transports differ (``_transport``).
         tls=TLSConfig(ca_cert_path="/etc/ssl/core-ca.pem"),
         token=os.environ["CEREBELUM_TOKEN"],         # sent as "authorization: Bearer ..."
         timeout=10.0,                                # deadline of every call attempt
-        retry=RetryConfig(max_attempts=5),           # UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED
+        retry=RetryConfig(max_attempts=5),           # transient codes, see _transport.TRANSIENT_CODES
     ) as client:
         status = await client.get_execution_status(execution_id)   # ExecutionNotFoundError
         async for execution in client.iter_executions(status="FAILED"):

@@ -40,9 +40,17 @@ from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
 T = TypeVar("T")
 log = logging.getLogger("cerebelum_provider.client")
 
-#: Codes worth another attempt: Core restarting, slow, or shedding load.
+#: Codes worth another attempt: Core restarting, slow, or shedding load. CANCELLED is here
+#: because this client never cancels a call itself (a caller's cancellation surfaces as
+#: asyncio.CancelledError, not as a status): a CANCELLED status comes from the far side, e.g. a
+#: server or proxy resetting streams when thousands of calls share one connection.
 TRANSIENT_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+    }
 )
 _AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 # Phrases gRPC puts in an UNAVAILABLE's details when the TLS handshake, not the network, failed.

@@ -45,7 +45,7 @@ class TLSConfig:
 
 @dataclass(frozen=True)
 class RetryConfig:
-    """Retries of transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED).
+    """Retries of transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, CANCELLED).
 
     ``max_attempts`` counts the first call too, so 1 disables retries. The wait before retry
     ``n`` is ``initial_backoff * multiplier ** (n - 1)`` plus jitter, capped at ``max_backoff``.

@@ -179,6 +179,25 @@ async def test_transient_failures_are_retried(core, make_client):
     assert core.call_counts()["GetExecutionStatus"] == 3
 
 
+@pytest.mark.parametrize(
+    "code",
+    [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED],
+    ids=lambda code: code.name,
+)
+async def test_server_side_blips_are_retried_for_reads_and_resumes(core, make_client, code):
+    # A CANCELLED the client did not ask for comes from the server (streams reset under load).
+    execution_id = core.start_execution("orders", fail_at=0)
+    core.run_until_settled()
+    client = make_client(core.address)
+    core.fail_next(2, code=code)
+    assert (await client.get_execution_status(execution_id)).execution_id == execution_id
+    core.fail_next(2, code=code)
+    assert await client.resume_execution(execution_id) == "resumed"
+    assert core.call_counts()["GetExecutionStatus"] == 3
+    assert core.call_counts()["ResumeExecution"] == 3
+    assert core.resume_count(execution_id) == 1
+
+
 async def test_retry_budget_then_core_unavailable(core, make_client):
     core.fail_next(10, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
     with pytest.raises(CoreUnavailableError) as caught:

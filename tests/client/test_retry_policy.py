@@ -22,6 +22,7 @@ def rpc_error(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:
         (grpc.StatusCode.UNAVAILABLE, True),
         (grpc.StatusCode.DEADLINE_EXCEEDED, True),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, True),
+        (grpc.StatusCode.CANCELLED, True),
         (grpc.StatusCode.UNAUTHENTICATED, False),
         (grpc.StatusCode.PERMISSION_DENIED, False),
         (grpc.StatusCode.NOT_FOUND, False),
