@@ -27,6 +27,9 @@ MAX_ID_LENGTH = 1024
 MAX_PAGE_SIZE = 100
 _INT32_MAX = 2**31 - 1
 
+#: Passes in a row that may find nothing new over a changing set before iteration gives up.
+MAX_IDLE_PASSES = 3
+
 #: What ``resume_execution`` can answer.
 RESUME_ANSWERS = ("resumed", "already_running", "failed_to_resume")
 
@@ -224,8 +227,11 @@ class ExecutionPager:
     can skip or repeat items. The pager runs passes of offset paging, remembering every id
     already yielded. A pass is *clean* when it saw no id twice, ``total_count`` stayed the same
     on all its pages, and it saw exactly ``total_count`` ids: then nothing can have been
-    skipped and iteration stops. Otherwise another pass starts from offset 0, unless the pass
-    yielded nothing new (the set has settled as far as this client can tell).
+    skipped and iteration stops. Otherwise another pass starts from offset 0: a pass that was
+    not clean can have skipped an execution even when it found nothing new. Only a set that
+    keeps changing through ``MAX_IDLE_PASSES`` whole passes in a row, none of them finding a new
+    id, ends iteration without a clean pass (listing is expensive for Core; a set that never
+    holds still cannot be read completely by offset paging anyway).
 
     Use: ``while (op := pager.next_operation()) is not None: new = pager.accept(send(op))``.
     """
@@ -240,6 +246,7 @@ class ExecutionPager:
     _pass_totals: set[int] = field(default_factory=set, init=False)
     _pass_duplicate: bool = field(default=False, init=False)
     _pass_new: int = field(default=0, init=False)
+    _idle_passes: int = field(default=0, init=False)
     _done: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -275,7 +282,8 @@ class ExecutionPager:
             and len(self._pass_totals) == 1
             and len(self._pass_ids) == next(iter(self._pass_totals))
         )
-        if clean or self._pass_new == 0:
+        self._idle_passes = self._idle_passes + 1 if self._pass_new == 0 else 0
+        if clean or self._idle_passes >= MAX_IDLE_PASSES:
             self._done = True
             return
         self.passes += 1
