@@ -35,7 +35,6 @@ from typing import Any, TypeVar
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
-    CerebelumRPCError,
     CerebelumTLSError,
     CoreUnavailableError,
 )
@@ -47,8 +46,6 @@ T = TypeVar("T")
 MAX_CONCURRENCY = 1024
 #: Attempts per execution (and per listing) on top of the client's own retries.
 OUTER_ATTEMPTS = 4
-#: Status codes that are worth another attempt when they reach us as CerebelumRPCError.
-_TRANSIENT_CODE_NAMES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
 
 
 @dataclass
@@ -195,14 +192,12 @@ def validate_request(
 
 
 def is_transient(error: BaseException) -> bool:
-    """True for errors another attempt may cure: Core unreachable or overloaded, not TLS or auth."""
-    if isinstance(error, (CerebelumTLSError, CerebelumAuthError)):
-        return False
-    if isinstance(error, CoreUnavailableError):
-        return True
-    if isinstance(error, CerebelumRPCError):
-        return getattr(error.code, "name", None) in _TRANSIENT_CODE_NAMES
-    return False
+    """True for errors another attempt may cure: Core unreachable or overloaded, not TLS or auth.
+
+    The client's transport already turns every transient gRPC status it gave up on into a
+    ``CoreUnavailableError``, so that class is the whole test (its TLS subclass excepted).
+    """
+    return isinstance(error, CoreUnavailableError) and not isinstance(error, CerebelumTLSError)
 
 
 def _outer_retry(attempts: int = OUTER_ATTEMPTS):
