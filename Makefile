@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv browser-deps test test-unit test-floor demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps test test-unit test-floor demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -22,6 +22,18 @@ $(STAMP): requirements/dev.lock pyproject.toml
 
 venv: $(STAMP)
 
+# The same project against the lowest Airflow pyproject.toml claims (requirements/floor.lock).
+FLOOR_VENV := .venv-floor
+FLOOR_STAMP := $(FLOOR_VENV)/.installed
+
+$(FLOOR_STAMP): requirements/floor.lock pyproject.toml
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/floor.lock
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+floor-venv: $(FLOOR_STAMP)
+
 # The browser test drives Debian's chromium through chromedriver; install them when missing
 # (CI runs as root with Debian's package registry reachable).
 browser-deps:
@@ -31,9 +43,14 @@ browser-deps:
 
 test: $(STAMP) browser-deps
 	$(PY) -m pytest -p no:cacheprovider -q
+	$(MAKE) --no-print-directory test-floor
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q -m "not e2e and not browser"
+
+# The unit suite (no real Airflow processes, no browser) on the Airflow floor.
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not browser"
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
@@ -55,4 +72,4 @@ lock:
 	mv requirements/dev.lock.new requirements/dev.lock && rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .airflow .demo test-artifacts
+	rm -rf $(VENV) $(FLOOR_VENV) .airflow .demo test-artifacts

@@ -7,6 +7,7 @@ that build one, so DAG files pay nothing for it at parse time.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -16,6 +17,25 @@ from cerebelum_provider.hooks._shared_clients import shared_client, token_finger
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient
+
+
+async def _adecode_extra(connection: Any) -> dict[str, Any]:
+    """The connection's extras, decoded without a blocking call on the event loop."""
+    if not connection.extra:
+        return {}
+    aextra_dejson = getattr(connection, "aextra_dejson", None)
+    if aextra_dejson is not None:
+        return await aextra_dejson()
+    # Airflow 3.2 has no async decoder, and its extra_dejson masks values through a blocking
+    # call to the supervisor. Nothing secret lives in these extras (certificates and keys are
+    # file paths; the token is the password field, masked by Airflow), so plain JSON is enough.
+    try:
+        extra = json.loads(connection.extra)
+    except ValueError as error:
+        raise ValueError(f"connection {connection.conn_id!r}: extra is not valid JSON ({error})") from None
+    if not isinstance(extra, dict):
+        raise ValueError(f"connection {connection.conn_id!r}: extra must be a JSON object, got {extra!r}")
+    return extra
 
 
 class CerebelumHook(BaseHook):
@@ -75,8 +95,7 @@ class CerebelumHook(BaseHook):
         """
         if self._settings is None:
             connection = await self.aget_connection(self.cerebelum_conn_id)
-            extra = await connection.aextra_dejson() if connection.extra else {}
-            self._settings = parse_connection(connection, extra)
+            self._settings = parse_connection(connection, await _adecode_extra(connection))
         return self._settings
 
     def get_conn(self) -> SyncExecutionClient:

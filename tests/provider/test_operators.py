@@ -20,6 +20,11 @@ from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 from tests.provider.conftest import connection_uri
 
 TOKEN = "operator-test-token-5f1c"
+#: Airflow 3.3 gives tasks a task_state_store that survives retries; the execute operator keeps
+#: the id of the execution it started there, and falls back to listing Core before 3.3.
+HAS_TASK_STATE_STORE = "task_state_store" in __import__(
+    "airflow.sdk.definitions.context", fromlist=["Context"]
+).Context.__annotations__
 WAIT_MODES = ("no_wait", "poll", "deferrable")
 ORDER_STEPS = ["validate", "charge", "ship", "notify"]
 
@@ -247,7 +252,8 @@ def test_execute_retry_reattaches_instead_of_starting_again(still_core, crash, c
     assert xcoms["execution_id"] == execution_id
     assert xcoms["return_value"]["execution_id"] == execution_id
     assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
-    if crash == "CrashBeforeStoring":
+    if crash == "CrashBeforeStoring" or not HAS_TASK_STATE_STORE:
+        # No stored id (lost before storing, or Airflow 3.2 has no task_state_store): found by listing.
         assert still_core.call_counts()["ListExecutions"] >= 1
     else:
         assert "ListExecutions" not in still_core.call_counts()

@@ -38,7 +38,9 @@ class TriggererHarness:
     @property
     def payloads(self) -> list[dict[str, Any]]:
         """Every event payload the runner queued so far."""
-        return [entry.event.payload for entry in self.runner.events]
+        # Entries are (trigger_id, event) tuples on Airflow 3.2 and TriggerEventEntry named
+        # tuples, with the event second, on 3.3.
+        return [entry[1].payload for entry in self.runner.events]
 
     @property
     def counted_events(self) -> int:
