@@ -20,6 +20,7 @@ import pytest
 
 from cerebelum_provider.client import ExecutionClient
 from cerebelum_provider.exceptions import ExecutionNotFoundError
+from tests.peers.peer_shape import peer_shape
 
 PEER = Path(__file__).resolve().parent.parent / "peers" / "sdk_peer.py"
 
@@ -30,38 +31,6 @@ def sdk(address: str, *args: str):
         [sys.executable, str(PEER), address, *args], capture_output=True, text=True, timeout=60, check=True
     )
     return json.loads(done.stdout)
-
-
-def ours_as_peer_dict(status) -> dict:
-    """Our ExecutionStatus in the peer's shape (instants as epoch seconds)."""
-    return {
-        "execution_id": status.execution_id,
-        "workflow_name": status.workflow_name,
-        "status": status.status.value,
-        "started_at": status.started_at.timestamp() if status.started_at else None,
-        "completed_at": status.completed_at.timestamp() if status.completed_at else None,
-        "current_step_index": status.current_step_index,
-        "total_steps": status.total_steps,
-        "current_step_name": status.current_step_name,
-        "progress_percentage": status.progress_percentage,
-        "completed_steps": [
-            {"step_name": s.step_name, "step_index": s.step_index, "status": s.status}
-            for s in status.completed_steps
-        ],
-        "inputs": status.inputs,
-        "step_outputs": status.step_outputs,
-        "error": status.error,
-        "sleep_info": None
-        if status.sleep_info is None
-        else {"duration_ms": status.sleep_info.duration_ms, "data": status.sleep_info.data},
-        "approval_info": None
-        if status.approval_info is None
-        else {
-            "approval_type": status.approval_info.approval_type,
-            "timeout_ms": status.approval_info.timeout_ms,
-            "data": status.approval_info.data,
-        },
-    }
 
 
 def assert_same_status(theirs: dict, ours: dict) -> None:
@@ -97,7 +66,7 @@ async def test_same_statuses_and_listing(mixed_core):
     theirs_page = sdk(core.address, "list", "--workflow", "orders", "--limit", "100")
     theirs_unfiltered = sdk(core.address, "list")
     async with ExecutionClient(core.address) as client:
-        ours = [ours_as_peer_dict(await client.get_execution_status(i)) for i in ids.values()]
+        ours = [peer_shape(await client.get_execution_status(i)) for i in ids.values()]
         ours_page, total, has_more = await client.list_executions(workflow_name="orders", limit=100)
         ours_unfiltered = await client.list_executions()
 
@@ -114,7 +83,7 @@ async def test_same_statuses_and_listing(mixed_core):
 
     assert (theirs_page["total_count"], theirs_page["has_more"]) == (total, has_more) == (5, False)
     for their_status, our_status in zip(theirs_page["executions"], ours_page, strict=True):
-        assert_same_status(their_status, ours_as_peer_dict(our_status))
+        assert_same_status(their_status, peer_shape(our_status))
 
     # The SDK's "no filter" sends workflow_name="" and Core matches nothing; ours lists everything.
     assert theirs_unfiltered == {"executions": [], "total_count": 0, "has_more": False}

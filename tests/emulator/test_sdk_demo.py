@@ -20,6 +20,7 @@ from cerebelum_provider.client import SyncExecutionClient
 from cerebelum_provider.client._convert import struct_to_python
 from cerebelum_provider.proto import worker_service_pb2 as pb
 from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
+from tests.peers.peer_shape import peer_shape
 
 PEER = Path(__file__).resolve().parents[1] / "peers" / "sdk_peer.py"
 
@@ -78,38 +79,6 @@ def wire_shape(message: pb.ExecutionStatus) -> dict:
     }
 
 
-def model_shape(status) -> dict:
-    """Our client's ExecutionStatus in the peer's shape."""
-    return {
-        "execution_id": status.execution_id,
-        "workflow_name": status.workflow_name,
-        "status": status.status.value,
-        "started_at": status.started_at.timestamp() if status.started_at else None,
-        "completed_at": status.completed_at.timestamp() if status.completed_at else None,
-        "current_step_index": status.current_step_index,
-        "total_steps": status.total_steps,
-        "current_step_name": status.current_step_name,
-        "progress_percentage": status.progress_percentage,
-        "completed_steps": [
-            {"step_name": step.step_name, "step_index": step.step_index, "status": step.status}
-            for step in status.completed_steps
-        ],
-        "inputs": status.inputs,
-        "step_outputs": status.step_outputs,
-        "error": status.error,
-        "sleep_info": None
-        if status.sleep_info is None
-        else {"duration_ms": status.sleep_info.duration_ms, "data": status.sleep_info.data},
-        "approval_info": None
-        if status.approval_info is None
-        else {
-            "approval_type": status.approval_info.approval_type,
-            "timeout_ms": status.approval_info.timeout_ms,
-            "data": status.approval_info.data,
-        },
-    }
-
-
 def assert_same(*shapes: dict) -> None:
     first = shapes[0]
     for other in shapes[1:]:
@@ -136,7 +105,7 @@ def test_sdk_raw_stub_and_our_client_read_the_same_demo_statuses(demo):
             for i in ids
         ]
     with SyncExecutionClient(demo.address) as client:
-        ours = [model_shape(client.get_execution_status(i)) for i in ids]
+        ours = [peer_shape(client.get_execution_status(i)) for i in ids]
     assert len(theirs) == len(raw) == len(ours) == 9
     assert {shape["status"] for shape in theirs} == {
         "EXECUTION_RUNNING",
@@ -167,7 +136,7 @@ def test_sdk_raw_stub_and_our_client_list_the_same_demo_pages(demo, workflow, st
     assert theirs["has_more"] == raw.has_more == has_more
     assert len(theirs["executions"]) == len(raw.executions) == len(ours)
     for their, wire, our in zip(theirs["executions"], raw.executions, ours, strict=True):
-        assert_same(wire_shape(wire), their, model_shape(our))
+        assert_same(wire_shape(wire), their, peer_shape(our))
 
 
 def test_sdk_and_our_client_get_the_same_resume_answers(demo):

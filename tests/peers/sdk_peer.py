@@ -7,8 +7,7 @@ code, so the two cannot live in one process. Used by tests/client/test_sdk_cross
     python tests/peers/sdk_peer.py ADDRESS list [--workflow W] [--status NAME] [--limit N] [--offset N]
     python tests/peers/sdk_peer.py ADDRESS resume ID
 
-Datetimes are printed as epoch seconds: the SDK returns naive local-time datetimes, and
-``.timestamp()`` reads a naive datetime as local time, which gives back the instant Core sent.
+Statuses are printed in the shape of tests/peers/peer_shape.py (instants as epoch seconds).
 """
 
 from __future__ import annotations
@@ -21,55 +20,21 @@ from typing import Any
 
 from cerebelum import ExecutionClient
 from cerebelum.execution_client import ExecutionState
-
-
-def _epoch(moment: Any) -> float | None:
-    return moment.timestamp() if moment is not None else None
-
-
-def _status(status: Any) -> dict[str, Any]:
-    return {
-        "execution_id": status.execution_id,
-        "workflow_name": status.workflow_name,
-        "status": status.status.value,
-        "started_at": _epoch(status.started_at),
-        "completed_at": _epoch(status.completed_at),
-        "current_step_index": status.current_step_index,
-        "total_steps": status.total_steps,
-        "current_step_name": status.current_step_name,
-        "progress_percentage": status.progress_percentage,
-        "completed_steps": [
-            {"step_name": step.step_name, "step_index": step.step_index, "status": step.status}
-            for step in status.completed_steps
-        ],
-        "inputs": status.inputs,
-        "step_outputs": status.step_outputs,
-        "error": status.error,
-        "sleep_info": None
-        if status.sleep_info is None
-        else {"duration_ms": status.sleep_info.duration_ms, "data": status.sleep_info.data},
-        "approval_info": None
-        if status.approval_info is None
-        else {
-            "approval_type": status.approval_info.approval_type,
-            "timeout_ms": status.approval_info.timeout_ms,
-            "data": status.approval_info.data,
-        },
-    }
+from peer_shape import peer_shape  # this script's folder is on sys.path
 
 
 async def _run(args: argparse.Namespace) -> Any:
     client = ExecutionClient(core_url=args.address)
     try:
         if args.command == "get":
-            return [_status(await client.get_execution_status(execution_id)) for execution_id in args.ids]
+            return [peer_shape(await client.get_execution_status(execution_id)) for execution_id in args.ids]
         if args.command == "list":
             status = ExecutionState[args.status] if args.status else None
             executions, total, has_more = await client.list_executions(
                 workflow_name=args.workflow, status=status, limit=args.limit, offset=args.offset
             )
             return {
-                "executions": [_status(e) for e in executions],
+                "executions": [peer_shape(e) for e in executions],
                 "total_count": total,
                 "has_more": has_more,
             }
