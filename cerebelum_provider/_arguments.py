@@ -51,13 +51,31 @@ def positive_seconds(value: Any, field_name: str, *, allow_none: bool = False) -
     return float(value)
 
 
-def check_execution_id(execution_id: Any) -> str:
-    """Return ``execution_id``; TypeError unless a string, ValueError when blank."""
-    if not isinstance(execution_id, str):
-        raise TypeError(f"execution_id must be a string, got {type(execution_id).__name__} {execution_id!r}")
-    if not execution_id.strip():
-        raise ValueError(f"execution_id must not be empty, got {execution_id!r}")
-    return execution_id
+#: Longest execution id accepted; Core's ids are UUIDs, far shorter.
+MAX_EXECUTION_ID_LENGTH = 1024
+
+
+def is_template_value(value: object) -> bool:
+    """True for values only known at run time (an XComArg, a mapped argument): checked in ``execute``."""
+    return not isinstance(value, (str, int, float, bool, dict, list, tuple, type(None)))
+
+
+def check_execution_id(value: object, *, field_name: str = "execution_id") -> str:
+    """Return ``value`` when it is a usable execution id (or workflow name, with ``field_name``).
+
+    Raises:
+        TypeError: not a string.
+        ValueError: empty, blank or longer than ``MAX_EXECUTION_ID_LENGTH`` characters.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{field_name} must be a string, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise ValueError(f"{field_name} must not be empty, got {value!r}")
+    if len(value) > MAX_EXECUTION_ID_LENGTH:
+        raise ValueError(
+            f"{field_name} is {len(value)} characters long; at most {MAX_EXECUTION_ID_LENGTH} expected"
+        )
+    return value
 
 
 def failure_message(status: ExecutionStatus) -> str:

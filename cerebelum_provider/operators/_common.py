@@ -20,33 +20,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Longest execution id accepted; Core's ids are UUIDs, far shorter.
-MAX_EXECUTION_ID_LENGTH = 1024
 #: Attempts for one idempotent call made by an operator, on top of the client's own retries.
 OPERATOR_ATTEMPTS = 4
-
-
-def is_template_value(value: object) -> bool:
-    """True for values only known at run time (an XComArg, a mapped argument): checked in ``execute``."""
-    return not isinstance(value, (str, int, float, bool, dict, list, tuple, type(None)))
-
-
-def check_execution_id(value: object, *, field_name: str = "execution_id") -> str:
-    """Return ``value`` when it is a usable execution id.
-
-    Raises:
-        TypeError: not a string.
-        ValueError: empty, blank or longer than 1024 characters.
-    """
-    if not isinstance(value, str):
-        raise TypeError(f"{field_name} must be a string, got {type(value).__name__} {value!r}")
-    if not value.strip():
-        raise ValueError(f"{field_name} must not be empty, got {value!r}")
-    if len(value) > MAX_EXECUTION_ID_LENGTH:
-        raise ValueError(
-            f"{field_name} is {len(value)} characters long; at most {MAX_EXECUTION_ID_LENGTH} expected"
-        )
-    return value
 
 
 def check_bool(value: object, *, field_name: str) -> bool:

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from cerebelum_provider._arguments import check_execution_id, is_template_value
 from cerebelum_provider.bulk import coerce_states, validate_request
 from cerebelum_provider.exceptions import CerebelumAuthError, CerebelumTLSError
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
@@ -22,11 +23,9 @@ from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators._common import (
     call_with_retries,
     check_bool,
-    check_execution_id,
     check_seconds,
     finish,
     handle_trigger_event,
-    is_template_value,
     trigger_end_time,
     wait_in_worker,
 )

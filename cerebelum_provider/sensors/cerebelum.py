@@ -33,6 +33,7 @@ from cerebelum_provider import exceptions
 from cerebelum_provider._arguments import (
     check_disjoint_states,
     check_execution_id,
+    is_template_value,
     coerce_states,
     failure_message,
     positive_seconds,
@@ -106,7 +107,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
                 raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
             kwargs["poke_interval"] = positive_seconds(poll_interval, "poll_interval")
         super().__init__(**kwargs)
-        if isinstance(execution_id, str):
+        if not is_template_value(execution_id):  # an XComArg is checked once rendered, in execute
             check_execution_id(execution_id)
         self.execution_id = execution_id
         if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():

@@ -204,6 +204,8 @@ BAD_INPUTS = [
     ("hook", "empty-conn-id", lambda world: CerebelumHook(""), ValueError, ["cerebelum_conn_id"]),
     # The sensor.
     ("sensor", "empty-execution-id", _sensor(execution_id=""), ValueError, ["execution_id"]),
+    ("sensor", "none-execution-id", _sensor(execution_id=None), TypeError, ["execution_id"]),
+    ("sensor", "10000-char-execution-id", _sensor(execution_id=LONG_ID), ValueError, ["execution_id", "10000"]),
     ("sensor", "none-execution-id-at-run", _sensor_run(None), TypeError, ["execution_id"]),
     ("sensor", "status-no-state", _sensor(success_states=["DONE"]), ValueError, ["success_states", "DONE"]),
     ("sensor", "states-overlap", _sensor(success_states=["COMPLETED"], failure_states=["COMPLETED", "FAILED"]),
