@@ -1,44 +1,25 @@
 """Fixtures for the Airflow side: a real AIRFLOW_HOME with a SQLite metadata database.
 
-Airflow reads AIRFLOW_HOME when it is first imported, so it is set here at import time (before
-any test module of this directory imports Airflow), unless the caller set one already. The
+Airflow reads AIRFLOW_HOME when it is first imported, so the shared home (tests/airflow_env.py)
+is configured here at import time, before any test module of this directory imports Airflow. The
 database is migrated once per session; each ``dag.test()`` makes its own DAG run in it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-if "AIRFLOW_HOME" not in os.environ:
-    _HOME = tempfile.mkdtemp(prefix="cerebelum-airflow-home-")
-    os.environ["AIRFLOW_HOME"] = _HOME
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+from tests.airflow_env import add_dag_bundles, configure_airflow_home
 
 #: DAG files ``dag.test()`` may run: this directory's test DAGs, then the example DAGs.
 TEST_DAGS = Path(__file__).parent / "dags"
 EXAMPLE_DAGS = Path(__file__).parents[2] / "example_dags"
-os.environ.setdefault(
-    "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
-    json.dumps(
-        [
-            {
-                "name": name,
-                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(path), "refresh_interval": 0},
-            }
-            for name, path in (("provider-tests", TEST_DAGS), ("example-dags", EXAMPLE_DAGS))
-        ]
-    ),
-)
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+configure_airflow_home()
+add_dag_bundles(("provider-tests", TEST_DAGS), ("example-dags", EXAMPLE_DAGS))
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,13 @@
 """Fixtures for the reliability and security tests: an Airflow home, TLS material, connections.
 
-Airflow reads AIRFLOW_HOME when it is first imported, so it is set here at import time unless
-another conftest (tests/provider) or the caller set one already. This directory's DAG file is
-added to the DAG bundles Airflow knows, whichever conftest set the list first: ``dag.test()``
-only runs DAGs it can find in a bundle.
+Airflow reads AIRFLOW_HOME when it is first imported, so the shared home (tests/airflow_env.py)
+is configured here at import time, and this directory's DAG file added to the DAG bundles:
+``dag.test()`` only runs DAGs it can find in a bundle.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,25 +15,11 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-if "AIRFLOW_HOME" not in os.environ:
-    _HOME = tempfile.mkdtemp(prefix="cerebelum-airflow-home-")
-    os.environ["AIRFLOW_HOME"] = _HOME
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+from tests.airflow_env import add_dag_bundles, configure_airflow_home
 
 RELIABILITY_DAGS = Path(__file__).parent / "dags"
-_BUNDLES_VARIABLE = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
-_bundles = json.loads(os.environ.get(_BUNDLES_VARIABLE) or "[]")
-if not any(bundle.get("name") == "reliability-tests" for bundle in _bundles):
-    _bundles.append(
-        {
-            "name": "reliability-tests",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(RELIABILITY_DAGS), "refresh_interval": 0},
-        }
-    )
-    os.environ[_BUNDLES_VARIABLE] = json.dumps(_bundles)
+configure_airflow_home()
+add_dag_bundles(("reliability-tests", RELIABILITY_DAGS))
 
 
 @pytest.fixture(scope="session")
