@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv floor-venv browser-deps test test-unit test-floor demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps test test-unit test-floor test-floor-all demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -48,9 +48,14 @@ test: $(STAMP) browser-deps
 test-unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q -m "not e2e and not browser"
 
-# The Airflow side's unit suite (no real Airflow processes, no browser) on the Airflow floor;
-# the client and emulator suites import no Airflow, so the floor cannot change their outcome.
+# The provider's unit suite (every Airflow API the provider uses: connection form, hook,
+# trigger, sensor, operators, example DAGs) on the Airflow floor. The client and emulator import
+# no Airflow; tests/reliability and tests/perf also pass on the floor (make test-floor-all) but
+# 3.2.0's dag.test() is about 3x slower and they would take make test past its time budget.
 test-floor: $(FLOOR_STAMP)
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not browser" tests/provider
+
+test-floor-all: $(FLOOR_STAMP)
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not browser" \
 		tests/provider tests/reliability tests/perf tests/test_import_cost.py
 
