@@ -7,37 +7,18 @@ from types import TracebackType
 from typing import Any
 
 from cerebelum_provider.client import _operations as ops
+from cerebelum_provider.client._base import ClientBase
 from cerebelum_provider.client._transport import SyncTransport
-from cerebelum_provider.client.config import ClientSettings, RetryConfig, TLSConfig
 from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
 
 
-class SyncExecutionClient:
+class SyncExecutionClient(ClientBase):
     """Same arguments, methods, answers and errors as ``ExecutionClient``, blocking; thread-safe.
 
     ``iter_executions`` is a plain iterator. See ``ExecutionClient`` for the arguments.
     """
 
-    def __init__(
-        self,
-        core_url: str = "localhost:9090",
-        *,
-        tls: bool | TLSConfig | None = None,
-        token: str | None = None,
-        timeout: float = 10.0,
-        retry: RetryConfig | None = None,
-    ) -> None:
-        self._settings = ClientSettings.build(core_url, tls=tls, token=token, timeout=timeout, retry=retry)
-        self._transport = SyncTransport(self._settings)
-
-    @property
-    def address(self) -> str:
-        """The ``host:port`` this client dials (as named in error messages)."""
-        return self._transport.address
-
-    def __repr__(self) -> str:
-        auth = ", token=***" if self._settings.token else ""
-        return f"SyncExecutionClient({self.address!r}, tls={self._settings.tls is not None}{auth})"
+    transport_class = SyncTransport
 
     def get_execution_status(self, execution_id: str) -> ExecutionStatus:
         """The execution's current status.
