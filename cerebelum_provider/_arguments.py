@@ -55,6 +55,19 @@ def positive_seconds(value: Any, field_name: str, *, allow_none: bool = False) -
 MAX_EXECUTION_ID_LENGTH = 1024
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, shortened: error messages name a bad value without flooding logs."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def check_bool(value: object, *, field_name: str) -> bool:
+    """Return ``value`` when it is a bool; TypeError naming ``field_name`` otherwise ("false" is truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{field_name} must be True or False, got {type(value).__name__} {shown(value)}")
+    return value
+
+
 def is_template_value(value: object) -> bool:
     """True for values only known at run time (an XComArg, a mapped argument): checked in ``execute``."""
     return not isinstance(value, (str, int, float, bool, dict, list, tuple, type(None)))

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from cerebelum_provider._arguments import check_bool
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
@@ -123,12 +124,6 @@ def _check_positive_int(name: str, value: object, *, maximum: int | None = None)
     return value
 
 
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return value
-
-
 def coerce_states(states: object, *, field_name: str = "states") -> tuple[ExecutionState, ...]:
     """Turn one state or an iterable of states (enums, names or values) into a tuple without repeats.
 
@@ -186,8 +181,8 @@ def validate_request(
         if max_executions is None
         else _check_positive_int("max_executions", max_executions),
         max_concurrency=_check_positive_int("max_concurrency", max_concurrency, maximum=MAX_CONCURRENCY),
-        skip_completed_steps=_check_bool("skip_completed_steps", skip_completed_steps),
-        dry_run=_check_bool("dry_run", dry_run),
+        skip_completed_steps=check_bool(skip_completed_steps, field_name="skip_completed_steps"),
+        dry_run=check_bool(dry_run, field_name="dry_run"),
     )
 
 

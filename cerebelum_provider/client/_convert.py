@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from cerebelum_provider.client.config import shown
+from cerebelum_provider._arguments import shown
 from cerebelum_provider.exceptions import ExecutionNotFoundError
 from cerebelum_provider.models import (
     ApprovalInfo,

@@ -13,8 +13,8 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from cerebelum_provider._arguments import check_bool, shown
 from cerebelum_provider.client import _convert
-from cerebelum_provider.client.config import shown
 from cerebelum_provider.exceptions import WorkflowStartError
 from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
 from cerebelum_provider.proto import worker_service_pb2 as pb
@@ -97,17 +97,6 @@ def check_int(name: str, value: object, *, minimum: int, maximum: int) -> int:
     return value
 
 
-def check_bool(name: str, value: object) -> bool:
-    """Return ``value`` when it is a bool.
-
-    Raises:
-        TypeError: anything else (``"false"`` would otherwise be truthy).
-    """
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {shown(value)}")
-    return value
-
-
 def check_filters(workflow_name: object, status: object) -> tuple[str | None, ExecutionState | None]:
     """Validate the optional list filters.
 
@@ -177,7 +166,7 @@ def _page_from_proto(response: pb.ListExecutionsResponse, core_address: str) -> 
 def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Operation[str]:
     """ResumeExecution; the answer is Core's status string (see ``RESUME_ANSWERS``)."""
     execution_id = check_identifier("execution_id", execution_id)
-    skip_completed_steps = check_bool("skip_completed_steps", skip_completed_steps)
+    skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
     request = pb.ResumeExecutionRequest(execution_id=execution_id, skip_completed_steps=skip_completed_steps)
     return Operation("ResumeExecution", request, lambda response, _address: response.status, execution_id)
 

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from cerebelum_provider._arguments import shown
+
 #: Core's own default port, used when a plaintext address names none.
 DEFAULT_PLAINTEXT_PORT = 9090
 #: The usual HTTPS/TLS port, used for ``grpcs://host`` without a port.
@@ -194,12 +196,6 @@ def _resolve_tls(core_url: str, address: CoreAddress, tls: bool | TLSConfig | No
             "otherwise; use grpcs:// for TLS, grpc:// for plaintext, or give no scheme"
         )
     return wanted
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """``repr(value)``, shortened: error messages name a bad value without flooding logs."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _require_number(name: str, value: object, *, minimum: float, exclusive: bool = False) -> None:

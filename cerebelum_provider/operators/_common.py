@@ -24,13 +24,6 @@ T = TypeVar("T")
 OPERATOR_ATTEMPTS = 4
 
 
-def check_bool(value: object, *, field_name: str) -> bool:
-    """Return ``value`` when it is a bool; raise TypeError naming ``field_name`` otherwise."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{field_name} must be True or False, got {type(value).__name__} {value!r}")
-    return value
-
-
 def check_seconds(value: object, *, field_name: str, allow_none: bool = False) -> float | None:
     """Seconds as a float from a positive number or timedelta (or None when allowed).
 

@@ -15,14 +15,13 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cerebelum_provider._arguments import check_execution_id, is_template_value
+from cerebelum_provider._arguments import check_bool, check_execution_id, is_template_value
 from cerebelum_provider.bulk import coerce_states, validate_request
 from cerebelum_provider.exceptions import CerebelumAuthError, CerebelumTLSError
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators._common import (
     call_with_retries,
-    check_bool,
     check_seconds,
     finish,
     handle_trigger_event,
