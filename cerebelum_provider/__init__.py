@@ -1,4 +1,4 @@
-"""Apache Airflow provider and asyncio gRPC client for Cerebelum Core.
+"""Apache Airflow provider and asyncio client (gRPC or REST) for Cerebelum Core.
 
 The models and errors import at no cost. The clients pull in grpc and protobuf, so they are
 loaded on first use: a DAG file that only imports the sensor or the operators never pays for
@@ -14,8 +14,11 @@ from cerebelum_provider.exceptions import (
     CerebelumError,
     CerebelumRPCError,
     CerebelumTLSError,
+    CoreInternalError,
     CoreUnavailableError,
     ExecutionNotFoundError,
+    RequestRefusedError,
+    UnsupportedOperationError,
     WorkflowStartError,
 )
 from cerebelum_provider.models import (
@@ -49,16 +52,19 @@ __all__ = [
     "CerebelumError",
     "CerebelumRPCError",
     "CerebelumTLSError",
+    "CoreInternalError",
     "CoreUnavailableError",
     "ExecutionClient",
     "ExecutionHandle",
     "ExecutionNotFoundError",
     "ExecutionState",
     "ExecutionStatus",
+    "RequestRefusedError",
     "RetryConfig",
     "SleepInfo",
     "StepStatus",
     "SyncExecutionClient",
     "TLSConfig",
+    "UnsupportedOperationError",
     "WorkflowStartError",
 ]

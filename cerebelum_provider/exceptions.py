@@ -2,7 +2,8 @@
 
 Callers branch on the type, never on message text. Every error knows the Core address it was
 talking to and, where there is one, the execution id; messages never contain credentials.
-This module imports no grpc: the status code is kept as given (a ``grpc.StatusCode``).
+This module imports no grpc: the status code is kept as given (a ``grpc.StatusCode`` over gRPC, the
+HTTP status as an ``int`` over Core's REST API).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class CerebelumError(Exception):
         self.message = message
         self.core_address = core_address
         self.execution_id = execution_id
-        #: The gRPC status code (``grpc.StatusCode``) behind the error, when there was one.
+        #: What Core's transport said: a ``grpc.StatusCode`` over gRPC, the HTTP status (``int``) over
+        #: REST, or None when the error is not a transport answer.
         self.code = code
 
 
@@ -53,7 +55,27 @@ class CerebelumTLSError(CoreUnavailableError):
 
 
 class CerebelumRPCError(CerebelumError):
-    """Any other gRPC failure; ``code`` holds the status code."""
+    """Any other failure of a call; ``code`` holds the gRPC status code or the HTTP status."""
+
+
+class CoreInternalError(CerebelumRPCError):
+    """Core crashed answering the call (gRPC ``UNKNOWN "Internal Server Error"``, HTTP 500).
+
+    Not retried: the same call crashes again. The message says what is known about the crash
+    (the released Cores fail every gRPC status query on an existing execution; the HTTP API works).
+    """
+
+
+class RequestRefusedError(CerebelumError):
+    """Core refused a request for what the execution is now (e.g. approving one that waits for
+    no approval: HTTP 422); ``code`` holds the HTTP status."""
+
+
+class UnsupportedOperationError(CerebelumError):
+    """The call exists only on Core's other API (stop, approve and events are REST-only).
+
+    Raised before anything is sent.
+    """
 
 
 class WorkflowStartError(CerebelumError):

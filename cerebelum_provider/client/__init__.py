@@ -1,8 +1,10 @@
-"""Clients for Cerebelum Core's gRPC API; no Airflow import anywhere in this package.
+"""Clients for Cerebelum Core, over its gRPC or its REST API; no Airflow import in this package.
 
-``ExecutionClient`` (asyncio, ``grpc.aio``) and ``SyncExecutionClient`` (blocking) share one
-implementation of validation, request building and conversion (``_operations``, ``_convert``);
-only their transports differ (``_transport``).
+``ExecutionClient`` (asyncio) and ``SyncExecutionClient`` (blocking) share one implementation of
+validation, request building and conversion (``_operations``, with ``_convert`` for gRPC answers
+and ``_rest_convert`` for REST answers); only their transports differ, and each API has its own
+(``_grpc_transport`` on grpc/grpc.aio, ``_http_transport`` on httpx), picked by the address's
+scheme: ``http://``/``https://`` for REST, ``grpc://``/``grpcs://`` or ``host:port`` for gRPC.
 
     from cerebelum_provider.client import ExecutionClient, RetryConfig, TLSConfig
 
@@ -11,7 +13,7 @@ only their transports differ (``_transport``).
         tls=TLSConfig(ca_cert_path="/etc/ssl/core-ca.pem"),
         token=os.environ["CEREBELUM_TOKEN"],         # sent as "authorization: Bearer ..."
         timeout=10.0,                                # deadline of every call attempt
-        retry=RetryConfig(max_attempts=5),           # transient codes, see _transport.TRANSIENT_CODES
+        retry=RetryConfig(max_attempts=5),           # transient failures, see _grpc_transport/_http_transport
     ) as client:
         status = await client.get_execution_status(execution_id)   # ExecutionNotFoundError
         async for execution in client.iter_executions(status="FAILED"):
@@ -21,7 +23,7 @@ only their transports differ (``_transport``).
 """
 
 from cerebelum_provider.client.aio import ExecutionClient
-from cerebelum_provider.client.config import RetryConfig, TLSConfig, parse_core_url
+from cerebelum_provider.client.config import CoreAPI, RetryConfig, TLSConfig, parse_core_url
 from cerebelum_provider.client.sync import SyncExecutionClient
 
-__all__ = ["ExecutionClient", "RetryConfig", "SyncExecutionClient", "TLSConfig", "parse_core_url"]
+__all__ = ["CoreAPI", "ExecutionClient", "RetryConfig", "SyncExecutionClient", "TLSConfig", "parse_core_url"]

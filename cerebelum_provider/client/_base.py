@@ -1,17 +1,17 @@
-"""What both clients are made of: validated settings and a transport; only the transport differs."""
+"""What both clients are made of: validated settings and a transport for the API the address names."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from cerebelum_provider.client.config import ClientSettings, RetryConfig, TLSConfig
+from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig, TLSConfig
 
 
 class ClientBase:
-    """Settings, the transport built from them, the dialled address and a token-free ``repr()``."""
+    """Settings, the transport built from them, the address and a token-free ``repr()``."""
 
-    #: ``AsyncTransport`` or ``SyncTransport``: set by each client class.
-    transport_class: ClassVar[type[Any]]
+    #: The transport class for each API (async or blocking): set by each client class.
+    transport_classes: ClassVar[dict[CoreAPI, type[Any]]]
 
     def __init__(
         self,
@@ -23,12 +23,18 @@ class ClientBase:
         retry: RetryConfig | None = None,
     ) -> None:
         self._settings = ClientSettings.build(core_url, tls=tls, token=token, timeout=timeout, retry=retry)
-        self._transport = self.transport_class(self._settings)
+        self._transport = self.transport_classes[self._settings.address.api](self._settings)
 
     @property
     def address(self) -> str:
-        """The ``host:port`` this client dials (as named in error messages)."""
+        """Where this client talks to Core, as error messages name it: ``host:port`` for gRPC, the
+        base URL for the REST API."""
         return self._transport.address
+
+    @property
+    def api(self) -> CoreAPI:
+        """Which of Core's APIs this client speaks (``CoreAPI.GRPC`` or ``CoreAPI.HTTP``)."""
+        return self._settings.address.api
 
     def __repr__(self) -> str:
         auth = ", token=***" if self._settings.token else ""

@@ -1,8 +1,11 @@
-"""The one implementation of every client call, shared by the async and the sync client.
+"""The one implementation of every client call, shared by both clients and both of Core's APIs.
 
 Each public method of a client builds an :class:`Operation` here (validating its arguments
-first, so nothing is sent on bad input) and hands it to its transport; the two clients only
-differ in how they send. The paging state machine of ``iter_executions`` lives here too.
+first, so nothing is sent on bad input) and hands it to its transport. An operation carries its
+two wire forms side by side, built only when a transport asks for them: a :class:`GrpcCall`
+(request message and conversion of the answer) and an :class:`HttpCall` (method, path, JSON and
+conversion of the answer). Transports only send, receive and map failures onto the one error
+hierarchy; the paging state machine of ``iter_executions`` lives here too.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 from google.protobuf.message import Message
 
 from cerebelum_provider._arguments import check_bool, shown
-from cerebelum_provider.client import _convert
-from cerebelum_provider.exceptions import WorkflowStartError
+from cerebelum_provider.client import _convert, _rest_convert
+from cerebelum_provider.exceptions import (
+    ExecutionNotFoundError,
+    RequestRefusedError,
+    WorkflowStartError,
+)
 from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
 from cerebelum_provider.proto import worker_service_pb2 as pb
 
@@ -33,19 +41,65 @@ MAX_IDLE_PASSES = 3
 #: What ``resume_execution`` can answer.
 RESUME_ANSWERS = ("resumed", "already_running", "failed_to_resume")
 
+_EXECUTIONS = "/api/v1/executions"
+
 
 @dataclass(frozen=True)
-class Operation(Generic[T]):
-    """One RPC ready to send: its name, its request, and how to turn the answer into ``T``.
+class GrpcCall(Generic[T]):
+    """An operation's gRPC form: the RPC, its request, and ``convert(response, core_address)``.
 
-    ``convert(response, core_address)`` may raise a ``CerebelumError`` for an OK answer that
-    means failure (an unknown execution, a workflow that did not start). ``idempotent`` says
-    whether the transport may retry it.
+    ``convert`` may raise a ``CerebelumError`` for an OK answer that means failure (an unknown
+    execution, a workflow that did not start).
     """
 
     rpc: str
     request: Message
     convert: Callable[[Any, str], T]
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What Core's REST API answered: the HTTP status and the decoded JSON body (``{}`` if none)."""
+
+    status_code: int
+    body: Any
+
+    @property
+    def error_word(self) -> str:
+        """The ``error`` field of an error body (``"not_found"``, ``":already_running"``), or ``""``."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        return error if isinstance(error, str) else ""
+
+
+@dataclass(frozen=True)
+class HttpCall(Generic[T]):
+    """An operation's REST form: method, path (below the base URL), query, JSON body, and
+    ``convert(answer, core_address)``.
+
+    The transport hands ``convert`` every 2xx answer and the 404/422 answers that carry an
+    operation's own meaning (unknown execution, already running, ...); other statuses are mapped
+    by the transport itself.
+    """
+
+    method: str
+    path: str
+    convert: Callable[[HttpAnswer, str], T]
+    params: dict[str, str | int] | None = None
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class Operation(Generic[T]):
+    """One client call, validated, with its wire forms for both APIs.
+
+    ``name`` is the gRPC method's name (also for operations only REST has), used in logs and
+    errors. ``grpc`` is None for an operation Core's gRPC API lacks. ``idempotent`` says whether a
+    transport may send it again after a failure that may have reached Core.
+    """
+
+    name: str
+    grpc: Callable[[], GrpcCall[T]] | None
+    http: Callable[[], HttpCall[T]]
     execution_id: str | None = None
     idempotent: bool = True
 
@@ -122,18 +176,52 @@ def _check_tags(tags: object) -> list[str]:
 # -- operations -------------------------------------------------------------------------------
 
 
+def _execution_path(execution_id: str, action: str = "") -> str:
+    # Ids are opaque to this client: quote every character that is not safe in one path segment.
+    return f"{_EXECUTIONS}/{quote(execution_id, safe='')}{action}"
+
+
+def _not_found(core_address: str, execution_id: str, detail: str = "") -> ExecutionNotFoundError:
+    return ExecutionNotFoundError(
+        f"Cerebelum Core at {core_address} knows no execution {execution_id!r}{detail}",
+        core_address=core_address,
+        execution_id=execution_id,
+    )
+
+
+def _refused(answer: HttpAnswer, what: str, core_address: str, execution_id: str | None) -> RequestRefusedError:
+    return RequestRefusedError(
+        f"Cerebelum Core at {core_address} refused to {what}: HTTP {answer.status_code} "
+        f"{shown(answer.body, 300)}",
+        core_address=core_address,
+        execution_id=execution_id,
+        code=answer.status_code,
+    )
+
+
 def get_execution_status(execution_id: str) -> Operation[ExecutionStatus]:
-    """GetExecutionStatus; the converter raises ``ExecutionNotFoundError`` for an unknown id."""
+    """GetExecutionStatus; converters raise ``ExecutionNotFoundError`` for an unknown id."""
     execution_id = check_identifier("execution_id", execution_id)
 
-    def convert(response: pb.ExecutionStatus, core_address: str) -> ExecutionStatus:
-        return _convert.found_status_from_proto(
-            response, execution_id=execution_id, core_address=core_address
-        )
+    def grpc() -> GrpcCall[ExecutionStatus]:
+        def convert(response: pb.ExecutionStatus, core_address: str) -> ExecutionStatus:
+            return _convert.found_status_from_proto(
+                response, execution_id=execution_id, core_address=core_address
+            )
 
-    return Operation(
-        "GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert, execution_id
-    )
+        return GrpcCall("GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert)
+
+    def http() -> HttpCall[ExecutionStatus]:
+        def convert(answer: HttpAnswer, core_address: str) -> ExecutionStatus:
+            if answer.status_code == 404:
+                raise _not_found(core_address, execution_id)
+            if answer.status_code >= 300:
+                raise _refused(answer, f"report execution {execution_id!r}", core_address, execution_id)
+            return _rest_convert.status_from_json(answer.body, execution_id=execution_id)
+
+        return HttpCall("GET", _execution_path(execution_id), convert)
+
+    return Operation("GetExecutionStatus", grpc, http, execution_id)
 
 
 def list_executions(
@@ -142,17 +230,50 @@ def list_executions(
     limit: int = 50,
     offset: int = 0,
 ) -> Operation[ExecutionPage]:
-    """ListExecutions; optional filters given as None stay unset on the wire."""
+    """ListExecutions; optional filters given as None are not sent.
+
+    Over REST, ``status`` can only be RUNNING, COMPLETED or FAILED (the only words Core's list
+    knows); another state raises ``ValueError`` when the REST form is built, before sending.
+    """
     workflow_name, state = check_filters(workflow_name, status)
     limit = check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
     offset = check_int("offset", offset, minimum=0, maximum=_INT32_MAX)
-    request = pb.ListExecutionsRequest(limit=limit, offset=offset)
-    # Core filters on workflow_name whenever the field is present, so it is set only when given.
-    if workflow_name is not None:
-        request.workflow_name = workflow_name
-    if state is not None:
-        request.status = _convert.state_to_wire(state)
-    return Operation("ListExecutions", request, _page_from_proto)
+
+    def grpc() -> GrpcCall[ExecutionPage]:
+        request = pb.ListExecutionsRequest(limit=limit, offset=offset)
+        # Core filters on workflow_name whenever the field is present, so it is set only when given.
+        if workflow_name is not None:
+            request.workflow_name = workflow_name
+        if state is not None:
+            request.status = _convert.state_to_wire(state)
+        return GrpcCall("ListExecutions", request, _page_from_proto)
+
+    def http() -> HttpCall[ExecutionPage]:
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
+        if workflow_name is not None:
+            params["workflow"] = workflow_name
+        if state is not None:
+            if state not in _rest_convert.LIST_FILTER_WORDS:
+                words = ", ".join(s.name for s in _rest_convert.LIST_FILTER_WORDS)
+                raise ValueError(
+                    f"status={state.name} cannot be listed over Core's HTTP API, whose list knows only "
+                    f"{words} (an execution that sleeps or waits for approval lists as RUNNING)"
+                )
+            params["status"] = _rest_convert.LIST_FILTER_WORDS[state]
+
+        def convert(answer: HttpAnswer, core_address: str) -> ExecutionPage:
+            if answer.status_code >= 300:
+                raise _refused(answer, "list executions", core_address, None)
+            body = answer.body if isinstance(answer.body, dict) else {}
+            entries = body.get("executions") if isinstance(body.get("executions"), list) else []
+            executions = [_rest_convert.summary_from_json(entry) for entry in entries if isinstance(entry, dict)]
+            total = body.get("total")
+            total_count = total if isinstance(total, int) and not isinstance(total, bool) else len(executions)
+            return ExecutionPage(executions, total_count, offset + len(executions) < total_count)
+
+        return HttpCall("GET", _EXECUTIONS, convert, params=params)
+
+    return Operation("ListExecutions", grpc, http)
 
 
 def _page_from_proto(response: pb.ListExecutionsResponse, core_address: str) -> ExecutionPage:
@@ -164,11 +285,32 @@ def _page_from_proto(response: pb.ListExecutionsResponse, core_address: str) -> 
 
 
 def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Operation[str]:
-    """ResumeExecution; the answer is Core's status string (see ``RESUME_ANSWERS``)."""
+    """ResumeExecution; the answer is one of ``RESUME_ANSWERS``, on both APIs.
+
+    REST answers 200 for "resumed" and 422 ``":already_running"`` for "already_running"; any
+    other refusal (422 ``":not_found"``, 404) is "failed_to_resume", as gRPC says it. REST has no
+    ``skip_completed_steps`` (Core skips completed steps either way).
+    """
     execution_id = check_identifier("execution_id", execution_id)
     skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
-    request = pb.ResumeExecutionRequest(execution_id=execution_id, skip_completed_steps=skip_completed_steps)
-    return Operation("ResumeExecution", request, lambda response, _address: response.status, execution_id)
+
+    def grpc() -> GrpcCall[str]:
+        request = pb.ResumeExecutionRequest(execution_id=execution_id, skip_completed_steps=skip_completed_steps)
+        return GrpcCall("ResumeExecution", request, lambda response, _address: response.status)
+
+    def http() -> HttpCall[str]:
+        def convert(answer: HttpAnswer, core_address: str) -> str:
+            if answer.status_code < 300:
+                return "resumed"
+            if answer.status_code == 422 and answer.error_word.lstrip(":") == "already_running":
+                return "already_running"
+            if answer.status_code in (404, 422):
+                return "failed_to_resume"
+            raise _refused(answer, f"resume execution {execution_id!r}", core_address, execution_id)
+
+        return HttpCall("POST", _execution_path(execution_id, "/resume"), convert)
+
+    return Operation("ResumeExecution", grpc, http, execution_id)
 
 
 def execute_workflow(
@@ -179,30 +321,153 @@ def execute_workflow(
     tags: Sequence[str] | None = None,
     timeout_ms: int | None = None,
 ) -> Operation[ExecutionHandle]:
-    """ExecuteWorkflow; the converter raises ``WorkflowStartError`` for Core's ``"failed"`` handle."""
-    workflow_name = check_identifier("workflow_name", workflow_name)
-    request = pb.ExecuteRequest(workflow_module=workflow_name)
-    if inputs is not None:
-        request.inputs.CopyFrom(_convert.python_to_struct(inputs, field_name="inputs"))
-    if correlation_id is not None:
-        request.options.correlation_id = check_identifier("correlation_id", correlation_id)
-    if tags is not None:
-        request.options.tags.extend(_check_tags(tags))
-    if timeout_ms is not None:
-        request.options.timeout_ms = check_int("timeout_ms", timeout_ms, minimum=1, maximum=_INT32_MAX)
+    """ExecuteWorkflow; converters raise ``WorkflowStartError`` when Core did not start it.
 
-    def convert(response: pb.ExecutionHandle, core_address: str) -> ExecutionHandle:
-        handle = _convert.handle_from_proto(response)
-        if handle.status == "failed":
-            raise WorkflowStartError(
-                f"Cerebelum Core at {core_address} did not start workflow {workflow_name!r} "
-                f"(answered status='failed', id {handle.execution_id!r}); is its blueprint submitted?",
-                core_address=core_address,
+    Core's REST API takes only the workflow and its inputs: ``correlation_id``, ``tags`` and
+    ``timeout_ms`` raise ``ValueError`` when the REST form is built (before sending) rather than
+    being dropped without a word.
+    """
+    workflow_name = check_identifier("workflow_name", workflow_name)
+    inputs_struct = None if inputs is None else _convert.python_to_struct(inputs, field_name="inputs")
+    correlation_id = None if correlation_id is None else check_identifier("correlation_id", correlation_id)
+    checked_tags = None if tags is None else _check_tags(tags)
+    if timeout_ms is not None:
+        timeout_ms = check_int("timeout_ms", timeout_ms, minimum=1, maximum=_INT32_MAX)
+
+    def not_started(core_address: str, answered: str) -> WorkflowStartError:
+        return WorkflowStartError(
+            f"Cerebelum Core at {core_address} did not start workflow {workflow_name!r} ({answered}); "
+            "is its blueprint submitted?",
+            core_address=core_address,
+        )
+
+    def grpc() -> GrpcCall[ExecutionHandle]:
+        request = pb.ExecuteRequest(workflow_module=workflow_name)
+        if inputs_struct is not None:
+            request.inputs.CopyFrom(inputs_struct)
+        if correlation_id is not None:
+            request.options.correlation_id = correlation_id
+        if checked_tags is not None:
+            request.options.tags.extend(checked_tags)
+        if timeout_ms is not None:
+            request.options.timeout_ms = timeout_ms
+
+        def convert(response: pb.ExecutionHandle, core_address: str) -> ExecutionHandle:
+            handle = _convert.handle_from_proto(response)
+            if handle.status == "failed":
+                raise not_started(core_address, f"answered status='failed', id {handle.execution_id!r}")
+            return handle
+
+        return GrpcCall("ExecuteWorkflow", request, convert)
+
+    def http() -> HttpCall[ExecutionHandle]:
+        unsupported = [
+            name
+            for name, value in (("correlation_id", correlation_id), ("tags", checked_tags), ("timeout_ms", timeout_ms))
+            if value is not None
+        ]
+        if unsupported:
+            raise ValueError(
+                f"{', '.join(unsupported)} cannot be sent over Core's HTTP API, which starts a workflow "
+                "from its name and inputs only; put what you need into the inputs, or use the gRPC API"
             )
-        return handle
+
+        def convert(answer: HttpAnswer, core_address: str) -> ExecutionHandle:
+            if answer.status_code == 404:
+                raise not_started(core_address, f"HTTP 404 {answer.error_word or 'not found'}")
+            if answer.status_code >= 300:
+                raise _refused(answer, f"start workflow {workflow_name!r}", core_address, None)
+            handle = _rest_convert.handle_from_json(answer.body if isinstance(answer.body, dict) else {})
+            if not handle.execution_id:
+                raise not_started(core_address, f"answered without an execution id: {shown(answer.body)}")
+            return handle
+
+        body = {"workflow": workflow_name, "input": inputs if inputs is not None else {}}
+        return HttpCall("POST", _EXECUTIONS, convert, json=body)
 
     # Core ignores options.execution_id, so a retried start would start a second execution.
-    return Operation("ExecuteWorkflow", request, convert, idempotent=False)
+    return Operation("ExecuteWorkflow", grpc, http, idempotent=False)
+
+
+def stop_execution(execution_id: str) -> Operation[str]:
+    """Stop an execution (REST only): ``"stopped"``.
+
+    Raises (from the converter): ``ExecutionNotFoundError`` when Core has no live process for it
+    (unknown, or already ended).
+    """
+    execution_id = check_identifier("execution_id", execution_id)
+
+    def http() -> HttpCall[str]:
+        def convert(answer: HttpAnswer, core_address: str) -> str:
+            if answer.status_code == 404:
+                raise _not_found(core_address, execution_id, " with a running process to stop")
+            if answer.status_code >= 300:
+                raise _refused(answer, f"stop execution {execution_id!r}", core_address, execution_id)
+            return "stopped"
+
+        return HttpCall("POST", _execution_path(execution_id, "/stop"), convert)
+
+    # A repeated stop answers 404 once the first has ended the process: sent again only when the
+    # first attempt surely never reached Core.
+    return Operation("StopExecution", None, http, execution_id, idempotent=False)
+
+
+def approve_execution(execution_id: str, response: dict[str, Any] | None = None) -> Operation[str]:
+    """Approve the step an execution waits on (REST only), with an optional response: ``"approved"``.
+
+    Core hands ``response`` to the step that asked, as its inputs. Its key ``"id"`` is refused:
+    Core's router overwrites it with the execution id.
+
+    Raises (from the converter): ``RequestRefusedError`` when the execution waits for no approval.
+    """
+    execution_id = check_identifier("execution_id", execution_id)
+    if response is None:
+        response = {}
+    _convert.python_to_struct(response, field_name="response")  # the same JSON rules as inputs
+    if "id" in response:
+        raise ValueError(
+            "response must not contain the key 'id': Core's HTTP API replaces it with the execution id"
+        )
+
+    def http() -> HttpCall[str]:
+        def convert(answer: HttpAnswer, core_address: str) -> str:
+            if answer.status_code >= 300:
+                raise _refused(
+                    answer, f"approve execution {execution_id!r} (is it waiting for approval?)",
+                    core_address, execution_id,
+                )
+            return "approved"
+
+        return HttpCall("POST", _execution_path(execution_id, "/approve"), convert, json=response)
+
+    # A repeated approval is refused with 422 once the first was applied: sent again only when the
+    # first attempt surely never reached Core.
+    return Operation("ApproveExecution", None, http, execution_id, idempotent=False)
+
+
+def get_execution_events(execution_id: str) -> Operation[list[dict[str, Any]]]:
+    """An execution's event log (REST only): ``[{"version", "type", "data", "timestamp"}, ...]``.
+
+    Raises (from the converter): ``ExecutionNotFoundError`` for an empty log (Core answers 200 with
+    no events for an id it does not know; every real execution has its start event).
+    """
+    execution_id = check_identifier("execution_id", execution_id)
+
+    def http() -> HttpCall[list[dict[str, Any]]]:
+        def convert(answer: HttpAnswer, core_address: str) -> list[dict[str, Any]]:
+            if answer.status_code == 404:
+                raise _not_found(core_address, execution_id)
+            if answer.status_code >= 300:
+                raise _refused(answer, f"read the events of {execution_id!r}", core_address, execution_id)
+            body = answer.body if isinstance(answer.body, dict) else {}
+            events = [event for event in body.get("events") or [] if isinstance(event, dict)]
+            if not events:
+                raise _not_found(core_address, execution_id, " (its event log is empty)")
+            return events
+
+        return HttpCall("GET", _execution_path(execution_id, "/events"), convert)
+
+    return Operation("GetExecutionEvents", None, http, execution_id)
 
 
 # -- paging -----------------------------------------------------------------------------------
@@ -212,8 +477,9 @@ def execute_workflow(
 class ExecutionPager:
     """The paging state machine behind ``iter_executions``.
 
-    Core orders by most recent activity and the order moves while we page, so offset paging
-    can skip or repeat items. The pager runs passes of offset paging, remembering every id
+    Core orders by execution id, but its status filter reads each execution's latest event, so
+    executions leave and enter a filtered set while we page and offset paging can skip or
+    repeat items. The pager runs passes of offset paging, remembering every id
     already yielded. A pass is *clean* when it saw no id twice, ``total_count`` stayed the same
     on all its pages, and it saw exactly ``total_count`` ids: then nothing can have been
     skipped and iteration stops. Otherwise another pass starts from offset 0: a pass that was

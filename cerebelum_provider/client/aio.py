@@ -1,4 +1,4 @@
-"""``ExecutionClient``: the asyncio client for Cerebelum Core, on ``grpc.aio``."""
+"""``ExecutionClient``: the asyncio client for Cerebelum Core, on ``grpc.aio`` or ``httpx``."""
 
 from __future__ import annotations
 
@@ -8,27 +8,37 @@ from typing import Any
 
 from cerebelum_provider.client import _operations as ops
 from cerebelum_provider.client._base import ClientBase
-from cerebelum_provider.client._transport import AsyncTransport
+from cerebelum_provider.client._grpc_transport import AsyncTransport
+from cerebelum_provider.client._http_transport import AsyncHttpTransport
+from cerebelum_provider.client.config import CoreAPI
 from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
 
 
 class ExecutionClient(ClientBase):
     """Ask Cerebelum Core about executions, resume them, start workflows; never blocks the loop.
 
-    One channel per client, opened on the first call and reused by every call; every call has
-    a deadline (``timeout`` seconds) and transient failures are retried per ``retry``. All
-    errors are ``cerebelum_provider.exceptions.CerebelumError`` subclasses; bad arguments raise
+    The address's scheme picks Core's API: ``http://`` or ``https://`` speak its REST API,
+    ``grpc://``, ``grpcs://`` or a bare ``host:port`` its gRPC API. Both answer with the same
+    models and fail with the same errors. One channel (gRPC) or connection pool (REST) per
+    client, opened on the first call and reused by every call; every call has a deadline
+    (``timeout`` seconds) and transient failures are retried per ``retry``. All errors are
+    ``cerebelum_provider.exceptions.CerebelumError`` subclasses; bad arguments raise
     ``TypeError``/``ValueError`` before anything is sent.
 
+    What REST says less: a status has no workflow name, timestamps or step list; a list entry
+    has no progress, and an execution that sleeps or waits for approval lists as RUNNING (Core
+    derives the listed state from its last event). Only REST can stop or approve an execution
+    and read its event log; over gRPC those raise ``UnsupportedOperationError``.
+
     Args:
-        core_url: ``"host:port"``, ``"grpc://host:port"`` or ``"grpcs://host:port"`` (TLS).
-        tls: True (system roots), a ``TLSConfig``, False/None (plaintext unless ``grpcs://``).
-        token: sent as ``authorization: Bearer <token>``; never logged nor shown in ``repr()``.
+        core_url: ``"host:port"``, ``"grpc(s)://host:port"`` or ``"http(s)://host:port[/prefix]"``.
+        tls: True (system roots), a ``TLSConfig``, False/None (plaintext unless grpcs/https).
+        token: sent as ``Authorization: Bearer <token>``; never logged nor shown in ``repr()``.
         timeout: deadline of each call attempt, in seconds.
         retry: the retry budget; None means ``RetryConfig()``.
     """
 
-    transport_class = AsyncTransport
+    transport_classes = {CoreAPI.GRPC: AsyncTransport, CoreAPI.HTTP: AsyncHttpTransport}
 
     async def get_execution_status(self, execution_id: str) -> ExecutionStatus:
         """The execution's current status.
@@ -46,7 +56,7 @@ class ExecutionClient(ClientBase):
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[ExecutionStatus], int, bool]:
-        """One page of executions, most recent activity first: ``(executions, total_count, has_more)``.
+        """One page of executions, in execution id order: ``(executions, total_count, has_more)``.
 
         ``limit`` is 1..100. Filters left as None are not sent. For every match use
         :meth:`iter_executions`, which copes with the order moving between pages.
@@ -75,7 +85,8 @@ class ExecutionClient(ClientBase):
                 yield execution
 
     async def list_active_workflows(self) -> list[ExecutionStatus]:
-        """Every RUNNING execution (all pages, not just the first)."""
+        """Every RUNNING execution (all pages, not just the first); over REST, those that sleep or wait
+        for approval too (Core lists them as running)."""
         return [execution async for execution in self.iter_executions(status=ExecutionState.RUNNING)]
 
     async def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> str:
@@ -106,8 +117,39 @@ class ExecutionClient(ClientBase):
         )
         return await self._transport.call(operation)
 
+    async def stop_execution(self, execution_id: str) -> str:
+        """Stop an execution (HTTP API only): ``"stopped"``.
+
+        Core ends the execution's process; its state stays as it was (no event records a stop).
+
+        Raises:
+            UnsupportedOperationError: over gRPC (before sending).
+            ExecutionNotFoundError: Core has no running process for it (unknown, or already ended).
+        """
+        return await self._transport.call(ops.stop_execution(execution_id))
+
+    async def approve_execution(self, execution_id: str, response: dict[str, Any] | None = None) -> str:
+        """Approve the step an execution waits on (HTTP API only): ``"approved"``.
+
+        ``response`` (JSON-like) reaches the step that asked for approval, as its inputs.
+
+        Raises:
+            UnsupportedOperationError: over gRPC (before sending).
+            RequestRefusedError: the execution waits for no approval (HTTP 422).
+        """
+        return await self._transport.call(ops.approve_execution(execution_id, response))
+
+    async def get_execution_events(self, execution_id: str) -> list[dict[str, Any]]:
+        """The execution's event log (HTTP API only): ``[{"version", "type", "data", "timestamp"}]``.
+
+        Raises:
+            UnsupportedOperationError: over gRPC (before sending).
+            ExecutionNotFoundError: Core has no events for this id.
+        """
+        return await self._transport.call(ops.get_execution_events(execution_id))
+
     async def close(self) -> None:
-        """Close the channel; a later call opens a new one."""
+        """Close the channel or connection pool; a later call opens a new one."""
         await self._transport.close()
 
     async def __aenter__(self) -> ExecutionClient:

@@ -1,24 +1,43 @@
 """Client options and address parsing: pure Python, no grpc import.
 
 ``TLSConfig`` and ``RetryConfig`` are the small frozen option objects the clients take;
-``parse_core_url`` turns what a user typed into the ``host:port`` the channel dials;
-``ClientSettings`` is the validated bundle both clients build from their arguments.
+``parse_core_url`` turns what a user typed into a :class:`CoreAddress`, whose scheme picks one of
+Core's two APIs (:class:`CoreAPI`); ``ClientSettings`` is the validated bundle both clients build
+from their arguments.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cerebelum_provider._arguments import shown
 
-#: Core's own default port, used when a plaintext address names none.
+#: Core's own default gRPC port, used when a plaintext gRPC address names none.
 DEFAULT_PLAINTEXT_PORT = 9090
-#: The usual HTTPS/TLS port, used for ``grpcs://host`` without a port.
+#: The usual HTTPS/TLS port, used for ``grpcs://host`` and ``https://host`` without a port.
 DEFAULT_TLS_PORT = 443
+#: The usual HTTP port, used for ``http://host`` without a port.
+DEFAULT_HTTP_PORT = 80
 
-_SCHEMES = {"grpc": False, "grpcs": True}
+
+class CoreAPI(str, enum.Enum):
+    """Which of Core's two APIs a client speaks; the address's scheme picks it."""
+
+    GRPC = "grpc"
+    HTTP = "http"
+
+
+# scheme -> (API, TLS)
+_SCHEMES = {
+    "grpc": (CoreAPI.GRPC, False),
+    "grpcs": (CoreAPI.GRPC, True),
+    "http": (CoreAPI.HTTP, False),
+    "https": (CoreAPI.HTTP, True),
+}
+_EXPECTED_FORMS = "'host:port', 'grpc://host:port', 'grpcs://host:port', 'http://host:port' or 'https://host:port'"
 
 
 @dataclass(frozen=True)
@@ -70,22 +89,40 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class CoreAddress:
-    """Where Core is: ``target`` is the ``host:port`` string gRPC dials."""
+    """Where Core is and which API to speak there.
+
+    ``target`` is the ``host:port`` string gRPC dials; ``base_url`` is the root of Core's REST API
+    (``http(s)://host:port`` plus an optional path prefix, for Core behind a gateway).
+    """
 
     host: str
     port: int
-    tls: bool | None  # True for grpcs://, False for grpc://, None when no scheme was given
+    tls: bool | None  # True for grpcs:// and https://, False for grpc:// and http://, None: no scheme
+    api: CoreAPI = CoreAPI.GRPC
+    base_path: str = ""  # only for the HTTP API: "/prefix" without a trailing slash
 
     @property
     def target(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.target}{self.base_path}"
+
+    @property
+    def display(self) -> str:
+        """How errors and logs name this Core: ``host:port`` for gRPC, the base URL for HTTP."""
+        return self.base_url if self.api is CoreAPI.HTTP else self.target
+
 
 def parse_core_url(core_url: str) -> CoreAddress:
-    """Parse ``host:port``, ``grpc://host:port`` or ``grpcs://host:port``.
+    """Parse ``host:port``, ``grpc://``/``grpcs://host:port`` (gRPC) or ``http://``/``https://host:port`` (REST).
 
-    Without a port, ``grpcs://`` means 443 and the others mean Core's default 9090.
+    The scheme picks the API: ``http``/``https`` speak Core's REST API, everything else gRPC.
+    Without a port, ``grpcs://`` and ``https://`` mean 443, ``http://`` 80, the others Core's
+    default 9090. Only an HTTP address may carry a path (a gateway's prefix, e.g.
+    ``https://gw.example.com/cerebelum``).
 
     Returns:
         The parsed :class:`CoreAddress`.
@@ -93,7 +130,7 @@ def parse_core_url(core_url: str) -> CoreAddress:
     Raises:
         TypeError: ``core_url`` is not a string.
         ValueError: the scheme is unknown, the host is missing, the port is not a number in
-            1..65535, or the URL carries a path, query, fragment or credentials.
+            1..65535, or the URL carries a query, fragment, credentials, or (gRPC) a path.
     """
     if not isinstance(core_url, str):
         raise TypeError(
@@ -101,30 +138,29 @@ def parse_core_url(core_url: str) -> CoreAddress:
         )
     text = core_url.strip()
     if not text or any(char.isspace() for char in text):
-        raise ValueError(
-            f"core_url={core_url!r} must be 'host:port', 'grpc://host:port' or 'grpcs://host:port'"
-        )
+        raise ValueError(f"core_url={core_url!r} must be {_EXPECTED_FORMS}")
     scheme_tls: bool | None = None
+    api = CoreAPI.GRPC
     rest = text
     if "://" in text:
         scheme, rest = text.split("://", 1)
         if scheme.lower() not in _SCHEMES:
             raise ValueError(
-                f"core_url={core_url!r} has unknown scheme {scheme!r}; expected grpc:// (plaintext) "
-                "or grpcs:// (TLS), or no scheme"
+                f"core_url={core_url!r} has unknown scheme {scheme!r}; expected grpc:// or grpcs:// "
+                "(Core's gRPC API), http:// or https:// (Core's REST API), or no scheme (gRPC)"
             )
-        scheme_tls = _SCHEMES[scheme.lower()]
+        api, scheme_tls = _SCHEMES[scheme.lower()]
     parts = urlsplit("//" + rest)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(
-            f"core_url={core_url!r} must not carry a path, query or fragment; expected host:port"
-        )
+    base_path = parts.path.rstrip("/")
+    if parts.query or parts.fragment or (base_path and api is not CoreAPI.HTTP):
+        allowed = "a path prefix but no query or fragment" if api is CoreAPI.HTTP else "no path, query or fragment"
+        raise ValueError(f"core_url={core_url!r} must carry {allowed}; expected {_EXPECTED_FORMS}")
     if parts.username is not None or parts.password is not None:
         # A token belongs in the token argument, never in an address that ends up in messages.
         raise ValueError("core_url must not carry credentials; pass the token as token=...")
     host = parts.hostname
     if not host:
-        raise ValueError(f"core_url={core_url!r} names no host; expected host:port")
+        raise ValueError(f"core_url={core_url!r} names no host; expected {_EXPECTED_FORMS}")
     try:
         port = parts.port
     except ValueError:
@@ -135,10 +171,13 @@ def parse_core_url(core_url: str) -> CoreAddress:
     if port is None:
         if parts.netloc.endswith(":"):
             raise ValueError(f"core_url={core_url!r} has an empty port; expected a number in 1..65535")
-        port = DEFAULT_TLS_PORT if scheme_tls else DEFAULT_PLAINTEXT_PORT
+        if scheme_tls:
+            port = DEFAULT_TLS_PORT
+        else:
+            port = DEFAULT_HTTP_PORT if api is CoreAPI.HTTP else DEFAULT_PLAINTEXT_PORT
     if not 1 <= port <= 65535:
         raise ValueError(f"core_url={core_url!r} has port {port}; expected a number in 1..65535")
-    return CoreAddress(host=host, port=port, tls=scheme_tls)
+    return CoreAddress(host=host, port=port, tls=scheme_tls, api=api, base_path=base_path)
 
 
 @dataclass(frozen=True)
@@ -193,7 +232,7 @@ def _resolve_tls(core_url: str, address: CoreAddress, tls: bool | TLSConfig | No
     if address.tls is not None and address.tls != (wanted is not None):
         raise ValueError(
             f"core_url={core_url!r} says {'TLS' if address.tls else 'plaintext'} but tls={tls!r} says "
-            "otherwise; use grpcs:// for TLS, grpc:// for plaintext, or give no scheme"
+            "otherwise; use grpcs:// or https:// for TLS, grpc:// or http:// for plaintext, or give no scheme"
         )
     return wanted
 

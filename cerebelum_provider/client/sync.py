@@ -8,7 +8,9 @@ from typing import Any
 
 from cerebelum_provider.client import _operations as ops
 from cerebelum_provider.client._base import ClientBase
-from cerebelum_provider.client._transport import SyncTransport
+from cerebelum_provider.client._grpc_transport import SyncTransport
+from cerebelum_provider.client._http_transport import SyncHttpTransport
+from cerebelum_provider.client.config import CoreAPI
 from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
 
 
@@ -18,7 +20,7 @@ class SyncExecutionClient(ClientBase):
     ``iter_executions`` is a plain iterator. See ``ExecutionClient`` for the arguments.
     """
 
-    transport_class = SyncTransport
+    transport_classes = {CoreAPI.GRPC: SyncTransport, CoreAPI.HTTP: SyncHttpTransport}
 
     def get_execution_status(self, execution_id: str) -> ExecutionStatus:
         """The execution's current status.
@@ -84,8 +86,20 @@ class SyncExecutionClient(ClientBase):
         )
         return self._transport.call(operation)
 
+    def stop_execution(self, execution_id: str) -> str:
+        """Stop an execution (HTTP API only): ``"stopped"``; see ``ExecutionClient.stop_execution``."""
+        return self._transport.call(ops.stop_execution(execution_id))
+
+    def approve_execution(self, execution_id: str, response: dict[str, Any] | None = None) -> str:
+        """Approve the step an execution waits on (HTTP API only): ``"approved"``."""
+        return self._transport.call(ops.approve_execution(execution_id, response))
+
+    def get_execution_events(self, execution_id: str) -> list[dict[str, Any]]:
+        """The execution's event log (HTTP API only)."""
+        return self._transport.call(ops.get_execution_events(execution_id))
+
     def close(self) -> None:
-        """Close the channel; a later call opens a new one."""
+        """Close the channel or connection pool; a later call opens a new one."""
         self._transport.close()
 
     def __enter__(self) -> SyncExecutionClient:

@@ -149,7 +149,7 @@ def test_pager_property_each_once_and_none_that_stayed_is_skipped(initial, page_
                     items.insert(0, victim)
                 else:
                     stayed.discard(victim)
-        request = operation.request
+        request = operation.grpc().request
         page = items[request.offset : request.offset + request.limit]
         yielded += pager.accept(
             ExecutionPage([_status(i) for i in page], len(items), request.offset + len(page) < len(items))

@@ -104,6 +104,30 @@ GOOD_URLS = [
 ]
 
 
+HTTP_URLS = [
+    ("http://core:4001", "http://core:4001", False),
+    ("http://core", "http://core:80", False),
+    ("https://core", "https://core:443", True),
+    ("HTTPS://core:8443/", "https://core:8443", True),
+    ("https://gw.example.com/cerebelum/", "https://gw.example.com:443/cerebelum", True),
+    ("http://[::1]:4001", "http://[::1]:4001", False),
+]
+
+
+@pytest.mark.parametrize(("url", "address", "tls"), HTTP_URLS)
+def test_http_url_forms_pick_the_rest_api(url, address, tls):
+    from cerebelum_provider.client import CoreAPI
+
+    client = SyncExecutionClient(url)
+    assert (client.api, client.address, client._settings.tls is not None) == (CoreAPI.HTTP, address, tls)
+
+
+@pytest.mark.parametrize(("url", "tls"), [("http://core:1", True), ("https://core:1", False)])
+def test_http_scheme_and_tls_argument_must_agree(url, tls):
+    with pytest.raises(ValueError, match="https:// for TLS"):
+        SyncExecutionClient(url, tls=tls)
+
+
 @pytest.mark.parametrize(("url", "target", "tls"), GOOD_URLS)
 def test_core_url_forms(url, target, tls):
     settings = ClientSettings.build(url, tls=None, token=None, timeout=10.0, retry=None)
@@ -112,7 +136,9 @@ def test_core_url_forms(url, target, tls):
 
 
 BAD_URLS = [
-    ("http://core:80", "unknown scheme 'http'"),
+    ("ftp://core:80", "unknown scheme 'ftp'"),
+    ("http://core:1/api?x=1", "query"),
+    ("https://core:1#top", "fragment"),
     ("core:abc", "'abc'"),
     ("core:0", "1..65535"),
     ("core:65536", "1..65535"),

@@ -9,7 +9,7 @@ from tenacity import RetryCallState, Retrying
 
 from cerebelum_provider.client import RetryConfig
 from cerebelum_provider.client._operations import execute_workflow, get_execution_status
-from cerebelum_provider.client._transport import is_retryable, is_tls_failure, retry_policy
+from cerebelum_provider.client._grpc_transport import is_retryable, is_tls_failure, retry_policy
 
 
 def rpc_error(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:

@@ -1,8 +1,8 @@
-"""Channels, credentials, deadlines, retries and error mapping: the only module that sends.
+"""Core's gRPC API: channels, credentials, deadlines, retries and the mapping of gRPC errors.
 
-Both transports take an :class:`~cerebelum_provider.client._operations.Operation` and return
-its converted answer. They own one lazily created channel each, reused by every call; retries
-happen here and nowhere else, with one tenacity policy built from the client's ``RetryConfig``.
+Both transports here take an :class:`~cerebelum_provider.client._operations.Operation`, send its
+gRPC form and return its converted answer. They own one lazily created channel each, reused by
+every call; retries follow the one policy of ``_retry``. Their REST twins are in ``_http_transport``.
 """
 
 from __future__ import annotations
@@ -10,35 +10,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import AsyncRetrying, Retrying
 
-from cerebelum_provider.client._operations import Operation
-from cerebelum_provider.client.config import ClientSettings, RetryConfig, TLSConfig
+from cerebelum_provider.client import _retry
+from cerebelum_provider.client._operations import GrpcCall, Operation
+from cerebelum_provider.client._tls import TLSMaterial
+from cerebelum_provider.client.config import ClientSettings, RetryConfig
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
     CerebelumRPCError,
     CerebelumTLSError,
+    CoreInternalError,
     CoreUnavailableError,
     ExecutionNotFoundError,
+    UnsupportedOperationError,
 )
 from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 log = logging.getLogger("cerebelum_provider.client")
+
+#: The Core release whose gRPC status handler was measured to crash on every existing execution.
+CRASHING_CORE_RELEASES = "be56c90"
 
 #: Codes worth another attempt: Core restarting, slow, or shedding load. CANCELLED is here
 #: because this client never cancels a call itself (a caller's cancellation surfaces as
@@ -77,86 +75,23 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class TLSMaterial:
-    """PEM bytes read from a ``TLSConfig``'s paths; never shown in ``repr()``."""
-
-    root_certificates: bytes | None = field(default=None, repr=False)
-    certificate_chain: bytes | None = field(default=None, repr=False)
-    private_key: bytes | None = field(default=None, repr=False)
-    server_name_override: str | None = None
-
-    @classmethod
-    def load(cls, config: TLSConfig) -> TLSMaterial:
-        """Read every file the config names.
-
-        Raises:
-            ValueError: a file cannot be read or is empty; the message names the path.
-        """
-        return cls(
-            root_certificates=_read_pem("ca_cert_path", config.ca_cert_path),
-            certificate_chain=_read_pem("client_cert_path", config.client_cert_path),
-            private_key=_read_pem("client_key_path", config.client_key_path),
-            server_name_override=config.server_name_override,
-        )
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        """The channel credentials (server verification, plus a client certificate for mTLS)."""
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.root_certificates,
-            private_key=self.private_key,
-            certificate_chain=self.certificate_chain,
-        )
-
-
-def _read_pem(option: str, path: str | None) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise ValueError(f"TLSConfig.{option}: cannot read {path!r}: {exc.strerror or exc}") from exc
-    if not data.strip():
-        raise ValueError(f"TLSConfig.{option}: {path!r} is empty; expected PEM data")
-    return data
+def channel_credentials(material: TLSMaterial) -> grpc.ChannelCredentials:
+    """The channel credentials (server verification, plus a client certificate for mTLS)."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=material.root_certificates,
+        private_key=material.private_key,
+        certificate_chain=material.certificate_chain,
+    )
 
 
 def retry_policy(config: RetryConfig, operation: Operation[Any], address: str) -> dict[str, Any]:
-    """Keyword arguments for tenacity's ``Retrying``/``AsyncRetrying``: the one retry policy.
+    """tenacity's keyword arguments for a gRPC call: transient codes retried, TLS failures not."""
+    return _retry.retry_policy(config, operation, address, is_retryable=is_retryable, describe=_describe)
 
-    Transient gRPC failures are retried with exponential backoff and jitter until
-    ``config.max_attempts`` calls were made; everything else, TLS handshake failures included,
-    is raised at once. An operation that is not idempotent gets exactly one attempt. Each retry
-    is logged at WARNING (RPC, address, code; never metadata).
-    """
-    max_attempts = config.max_attempts if operation.idempotent else 1
 
-    def log_retry(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        code = _code(error) if isinstance(error, grpc.RpcError) else None
-        log.warning(
-            "%s to Cerebelum Core at %s failed with %s (attempt %d of %d); retrying in %.2f s",
-            operation.rpc,
-            address,
-            code.name if code is not None else error,
-            state.attempt_number,
-            max_attempts,
-            state.upcoming_sleep,
-        )
-
-    return {
-        "before_sleep": log_retry,
-        "stop": stop_after_attempt(max_attempts),
-        # initial * multiplier ** (n - 1), capped, plus up to one initial backoff of jitter;
-        # composed from the two oldest tenacity waits so that every tenacity >= 8.2 works.
-        "wait": wait_exponential(
-            multiplier=config.initial_backoff, max=config.max_backoff, exp_base=config.multiplier
-        )
-        + wait_random(0, config.initial_backoff),
-        "retry": retry_if_exception(is_retryable),
-        "reraise": True,
-    }
+def _describe(error: BaseException) -> str:
+    code = _code(error) if isinstance(error, grpc.RpcError) else None
+    return code.name if code is not None else str(error)
 
 
 def is_tls_failure(error: grpc.RpcError) -> bool:
@@ -172,6 +107,11 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, grpc.RpcError) and _code(error) in TRANSIENT_CODES and not is_tls_failure(error)
 
 
+def is_internal_crash(error: grpc.RpcError) -> bool:
+    """True for Core's crashed handler: ``UNKNOWN`` with details ``"Internal Server Error"``."""
+    return _code(error) == grpc.StatusCode.UNKNOWN and "internal server error" in (_details(error) or "").lower()
+
+
 def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, attempts: int) -> CerebelumError:
     """The ``CerebelumError`` for a gRPC failure of ``operation`` after ``attempts`` calls."""
     code = _code(error)
@@ -179,16 +119,18 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
     context = {"core_address": address, "execution_id": operation.execution_id, "code": code}
     code_name = code.name if code is not None else "UNKNOWN"
     about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
+    if is_internal_crash(error):
+        return CoreInternalError(_crash_message(operation, address), **context)
     if code in _AUTH_CODES:
         return CerebelumAuthError(
-            f"Cerebelum Core at {address} refused {operation.rpc}{about}: {code_name} ({details}); "
+            f"Cerebelum Core at {address} refused {operation.name}{about}: {code_name} ({details}); "
             "check the token and the proxy's access rules",
             **context,
         )
     if code == grpc.StatusCode.NOT_FOUND and operation.execution_id:
         return ExecutionNotFoundError(
             f"Cerebelum Core at {address} knows no execution {operation.execution_id!r} "
-            f"({operation.rpc}: NOT_FOUND, {details})",
+            f"({operation.name}: NOT_FOUND, {details})",
             **context,
         )
     if is_tls_failure(error):
@@ -200,13 +142,38 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
     if code in TRANSIENT_CODES:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         return CoreUnavailableError(
-            f"Cerebelum Core at {address} did not answer {operation.rpc}{about} after {tries}: "
+            f"Cerebelum Core at {address} did not answer {operation.name}{about} after {tries}: "
             f"{code_name} ({details})",
             **context,
         )
     return CerebelumRPCError(
-        f"{operation.rpc}{about} failed at {address}: {code_name} ({details})", **context
+        f"{operation.name}{about} failed at {address}: {code_name} ({details})", **context
     )
+
+
+def _crash_message(operation: Operation[Any], address: str) -> str:
+    if operation.execution_id:
+        what = f"{operation.name} for execution {operation.execution_id!r}"
+    else:
+        what = f"{operation.name} (a page that was not empty)"
+    return (
+        f"Cerebelum Core at {address} failed internally answering {what}: UNKNOWN "
+        f'"Internal Server Error". The Core releases tested ({CRASHING_CORE_RELEASES}) fail every '
+        "status query and every non-empty list over gRPC, so this is Core, not the network, and "
+        "retrying will not help. Core's HTTP API answers these calls: connect with "
+        "http://HOST:HTTP_PORT (api=http in the Airflow connection)."
+    )
+
+
+def _grpc_form(operation: Operation[T], address: str) -> GrpcCall[T]:
+    if operation.grpc is None:
+        raise UnsupportedOperationError(
+            f"{operation.name} is not in Core's gRPC API; it needs Core's HTTP API: connect with "
+            "http://HOST:HTTP_PORT or https://... (api=http in the Airflow connection)",
+            core_address=address,
+            execution_id=operation.execution_id,
+        )
+    return operation.grpc()
 
 
 def _code(error: grpc.RpcError) -> grpc.StatusCode | None:
@@ -253,7 +220,7 @@ class AsyncTransport(_TransportBase):
         if self._stub is None:
             if self._tls is not None:
                 channel = grpc.aio.secure_channel(
-                    self.address, self._tls.credentials(), options=self._options
+                    self.address, channel_credentials(self._tls), options=self._options
                 )
             else:
                 channel = grpc.aio.insecure_channel(self.address, options=self._options)
@@ -271,17 +238,18 @@ class AsyncTransport(_TransportBase):
         Raises:
             CerebelumError: the mapped gRPC failure, or the converter's error for an OK answer.
         """
+        call = _grpc_form(operation, self.address)
         stub = self._ensure_stub()
-        method = getattr(stub, operation.rpc)
+        method = getattr(stub, call.rpc)
         # The first attempt goes out without tenacity: building and running a retry loop costs
         # more CPU than the call itself, and thousands of triggers poll through here. A failed
         # first attempt is replayed as attempt 1 of the tenacity loop, so the policy is unchanged.
         try:
-            response = await method(operation.request, timeout=self.settings.timeout, metadata=self._metadata)
+            response = await method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
         except grpc.RpcError as first_error:
             pending: grpc.RpcError | None = first_error
         else:
-            return operation.convert(response, self.address)
+            return call.convert(response, self.address)
         attempts = 0
         try:
             async for attempt in AsyncRetrying(**retry_policy(self.settings.retry, operation, self.address)):
@@ -290,12 +258,10 @@ class AsyncTransport(_TransportBase):
                     if pending is not None:
                         replayed, pending = pending, None
                         raise replayed
-                    response = await method(
-                        operation.request, timeout=self.settings.timeout, metadata=self._metadata
-                    )
+                    response = await method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise self._error(error, operation, attempts) from None
-        return operation.convert(response, self.address)
+        return call.convert(response, self.address)
 
     async def close(self) -> None:
         """Close the channel; the next call opens a new one."""
@@ -318,7 +284,7 @@ class SyncTransport(_TransportBase):
             if self._stub is None:
                 if self._tls is not None:
                     channel = grpc.secure_channel(
-                        self.address, self._tls.credentials(), options=self._options
+                        self.address, channel_credentials(self._tls), options=self._options
                     )
                 else:
                     channel = grpc.insecure_channel(self.address, options=self._options)
@@ -331,18 +297,17 @@ class SyncTransport(_TransportBase):
         Raises:
             CerebelumError: the mapped gRPC failure, or the converter's error for an OK answer.
         """
-        method = getattr(self._ensure_stub(), operation.rpc)
+        call = _grpc_form(operation, self.address)
+        method = getattr(self._ensure_stub(), call.rpc)
         attempts = 0
         try:
             for attempt in Retrying(**retry_policy(self.settings.retry, operation, self.address)):
                 with attempt:
                     attempts += 1
-                    response = method(
-                        operation.request, timeout=self.settings.timeout, metadata=self._metadata
-                    )
+                    response = method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise self._error(error, operation, attempts) from None
-        return operation.convert(response, self.address)
+        return call.convert(response, self.address)
 
     def close(self) -> None:
         """Close the channel; the next call opens a new one."""

@@ -1,0 +1,133 @@
+"""Core's REST answers (JSON) -> the same plain models the gRPC answers become.
+
+Core's REST API says less than its gRPC API: a status has no workflow name, no timestamps and no
+per-step list; a list summary has no progress. What REST does not say stays empty (``""``,
+``None``, ``0``, ``[]``) rather than being guessed. Like ``_convert``, nothing here raises on odd
+data: a state word this client does not know becomes ``ExecutionState.UNSPECIFIED`` (or FAILED
+when Core reports an error, the order Core's own state derivation uses).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
+
+#: State words of Core's REST API (its engine's state names) -> model states. ``executing_step``
+#: and ``initializing`` are the engine's names for a running execution.
+_STATE_BY_WORD = {
+    "running": ExecutionState.RUNNING,
+    "executing_step": ExecutionState.RUNNING,
+    "initializing": ExecutionState.RUNNING,
+    "completed": ExecutionState.COMPLETED,
+    "failed": ExecutionState.FAILED,
+    "sleeping": ExecutionState.SLEEPING,
+    "waiting_for_approval": ExecutionState.WAITING_FOR_APPROVAL,
+    "paused": ExecutionState.PAUSED,
+}
+
+#: The words the list endpoint's ``status`` filter accepts, by model state. Core derives a listed
+#: execution's status from its last event, so only these three exist there: an execution that is
+#: sleeping or waiting for approval lists as ``running``.
+LIST_FILTER_WORDS = {
+    ExecutionState.RUNNING: "running",
+    ExecutionState.COMPLETED: "completed",
+    ExecutionState.FAILED: "failed",
+}
+
+# Core formats an error as "<Kind> in step :<name> - <details>" (Cerebelum.Execution.ErrorInfo.format);
+# REST sends only that text, so the kind is read back from its first words.
+_ERROR_KIND = re.compile(
+    r"^(Exception|Exit|Throw|Timeout|Diverge failed|Invalid jump|Infinite loop|Approval rejected|"
+    r"Approval timeout)\b"
+)
+_PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def state_from_word(word: object, *, has_error: bool = False) -> ExecutionState:
+    """The model state for one of Core's REST state words."""
+    state = _STATE_BY_WORD.get(word.strip().lower()) if isinstance(word, str) else None
+    if state is None:
+        return ExecutionState.FAILED if has_error else ExecutionState.UNSPECIFIED
+    return state
+
+
+def error_from_json(error: object) -> dict[str, str] | None:
+    """Core's ``error`` (text, or a map on its replay path) as ``{"kind", "message", "stacktrace"}``."""
+    if error is None or error == "":
+        return None
+    if isinstance(error, dict):
+        kind = error.get("kind")
+        message = error.get("message")
+        text = str(message) if message is not None else str(error)
+        return {"kind": str(kind) if kind else _kind_of(text), "message": text, "stacktrace": ""}
+    text = str(error)
+    return {"kind": _kind_of(text), "message": text, "stacktrace": ""}
+
+
+def _kind_of(text: str) -> str:
+    match = _ERROR_KIND.match(text)
+    return match.group(1).lower().replace(" ", "_") if match else "error"
+
+
+def _progress(progress: object) -> tuple[int, int]:
+    match = _PROGRESS.match(progress) if isinstance(progress, str) else None
+    if match is None:
+        return 0, 0
+    return int(match.group(1)), int(match.group(2))
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def status_from_json(body: dict[str, Any], *, execution_id: str) -> ExecutionStatus:
+    """An ``ExecutionStatus`` from ``GET /api/v1/executions/{id}``.
+
+    ``progress`` ``"k/n"`` is Core's ``current_step_index/total_steps``; ``results`` become the step
+    outputs; the ``error`` text becomes the error, its kind read from Core's wording.
+    """
+    error = error_from_json(body.get("error"))
+    current_index, total_steps = _progress(body.get("progress"))
+    results = _dict(body.get("results"))
+    current_step = body.get("current_step")
+    return ExecutionStatus(
+        execution_id=str(body.get("execution_id") or execution_id),
+        workflow_name="",
+        status=state_from_word(body.get("state"), has_error=error is not None),
+        started_at=None,
+        completed_at=None,
+        current_step_index=current_index,
+        total_steps=total_steps,
+        current_step_name=current_step if isinstance(current_step, str) else "",
+        progress_percentage=current_index / total_steps * 100.0 if total_steps > 0 else 0.0,
+        step_outputs={str(name): output for name, output in results.items()},
+        error=error,
+    )
+
+
+def summary_from_json(summary: dict[str, Any]) -> ExecutionStatus:
+    """An ``ExecutionStatus`` from one entry of ``GET /api/v1/executions`` (no progress there)."""
+    current_step = summary.get("current_step")
+    workflow = summary.get("workflow")
+    return ExecutionStatus(
+        execution_id=str(summary.get("execution_id") or summary.get("id") or ""),
+        workflow_name=workflow if isinstance(workflow, str) else "",
+        status=state_from_word(summary.get("status")),
+        started_at=None,
+        completed_at=None,
+        current_step_index=0,
+        total_steps=0,
+        current_step_name=current_step if isinstance(current_step, str) else "",
+        progress_percentage=0.0,
+    )
+
+
+def handle_from_json(body: dict[str, Any]) -> ExecutionHandle:
+    """An ``ExecutionHandle`` from ``POST /api/v1/executions`` (a blueprint's answer nests it in ``data``)."""
+    data = _dict(body.get("data")) or body
+    return ExecutionHandle(
+        execution_id=str(data.get("id") or data.get("execution_id") or ""),
+        status=str(data.get("status") or ""),
+    )

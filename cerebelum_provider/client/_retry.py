@@ -1,0 +1,73 @@
+"""The one retry policy of both transports: tenacity, built from the client's ``RetryConfig``.
+
+Each transport says which failures are transient (``is_retryable``) and how to name one in a log
+line (``describe``); how often and how long to wait is decided here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from cerebelum_provider.client._operations import Operation
+from cerebelum_provider.client.config import RetryConfig
+
+log = logging.getLogger("cerebelum_provider.client")
+
+
+def retry_policy(
+    config: RetryConfig,
+    operation: Operation[Any],
+    address: str,
+    *,
+    is_retryable: Callable[[BaseException], bool],
+    describe: Callable[[BaseException], str],
+    is_retryable_once_sent: Callable[[BaseException], bool] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for tenacity's ``Retrying``/``AsyncRetrying``.
+
+    Failures for which ``is_retryable`` is true are retried with exponential backoff and jitter
+    until ``config.max_attempts`` calls were made; everything else is raised at once. An
+    operation that is not idempotent is retried only for failures that ``is_retryable_once_sent``
+    (the failure proves the request never reached Core), else it gets exactly one attempt. Each
+    retry is logged at WARNING (operation, address, failure; never headers or metadata).
+    """
+    if operation.idempotent:
+        retryable = is_retryable
+    elif is_retryable_once_sent is not None:
+        retryable = is_retryable_once_sent
+    else:
+        retryable = _never
+    max_attempts = config.max_attempts if retryable is not _never else 1
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "%s to Cerebelum Core at %s failed with %s (attempt %d of %d); retrying in %.2f s",
+            operation.name,
+            address,
+            describe(error) if error is not None else "no error",
+            state.attempt_number,
+            max_attempts,
+            state.upcoming_sleep,
+        )
+
+    return {
+        "before_sleep": log_retry,
+        "stop": stop_after_attempt(max_attempts),
+        # initial * multiplier ** (n - 1), capped, plus up to one initial backoff of jitter;
+        # composed from the two oldest tenacity waits so that every tenacity >= 8.2 works.
+        "wait": wait_exponential(
+            multiplier=config.initial_backoff, max=config.max_backoff, exp_base=config.multiplier
+        )
+        + wait_random(0, config.initial_backoff),
+        "retry": retry_if_exception(retryable),
+        "reraise": True,
+    }
+
+
+def _never(error: BaseException) -> bool:
+    return False
