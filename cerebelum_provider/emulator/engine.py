@@ -6,26 +6,32 @@ projections, which are exactly what a replay of the log would give.
 
 An execution moves one step per :meth:`Engine.advance`: the step at ``current_index`` either fails
 (``fail_at``, for its first ``fail_times`` attempts), sleeps (``sleep_at``), asks for approval
-(``approval_at``) or completes, and then the next step starts.
+(``approval_at``) or completes, and then the next step starts. A stopped execution (REST ``stop``)
+no longer moves, and no event records the stop: like Core, which only ends its engine process.
+
+Listings are in execution id text order, as Core's ``DISTINCT ON (execution_id)`` query gives them.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from cerebelum_provider.emulator import core_view
 from cerebelum_provider.emulator import events as ev
 from cerebelum_provider.emulator.events import Event, Phase, Plan, Projection
 from cerebelum_provider.emulator.store import EventStore
 
 DEFAULT_TIMELINE = ("initialize", "process", "validate", "finalize")
 _CLOCK_ORIGIN = "manual_clock_origin"
+#: The answers a resume that has no effect can give (see :meth:`Engine.resume_outcome`).
+RESUME_WITHOUT_EFFECT_ANSWERS = ("already_running", "resumed")
 
 
 class Engine:
@@ -37,13 +43,19 @@ class Engine:
         self.accept_any_workflow = accept_any_workflow
         self._lock = threading.RLock()
         self._workflows: dict[str, tuple[str, ...]] = {}
+        # What executions started over the RPCs do: {"fail_at": index or None, "fail_times": n}.
+        self._workflow_plans: dict[str, dict[str, Any]] = {}
         self._projections: dict[str, Projection] = {}
-        # Execution ids in order of last activity (oldest first), overall and per state.
-        self._by_activity: OrderedDict[str, None] = OrderedDict()
-        self._by_phase: dict[Phase, OrderedDict[str, None]] = {phase: OrderedDict() for phase in Phase}
-        # The same per workflow name, and per (workflow name, state), so filtered pages stay cheap.
-        self._by_workflow: dict[str, OrderedDict[str, None]] = {}
-        self._by_workflow_phase: dict[tuple[str, Phase], OrderedDict[str, None]] = {}
+        # Sorted execution ids, overall and per state, per workflow name and per (name, state), so
+        # filtered pages stay cheap.
+        self._ids: list[str] = []
+        self._by_phase: dict[Phase, list[str]] = {phase: [] for phase in Phase}
+        self._by_workflow: dict[str, list[str]] = {}
+        self._by_workflow_phase: dict[tuple[str, Phase], list[str]] = {}
+        # The type of the latest row Core's log would hold per execution (its listing filter reads it).
+        self._core_last_type: dict[str, str | None] = {}
+        # Stopped executions: kept in memory only, as Core keeps nothing of a stop but a dead process.
+        self._stopped: set[str] = set()
         self._unwritten: list[Event] = []
         self._batch_depth = 0
         self._clock_offset = 0.0
@@ -80,16 +92,33 @@ class Engine:
 
     # Workflows -------------------------------------------------------------------------------
 
-    def define_workflow(self, name: str, steps: Sequence[str]) -> None:
-        """Declare (or redeclare) a workflow's timeline of step names."""
+    def define_workflow(
+        self, name: str, steps: Sequence[str], *, fail_at: str | int | None = None, fail_times: int = 1
+    ) -> None:
+        """Declare (or redeclare) a workflow's timeline of step names.
+
+        ``fail_at`` (a step name or index) makes every execution started over the RPCs fail at that
+        step for its first ``fail_times`` attempts.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"workflow name must be a non-empty string, got {name!r}")
         if isinstance(steps, str) or not steps or not all(isinstance(s, str) and s for s in steps):
             raise ValueError(f"steps must be a non-empty list of non-empty step names, got {steps!r}")
         if len(set(steps)) != len(steps):
             raise ValueError(f"step names must be unique, got {list(steps)!r}")
+        if isinstance(fail_times, bool) or not isinstance(fail_times, int) or fail_times < 1:
+            raise ValueError(f"fail_times must be an int >= 1, got {fail_times!r}")
+        data: dict[str, Any] = {"name": name, "steps": list(steps)}
+        fail_index = _resolve_step(tuple(steps), "fail_at", fail_at)
+        if fail_index is not None:
+            data.update(fail_at=fail_index, fail_times=fail_times)
         with self._lock:
-            self._emit([(None, ev.WORKFLOW_DEFINED, self.now(), {"name": name, "steps": list(steps)})])
+            self._emit([(None, ev.WORKFLOW_DEFINED, self.now(), data)])
+
+    def rpc_plan(self, name: str) -> dict[str, Any]:
+        """The plan of an execution that ExecuteWorkflow (gRPC or REST) starts for ``name``."""
+        with self._lock:
+            return dict(self._workflow_plans.get(name, {}))
 
     def timeline(self, name: str) -> tuple[str, ...] | None:
         """The steps of a workflow, the default timeline when any name is accepted, or None."""
@@ -173,7 +202,11 @@ class Engine:
                     targets = [self._projections[eid] for eid in list(self._by_phase[Phase.RUNNING])]
                 moved = False
                 for projection in targets:
-                    if projection.phase is Phase.RUNNING and projection.reconstruction_error is None:
+                    if (
+                        projection.phase is Phase.RUNNING
+                        and projection.reconstruction_error is None
+                        and projection.execution_id not in self._stopped
+                    ):
                         self._emit(self._step_outcome(projection))
                         moved = True
                 if not moved:
@@ -184,11 +217,21 @@ class Engine:
         with self._lock:
             while True:
                 if execution_id is not None:
-                    if self.require(execution_id).phase is not Phase.RUNNING:
+                    projection = self.require(execution_id)
+                    if projection.phase is not Phase.RUNNING or execution_id in self._stopped:
                         return
-                elif not self._by_phase[Phase.RUNNING]:
+                elif not self._movable():
                     return
                 self.advance(1, execution_id)
+
+    def _movable(self) -> bool:
+        running = self._by_phase[Phase.RUNNING]
+        if len(running) > len(self._stopped):
+            return True
+        return any(
+            eid not in self._stopped and self._projections[eid].reconstruction_error is None
+            for eid in running
+        )
 
     def wake_due_sleeps(self) -> int:
         """Finish the sleep of every execution whose sleep is over; return how many woke."""
@@ -197,18 +240,21 @@ class Engine:
             due = [
                 self._projections[eid]
                 for eid in list(self._by_phase[Phase.SLEEPING])
-                if sleep_remaining_ms(self._projections[eid], now) <= 0
+                if eid not in self._stopped and sleep_remaining_ms(self._projections[eid], now) <= 0
             ]
             for projection in due:
                 self._emit(self._complete_step(projection, projection.current_index, now))
             return len(due)
 
-    def approve(self, execution_id: str) -> None:
-        """Grant the approval an execution waits for; it then moves to its next step.
+    def approve(self, execution_id: str, response: dict[str, Any] | None = None) -> None:
+        """Grant the approval an execution waits for, with ``response``; it then moves to its next step.
 
         Raises:
             ValueError: unknown id, or the execution is not waiting for approval.
+            TypeError: a response that is not a dict.
         """
+        if response is not None and not isinstance(response, dict):
+            raise TypeError(f"response must be a dict or None, got {type(response).__name__} {response!r}")
         with self._lock:
             projection = self.require(execution_id)
             if projection.phase is not Phase.WAITING_FOR_APPROVAL:
@@ -218,7 +264,7 @@ class Engine:
             now = self.now()
             index = projection.current_index
             self._emit(
-                [(execution_id, ev.APPROVAL_GRANTED, now, {"index": index})]
+                [(execution_id, ev.APPROVAL_GRANTED, now, {"index": index, "response": response or {}})]
                 + self._complete_step(projection, index, now)
             )
 
@@ -244,16 +290,53 @@ class Engine:
 
     def resume(self, execution_id: str) -> str:
         """Core's ResumeExecution: ``"resumed"``, ``"already_running"`` or ``"failed_to_resume"``."""
+        return self.resume_outcome(execution_id)[0]
+
+    def resume_outcome(self, execution_id: str, without_effect: str | None = None) -> tuple[str, str | None]:
+        """Resume an execution; return the gRPC answer and, when refused, Core's REST reason.
+
+        The REST reasons are what Core's controller prints (``inspect`` of an atom):
+        ``":already_running"`` (a live engine process), ``":not_found"`` (nothing to rebuild) and
+        ``":not_resumable"`` (completed). A stopped execution has no process, so it resumes from
+        where it stopped. ``without_effect`` plays the real release's bug for failed and
+        completed executions: ``"already_running"`` (their process never ends, so nothing runs)
+        or ``"resumed"`` (after a restart: a failed one answers "resumed" and only records its
+        failure again). Either way nothing runs, and the call counts in ``resumes``.
+        """
+        if without_effect not in (None, *RESUME_WITHOUT_EFFECT_ANSWERS):
+            raise ValueError(
+                f"without_effect must be None or one of {RESUME_WITHOUT_EFFECT_ANSWERS}, "
+                f"got {without_effect!r}"
+            )
         with self._lock:
             projection = self._projections.get(execution_id)
             if projection is None or projection.reconstruction_error is not None:
-                return "failed_to_resume"
+                return "failed_to_resume", ":not_found"
             phase = projection.phase
-            if phase in (Phase.RUNNING, Phase.SLEEPING, Phase.WAITING_FOR_APPROVAL):
-                return "already_running"
-            if phase is not Phase.FAILED:
-                return "failed_to_resume"
             now = self.now()
+            if execution_id in self._stopped:
+                if phase is Phase.COMPLETED:
+                    return "failed_to_resume", ":not_resumable"
+                self._stopped.discard(execution_id)
+                if phase is not Phase.FAILED:
+                    self._emit([(execution_id, ev.RESUME_WITHOUT_EFFECT, now, {"answer": "resumed"})])
+                    return "resumed", None
+                if without_effect is not None:
+                    # A new process from the log: with the bug, it starts failed, as after a restart.
+                    data = {"answer": "resumed", "records_failure": True}
+                    self._emit([(execution_id, ev.RESUME_WITHOUT_EFFECT, now, data)])
+                    return "resumed", None
+            elif phase in (Phase.RUNNING, Phase.SLEEPING, Phase.WAITING_FOR_APPROVAL):
+                return "already_running", ":already_running"
+            elif without_effect == "already_running":
+                self._emit([(execution_id, ev.RESUME_WITHOUT_EFFECT, now, {"answer": "already_running"})])
+                return "already_running", ":already_running"
+            elif phase is Phase.COMPLETED:
+                return "failed_to_resume", ":not_resumable"
+            elif without_effect == "resumed":
+                data = {"answer": "resumed", "records_failure": True}
+                self._emit([(execution_id, ev.RESUME_WITHOUT_EFFECT, now, data)])
+                return "resumed", None
             # Restart from the failed step: the steps before it stay completed.
             self._emit(
                 [
@@ -261,7 +344,23 @@ class Engine:
                     (execution_id, ev.STEP_STARTED, now, {"index": projection.current_index}),
                 ]
             )
-            return "resumed"
+            return "resumed", None
+
+    def stop(self, execution_id: str) -> bool:
+        """End the execution's engine process (REST ``stop``): it no longer moves, its state stays.
+
+        Returns False for an unknown id or one stopped already (Core finds no process: 404).
+        """
+        with self._lock:
+            if execution_id not in self._projections or execution_id in self._stopped:
+                return False
+            self._stopped.add(execution_id)
+            return True
+
+    def is_stopped(self, execution_id: str) -> bool:
+        """Whether the execution was stopped and not resumed since."""
+        with self._lock:
+            return execution_id in self._stopped
 
     def append_raw_event(self, execution_id: str, event_type: str, data: dict[str, Any]) -> None:
         """Append an event as is, bypassing the engine's rules (to make a log Core cannot replay)."""
@@ -289,17 +388,30 @@ class Engine:
     def list(
         self, workflow_name: str | None, phase: Phase | None, limit: int, offset: int
     ) -> tuple[list[Projection], int]:
-        """A page of executions, most recent activity first, and the count of all matches."""
+        """A page of executions in execution id text order, and the count of all matches."""
         with self._lock:
-            index: OrderedDict[str, None]
             if workflow_name is None:
-                index = self._by_activity if phase is None else self._by_phase[phase]
+                index = self._ids if phase is None else self._by_phase[phase]
             elif phase is None:
-                index = self._by_workflow.get(workflow_name, OrderedDict())
+                index = self._by_workflow.get(workflow_name, [])
             else:
-                index = self._by_workflow_phase.get((workflow_name, phase), OrderedDict())
-            ids: Iterable[str] = itertools.islice(reversed(index), offset, offset + limit)
-            return [self._projections[eid] for eid in ids], len(index)
+                index = self._by_workflow_phase.get((workflow_name, phase), [])
+            return [self._projections[eid] for eid in index[offset : offset + limit]], len(index)
+
+    def core_list(self, workflow_name: str | None, status_word: str | None) -> list[str]:
+        """Every id Core's REST listing matches, in id order: the status word is matched against
+        each execution's latest row (``core_view.matches_status``), any other word matches none."""
+        with self._lock:
+            index = self._ids if workflow_name is None else self._by_workflow.get(workflow_name, [])
+            if status_word is None:
+                return list(index)
+            last = self._core_last_type
+            return [eid for eid in index if core_view.matches_status(last.get(eid), status_word)]
+
+    def events_of(self, execution_id: str) -> list[Event]:
+        """The execution's events in log order, as stored."""
+        with self._lock:
+            return self.store.events_of(execution_id)
 
     def execution_ids(self, phase: Phase | None = None) -> list[str]:
         """Ids in the order they started (or, with a phase, of executions in that state)."""
@@ -380,6 +492,8 @@ class Engine:
         if event.execution_id is None:
             if event.type == ev.WORKFLOW_DEFINED:
                 self._workflows[event.data["name"]] = tuple(event.data["steps"])
+                plan = {key: event.data[key] for key in ("fail_at", "fail_times") if key in event.data}
+                self._workflow_plans[event.data["name"]] = plan
             elif event.type == ev.CLOCK_ADVANCED:
                 self._clock_offset += event.data["seconds"]
             return
@@ -387,18 +501,32 @@ class Engine:
         before = self._projections.get(execution_id)
         after = ev.apply_or_mark(before, event)
         self._projections[execution_id] = after
+        core_type = core_view.core_type(event)
+        if core_type is not None or before is None:
+            self._core_last_type[execution_id] = core_type
         workflow = after.workflow_name
-        if before is not None:
-            self._by_phase[before.phase].pop(execution_id, None)
-            self._by_workflow_phase[(before.workflow_name, before.phase)].pop(execution_id, None)
-        for index in (
-            self._by_activity,
-            self._by_phase[after.phase],
-            self._by_workflow.setdefault(workflow, OrderedDict()),
-            self._by_workflow_phase.setdefault((workflow, after.phase), OrderedDict()),
-        ):
-            index[execution_id] = None
-            index.move_to_end(execution_id)
+        if before is None:
+            _insert(self._ids, execution_id)
+            _insert(self._by_workflow.setdefault(workflow, []), execution_id)
+        elif before.phase is after.phase and before.workflow_name == workflow:
+            return
+        else:
+            _remove(self._by_phase[before.phase], execution_id)
+            _remove(self._by_workflow_phase[(before.workflow_name, before.phase)], execution_id)
+        _insert(self._by_phase[after.phase], execution_id)
+        _insert(self._by_workflow_phase.setdefault((workflow, after.phase), []), execution_id)
+
+
+def _insert(index: list[str], execution_id: str) -> None:
+    position = bisect.bisect_left(index, execution_id)
+    if position == len(index) or index[position] != execution_id:
+        index.insert(position, execution_id)
+
+
+def _remove(index: list[str], execution_id: str) -> None:
+    position = bisect.bisect_left(index, execution_id)
+    if position < len(index) and index[position] == execution_id:
+        del index[position]
 
 
 def _output(projection: Projection, index: int) -> dict[str, Any]:

@@ -23,6 +23,9 @@ APPROVAL_GRANTED = "approval_granted"
 EXECUTION_COMPLETED = "execution_completed"
 EXECUTION_FAILED = "execution_failed"
 EXECUTION_RESUMED = "execution_resumed"
+# A ResumeExecution that answered as if it resumed (or that a live process swallowed) and changed
+# nothing: the real Core's resume bug. Counted in ``resumes``; nothing else moves.
+RESUME_WITHOUT_EFFECT = "resume_without_effect"
 # Events about the emulator itself, not about one execution (their execution_id is None).
 WORKFLOW_DEFINED = "workflow_defined"
 CLOCK_ADVANCED = "clock_advanced"
@@ -108,6 +111,8 @@ class Projection:
     slept_at: frozenset[int] = frozenset()
     approved_at: frozenset[int] = frozenset()
     resumes: int = 0
+    step_runs: dict[str, int] = field(default_factory=dict)
+    approval_response: dict[str, Any] | None = None
     last_seq: int = 0
     reconstruction_error: str | None = None
 
@@ -228,15 +233,27 @@ def _step_started(state: Projection, event: Event) -> Projection:
     return state
 
 
+def _ran(state: Projection, index: int) -> dict[str, int]:
+    name = state.steps[index]
+    return {**state.step_runs, name: state.step_runs.get(name, 0) + 1}
+
+
 def _step_completed(state: Projection, event: Event) -> Projection:
     index = _expect_current(state, event)
     outputs = {**state.step_outputs, state.steps[index]: event.data.get("output") or {}}
-    return _replace(state, current_index=index + 1, step_outputs=outputs, sleep=None, approval=None)
+    return _replace(
+        state,
+        current_index=index + 1,
+        step_outputs=outputs,
+        sleep=None,
+        approval=None,
+        step_runs=_ran(state, index),
+    )
 
 
 def _step_failed(state: Projection, event: Event) -> Projection:
-    _expect_current(state, event)
-    return _replace(state, failures=state.failures + 1)
+    index = _expect_current(state, event)
+    return _replace(state, failures=state.failures + 1, step_runs=_ran(state, index))
 
 
 def _sleep_started(state: Projection, event: Event) -> Projection:
@@ -255,14 +272,18 @@ def _approval_requested(state: Projection, event: Event) -> Projection:
         timeout_ms=event.data["timeout_ms"],
         requested_at=event.at,
     )
-    return _replace(state, approval=approval, approved_at=state.approved_at | {index})
+    # Asking for approval is a run of the step; Core runs it again once approved.
+    return _replace(
+        state, approval=approval, approved_at=state.approved_at | {index}, step_runs=_ran(state, index)
+    )
 
 
 def _approval_granted(state: Projection, event: Event) -> Projection:
     _expect_current(state, event)
     if state.approval is None:
         raise ReconstructionError(f"event {event.seq} grants an approval nobody requested")
-    return state
+    response = event.data.get("response")
+    return _replace(state, approval_response=response if isinstance(response, dict) else {})
 
 
 def _execution_completed(state: Projection, event: Event) -> Projection:
@@ -288,6 +309,10 @@ def _execution_resumed(state: Projection, event: Event) -> Projection:
     return _replace(state, error=None, resumes=state.resumes + 1)
 
 
+def _resume_without_effect(state: Projection, event: Event) -> Projection:
+    return _replace(state, resumes=state.resumes + 1)
+
+
 _HANDLERS = {
     STEP_STARTED: _step_started,
     STEP_COMPLETED: _step_completed,
@@ -298,4 +323,5 @@ _HANDLERS = {
     EXECUTION_COMPLETED: _execution_completed,
     EXECUTION_FAILED: _execution_failed,
     EXECUTION_RESUMED: _execution_resumed,
+    RESUME_WITHOUT_EFFECT: _resume_without_effect,
 }

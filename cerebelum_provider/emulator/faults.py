@@ -2,7 +2,9 @@
 
 The order a call goes through: counted (and its peer noted), hang, latency, bearer token, the
 next-N failures, the failure rate. Settings are changed from the test's thread and read on the
-server's loop, so they sit behind one lock.
+server's loop, so they sit behind one lock. Both faces of the emulator go through :meth:`Faults.admit`:
+gRPC calls by their RPC name, REST calls by the name of the RPC that does the same (and
+:data:`REST_ONLY_NAMES` for the calls only REST has).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from collections.abc import Iterable
 
 import grpc
 
-RPC_NAMES = frozenset(
+#: Names counted for the REST calls that have no gRPC counterpart.
+REST_ONLY_NAMES = frozenset(["StopExecution", "ApproveExecution", "GetExecutionEvents"])
+
+RPC_NAMES = REST_ONLY_NAMES | frozenset(
     [
         "Register",
         "Heartbeat",
@@ -39,7 +44,8 @@ def _rpc_set(rpcs: Iterable[str] | str | None) -> frozenset[str] | None:
     unknown = names - RPC_NAMES
     if unknown:
         raise ValueError(
-            f"rpcs {sorted(unknown)} are not WorkerService RPCs; expected some of {sorted(RPC_NAMES)}"
+            f"rpcs {sorted(unknown)} are not WorkerService RPCs or REST call names; "
+            f"expected some of {sorted(RPC_NAMES)}"
         )
     return names
 
@@ -122,32 +128,40 @@ class Faults:
             return dict(self._calls)
 
     def peers(self) -> set[str]:
-        """Distinct ``context.peer()`` values seen."""
+        """Distinct client connections seen: ``context.peer()`` values and ``http(s)://host:port``."""
         with self._lock:
             return set(self._peers)
+
+    def token_ok(self, authorization: str) -> bool:
+        """Whether an ``authorization`` value passes (always, when no token is required)."""
+        if self._token is None:
+            return True
+        return hmac.compare_digest(authorization.encode(), f"Bearer {self._token}".encode())
 
     # The gate --------------------------------------------------------------------------------
 
     async def gate(self, rpc: str, context: grpc.aio.ServicerContext) -> None:
-        """Apply the faults to one call; aborts the call (raises) when a fault fires."""
+        """Apply the faults to one gRPC call; aborts the call (raises) when a fault fires."""
+        failure = await self.admit(rpc, context.peer(), _authorization(context))
+        if failure is not None:
+            await context.abort(*failure)
+
+    async def admit(self, rpc: str, peer: str, authorization: str) -> tuple[grpc.StatusCode, str] | None:
+        """Count the call, then hang, wait or pick the failure it gets (None: go on and answer)."""
         with self._lock:
             self._calls[rpc] += 1
-            self._peers.add(context.peer())
+            self._peers.add(peer)
             hang, latency = self._hang, self._latency
         if hang:
             # Half-open network: the call is accepted and never answered; cancellation ends it.
             await asyncio.Event().wait()
         if latency:
             await asyncio.sleep(latency)
-        failure = self._pick_failure(rpc, context)
-        if failure is not None:
-            await context.abort(*failure)
+        return self._pick_failure(rpc, authorization)
 
-    def _pick_failure(
-        self, rpc: str, context: grpc.aio.ServicerContext
-    ) -> tuple[grpc.StatusCode, str] | None:
+    def _pick_failure(self, rpc: str, authorization: str) -> tuple[grpc.StatusCode, str] | None:
         with self._lock:
-            if self._token is not None and not self._token_ok(context):
+            if not self.token_ok(authorization):
                 return grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token"
             if self._fail_next and (self._fail_next_rpcs is None or rpc in self._fail_next_rpcs):
                 self._fail_next -= 1
@@ -157,11 +171,9 @@ class Faults:
                 return self._rate_code, f"injected random failure ({self._rate_code.name})"
         return None
 
-    def _token_ok(self, context: grpc.aio.ServicerContext) -> bool:
-        assert self._token is not None
-        presented = ""
-        for key, value in context.invocation_metadata() or ():
-            if key.lower() == "authorization":
-                presented = value if isinstance(value, str) else value.decode("utf-8", "replace")
-                break
-        return hmac.compare_digest(presented.encode(), f"Bearer {self._token}".encode())
+
+def _authorization(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key.lower() == "authorization":
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return ""

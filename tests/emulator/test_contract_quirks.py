@@ -204,13 +204,17 @@ def test_list_status_unspecified_or_absent_means_no_filter(core, stub):
     assert list_ids(stub, status=pb.EXECUTION_PAUSED)[1].total_count == 0
 
 
-def test_list_order_is_most_recent_activity_first_and_a_resumed_execution_moves_to_the_front(core, stub):
-    failed = core.start_execution("orders", fail_at=0)
-    core.advance(1, failed)
-    later = [core.start_execution("orders") for _ in range(3)]
-    assert list_ids(stub)[0] == [*reversed(later), failed]
-    assert resume(stub, failed) == "resumed"
-    assert list_ids(stub)[0] == [failed, *reversed(later)]
+def test_list_order_is_execution_id_text_order_and_stays_put_when_an_execution_changes(core, stub):
+    ids = ["c-3", "a-1", "b-2", "B-0"]
+    for execution_id in ids:
+        core.start_execution("orders", fail_at=0, execution_id=execution_id)
+    core.advance(1, "b-2")
+    assert list_ids(stub)[0] == sorted(ids) == ["B-0", "a-1", "b-2", "c-3"]
+    assert resume(stub, "b-2") == "resumed"
+    core.advance(1)
+    assert list_ids(stub)[0] == sorted(ids)
+    assert list_ids(stub, limit=2, offset=1)[0] == ["a-1", "b-2"]
+    assert list_ids(stub, status=pb.EXECUTION_FAILED)[0] == ["B-0", "a-1", "c-3"]
 
 
 def test_list_total_count_counts_all_matches_and_has_more_says_if_a_page_follows(core, stub):

@@ -25,7 +25,20 @@ actions = st.one_of(
     st.tuples(st.just("start"), plans),
     st.tuples(st.just("advance"), st.integers(0, 3), st.integers(0, 9) | st.none()),
     st.tuples(st.just("advance_time"), st.floats(0, 6)),
-    st.tuples(st.sampled_from(["approve", "resume", "complete", "corrupt"]), st.integers(0, 9)),
+    st.tuples(
+        st.sampled_from(
+            [
+                "approve",
+                "resume",
+                "resume_already_running",
+                "resume_after_restart",
+                "stop",
+                "complete",
+                "corrupt",
+            ]
+        ),
+        st.integers(0, 9),
+    ),
 )
 
 
@@ -44,6 +57,12 @@ def act(engine: Engine, ids: list[str], action: tuple) -> None:
             engine.approve(target)
         elif kind == "resume":
             engine.resume(target)
+        elif kind == "resume_already_running":
+            engine.resume_outcome(target, without_effect="already_running")
+        elif kind == "resume_after_restart":
+            engine.resume_outcome(target, without_effect="resumed")
+        elif kind == "stop":
+            engine.stop(target)
         elif kind == "complete":
             engine.complete(target)
         elif kind == "corrupt":
@@ -69,7 +88,7 @@ def test_projections_equal_a_replay_and_indexes_agree(script):
 
     page, total = engine.list(None, None, 100, 0)
     assert total == len(ids)
-    assert [p.last_seq for p in page] == sorted((p.last_seq for p in page), reverse=True)
+    assert [p.execution_id for p in page] == sorted(ids)
     for phase in Phase:
         in_phase = [p.execution_id for p in engine.list(None, phase, 100, 0)[0]]
         assert sorted(in_phase) == sorted(engine.execution_ids(phase))
