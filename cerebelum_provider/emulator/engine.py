@@ -115,6 +115,11 @@ class Engine:
         with self._lock:
             self._emit([(None, ev.WORKFLOW_DEFINED, self.now(), data)])
 
+    def defined_workflows(self) -> dict[str, tuple[str, ...]]:
+        """Every defined workflow and its steps."""
+        with self._lock:
+            return dict(self._workflows)
+
     def rpc_plan(self, name: str) -> dict[str, Any]:
         """The plan of an execution that ExecuteWorkflow (gRPC or REST) starts for ``name``."""
         with self._lock:

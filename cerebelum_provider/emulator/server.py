@@ -1,9 +1,9 @@
 """``CoreEmulator``: a local Cerebelum Core for tests and DAG development.
 
-The gRPC server (grpc.aio) runs on its own event loop in a background thread, so the emulator
-works the same from synchronous tests, from asyncio tests running another loop, and from the
-command line. Everything else (seeding, the clock, faults, assertions) is a plain method call
-that is safe from any thread.
+The gRPC server (grpc.aio) and the REST server (``rest``) run on one event loop in a background
+thread, so the emulator works the same from synchronous tests, from asyncio tests running another
+loop, and from the command line. Everything else (seeding, the clock, faults, the real Core's
+bugs, assertions) is a plain method call that is safe from any thread.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -21,9 +24,11 @@ import grpc
 
 from cerebelum_provider import models
 from cerebelum_provider.emulator import render, scenario
+from cerebelum_provider.emulator.bugs import RealCoreBugs
 from cerebelum_provider.emulator.engine import Engine
 from cerebelum_provider.emulator.events import Phase
 from cerebelum_provider.emulator.faults import Faults
+from cerebelum_provider.emulator.rest import CoreRestApp, RestServer
 from cerebelum_provider.emulator.servicer import CoreServicer
 from cerebelum_provider.emulator.store import EventStore
 from cerebelum_provider.exceptions import ExecutionNotFoundError
@@ -67,14 +72,37 @@ class EmulatorTLS:
             require_client_auth=client_ca is not None,
         )
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same material as a server ``ssl.SSLContext`` (for the REST server)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.set_alpn_protocols(["http/1.1"])
+        # The ssl module loads a certificate chain from files only: a private directory, removed at once.
+        directory = tempfile.mkdtemp(prefix="cerebelum-emulator-tls-")
+        try:
+            chain = os.path.join(directory, "server.pem")
+            with open(os.open(chain, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as file:
+                file.write(_pem(self.private_key_pem, "private_key_pem") or b"")
+                file.write(b"\n")
+                file.write(_pem(self.cert_chain_pem, "cert_chain_pem") or b"")
+            context.load_cert_chain(chain)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        client_ca = _pem(self.client_ca_pem, "client_ca_pem")
+        if client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cadata=client_ca.decode())
+        return context
+
 
 class CoreEmulator:
-    """A gRPC server that answers like Cerebelum Core, with executions that live and faults on demand.
+    """gRPC and REST servers that answer like Cerebelum Core, with live executions and faults on demand.
 
     Use it as a context manager (``with CoreEmulator() as core:``) or call :meth:`start` and
     :meth:`stop`. Steps move only on :meth:`advance` unless ``step_seconds`` is given, in which
     case each running execution moves one step every ``step_seconds`` of real time and sleeps
-    end on real time. See ../shared/core-contract.md for what the RPCs answer.
+    end on real time. See ../shared/core-contract.md for what the RPCs answer. ``http_port`` is the
+    REST server's port (0: a free one; None: no REST server); ``real_core_bugs`` switches on the
+    real release's bugs (a :class:`RealCoreBugs`, or True for all as measured).
     """
 
     def __init__(
@@ -90,9 +118,15 @@ class CoreEmulator:
         *,
         host: str = "127.0.0.1",
         scenario_data: dict[str, Any] | None = None,
+        http_port: int | None = 0,
+        real_core_bugs: RealCoreBugs | bool | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int between 0 and 65535, got {port!r}")
+        if http_port is not None and (
+            isinstance(http_port, bool) or not isinstance(http_port, int) or not 0 <= http_port <= 65535
+        ):
+            raise ValueError(f"http_port must be an int between 0 and 65535 or None, got {http_port!r}")
         if step_seconds is not None and (
             isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float)) or step_seconds <= 0
         ):
@@ -114,6 +148,9 @@ class CoreEmulator:
         self._demo = demo
         self._scenario = scenario_data
         self._faults = Faults(latency=latency, token=token)
+        self._bugs = RealCoreBugs.coerce(real_core_bugs)
+        self._http_port = http_port
+        self._rest: RestServer | None = None
         self._list_broken = False
         self._engine: Engine | None = None
         self._lock = threading.RLock()
@@ -124,7 +161,8 @@ class CoreEmulator:
 
     def __repr__(self) -> str:
         state = "running" if self._thread else "stopped"
-        return f"CoreEmulator(address={self.address!r}, db={self._db_path or ':memory:'}, {state})"
+        rest = f", http_url={self.http_url!r}" if self._http_port is not None else ""
+        return f"CoreEmulator(address={self.address!r}{rest}, db={self._db_path or ':memory:'}, {state})"
 
     # Lifecycle -------------------------------------------------------------------------------
 
@@ -137,6 +175,20 @@ class CoreEmulator:
     def port(self) -> int:
         """The port the server listens on (0 before the first start when 0 was asked for)."""
         return self._port
+
+    @property
+    def http_port(self) -> int | None:
+        """The REST server's port (0 before the first start when 0 was asked for; None: no REST)."""
+        return self._http_port
+
+    @property
+    def http_url(self) -> str | None:
+        """``http://host:port`` of the REST API (``https`` with TLS), or None without a REST server."""
+        if self._http_port is None:
+            return None
+        scheme = "https" if self._tls is not None else "http"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{scheme}://{host}:{self._http_port}"
 
     @property
     def engine(self) -> Engine:
@@ -210,7 +262,12 @@ class CoreEmulator:
     async def _serve(self) -> None:
         # No SO_REUSEPORT: two emulators must never silently share (and split) one port.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        servicer = CoreServicer(lambda: self.engine, self._faults, list_broken=lambda: self._list_broken)
+        servicer = CoreServicer(
+            lambda: self.engine,
+            self._faults,
+            list_broken=lambda: self._list_broken,
+            bugs=lambda: self._bugs,
+        )
         pb_grpc.add_WorkerServiceServicer_to_server(servicer, server)
         bind = f"{self._host}:{self._port}"
         try:
@@ -222,7 +279,17 @@ class CoreEmulator:
             raise RuntimeError(f"Cerebelum Core emulator could not listen on {bind}: {error}") from error
         if port == 0:
             raise RuntimeError(f"Cerebelum Core emulator could not listen on {bind}")
-        await server.start()
+        if self._http_port is not None:
+            app = CoreRestApp(lambda: self.engine, self._faults, lambda: self._bugs).app
+            ssl_context = self._tls.ssl_context() if self._tls is not None else None
+            rest = RestServer(app, self._host, self._http_port, ssl_context)
+            self._http_port = await rest.start()
+            self._rest = rest
+        try:
+            await server.start()
+        except BaseException:
+            await self._stop_rest()
+            raise
         self._server, self._port = server, port
         if self._step_seconds is not None:
             self._ticker = asyncio.get_running_loop().create_task(self._tick(self._step_seconds))
@@ -238,8 +305,14 @@ class CoreEmulator:
         if self._server is not None:
             await self._server.stop(grace=None)
             self._server = None
+        await self._stop_rest()
         # A clock move the ticker handed to a worker thread must end before the log is closed.
         await asyncio.get_running_loop().shutdown_default_executor()
+
+    async def _stop_rest(self) -> None:
+        if self._rest is not None:
+            await self._rest.stop()
+            self._rest = None
 
     async def _tick(self, step_seconds: float) -> None:
         """Real time: wake sleeps that are over; every ``step_seconds`` move running executions."""
@@ -257,9 +330,17 @@ class CoreEmulator:
 
     # Executions ------------------------------------------------------------------------------
 
-    def define_workflow(self, name: str, steps: Sequence[str]) -> None:
-        """Declare a workflow and its step names (as SubmitBlueprint does). Raises ValueError."""
-        self.engine.define_workflow(name, list(steps) if not isinstance(steps, str) else steps)
+    def define_workflow(
+        self, name: str, steps: Sequence[str], *, fail_at: str | int | None = None, fail_times: int = 1
+    ) -> None:
+        """Declare a workflow and its step names (as SubmitBlueprint does).
+
+        With ``fail_at`` (a step name or index), executions started by ExecuteWorkflow (gRPC or
+        REST) fail at that step on its first ``fail_times`` runs; a resume re-runs from there.
+        Raises ValueError (bad names, unknown step, ``fail_times`` < 1).
+        """
+        steps = list(steps) if not isinstance(steps, str) else steps
+        self.engine.define_workflow(name, steps, fail_at=fail_at, fail_times=fail_times)
 
     def start_execution(
         self,
@@ -315,9 +396,13 @@ class CoreEmulator:
         """Advance until the execution (or all) completed, failed, sleeps or waits for approval."""
         self.engine.run_until_settled(execution_id)
 
-    def approve(self, execution_id: str) -> None:
-        """Grant a pending approval. Raises ValueError when the execution is not waiting."""
-        self.engine.approve(execution_id)
+    def approve(self, execution_id: str, response: dict[str, Any] | None = None) -> None:
+        """Grant a pending approval (with ``response``).
+
+        Raises:
+            ValueError: the execution is not waiting for approval.
+        """
+        self.engine.approve(execution_id, response)
 
     def complete(self, execution_id: str) -> None:
         """Force an execution to COMPLETED now. Raises ValueError for an unknown id."""
@@ -364,19 +449,67 @@ class CoreEmulator:
         """Make ListExecutions hit an internal error (Core then answers OK with an empty list)."""
         self._list_broken = bool(enabled)
 
+    # The real Core's bugs --------------------------------------------------------------------
+
+    @property
+    def real_core_bugs(self) -> RealCoreBugs:
+        """The real release's bugs this emulator plays now (see ``bugs``)."""
+        return self._bugs
+
+    def set_real_core_bugs(self, bugs: RealCoreBugs | bool | None) -> None:
+        """Play these bugs from now on (True: all, as measured; None or False: none)."""
+        self._bugs = RealCoreBugs.coerce(bugs)
+
+    def set_status_crash(self, enabled: bool = True) -> None:
+        """gRPC status queries of existing executions (and non-empty list pages) fail with UNKNOWN."""
+        self._bugs = RealCoreBugs(bool(enabled), self._bugs.resume_without_effect)
+
+    def set_resume_without_effect(self, answer: str | None = "already_running") -> None:
+        """Resuming a failed or completed execution changes nothing and answers ``answer``.
+
+        ``"already_running"`` (while Core runs) or ``"resumed"`` (after a Core restart); None turns
+        it off. Raises ValueError for another answer.
+        """
+        self._bugs = RealCoreBugs(self._bugs.status_crash, answer)
+
     # Assertions ------------------------------------------------------------------------------
 
     def resume_count(self, execution_id: str) -> int:
-        """How many times ResumeExecution answered "resumed" for the execution (0 if unknown)."""
+        """How many resumes (gRPC or REST) answered "resumed" or met the resume-without-effect bug.
+
+        0 for an unknown id.
+        """
         projection = self.engine.get(execution_id)
         return projection.resumes if projection is not None else 0
 
+    def stopped(self, execution_id: str) -> bool:
+        """Whether a REST ``stop`` ended the execution (and no resume started it again)."""
+        return self.engine.is_stopped(execution_id)
+
+    def approval_response(self, execution_id: str) -> dict[str, Any] | None:
+        """The response the execution's latest approval was granted with, or None if never approved."""
+        projection = self.engine.get(execution_id)
+        return projection.approval_response if projection is not None else None
+
+    def step_runs(self, execution_id: str) -> dict[str, int]:
+        """How many times each step ran (failed, completed or asked for approval); {} if unknown.
+
+        A step that asked for approval runs again once approved, as in Core.
+        """
+        projection = self.engine.get(execution_id)
+        return dict(projection.step_runs) if projection is not None else {}
+
     def call_counts(self) -> dict[str, int]:
-        """Calls received per RPC name (e.g. ``{"GetExecutionStatus": 3}``), failed ones included."""
+        """Calls received per RPC name (e.g. ``{"GetExecutionStatus": 3}``), failed ones included.
+
+        REST calls count under the equivalent RPC's name, and as ``StopExecution``,
+        ``ApproveExecution`` and ``GetExecutionEvents`` for the calls only REST has.
+        """
         return self._faults.call_counts()
 
     def peers(self) -> set[str]:
-        """Distinct client connections seen (``context.peer()`` values)."""
+        """Distinct client connections seen: gRPC ``context.peer()`` values (``ipv4:host:port``)
+        and one ``http://host:port`` (or ``https://``) per REST TCP connection."""
         return self._faults.peers()
 
     def status(self, execution_id: str) -> models.ExecutionStatus:

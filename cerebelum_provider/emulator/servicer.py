@@ -1,7 +1,8 @@
 """The gRPC face of the emulator: Core's five client RPCs with its quirks; worker RPCs refused.
 
 Every call first goes through the fault gate (``faults.Faults.gate``), so an injected failure
-changes nothing. The answers follow ../shared/core-contract.md point by point.
+changes nothing. The answers follow ../shared/core-contract.md point by point, and the real
+release's bugs (``bugs.RealCoreBugs``) when they are switched on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 from cerebelum_provider.emulator import render
+from cerebelum_provider.emulator.bugs import INTERNAL_SERVER_ERROR, RealCoreBugs
 from cerebelum_provider.emulator.engine import Engine
 from cerebelum_provider.emulator.events import Phase
 from cerebelum_provider.emulator.faults import Faults
@@ -35,11 +37,17 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
     """
 
     def __init__(
-        self, engine: Callable[[], Engine], faults: Faults, *, list_broken: Callable[[], bool]
+        self,
+        engine: Callable[[], Engine],
+        faults: Faults,
+        *,
+        list_broken: Callable[[], bool],
+        bugs: Callable[[], RealCoreBugs] = RealCoreBugs,
     ) -> None:
         self._engine = engine
         self._faults = faults
         self._list_broken = list_broken
+        self._bugs = bugs
         self._statuses = render.StatusCache()
 
     # Client RPCs -----------------------------------------------------------------------------
@@ -50,21 +58,26 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
         projection = engine.get(request.execution_id)
         if projection is None:
             return render.not_found(request.execution_id)
+        if self._bugs().status_crash:
+            await context.abort(grpc.StatusCode.UNKNOWN, INTERNAL_SERVER_ERROR)
         return self._statuses.status(projection, engine.now())
 
     async def ListExecutions(self, request, context):
         await self._faults.gate("ListExecutions", context)
         try:
-            return self._list(request)
+            answer = self._list(request)
         except Exception:
             # Core answers OK with an empty list when its query fails.
             log.exception("ListExecutions failed; answering an empty list as Core does")
             return pb.ListExecutionsResponse()
+        if answer.executions and self._bugs().status_crash:
+            await context.abort(grpc.StatusCode.UNKNOWN, INTERNAL_SERVER_ERROR)
+        return answer
 
     async def ResumeExecution(self, request, context):
         await self._faults.gate("ResumeExecution", context)
         engine = self._engine()
-        outcome = engine.resume(request.execution_id)
+        outcome, _ = engine.resume_outcome(request.execution_id, self._bugs().resume_without_effect)
         handle = pb.ExecutionHandle(execution_id=request.execution_id, status=outcome)
         if outcome == "resumed":
             handle.started_at.CopyFrom(render.timestamp(engine.now()))
@@ -78,7 +91,7 @@ class CoreServicer(pb_grpc.WorkerServiceServicer):
             return pb.ExecutionHandle(execution_id=engine.next_error_handle(), status="failed")
         inputs = json_format.MessageToDict(request.inputs) if request.HasField("inputs") else {}
         # options.execution_id is ignored, as by Core: it always picks the id itself.
-        execution_id = engine.start_execution(name, inputs)
+        execution_id = engine.start_execution(name, inputs, plan=engine.rpc_plan(name))
         projection = engine.get(execution_id)
         assert projection is not None
         return pb.ExecutionHandle(
