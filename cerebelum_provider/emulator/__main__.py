@@ -1,4 +1,8 @@
-"""``cerebelum-emulator serve``: run the Core emulator until Ctrl-C or SIGTERM."""
+"""``cerebelum-emulator serve``: run the Core emulator until Ctrl-C or SIGTERM.
+
+Its ready line is ``Cerebelum Core emulator listening on HOST:PORT``; with ``--http-port`` it goes
+on with `` (REST http://HOST:HTTP_PORT)``, so the gRPC address stays the first word after "on".
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,19 @@ from cerebelum_provider.emulator.server import CoreEmulator
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one ``serve`` subcommand."""
     parser = argparse.ArgumentParser(
-        prog="cerebelum-emulator", description="A local Cerebelum Core (gRPC) for DAG development and tests."
+        prog="cerebelum-emulator",
+        description="A local Cerebelum Core (gRPC, and REST on request) for DAG development and tests.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the emulator until Ctrl-C or SIGTERM")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9090, help="port (default 9090; 0 picks a free one)")
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="also serve Core's REST API on this port (0 picks a free one; default: no REST)",
+    )
     serve.add_argument("--db", default=None, help="SQLite event log file (default: in memory, lost on exit)")
     serve.add_argument("--demo", action="store_true", help="seed the demo executions (once per db)")
     serve.add_argument(
@@ -40,6 +51,8 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until a stop signal; return the exit status."""
     if args.step_seconds is not None and args.step_seconds <= 0:
         raise SystemExit(f"--step-seconds must be > 0, got {args.step_seconds}")
+    if args.http_port is not None and not 0 <= args.http_port <= 65535:
+        raise SystemExit(f"--http-port must be between 0 and 65535, got {args.http_port}")
     try:
         scenario = load_scenario_file(args.scenario) if args.scenario else None
     except (OSError, ValueError) as error:
@@ -50,6 +63,7 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     emulator = CoreEmulator(
         port=args.port,
+        http_port=args.http_port,
         db_path=args.db,
         step_seconds=args.step_seconds,
         demo=args.demo,
@@ -62,7 +76,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"cerebelum-emulator: {error}", file=sys.stderr)
         return 1
     try:
-        print(f"Cerebelum Core emulator listening on {emulator.address}", flush=True)
+        rest = f" (REST {emulator.http_url})" if emulator.http_url is not None else ""
+        print(f"Cerebelum Core emulator listening on {emulator.address}{rest}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:
