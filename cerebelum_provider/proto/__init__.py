@@ -1,5 +1,8 @@
 """Generated protobuf and gRPC modules for ``cerebelum.worker.WorkerService``.
 
-Everything here except this file is written by ``make protos`` (scripts/generate_protos.py)
-from protos/cerebelum/worker/worker_service.proto. Do not edit by hand.
+The ``*_pb2*`` modules are written by ``make protos`` (scripts/generate_protos.py) from
+protos/cerebelum/worker/worker_service.proto; do not edit them by hand. They register in
+_pool.py's descriptor pool, not protobuf's default one, so they load next to the published
+cerebelum-sdk, which registers the same ``cerebelum.worker`` symbols there. This file and
+_pool.py are written by hand.
 """
