@@ -16,9 +16,20 @@ _HOOK_CLASS = "cerebelum_provider.hooks.cerebelum.CerebelumHook"
 
 #: Fields kept in the connection's ``extra`` JSON; the hook reads exactly these keys.
 CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
+    "api": {
+        "label": "Core API",
+        "description": (
+            "grpc: Core's gRPC API (port 9090 by default). http: Core's REST API (port 4001 by default), "
+            "which the released Cores need for status queries and which alone can stop and approve."
+        ),
+        "schema": {"type": ["string", "null"], "enum": ["grpc", "http", None], "default": "grpc"},
+    },
     "tls": {
         "label": "Use TLS",
-        "description": "Connect over TLS (grpcs). Turned on by itself when a CA bundle or client certificate is set.",
+        "description": (
+            "Connect over TLS (grpcs, or https for the REST API). Turned on by itself when a CA bundle "
+            "or client certificate is set."
+        ),
         "schema": {"type": ["boolean", "null"], "default": False},
     },
     "ca_cert": {
@@ -91,8 +102,8 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": {"host": "Core host", "port": "Core port", "password": "Bearer token"},
                     "placeholders": {
                         "host": "core.example.com",
-                        "port": "9090",
-                        "password": "token sent as 'authorization: Bearer <token>' (optional)",
+                        "port": "9090 (gRPC) or 4001 (REST)",
+                        "password": "token sent as 'Authorization: Bearer <token>' (needed by the REST API)",
                     },
                 },
             }

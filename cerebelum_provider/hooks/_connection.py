@@ -2,8 +2,12 @@
 
 Pure Python (no grpc, no Airflow import): the hook hands it a connection object, tests and the
 operators can use it directly. Extras may come from the UI form (real JSON types), from a URI
-(``?tls=true&timeout=10``, every value a string) or with the legacy ``extra__cerebelum__``
-prefix; all three forms parse to the same settings.
+(``?tls=true&timeout=10&api=http``, every value a string) or with the legacy
+``extra__cerebelum__`` prefix; all three forms parse to the same settings.
+
+The ``api`` extra picks which of Core's APIs the connection speaks: ``grpc`` (the default, port
+9090 when none is given) or ``http``, Core's REST API (port 4001 when none is given; ``tls``
+makes it https).
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from typing import Any
 
 #: Core's default gRPC port.
 DEFAULT_PORT = 9090
+#: Core's default REST (Phoenix) port.
+DEFAULT_HTTP_PORT = 4001
+#: The values of the ``api`` extra, the first being the default.
+API_CHOICES = ("grpc", "http")
 #: Deadline of one call attempt, in seconds, when the connection sets none.
 DEFAULT_TIMEOUT = 10.0
 
@@ -40,11 +48,15 @@ class CerebelumConnectionSettings:
     server_name: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     ui_url: str | None = None
+    api: str = "grpc"
 
     @property
     def address(self) -> str:
-        """``host:port`` as dialled (IPv6 hosts in brackets)."""
+        """Core's address as the client names it: ``host:port`` (gRPC), or the REST API's base URL
+        ``http(s)://host:port`` (IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.api == "http":
+            return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
         return f"{host}:{self.port}"
 
     def tls_key(self) -> tuple[Any, ...]:
@@ -104,10 +116,10 @@ def parse_bool(value: Any, *, field_name: str) -> bool:
     raise ValueError(f"{field_name} must be true or false (or 1/0), got {value!r}")
 
 
-def _port(connection: Any) -> int:
+def _port(connection: Any, api: str) -> int:
     raw = connection.port
     if raw is None or raw == "":
-        return DEFAULT_PORT
+        return DEFAULT_HTTP_PORT if api == "http" else DEFAULT_PORT
     try:
         port = int(str(raw).strip())
     except ValueError:
@@ -132,6 +144,19 @@ def _timeout(extras: dict[str, Any], conn_id: str) -> float:
     return timeout
 
 
+def _api(extras: dict[str, Any], conn_id: str) -> str:
+    raw = extras.get("api")
+    if raw is None or raw == "":
+        return API_CHOICES[0]
+    api = raw.strip().lower() if isinstance(raw, str) else raw
+    if api not in API_CHOICES:
+        raise ValueError(
+            f"connection {conn_id!r}: extra field 'api' must be 'grpc' (Core's gRPC API) or 'http' "
+            f"(Core's REST API), got {raw!r}"
+        )
+    return str(api)
+
+
 def _readable_file(path: str | None, name: str, conn_id: str) -> None:
     if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
         raise ValueError(f"connection {conn_id!r}: extra field {name!r} names no readable file: {path!r}")
@@ -151,7 +176,7 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
 
     Raises:
         ValueError: naming the field: missing host, host carrying a scheme or path, port not a
-            number, timeout not above 0, TLS switched off while TLS files are given, a TLS file
+            number, api neither grpc nor http, timeout not above 0, TLS switched off while TLS files are given, a TLS file
             that cannot be read, a client certificate without key (or the reverse), a ``ui_url``
             that is not an http(s) URL.
     """
@@ -162,9 +187,11 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
     if "://" in host or "/" in host or any(char.isspace() for char in host):
         raise ValueError(
             f"connection {conn_id!r}: host must be a bare host name, got {host!r} "
-            "(put the port in the port field and switch TLS on with the 'tls' extra)"
+            "(put the port in the port field, switch TLS on with the 'tls' extra and pick the API with "
+            "the 'api' extra)"
         )
     extras = _extras(connection, extra)
+    api = _api(extras, conn_id)
     ca_cert = _text(extras, "ca_cert", conn_id)
     client_cert = _text(extras, "client_cert", conn_id)
     client_key = _text(extras, "client_key", conn_id)
@@ -195,7 +222,7 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
         )
     return CerebelumConnectionSettings(
         host=host,
-        port=_port(connection),
+        port=_port(connection, api),
         token=connection.password or None,
         tls=tls,
         ca_cert=ca_cert,
@@ -204,4 +231,5 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
         server_name=server_name,
         timeout=_timeout(extras, conn_id),
         ui_url=ui_url,
+        api=api,
     )

@@ -41,11 +41,13 @@ async def _adecode_extra(connection: Any) -> dict[str, Any]:
 class CerebelumHook(BaseHook):
     """Build clients for Cerebelum Core from an Airflow connection of type ``cerebelum``.
 
-    The connection holds the host, the port (default 9090), the bearer token in the password
-    field and, in ``extra``, ``tls``, ``ca_cert``, ``client_cert``, ``client_key``,
-    ``server_name``, ``timeout`` (seconds) and ``ui_url``. URI form::
+    The connection holds the host, the port, the bearer token in the password field and, in
+    ``extra``, ``api`` (``grpc``, the default, port 9090; or ``http``, Core's REST API, port 4001),
+    ``tls``, ``ca_cert``, ``client_cert``, ``client_key``, ``server_name``, ``timeout`` (seconds)
+    and ``ui_url``. URI forms::
 
         cerebelum://:TOKEN@core.example.com:9090?tls=true&ca_cert=/etc/ssl/core-ca.pem&timeout=10
+        cerebelum://:TOKEN@core.example.com:4001?api=http          (REST; tls=true means https)
 
     Args:
         cerebelum_conn_id: the Airflow connection id.
@@ -185,6 +187,7 @@ class CerebelumHook(BaseHook):
         """The settings as a dict safe to log: the token is replaced by whether one is set."""
         return {
             "address": settings.address,
+            "api": settings.api,
             "tls": settings.tls,
             "ca_cert": settings.ca_cert,
             "client_cert": settings.client_cert,

@@ -29,6 +29,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from cerebelum_provider._arguments import (
+    check_bool,
     check_disjoint_states,
     check_execution_id,
     coerce_states,
@@ -61,6 +62,9 @@ class CerebelumExecutionTrigger(BaseTrigger):
         max_sleep_wait: longest single wait, in seconds, while the execution sleeps.
         unavailable_timeout: how long, in seconds, Core may stay unreachable (consecutive
             transient failures) before the event is ``"error"``; None means until ``end_time``.
+        stop_on_kill: when a user kills the deferred task (mark failed, clear; Airflow 3.3+
+            calls ``on_kill``), stop the execution over Core's HTTP API; over gRPC, which cannot
+            stop one, log a warning naming it. Only for an execution the task itself started.
 
     Raises:
         TypeError, ValueError: an argument is invalid (checked here, before anything runs).
@@ -76,6 +80,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         end_time: float | None = None,
         max_sleep_wait: float = 300.0,
         unavailable_timeout: float | None = None,
+        stop_on_kill: bool = False,
     ) -> None:
         super().__init__()
         self.execution_id = check_execution_id(execution_id)
@@ -93,6 +98,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         self.end_time = float(end_time) if end_time is not None else None
         self.max_sleep_wait = positive_seconds(max_sleep_wait, "max_sleep_wait")
         self.unavailable_timeout = positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
+        self.stop_on_kill = check_bool(stop_on_kill, field_name="stop_on_kill")
 
     def __repr__(self) -> str:
         return (
@@ -113,6 +119,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "max_sleep_wait": self.max_sleep_wait,
                 "unavailable_timeout": self.unavailable_timeout,
+                "stop_on_kill": self.stop_on_kill,
             },
         )
 
@@ -128,6 +135,29 @@ class CerebelumExecutionTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll Core until the execution is final or a deadline passes; yield exactly one event."""
         yield await self._watch()
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task: stop the execution it started (``stop_on_kill``)."""
+        if not self.stop_on_kill:
+            return
+        from cerebelum_provider.client import CoreAPI
+        from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+        try:
+            client = await CerebelumHook(self.cerebelum_conn_id).get_async_client()
+            if client.api is not CoreAPI.HTTP:
+                self.log.warning(
+                    "Cerebelum execution %s is left running: stopping an execution needs Core's HTTP API "
+                    "(api=http on connection %r)",
+                    self.execution_id,
+                    self.cerebelum_conn_id,
+                )
+                return
+            await client.stop_execution(self.execution_id)
+        except Exception as error:  # a kill must go through whatever Core answers
+            self.log.warning("Could not stop Cerebelum execution %s: %s", self.execution_id, error)
+            return
+        self.log.info("Stopped Cerebelum execution %s, which the killed task started", self.execution_id)
 
     async def _watch(self) -> TriggerEvent:
         from cerebelum_provider.hooks.cerebelum import CerebelumHook

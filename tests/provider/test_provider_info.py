@@ -31,12 +31,13 @@ def test_connection_type_matches_the_provider_yaml_connection_schema():
     jsonschema.validate(connection_type, item_schema)
     assert connection_type["connection-type"] == "cerebelum"
     assert set(connection_type["conn-fields"]) == {
-        "tls", "ca_cert", "client_cert", "client_key", "server_name", "timeout", "ui_url"
+        "api", "tls", "ca_cert", "client_cert", "client_key", "server_name", "timeout", "ui_url"
     }
+    assert connection_type["conn-fields"]["api"]["schema"]["enum"] == ["grpc", "http", None]
     behaviour = connection_type["ui-field-behaviour"]
     assert {"schema", "login"} <= set(behaviour["hidden-fields"])
     assert behaviour["relabeling"]["password"] == "Bearer token"
-    assert behaviour["placeholders"]["port"] == "9090"
+    assert behaviour["placeholders"]["port"] == "9090 (gRPC) or 4001 (REST)"
 
 
 def test_every_listed_module_and_class_imports():

@@ -58,6 +58,7 @@ def test_serialize_returns_exactly_the_init_arguments():
         end_time=1_900_000_000.5,
         max_sleep_wait=120,
         unavailable_timeout=60,
+        stop_on_kill=True,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "cerebelum_provider.triggers.cerebelum.CerebelumExecutionTrigger"
@@ -70,9 +71,10 @@ def test_serialize_returns_exactly_the_init_arguments():
         "end_time": 1_900_000_000.5,
         "max_sleep_wait": 120.0,
         "unavailable_timeout": 60.0,
+        "stop_on_kill": True,
     }
     assert rebuilt(trigger).serialize() == (classpath, kwargs)
-    assert set(kwargs) == set(CerebelumExecutionTrigger.__init__.__code__.co_varnames[1:9])
+    assert set(kwargs) == set(CerebelumExecutionTrigger.__init__.__code__.co_varnames[1:10])
 
 
 def test_serialized_kwargs_survive_airflows_serde():

@@ -25,10 +25,10 @@ WAIT_MODES = ("no_wait", "poll", "deferrable")
 class CrashAfterStart(CerebelumExecuteWorkflowOperator):
     """Dies on its first try right after the start (and the XCom push), before waiting."""
 
-    def _wait(self, client: Any, execution_id: str) -> dict[str, Any]:
+    def _wait(self, client: Any, execution_id: str, **options: Any) -> dict[str, Any]:
         if self._try_number == 1:
             raise RuntimeError(f"simulated worker crash after starting {execution_id}")
-        return super()._wait(client, execution_id)
+        return super()._wait(client, execution_id, **options)
 
     def execute(self, context: Any) -> dict[str, Any]:
         self._try_number = context["ti"].try_number
