@@ -19,17 +19,29 @@ over a changing set skips and repeats items, and every resumed execution leaves 
   client's budget is spent, by an outer tenacity retry per execution here. An authentication
   error stops the whole run at once: every other call would be refused the same way.
 
+- Resume is checked, never assumed. The released Core answers ``"already_running"`` for a FAILED
+  execution (its engine process lives on until Core restarts) and, after a restart, ``"resumed"``
+  while nothing runs again. So every ``"resumed"`` or ``"already_running"`` is followed, after
+  ``resume_check_grace`` seconds, by a read of the execution: one still FAILED goes to
+  ``not_resumed``. The checks wait out their grace side by side (each queued with the moment it is
+  due, in order), so the grace is paid once per run, not once per execution; a read that fails goes
+  to ``errors``. Resumes and reads share the ``max_concurrency`` bound on calls to Core.
+
 One case is reported as Core answers it: when a resume reached Core but its answer was lost
 (a network error after Core acted), the retry answers ``"already_running"`` and the execution is
-counted under ``already_running``, not ``resumed``. Either way it is running again.
+counted under ``already_running``, not ``resumed``. Either way it is running again. And one case
+cannot be told apart from Core's answers: an execution that really resumed but failed again
+within the grace reads FAILED like one that never ran, so it is counted under ``not_resumed``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from cerebelum_provider._arguments import check_bool
@@ -38,6 +50,7 @@ from cerebelum_provider.exceptions import (
     CerebelumError,
     CerebelumTLSError,
     CoreUnavailableError,
+    ExecutionNotFoundError,
 )
 from cerebelum_provider.models import ExecutionState
 
@@ -47,14 +60,23 @@ T = TypeVar("T")
 MAX_CONCURRENCY = 1024
 #: Attempts per execution (and per listing) on top of the client's own retries.
 OUTER_ATTEMPTS = 4
+#: Seconds between a resume's answer and the read that checks it, unless told otherwise.
+DEFAULT_RESUME_CHECK_GRACE = 1.0
+#: Upper bound on that grace: a longer one only delays the check, Core does not need it.
+MAX_RESUME_CHECK_GRACE = 300.0
+#: The answers after which the execution is read back, since the released Core gives both for
+#: a FAILED execution it does not run again.
+CHECKED_ANSWERS = ("resumed", "already_running")
 
 
 @dataclass
 class BulkResumeSummary:
     """What a bulk resume did; every matched id appears in exactly one list (or in ``errors``).
 
-    ``matched`` counts the distinct executions taken from the listing. In a dry run nothing is
-    sent: the ids that would be resumed are in ``would_resume`` and every other list is empty.
+    ``matched`` counts the distinct executions taken from the listing. ``not_resumed`` holds the
+    executions Core answered "resumed" or "already_running" for but that were still FAILED when
+    read back after the grace. In a dry run nothing is sent: the ids that would be resumed are in
+    ``would_resume`` and every other list is empty.
     """
 
     dry_run: bool = False
@@ -64,11 +86,12 @@ class BulkResumeSummary:
     failed_to_resume: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     would_resume: list[str] = field(default_factory=list)
+    not_resumed: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        """True when any execution could not be resumed (refused by Core or an error)."""
-        return bool(self.failed_to_resume or self.errors)
+        """True when any execution was not resumed (refused by Core, still FAILED, or an error)."""
+        return bool(self.failed_to_resume or self.not_resumed or self.errors)
 
     def counts(self) -> dict[str, int]:
         """The number in each outcome, for logs and progress callbacks."""
@@ -78,6 +101,7 @@ class BulkResumeSummary:
             "already_running": len(self.already_running),
             "failed_to_resume": len(self.failed_to_resume),
             "errors": len(self.errors),
+            "not_resumed": len(self.not_resumed),
             "would_resume": len(self.would_resume),
         }
 
@@ -97,6 +121,7 @@ class BulkResumeSummary:
             "already_running": list(self.already_running),
             "failed_to_resume": list(self.failed_to_resume),
             "errors": dict(self.errors),
+            "not_resumed": list(self.not_resumed),
             "would_resume": list(self.would_resume),
             "dry_run": self.dry_run,
         }
@@ -112,6 +137,7 @@ class BulkResumeRequest:
     max_concurrency: int
     skip_completed_steps: bool
     dry_run: bool
+    resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE
 
 
 def _check_positive_int(name: str, value: object, *, maximum: int | None = None) -> int:
@@ -122,6 +148,44 @@ def _check_positive_int(name: str, value: object, *, maximum: int | None = None)
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def check_resume_check_grace(value: object, *, field_name: str = "resume_check_grace") -> float:
+    """Seconds (a number or timedelta, 0 to MAX_RESUME_CHECK_GRACE) to wait before reading a resume back.
+
+    Raises:
+        TypeError: not a number or timedelta.
+        ValueError: negative, not finite, or above MAX_RESUME_CHECK_GRACE.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(
+            f"{field_name} must be a number of seconds (0 or more) or a timedelta, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_RESUME_CHECK_GRACE:
+        raise ValueError(
+            f"{field_name} must be between 0 and {MAX_RESUME_CHECK_GRACE:g} seconds, got {value!r}"
+        )
+    return seconds
+
+
+def not_resumed_message(
+    execution_id: str, answer: str, grace: float, error: dict[str, str] | None = None
+) -> str:
+    """Why an execution Core answered ``answer`` for counts as not resumed: it is still FAILED."""
+    message = (
+        f"Cerebelum Core answered {answer!r} for execution {execution_id} but it is still FAILED "
+        f"after {grace} s: Core did not resume it (the released Core answers 'already_running' for a "
+        "failed execution until it restarts, and 'resumed' after a restart while nothing runs again), "
+        "or it failed again within that time"
+    )
+    if error:
+        message += f"; Core's error: {error.get('kind') or 'error'}: {error.get('message') or 'no message'}"
+    return message
 
 
 def coerce_states(states: object, *, field_name: str = "states") -> tuple[ExecutionState, ...]:
@@ -160,6 +224,7 @@ def validate_request(
     max_concurrency: object = 16,
     skip_completed_steps: object = True,
     dry_run: object = False,
+    resume_check_grace: object = DEFAULT_RESUME_CHECK_GRACE,
 ) -> BulkResumeRequest:
     """Check every argument of a bulk resume before anything is sent.
 
@@ -169,7 +234,8 @@ def validate_request(
     if workflow_name is not None:
         if not isinstance(workflow_name, str):
             raise TypeError(
-                f"workflow_name must be a string or None, got {type(workflow_name).__name__} {workflow_name!r}"
+                "workflow_name must be a string or None, "
+                f"got {type(workflow_name).__name__} {workflow_name!r}"
             )
         if not workflow_name.strip():
             # Core filters by "" literally and would match nothing; None is how to say "all workflows".
@@ -183,6 +249,7 @@ def validate_request(
         max_concurrency=_check_positive_int("max_concurrency", max_concurrency, maximum=MAX_CONCURRENCY),
         skip_completed_steps=check_bool(skip_completed_steps, field_name="skip_completed_steps"),
         dry_run=check_bool(dry_run, field_name="dry_run"),
+        resume_check_grace=check_resume_check_grace(resume_check_grace),
     )
 
 
@@ -235,6 +302,7 @@ async def resume_matching(
     skip_completed_steps: bool = True,
     dry_run: bool = False,
     on_progress: Callable[[dict[str, int]], None] | None = None,
+    resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
 ) -> BulkResumeSummary:
     """Resume every execution in ``states`` (of ``workflow_name``, or of every workflow).
 
@@ -242,10 +310,12 @@ async def resume_matching(
         client: an open async ``ExecutionClient``.
         states: one state or several (enum, name or value); default FAILED.
         max_executions: stop taking executions from the listing after this many.
-        max_concurrency: resumes in flight at once.
+        max_concurrency: calls to Core in flight at once (resumes and the reads that check them).
         dry_run: list only; the ids that would be resumed land in ``would_resume``.
         on_progress: called with :meth:`BulkResumeSummary.counts` after every execution handled
             (and once more at the end); it must be quick, it runs on the event loop.
+        resume_check_grace: seconds between a "resumed" or "already_running" answer and the read
+            that checks the execution left FAILED (0: read at once).
 
     Returns:
         The :class:`BulkResumeSummary`. Refusals and errors are recorded in it, not raised.
@@ -264,12 +334,14 @@ async def resume_matching(
         max_concurrency=max_concurrency,
         skip_completed_steps=skip_completed_steps,
         dry_run=dry_run,
+        resume_check_grace=resume_check_grace,
     )
     return await _BulkResume(client, request, on_progress).run()
 
 
 class _BulkResume:
-    """One run: a lister feeding a bounded queue, and a pool of workers resuming from it."""
+    """One run: a lister feeding a bounded queue, resume workers taking from it, and check workers
+    reading back each execution Core said it resumed once its grace is over."""
 
     def __init__(
         self,
@@ -284,15 +356,22 @@ class _BulkResume:
         # Every id taken from the listing: the at-most-once guarantee lives in this set.
         self.taken: set[str] = set()
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=2 * request.max_concurrency)
+        # (due, id, answer), due in loop time and in order: unbounded, so a resume never waits
+        # for a grace to pass; it holds ids only, those resumed within the last grace.
+        self.checks: asyncio.Queue[tuple[float, str, str]] = asyncio.Queue()
+        # Resumes and checks together never have more calls in flight than max_concurrency.
+        self.calls = asyncio.Semaphore(request.max_concurrency)
 
     async def run(self) -> BulkResumeSummary:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.request.max_concurrency)]
+        if not self.request.dry_run:
+            workers += [asyncio.create_task(self._checker()) for _ in range(self.request.max_concurrency)]
         lister = asyncio.create_task(self._list_all())
         drained: asyncio.Task[None] | None = None
         try:
             await self._until_done(lister, workers)
-            # Listing is over; every id taken is in the queue or in a worker's hands.
-            drained = asyncio.create_task(self.queue.join())
+            # Listing is over; every id taken is queued, in a worker's hands, or waiting for its check.
+            drained = asyncio.create_task(self._drain())
             await self._until_done(drained, workers)
         finally:
             tasks = [lister, *workers] + ([drained] if drained is not None else [])
@@ -301,6 +380,11 @@ class _BulkResume:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._report_progress()
         return self.summary
+
+    async def _drain(self) -> None:
+        await self.queue.join()
+        # Every resume is answered, so every check it needs is queued by now.
+        await self.checks.join()
 
     @staticmethod
     async def _until_done(task: asyncio.Task[None], workers: list[asyncio.Task[None]]) -> None:
@@ -349,18 +433,29 @@ class _BulkResume:
         while True:
             execution_id = await self.queue.get()
             try:
-                await self._resume_one(execution_id)
+                settled = await self._resume_one(execution_id)
             finally:
                 self.queue.task_done()
-            self._report_progress()
+            if settled:
+                self._report_progress()
 
-    async def _resume_one(self, execution_id: str) -> None:
+    async def _call_core(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One call to Core within the shared bound, retried by the same rules for resumes and checks."""
+
+        async def bounded() -> T:
+            async with self.calls:
+                return await call()
+
+        return await _call_with_outer_retry(bounded)
+
+    async def _resume_one(self, execution_id: str) -> bool:
+        """Resume one execution; True when its outcome is recorded, False when it awaits its check."""
         summary = self.summary
         if self.request.dry_run:
             summary.would_resume.append(execution_id)
-            return
+            return True
         try:
-            answer = await _call_with_outer_retry(
+            answer = await self._call_core(
                 lambda: self.client.resume_execution(
                     execution_id, skip_completed_steps=self.request.skip_completed_steps
                 )
@@ -369,20 +464,56 @@ class _BulkResume:
             raise
         except CerebelumError as error:
             summary.errors[execution_id] = error.message
-            return
+            return True
         except (TypeError, ValueError) as error:
             # An id Core listed but the client refuses to send (e.g. empty): one bad entry
             # must not stop the others.
             summary.errors[execution_id] = f"{type(error).__name__}: {error}"
-            return
-        if answer == "resumed":
-            summary.resumed.append(execution_id)
-        elif answer == "already_running":
-            summary.already_running.append(execution_id)
-        elif answer == "failed_to_resume":
+            return True
+        if answer in CHECKED_ANSWERS:
+            due = asyncio.get_running_loop().time() + self.request.resume_check_grace
+            self.checks.put_nowait((due, execution_id, answer))
+            return False
+        if answer == "failed_to_resume":
             summary.failed_to_resume.append(execution_id)
         else:
             summary.errors[execution_id] = f"Core answered an unknown resume status {answer!r}"
+        return True
+
+    async def _checker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due, execution_id, answer = await self.checks.get()
+            try:
+                # Checks are queued in the order they fall due, so this sleep overlaps the others'.
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self._check_one(execution_id, answer)
+            finally:
+                self.checks.task_done()
+            self._report_progress()
+
+    async def _check_one(self, execution_id: str, answer: str) -> None:
+        """Read the execution back: still FAILED means Core's answer did not resume it."""
+        summary = self.summary
+        about = f"Core answered {answer!r} to the resume, but reading execution {execution_id} back"
+        try:
+            execution = await self._call_core(lambda: self.client.get_execution_status(execution_id))
+        except (CerebelumAuthError, CerebelumTLSError):
+            raise
+        except ExecutionNotFoundError as error:
+            summary.errors[execution_id] = f"{about} found no such execution: {error.message}"
+            return
+        except CerebelumError as error:
+            summary.errors[execution_id] = f"{about} to check it failed: {error.message}"
+            return
+        if execution.status is ExecutionState.FAILED:
+            summary.not_resumed.append(execution_id)
+        elif answer == "resumed":
+            summary.resumed.append(execution_id)
+        else:
+            summary.already_running.append(execution_id)
 
     def _report_progress(self) -> None:
         if self.on_progress is not None:
