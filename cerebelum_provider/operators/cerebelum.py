@@ -1,4 +1,4 @@
-"""Operators that act on Cerebelum executions: resume one, resume many, start a workflow.
+"""Operators that act on Cerebelum executions: resume one, resume many, start a workflow, approve.
 
 Each operator holds ids and options and asks ``CerebelumHook`` for a client; the hook is the only
 place that reads the connection, so the token never reaches an operator attribute, a rendered
@@ -8,7 +8,7 @@ field, XCom or a log line. grpc, protobuf and tenacity are imported inside ``exe
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -87,8 +87,12 @@ class _CerebelumOperatorBase(BaseOperator):
 
         return CerebelumHook(cerebelum_conn_id=self.cerebelum_conn_id)
 
-    def _wait(self, client: Any, execution_id: str) -> dict[str, Any]:
-        """Wait for the execution: in the worker, or by deferring to the trigger after one check."""
+    def _wait(self, client: Any, execution_id: str, *, stop_on_kill: bool = False) -> dict[str, Any]:
+        """Wait for the execution: in the worker, or by deferring to the trigger after one check.
+
+        ``stop_on_kill`` hands the trigger the duty to stop the execution when a user kills the
+        deferred task (only for an execution this task started).
+        """
         if not self.deferrable:
             return wait_in_worker(
                 client, execution_id, poll_interval=self.poll_interval, timeout=self.timeout, log=self.log
@@ -107,6 +111,7 @@ class _CerebelumOperatorBase(BaseOperator):
                 success_states=(ExecutionState.COMPLETED.name,),
                 failure_states=(ExecutionState.FAILED.name,),
                 end_time=trigger_end_time(self.timeout),
+                stop_on_kill=stop_on_kill,
             ),
             method_name="execute_complete",
         )
@@ -349,7 +354,15 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
 
     ``correlation_id`` (sent in the start options) defaults to
     ``"airflow:{dag_id}:{run_id}:{task_id}:{map_index}"``; the ``_airflow_correlation_id`` input
-    always carries that task-instance identity, whatever ``correlation_id`` says.
+    always carries that task-instance identity, whatever ``correlation_id`` says. Core's HTTP API
+    starts a workflow from its name and inputs only: over it the identity travels in the input
+    alone, a ``correlation_id`` or ``tags`` you set fail the task before anything starts, and the
+    execution is found again through its event log.
+
+    The operator owns the execution it started. With ``stop_on_kill`` (the default), a user who
+    marks the task failed or clears it while it waits (in the worker, or deferred on Airflow 3.3+)
+    stops that execution; stopping needs Core's HTTP API, so over gRPC the operator only logs a
+    warning naming the execution it leaves running.
 
     Returns (XCom):
         The final execution dict when waiting, else the execution as Core reports it just after start.
@@ -371,6 +384,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = None,
         reattach_on_retry: bool = True,
+        stop_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -386,6 +400,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         self.correlation_id = correlation_id
         self.tags = tags
         self.reattach_on_retry = check_bool(reattach_on_retry, field_name="reattach_on_retry")
+        self.stop_on_kill = check_bool(stop_on_kill, field_name="stop_on_kill")
+        #: The execution this task instance started or re-attached to, for on_kill.
+        self._own_execution_id: str | None = None
         self._check_arguments(skip_templates=True)
 
     def _check_arguments(self, *, skip_templates: bool) -> None:
@@ -428,22 +445,33 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             )
             if execution_id is None:
                 execution_id = self._start(context, client, identity)
+            self._own_execution_id = execution_id
             publish_execution_id(context, execution_id)
             if self.wait_for_completion:
-                return self._wait(client, execution_id)
+                return self._wait(client, execution_id, stop_on_kill=self.stop_on_kill)
             return call_with_retries(lambda: client.get_execution_status(execution_id)).to_dict()
 
     def _start(self, context: Context, client: Any, identity: str) -> str:
+        from cerebelum_provider.client import CoreAPI
+
         inputs = dict(self.inputs or {})
         if self.reattach_on_retry:
             inputs[CORRELATION_INPUT] = identity
+        options: dict[str, Any] = {
+            "correlation_id": self.correlation_id or identity,
+            "tags": list(self.tags) if self.tags else None,
+        }
+        if client.api is CoreAPI.HTTP:
+            unsupported = [name for name in ("correlation_id", "tags") if getattr(self, name)]
+            if unsupported:
+                raise AirflowFailException(
+                    f"{' and '.join(unsupported)} cannot be sent over Core's HTTP API (connection "
+                    f"{self.cerebelum_conn_id!r}), which starts a workflow from its name and inputs only; "
+                    "put them into inputs, or use a gRPC connection"
+                )
+            options = {}
         try:
-            handle = client.execute_workflow(
-                self.workflow_name,
-                inputs,
-                correlation_id=self.correlation_id or identity,
-                tags=list(self.tags) if self.tags else None,
-            )
+            handle = client.execute_workflow(self.workflow_name, inputs, **options)
         except (CerebelumAuthError, CerebelumTLSError) as error:
             raise AirflowFailException(error.message) from None
         self.log.info("Started Cerebelum workflow %r: execution %s", self.workflow_name, handle.execution_id)
@@ -471,16 +499,157 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             return None
         if context["ti"].try_number <= 1:
             return None
-        for state in _ALIVE_STATES:
-            for execution in client.iter_executions(workflow_name=self.workflow_name, status=state):
-                if execution.inputs.get(CORRELATION_INPUT) == identity:
-                    self.log.info(
-                        "Re-attaching to execution %s (%s), found in Core by its correlation id",
-                        execution.execution_id,
-                        execution.status.name,
-                    )
-                    return execution.execution_id
+        for execution_id, state in self._alive_executions_with_identity(client, identity):
+            self.log.info(
+                "Re-attaching to execution %s (%s), found in Core by its correlation id", execution_id, state
+            )
+            return execution_id
         return None
+
+    def _alive_executions_with_identity(self, client: Any, identity: str) -> Iterator[tuple[str, str]]:
+        """``(execution_id, state name)`` of alive executions of the workflow whose correlation input
+        is ``identity``.
+
+        Over gRPC a listed execution carries its inputs. Core's REST list has no inputs and knows
+        only "running" (which covers sleeping and waiting for approval): each running execution's
+        inputs are read from its start event instead.
+        """
+        from cerebelum_provider.client import CoreAPI
+
+        if client.api is not CoreAPI.HTTP:
+            for state in _ALIVE_STATES:
+                for execution in client.iter_executions(workflow_name=self.workflow_name, status=state):
+                    if execution.inputs.get(CORRELATION_INPUT) == identity:
+                        yield execution.execution_id, execution.status.name
+            return
+        for execution in client.iter_executions(workflow_name=self.workflow_name, status=ExecutionState.RUNNING):
+            events = call_with_retries(lambda: client.get_execution_events(execution.execution_id))
+            if _started_with_identity(events, identity):
+                yield execution.execution_id, execution.status.name
+
+    def on_kill(self) -> None:
+        """Stop the execution this task started, when ``stop_on_kill`` (HTTP API only)."""
+        if self.stop_on_kill and self._own_execution_id is not None:
+            stop_own_execution(self.hook, self._own_execution_id, self.log)
+
+
+class CerebelumApproveExecutionOperator(_CerebelumOperatorBase):
+    """Approve the step a Cerebelum execution waits on, with a response, and optionally wait for it.
+
+    Core hands ``response`` (a JSON-like dict) to the step that asked for approval, as its
+    inputs, and runs it again. Put this operator behind Airflow's own human-in-the-loop task
+    (``airflow.providers.standard.operators.hitl.ApprovalOperator``) to let a person decide in
+    Airflow's UI. Approval exists only in Core's HTTP API: over a gRPC connection the task fails
+    at once, naming the connection. An execution that waits for no approval (yet) makes Core
+    refuse (HTTP 422): the task fails, and Airflow's retries may try again later.
+
+    Returns (XCom):
+        ``{"execution_id", "approval_status": "approved"}``, plus ``"execution"`` (the final
+        execution dict) when ``wait_for_completion`` is set.
+    """
+
+    template_fields: Sequence[str] = ("execution_id", "response")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"response": "json"}
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        response: dict[str, Any] | None = None,
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_completion: bool = False,
+        deferrable: bool | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            cerebelum_conn_id=cerebelum_conn_id,
+            wait_for_completion=wait_for_completion,
+            deferrable=_default_deferrable() if deferrable is None else deferrable,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            **kwargs,
+        )
+        if not is_template_value(execution_id):
+            check_execution_id(execution_id)
+        if not is_template_value(response) and not _is_jinja(response):
+            _check_response(response)
+        self.execution_id = execution_id
+        self.response = response
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from cerebelum_provider.exceptions import UnsupportedOperationError
+
+        execution_id = check_execution_id(self.execution_id)
+        response = _check_response(self.response)
+        publish_execution_id(context, execution_id)
+        with self.hook.get_client() as client:
+            try:
+                answer = client.approve_execution(execution_id, response)
+            except (CerebelumAuthError, CerebelumTLSError, UnsupportedOperationError) as error:
+                raise AirflowFailException(error.message) from None
+            self.log.info("Cerebelum execution %s: %s", execution_id, answer)
+            result: dict[str, Any] = {"execution_id": execution_id, "approval_status": answer}
+            if not self.wait_for_completion:
+                return result
+            result["execution"] = self._wait(client, execution_id)
+            return result
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Called when the trigger fires: ``{"execution_id", "approval_status", "execution"}``."""
+        execution = super().execute_complete(context, event)
+        return {"execution_id": execution.get("execution_id"), "approval_status": "approved", "execution": execution}
+
+
+def _check_response(response: object) -> dict[str, Any]:
+    """The approval response as a dict (None means ``{}``); TypeError/ValueError naming what is wrong."""
+    if response is None:
+        return {}
+    if not isinstance(response, dict):
+        raise TypeError(f"response must be a dict or None, got {type(response).__name__} {response!r}")
+    if "id" in response:
+        raise ValueError("response must not contain the key 'id': Core's HTTP API replaces it with the execution id")
+    return response
+
+
+def stop_own_execution(hook: CerebelumHook, execution_id: str, log: Any) -> None:
+    """Stop an execution a killed task started; over gRPC (no stop call) warn that it runs on.
+
+    Never raises: a kill must not fail because Core could not be told.
+    """
+    from cerebelum_provider.client import CoreAPI
+    from cerebelum_provider.exceptions import CerebelumError
+
+    try:
+        client = hook.get_client()
+    except ValueError as error:
+        log.warning("Could not stop Cerebelum execution %s: %s", execution_id, error)
+        return
+    with client:
+        if client.api is not CoreAPI.HTTP:
+            log.warning(
+                "Cerebelum execution %s is left running: stopping an execution needs Core's HTTP API "
+                "(api=http on connection %r)",
+                execution_id,
+                hook.cerebelum_conn_id,
+            )
+            return
+        try:
+            client.stop_execution(execution_id)
+        except CerebelumError as error:
+            log.warning("Could not stop Cerebelum execution %s: %s", execution_id, error)
+            return
+    log.info("Stopped Cerebelum execution %s, which this task started", execution_id)
+
+
+def _started_with_identity(events: list[dict[str, Any]], identity: str) -> bool:
+    for event in events:
+        if event.get("type") == "ExecutionStartedEvent":
+            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+            return inputs.get(CORRELATION_INPUT) == identity
+    return False
 
 
 def task_instance_identity(context: Context) -> str:
