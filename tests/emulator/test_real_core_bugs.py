@@ -98,7 +98,8 @@ def test_real_core_bugs_true_is_the_release_as_measured(core_factory):
     with grpc.insecure_channel(buggy.address) as channel:
         stub = pb_grpc.WorkerServiceStub(channel)
         request = pb.GetExecutionStatusRequest(execution_id=execution_id)
-        assert rpc_error(lambda: stub.GetExecutionStatus(request, timeout=5)).code() == grpc.StatusCode.UNKNOWN
+        crashed = rpc_error(lambda: stub.GetExecutionStatus(request, timeout=5))
+        assert crashed.code() == grpc.StatusCode.UNKNOWN
         handle = stub.ResumeExecution(pb.ResumeExecutionRequest(execution_id=execution_id), timeout=5)
         assert handle.status == "already_running"
     with httpx.Client(base_url=buggy.http_url, timeout=5) as client:
