@@ -222,6 +222,165 @@ async def test_auth_error_stops_the_run_at_once(core_factory):
     assert "ResumeExecution" not in core.call_counts()
 
 
+# Resume is checked, never assumed ------------------------------------------------------------
+
+
+class InFlightCounter:
+    """The real client, counting its resume and status calls in flight (to see the shared bound)."""
+
+    def __init__(self, client: ExecutionClient) -> None:
+        self._client = client
+        self.in_flight = 0
+        self.peak = 0
+
+    def iter_executions(self, *args, **kwargs):
+        return self._client.iter_executions(*args, **kwargs)
+
+    async def _counted(self, call):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            return await call
+        finally:
+            self.in_flight -= 1
+
+    async def resume_execution(self, *args, **kwargs):
+        return await self._counted(self._client.resume_execution(*args, **kwargs))
+
+    async def get_execution_status(self, *args, **kwargs):
+        return await self._counted(self._client.get_execution_status(*args, **kwargs))
+
+
+@pytest.mark.parametrize("answer", ["already_running", "resumed"])
+async def test_a_resume_without_effect_is_not_resumed_and_never_sent_twice(core, answer):
+    # The released Core: FAILED executions answer "already_running" (or "resumed" after a restart)
+    # and stay FAILED, so every listing pass finds them again.
+    ids = seed_failed(core, 130)
+    running = core.start_execution("orders")
+    core.set_resume_without_effect(answer)
+
+    async with client_for(core) as client:
+        summary = await resume_matching(
+            client,
+            workflow_name="orders",
+            states=("FAILED", "RUNNING"),
+            max_concurrency=8,
+            resume_check_grace=0.2,
+        )
+
+    assert summary.matched == 131
+    assert sorted(summary.not_resumed) == sorted(ids)
+    assert summary.resumed == [] and summary.failed_to_resume == [] and summary.errors == {}
+    # A RUNNING execution answers "already_running" and reads RUNNING: it really is running.
+    assert summary.already_running == [running]
+    assert summary.failed is True
+    assert "not_resumed=130" in summary.describe()
+    assert summary.to_dict()["not_resumed"] == summary.not_resumed
+    assert [core.resume_count(execution_id) for execution_id in ids] == [1] * 130
+    assert core.call_counts()["ResumeExecution"] == 131
+    assert core.call_counts()["GetExecutionStatus"] == 131
+    assert set(ids) <= set(core.execution_ids(ExecutionState.FAILED))
+
+
+async def test_the_measured_release_over_rest_lists_every_failed_execution_as_not_resumed(core_factory):
+    # All the measured bugs: gRPC status reads crash (REST is spared), resumes answer
+    # "already_running" (REST 422) and change nothing.
+    core = core_factory(real_core_bugs=True)
+    ids = seed_failed(core, 40)
+
+    async with ExecutionClient(core.http_url, retry=FAST_RETRY) as client:
+        summary = await resume_matching(client, workflow_name="orders", resume_check_grace=0)
+
+    assert sorted(summary.not_resumed) == sorted(ids)
+    assert summary.resumed == summary.already_running == [] and summary.errors == {}
+    assert core.call_counts()["ResumeExecution"] == 40
+
+
+async def test_checks_wait_out_their_grace_side_by_side_within_the_bound(core):
+    import time
+
+    ids = seed_failed(core, 120)
+    core.set_latency(0.01)
+
+    async with client_for(core) as client:
+        counting = InFlightCounter(client)
+        started = time.monotonic()
+        summary = await resume_matching(
+            counting, workflow_name="orders", max_concurrency=3, resume_check_grace=1.0
+        )
+        elapsed = time.monotonic() - started
+
+    assert sorted(summary.resumed) == sorted(ids)
+    # One grace per execution in turn would take 120 / 3 = 40 s at least.
+    assert 1.0 <= elapsed < 15
+    assert counting.peak == 3
+    assert core.call_counts()["GetExecutionStatus"] == 120
+
+
+async def test_a_transient_error_while_checking_is_retried_like_the_resume(core):
+    (execution_id,) = seed_failed(core, 1)
+    # 7 failures: the client's 5 attempts are spent once, the outer retry's second attempt reads it.
+    core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", resume_check_grace=0)
+
+    assert summary.resumed == [execution_id] and summary.errors == {}
+    assert core.call_counts()["GetExecutionStatus"] == 8
+    assert core.resume_count(execution_id) == 1
+
+
+async def test_a_check_that_cannot_be_read_is_an_error_naming_what_core_answered(core):
+    ids = seed_failed(core, 3)
+    core.fail_next(1, code=grpc.StatusCode.INTERNAL, rpcs="GetExecutionStatus")
+
+    async with client_for(core) as client:
+        summary = await resume_matching(
+            client, workflow_name="orders", max_concurrency=1, resume_check_grace=0
+        )
+
+    assert len(summary.resumed) == 2 and len(summary.errors) == 1
+    assert sorted(summary.resumed + list(summary.errors)) == sorted(ids)
+    ((failed_id, message),) = summary.errors.items()
+    assert message.startswith(f"Core answered 'resumed' to the resume, but reading execution {failed_id}")
+    assert "INTERNAL" in message
+    # The resume itself was sent once; it is the check that could not be read.
+    assert core.resume_count(failed_id) == 1
+    assert core.call_counts()["GetExecutionStatus"] == 3
+
+
+async def test_a_check_hitting_cores_status_crash_is_an_error_with_its_message(core):
+    import asyncio
+
+    ids = seed_failed(core, 5)
+
+    async with client_for(core) as client:
+        run = asyncio.create_task(resume_matching(client, workflow_name="orders", resume_check_grace=2.0))
+        # Once every resume is answered the FAILED set is empty, so listing pages are empty and
+        # do not crash; only the checks, due 2 s later, meet the gRPC status bug.
+        while core.call_counts().get("ResumeExecution", 0) < 5:
+            await asyncio.sleep(0.01)
+        core.set_status_crash(True)
+        summary = await run
+
+    assert sorted(summary.errors) == sorted(ids) and summary.resumed == []
+    assert all('UNKNOWN "Internal Server Error"' in message for message in summary.errors.values())
+    assert all("to check it failed" in message for message in summary.errors.values())
+    assert core.call_counts()["GetExecutionStatus"] == 5
+
+
+async def test_normal_emulator_outcomes_are_unchanged_with_the_default_grace(core):
+    ids = seed_failed(core, 20)
+    running = core.start_execution("orders")
+
+    async with client_for(core) as client:
+        summary = await resume_matching(client, workflow_name="orders", states=("FAILED", "RUNNING"))
+
+    assert sorted(summary.resumed) == sorted(ids)
+    assert summary.already_running == [running]
+    assert summary.not_resumed == [] and summary.errors == {} and summary.failed is False
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "names"),
     [
