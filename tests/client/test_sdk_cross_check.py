@@ -1,7 +1,8 @@
 """The published cerebelum-sdk client and ours, pointed at the same Core, report the same things.
 
-The SDK runs in a subprocess (tests/peers/sdk_peer.py): it cannot share a process with our
-generated proto code. Known, intended differences, asserted here rather than hidden:
+Both run in this process (tests/peers/sdk_peer.py drives the SDK); that they can is
+tests/client/test_sdk_coexistence.py's subject. Known, intended differences, asserted here rather
+than hidden:
 - the SDK sends ``workflow_name=""`` when no filter is given, which matches nothing on Core,
   so listing is compared with a workflow filter, and the unfiltered listing is shown to differ;
 - the SDK reports an unknown id as a normal status with ``error.kind == "not_found"``, ours
@@ -11,35 +12,12 @@ generated proto code. Known, intended differences, asserted here rather than hid
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from cerebelum_provider.client import ExecutionClient
 from cerebelum_provider.exceptions import ExecutionNotFoundError
-from tests.peers.peer_shape import peer_shape
-
-PEER = Path(__file__).resolve().parent.parent / "peers" / "sdk_peer.py"
-
-
-def sdk(address: str, *args: str):
-    """Run the SDK peer and return its JSON answer."""
-    done = subprocess.run(
-        [sys.executable, str(PEER), address, *args], capture_output=True, text=True, timeout=60, check=True
-    )
-    return json.loads(done.stdout)
-
-
-def assert_same_status(theirs: dict, ours: dict) -> None:
-    assert theirs.keys() == ours.keys()
-    for key in theirs:
-        if key in ("started_at", "completed_at") and theirs[key] is not None:
-            assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
-        else:
-            assert theirs[key] == ours[key], key  # 123.0 == 123: same value, ours is an int
+from tests.peers.peer_shape import assert_same_status, peer_shape
+from tests.peers.sdk_peer import sdk_listing, sdk_resume, sdk_statuses
 
 
 @pytest.fixture
@@ -62,9 +40,9 @@ def mixed_core(core):
 
 async def test_same_statuses_and_listing(mixed_core):
     core, ids = mixed_core
-    theirs = sdk(core.address, "get", *ids.values())
-    theirs_page = sdk(core.address, "list", "--workflow", "orders", "--limit", "100")
-    theirs_unfiltered = sdk(core.address, "list")
+    theirs = await sdk_statuses(core.address, list(ids.values()))
+    theirs_page = await sdk_listing(core.address, workflow="orders", limit=100)
+    theirs_unfiltered = await sdk_listing(core.address)
     async with ExecutionClient(core.address) as client:
         ours = [peer_shape(await client.get_execution_status(i)) for i in ids.values()]
         ours_page, total, has_more = await client.list_executions(workflow_name="orders", limit=100)
@@ -92,17 +70,17 @@ async def test_same_statuses_and_listing(mixed_core):
 
 async def test_unknown_id_and_resume(mixed_core):
     core, ids = mixed_core
-    [their_unknown] = sdk(core.address, "get", "no-such-id")
+    [their_unknown] = await sdk_statuses(core.address, ["no-such-id"])
     assert their_unknown["error"]["kind"] == "not_found"
     assert their_unknown["status"] == "EXECUTION_STATE_UNSPECIFIED"
 
-    their_first = sdk(core.address, "resume", ids["failed"])["answer"]
+    their_first = await sdk_resume(core.address, ids["failed"])
     async with ExecutionClient(core.address) as client:
         with pytest.raises(ExecutionNotFoundError):
             await client.get_execution_status("no-such-id")
         our_second = await client.resume_execution(ids["failed"])
         our_completed = await client.resume_execution(ids["completed"])
-    their_completed = sdk(core.address, "resume", ids["completed"])["answer"]
+    their_completed = await sdk_resume(core.address, ids["completed"])
     assert (their_first, our_second) == ("resumed", "already_running")
     assert our_completed == their_completed == "failed_to_resume"
     assert core.resume_count(ids["failed"]) == 1

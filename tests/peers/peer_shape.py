@@ -3,13 +3,16 @@
 The published cerebelum-sdk's ExecutionStatus and ours have the same attribute names, so one
 function turns either into the same JSON-safe dict. Instants become epoch seconds: the SDK
 returns naive local-time datetimes and ``.timestamp()`` reads them as local time, which gives
-back the instant Core sent; ours are aware UTC datetimes. Imports nothing from either client,
-so the SDK peer (a separate process) can use it too.
+back the instant Core sent; ours are aware UTC datetimes. Imports nothing from either client
+(nor pytest), so the peer scripts run in their own interpreters can use it too.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+#: How far apart two epoch-second readings of one instant may be (float rounding only).
+SAME_INSTANT = 1e-6
 
 
 def _epoch(moment: Any) -> float | None:
@@ -46,3 +49,14 @@ def peer_shape(status: Any) -> dict[str, Any]:
             "data": status.approval_info.data,
         },
     }
+
+
+def assert_same_status(theirs: dict[str, Any], ours: dict[str, Any]) -> None:
+    """Two peer shapes describe the same status: instants to the microsecond, numbers by value
+    (the SDK's 123.0 equals our 123)."""
+    assert theirs.keys() == ours.keys(), (sorted(theirs), sorted(ours))
+    for key in theirs:
+        if key in ("started_at", "completed_at") and theirs[key] is not None and ours[key] is not None:
+            assert abs(theirs[key] - ours[key]) <= SAME_INSTANT, (key, theirs[key], ours[key])
+        else:
+            assert theirs[key] == ours[key], (key, theirs[key], ours[key])
