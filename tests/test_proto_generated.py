@@ -128,6 +128,9 @@ def test_default_pool_struct_goes_into_a_map_and_a_nested_message():
 
 
 def test_well_known_helpers_work_on_our_fields():
+    built = pb.ExecutionStatus(inputs={"a": [1, 2]}, started_at=datetime(2026, 1, 2, 3, 4, 5))
+    assert json_format.MessageToDict(built.inputs) == {"a": [1.0, 2.0]}
+    assert built.started_at.ToSeconds() == 1767323045
     status = pb.ExecutionStatus()
     status.inputs.update({"a": [1, 2]})
     status.started_at.FromDatetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
