@@ -23,11 +23,13 @@ the SDK's build). Under protobuf 7's upb backend a pool resolves imports only am
 files, so the pool also holds copies of the well-known types we embed (Struct, Timestamp,
 Empty); _pool.py gives those copies classes that take ``struct_pb2.Struct`` and
 ``timestamp_pb2.Timestamp`` instances wherever their own type is expected, so the client and
-emulator keep building messages with ``google.protobuf``'s helpers (a private pool without that
-bridge fails 93 client and emulator tests: upb's CopyFrom takes only its own class). Measured cost of importing
-worker_service_pb2 with protobuf already loaded: about 0.3 ms more with bytecode cached (1.35 ms
-instead of 1.05; copying three small files and making five classes), about 1.2 ms more where
-nothing is byte-compiled (compiling _pool.py); DAG files import none of this at parse time.
+emulator keep building messages with ``google.protobuf``'s helpers (a private pool without
+that bridge fails 93 client and emulator tests: upb's CopyFrom takes only its own class).
+
+Measured cost of importing worker_service_pb2 with protobuf already loaded: about 0.3 ms more
+with bytecode cached (1.35 ms instead of 1.05; copying three small files and making five
+classes), about 1.2 ms more where nothing is byte-compiled (compiling _pool.py); DAG files import
+none of this at parse time.
 """
 
 from __future__ import annotations
