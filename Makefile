@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv floor-venv browser-deps test test-unit test-floor test-floor-all demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps test test-unit test-realcore test-floor test-floor-all demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -42,8 +42,15 @@ browser-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 test: $(STAMP) browser-deps
-	$(PY) -m pytest -p no:cacheprovider -q
+	$(PY) -m pytest -p no:cacheprovider -q --ignore=tests/realcore
 	$(MAKE) --no-print-directory test-floor
+	$(MAKE) --no-print-directory test-realcore
+
+# The conformance table and client tests against the real Cerebelum Core release (../shared/real-core,
+# or the directory in CEREBELUM_REAL_CORE): one Core, its PostgreSQL, a token service and an SDK worker
+# for the whole stage. Without the release every test skips with one reason (-rs prints it).
+test-realcore: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -q -rs tests/realcore
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q -m "not e2e and not browser"

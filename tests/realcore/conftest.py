@@ -1,0 +1,90 @@
+"""The real Cerebelum Core for this directory: one stack (Core, token service, SDK worker) per session.
+
+``real_core`` is a started :class:`real_core.RealCore` (``scripts/real_core.py``): ``grpc_target``,
+``http_url``, ``token``, ``release``, ``start_execution``, ``wait_for_state``, ``restart``,
+``steps_run``. ``grpc_stub`` is a raw blocking ``WorkerServiceStub`` on it.
+
+Every test here is marked ``realcore``. When the release is absent every test skips with one reason
+(``pytest -rs`` prints it once); when it is present but does not start, the tests error. Only a run
+that names this directory (``make test-realcore``) or selects ``-m realcore`` collects these tests:
+any other run deselects them, so the suite's other stages never start a real Core.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from real_core import RealCore
+
+HERE = Path(__file__).resolve().parent
+# scripts/ is not a package; the test modules here import real_core from it too
+sys.path.insert(0, str(HERE.parent.parent / "scripts"))
+real_core_harness = importlib.import_module("real_core")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "realcore: runs against the real Cerebelum Core release")
+
+
+def _asked_for(config: pytest.Config) -> bool:
+    """Whether this run names this directory (or a file in it) or selects the realcore marker."""
+    if "realcore" in (config.option.markexpr or ""):
+        return True
+    for arg in config.args:
+        target = Path(arg.split("::", 1)[0]).resolve()
+        if target == HERE or HERE in target.parents:
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mine = [item for item in items if HERE in Path(item.fspath).parents]
+    for item in mine:
+        item.add_marker(pytest.mark.realcore)
+    if mine and not _asked_for(config):
+        config.hook.pytest_deselected(items=mine)
+        items[:] = [item for item in items if item not in mine]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_core_release() -> None:
+    """Skip everything here, with one reason, when the release is not on this machine."""
+    missing = real_core_harness.find_release().missing
+    if missing:
+        pytest.skip(missing)
+
+
+@pytest.fixture(scope="session")
+def real_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
+    """The real Core stack, started once for the session; its logs stay under pytest's temp dir."""
+    workdir = tmp_path_factory.mktemp("real-core")
+    with real_core_harness.RealCore(real_core_harness.find_release(), workdir) as core:
+        _started.append(core)
+        yield core
+
+
+_started: list[RealCore] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for core in _started:
+        terminalreporter.write_line(
+            f"real Core {core.release}: stack started in {core.started_in:.1f} s; logs in {core.workdir}"
+        )
+
+
+@pytest.fixture
+def grpc_stub(real_core: RealCore) -> Iterator[pb_grpc.WorkerServiceStub]:
+    """A raw blocking WorkerServiceStub over a plaintext channel to the real Core."""
+    with grpc.insecure_channel(real_core.grpc_target) as channel:
+        yield pb_grpc.WorkerServiceStub(channel)
