@@ -171,9 +171,7 @@ class RealCore:
         self.python = python
         self.blueprints = {name: tuple(steps) for name, steps in blueprints.items()}
         self.start_timeout = start_timeout
-        # PostgreSQL runs as the postgres user when we are root: its state dir must sit where that
-        # user can reach it, and a workdir under pytest's private temp dir is not such a place
-        self.state_dir = Path(tempfile.mkdtemp(prefix="real-core-state-"))
+        self.state_dir: Path | None = None
         self.boom_flag = self.workdir / "boom_flag"
         self.worker_log_path = self.workdir / "worker.log"
         self.thalamus_log_path = self.workdir / "thalamus.log"
@@ -185,6 +183,7 @@ class RealCore:
         self._core_started = False
         self._http: httpx.Client | None = None
         self.started_in: float | None = None
+        self.restarted_in: list[float] = []
 
     # ---- facts ---------------------------------------------------------------------------------
 
@@ -205,8 +204,8 @@ class RealCore:
 
     @property
     def core_log_path(self) -> Path:
-        """Core's own log (written by the release; copied into :attr:`workdir` at stop)."""
-        return self.state_dir / "core.log"
+        """Core's own log: in the state dir while running, copied into :attr:`workdir` at stop."""
+        return (self.state_dir or self.workdir) / "core.log"
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -234,6 +233,9 @@ class RealCore:
                     "another real Core (or something else) holds it; stop that one first"
                 )
             self.workdir.mkdir(parents=True, exist_ok=True)
+            # PostgreSQL runs as the postgres user when we are root: its state dir must sit where that
+            # user can reach it, and a workdir under pytest's private temp dir is not such a place
+            self.state_dir = Path(tempfile.mkdtemp(prefix="real-core-state-"))
             self.set_boom_failing(True)
             self._start_thalamus()
             self.grpc_port, self.http_port = free_port(), free_port()
@@ -256,12 +258,14 @@ class RealCore:
         self._stop_core()
         _end_process_group(self._thalamus)
         self._thalamus = None
+        if self.state_dir is not None:
+            if not self._own_workdir and self.workdir.is_dir():
+                for log in self.state_dir.glob("core.log*"):
+                    shutil.copy(log, self.workdir / log.name)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        elif self.workdir.is_dir():
-            for log in self.state_dir.glob("core.log*"):
-                shutil.copy(log, self.workdir / log.name)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def restart(self) -> float:
         """Stop Core and start it again on the same ports and database; submit the blueprints again.
@@ -271,6 +275,8 @@ class RealCore:
         seconds the restart took.
         """
         began = time.monotonic()
+        if self.state_dir is None:
+            raise RealCoreError("restart() needs a started real Core")
         registrations = self._worker_registrations()
         self._stop_core()
         # run-core truncates core.log at every start: keep the earlier runs' logs beside it
@@ -282,7 +288,8 @@ class RealCore:
         self.http.close()
         self._http = httpx.Client(base_url=self.http_url, headers=self.auth_headers, timeout=15.0)
         self.wait_for_worker(registrations + 1)
-        return time.monotonic() - began
+        self.restarted_in.append(time.monotonic() - began)
+        return self.restarted_in[-1]
 
     def _start_thalamus(self) -> None:
         port = free_port()
@@ -495,15 +502,15 @@ class RealCore:
 
 
 def main() -> None:
-    """Start the stack, print its addresses and token, run until Ctrl-C."""
+    """Start the stack, print its addresses and token, run until Ctrl-C or SIGTERM, then stop it."""
     release = find_release()
     if release.missing:
         sys.exit(release.missing)
-    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with RealCore(release) as core:
-        print(f"real Core {core.release} up in {time.monotonic() - started:.1f} s")
-        print(f"grpc={core.grpc_target} http={core.http_url} workdir={core.workdir}")
-        print(f"token={core.token}")
+        print(f"real Core {core.release} up in {core.started_in:.1f} s", flush=True)
+        print(f"grpc={core.grpc_target} http={core.http_url} workdir={core.workdir}", flush=True)
+        print(f"token={core.token}", flush=True)
         try:
             signal.pause()
         except KeyboardInterrupt:

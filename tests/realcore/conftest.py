@@ -78,8 +78,10 @@ _started: list[RealCore] = []
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for core in _started:
+        restarts = ", ".join(f"{seconds:.1f} s" for seconds in core.restarted_in) or "none"
         terminalreporter.write_line(
-            f"real Core {core.release}: stack started in {core.started_in:.1f} s; logs in {core.workdir}"
+            f"real Core {core.release}: stack started in {core.started_in:.1f} s, restarts {restarts}; "
+            f"logs in {core.workdir}"
         )
 
 
