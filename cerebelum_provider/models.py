@@ -238,8 +238,10 @@ class ExecutionStatus:
 
     def describe_progress(self) -> str:
         """One line for logs: state, percentage, step i/n and its name, remaining sleep or approval."""
+        # Core's REST API does not name the workflow in a status: say nothing rather than "()".
+        workflow = f" ({self.workflow_name})" if self.workflow_name else ""
         parts = [
-            f"execution {self.execution_id} ({self.workflow_name}) is {self.status.name}",
+            f"execution {self.execution_id}{workflow} is {self.status.name}",
             f"{self.progress_percentage:.0f}%",
         ]
         if self.total_steps:

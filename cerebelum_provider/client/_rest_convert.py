@@ -42,6 +42,9 @@ _ERROR_KIND = re.compile(
     r"^(Exception|Exit|Throw|Timeout|Diverge failed|Invalid jump|Infinite loop|Approval rejected|"
     r"Approval timeout)\b"
 )
+# A step that raised: "Exception in step :<name> - <type>: <message>"; the type is the error's kind,
+# as gRPC's ErrorInfo would carry it.
+_EXCEPTION = re.compile(r"^Exception in step :\S+ - ([^:\s][^:]*): (.*)$", re.DOTALL)
 _PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -63,6 +66,9 @@ def error_from_json(error: object) -> dict[str, str] | None:
         text = str(message) if message is not None else str(error)
         return {"kind": str(kind) if kind else _kind_of(text), "message": text, "stacktrace": ""}
     text = str(error)
+    raised = _EXCEPTION.match(text)
+    if raised is not None:
+        return {"kind": raised.group(1).strip(), "message": raised.group(2), "stacktrace": ""}
     return {"kind": _kind_of(text), "message": text, "stacktrace": ""}
 
 

@@ -284,6 +284,9 @@ class RestServer:
             proxy_headers=False,
             server_header=False,
             date_header=False,
+            # Core's Cowboy keeps an idle connection for 60 s (uvicorn's default is 5 s): clients
+            # see the same connection reuse against the emulator as against Core.
+            timeout_keep_alive=60,
         )
         self._config.load()
         self._state = ServerState()

@@ -3,6 +3,11 @@
 Airflow reads AIRFLOW_HOME when it is first imported, so the shared home (tests/airflow_env.py)
 is configured here at import time, before any test module of this directory imports Airflow. The
 database is migrated once per session; each ``dag.test()`` makes its own DAG run in it.
+
+Every test here that talks to an emulator runs twice, once over each of Core's APIs: the
+``core_api`` parameter (``grpc`` or ``http``) decides what :func:`connection_uri` and
+:func:`core_url` point at. ``@pytest.mark.apis("grpc")`` keeps a test to the APIs it names, for
+behaviour only one API has (the test says why).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Any
 import pytest
 
 from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.core_apis import APIS, connection_uri, core_url, current_api, set_current_api
+
+__all__ = ["connection_uri", "core_url"]
 
 #: DAG files ``dag.test()`` may run: this directory's test DAGs, then the example DAGs.
 TEST_DAGS = Path(__file__).parent / "dags"
@@ -31,13 +39,28 @@ def airflow_db() -> Iterator[None]:
     yield
 
 
-def connection_uri(core: Any, token: str | None = None, **extras: Any) -> str:
-    """A ``cerebelum://`` URI for the emulator ``core`` with optional token and extras."""
-    from urllib.parse import quote, urlencode
+#: Fixtures that give a test an emulator: such a test runs once per API.
+_EMULATOR_FIXTURES = frozenset(
+    {"core", "core_factory", "cerebelum_conn", "live_core", "still_core", "demo_core", "still_demo_core"}
+)
 
-    credentials = f":{quote(token, safe='')}@" if token else ""
-    query = f"?{urlencode(extras)}" if extras else ""
-    return f"cerebelum://{credentials}{core.address}{query}"
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "apis(*names): run this test only over these Core APIs")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "core_api" in metafunc.fixturenames and _EMULATOR_FIXTURES & set(metafunc.fixturenames):
+        marker = metafunc.definition.get_closest_marker("apis")
+        metafunc.parametrize("core_api", marker.args if marker else APIS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def core_api(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The Core API this test speaks: ``grpc`` unless parametrized (tests with an emulator are)."""
+    set_current_api(getattr(request, "param", "grpc"))
+    yield current_api()
+    set_current_api("grpc")
 
 
 @pytest.fixture
