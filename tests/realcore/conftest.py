@@ -1,8 +1,11 @@
 """The real Cerebelum Core for this directory: one stack (Core, token service, SDK worker) per session.
 
 ``real_core`` is a started :class:`real_core.RealCore` (``scripts/real_core.py``): ``grpc_target``,
-``http_url``, ``token``, ``release``, ``start_execution``, ``wait_for_state``, ``restart``,
-``steps_run``. ``grpc_stub`` is a raw blocking ``WorkerServiceStub`` on it.
+``http_url``, ``token``, ``release``, ``start_execution``, ``wait_for_state``, ``wait_for_event``,
+``add_blueprint``, ``steps_run``, ``restart``. ``grpc_stub`` is a raw blocking ``WorkerServiceStub`` on it.
+Tests share the stack: give an execution-counting test a workflow of its own (``add_blueprint``),
+and leave ``restart`` to the conformance table, whose rows before its restart need the engine
+processes Core keeps until then.
 
 Every test here is marked ``realcore``. When the release is absent every test skips with one reason
 (``pytest -rs`` prints it once); when it is present but does not start, the tests error. Only a run
