@@ -16,7 +16,14 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from cerebelum_provider._arguments import check_bool, check_execution_id, is_template_value
-from cerebelum_provider.bulk import coerce_states, validate_request
+from cerebelum_provider.bulk import (
+    CHECKED_ANSWERS,
+    DEFAULT_RESUME_CHECK_GRACE,
+    check_resume_check_grace,
+    coerce_states,
+    not_resumed_message,
+    validate_request,
+)
 from cerebelum_provider.exceptions import CerebelumAuthError, CerebelumTLSError
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
 from cerebelum_provider.models import ExecutionState
@@ -127,9 +134,14 @@ class _CerebelumOperatorBase(BaseOperator):
 class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
     """Resume one execution (typically a FAILED one) and optionally wait for it to finish.
 
-    ``"resumed"`` and ``"already_running"`` succeed; ``"failed_to_resume"`` (unknown id, completed
-    execution, any other refusal) fails the task. Transient errors are retried (resuming twice
-    is safe: the second call answers ``"already_running"``).
+    ``"failed_to_resume"`` (unknown id, completed execution, any other refusal) fails the task.
+    ``"resumed"`` and ``"already_running"`` are checked, never assumed: ``resume_check_grace``
+    seconds later (0: at once) the execution is read back, and one still FAILED fails the task with
+    Core's answer and error (the released Core answers "already_running" for a FAILED execution
+    until it restarts, and "resumed" after a restart, and runs nothing again either way). An
+    execution that really resumed but failed again within the grace reads the same, and fails the
+    task the same way. A check that cannot be read fails the task with the reason. Transient errors
+    are retried (resuming twice is safe: the second call answers ``"already_running"``).
 
     Returns (XCom):
         ``{"execution_id", "resume_status"}``, plus ``"execution"`` (the final execution dict)
@@ -148,6 +160,7 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = None,
+        resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -162,6 +175,7 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
             check_execution_id(execution_id)
         self.execution_id = execution_id
         self.skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
+        self.resume_check_grace = check_resume_check_grace(resume_check_grace)
 
     def execute(self, context: Context) -> dict[str, Any]:
         execution_id = check_execution_id(self.execution_id)
@@ -180,9 +194,10 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
                     f"Cerebelum Core at {client.address} refused to resume execution {execution_id} "
                     "(failed_to_resume: it is unknown, already completed, or cannot be rebuilt)"
                 )
-            if answer not in ("resumed", "already_running"):
+            if answer not in CHECKED_ANSWERS:
                 raise AirflowException(f"Cerebelum Core answered an unknown resume status {answer!r}")
             self.log.info("Cerebelum execution %s: %s", execution_id, answer)
+            self._check_resumed(client, execution_id, answer)
             result: dict[str, Any] = {"execution_id": execution_id, "resume_status": answer}
             if not self.wait_for_completion:
                 return result
@@ -191,6 +206,27 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
             context["ti"].xcom_push(key="resume_status", value=answer)
             result["execution"] = self._wait(client, execution_id)
             return result
+
+    def _check_resumed(self, client: Any, execution_id: str, answer: str) -> None:
+        """Read the execution back after the grace; raise when it is still FAILED or cannot be read."""
+        from cerebelum_provider.exceptions import CerebelumError
+
+        if self.resume_check_grace > 0:
+            time.sleep(self.resume_check_grace)
+        try:
+            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+        except (CerebelumAuthError, CerebelumTLSError) as error:
+            raise AirflowFailException(error.message) from None
+        except CerebelumError as error:
+            raise AirflowException(
+                f"Cerebelum Core answered {answer!r} for execution {execution_id}, but reading it back "
+                f"to check that it left FAILED failed: {error.message}"
+            ) from None
+        if execution.status is ExecutionState.FAILED:
+            raise AirflowException(
+                not_resumed_message(execution_id, answer, self.resume_check_grace, execution.error)
+            )
+        self.log.info("Cerebelum execution %s is %s after the resume", execution_id, execution.status.name)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Called when the trigger fires: ``{"execution_id", "resume_status", "execution"}``."""
@@ -209,7 +245,13 @@ class CerebelumBulkResumeOperator(BaseOperator):
     resumed execution leaves the FAILED set while Core's listing order moves (see
     ``cerebelum_provider.bulk``). Up to ``max_concurrency`` resumes run at once while the listing
     goes on; progress counts are logged as it runs. After trying everything, the task fails when
-    ``fail_on_error`` is set and any execution was refused or errored.
+    ``fail_on_error`` is set and any execution was refused, not resumed or errored.
+
+    Every ``"resumed"`` or ``"already_running"`` is checked, never assumed: ``resume_check_grace``
+    seconds later (0: at once) the execution is read back, and one still FAILED is counted under
+    ``not_resumed`` (the released Core gives both answers for FAILED executions it runs nothing
+    again for). The checks wait out their grace side by side and share ``max_concurrency`` with
+    the resumes; a check that cannot be read lands in ``errors``.
 
     A resume whose answer was lost in the network is retried and then answers
     ``"already_running"``: it is counted under ``already_running`` (it is running again either way).
@@ -219,7 +261,8 @@ class CerebelumBulkResumeOperator(BaseOperator):
 
     Returns (XCom):
         The summary: ``matched``, the id lists ``resumed``, ``already_running``,
-        ``failed_to_resume`` and ``would_resume`` (dry run), ``errors`` by id, and ``dry_run``.
+        ``failed_to_resume``, ``not_resumed`` and ``would_resume`` (dry run), ``errors`` by id, and
+        ``dry_run``.
         When the task fails on errors, the same summary is pushed under the key ``"summary"``.
     """
 
@@ -240,6 +283,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
         dry_run: bool = False,
         fail_on_error: bool = True,
         cerebelum_conn_id: str = DEFAULT_CONN_ID,
+        resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -252,6 +296,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
         self.dry_run = dry_run
         self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
         self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
+        self.resume_check_grace = check_resume_check_grace(resume_check_grace)
         # Templated values ("{{ params.dry_run }}", an XComArg) are checked again once rendered.
         self._validate(
             workflow_name=None if is_template_value(workflow_name) else workflow_name,
@@ -266,6 +311,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
             max_concurrency=self.max_concurrency,
             skip_completed_steps=self.skip_completed_steps,
             dry_run=dry_run,
+            resume_check_grace=self.resume_check_grace,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -289,6 +335,14 @@ class CerebelumBulkResumeOperator(BaseOperator):
         if summary.errors:
             for execution_id, message in list(summary.errors.items())[:10]:
                 self.log.warning("Execution %s not resumed: %s", execution_id, message)
+        if summary.not_resumed:
+            self.log.warning(
+                "%d execution(s) still FAILED %s s after Core answered 'resumed' or 'already_running' "
+                "(Core did not resume them, or they failed again at once), e.g. %s",
+                len(summary.not_resumed),
+                self.resume_check_grace,
+                ", ".join(summary.not_resumed[:10]),
+            )
         result = summary.to_dict()
         if self.fail_on_error and summary.failed:
             context["ti"].xcom_push(key="summary", value=result)
@@ -313,6 +367,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
             skip_completed_steps=self.skip_completed_steps,
             dry_run=self.dry_run,
             on_progress=self._progress_logger(),
+            resume_check_grace=self.resume_check_grace,
         )
 
     def _progress_logger(self):

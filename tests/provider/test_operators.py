@@ -109,7 +109,8 @@ def test_resume_and_wait_defers_until_the_execution_completes(still_core, caplog
     execution_id = still_core.start_execution("orders", fail_at=0)
     still_core.run_until_settled(execution_id)
 
-    with completed_once_the_trigger_polls(still_core, lambda: execution_id, status_reads=2):
+    # Reads: the resume check, the task's one check before deferring, then the trigger's.
+    with completed_once_the_trigger_polls(still_core, lambda: execution_id, status_reads=3):
         _, results = run_dag("cerebelum_resume_deferrable", {"execution_id": execution_id})
 
     state, xcoms, _ = results["resume"]
@@ -154,7 +155,11 @@ def test_resume_and_wait_fails_with_cores_error_when_it_fails_again(live_core, m
 
     assert results["resume"][0] == "failed"
     assert live_core.resume_count(execution_id) == 1
-    assert f"Cerebelum execution {execution_id} failed: carrier_down: 503 from carrier" in output_of(capfd)
+    # It fails again within the resume check's grace, and reads FAILED like an execution Core
+    # did not resume: the check fails the task, with Core's error of the new failure.
+    output = output_of(capfd)
+    assert f"Cerebelum Core answered 'resumed' for execution {execution_id} but it is still FAILED" in output
+    assert "or it failed again within that time; Core's error: carrier_down: 503 from carrier" in output
 
 
 def test_resume_operator_retries_transient_errors(still_core):

@@ -1,0 +1,283 @@
+"""Resume is checked, never assumed: the two resume operators against an emulator playing Core's bugs.
+
+The released Core answers "already_running" for a FAILED execution (its engine process lives on
+until Core restarts) and "resumed" after a restart, and runs nothing again either way. The emulator
+reproduces both (``set_resume_without_effect``, ``real_core_bugs``); the operators, run through
+``dag.test()`` with a real Airflow and SQLite, must read the execution back and say it is still
+FAILED. Each test builds its own emulator and picks the API it speaks, so gRPC and Core's HTTP API
+are covered where they differ. Counts come from the emulator, never from timings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cerebelum_provider.emulator import CoreEmulator
+from cerebelum_provider.operators.cerebelum import (
+    CerebelumBulkResumeOperator,
+    CerebelumResumeExecutionOperator,
+)
+from tests.provider._deferral import deferred
+
+TOKEN = "resume-check-token-3b7a"
+ORDER_STEPS = ["validate", "charge", "ship", "notify"]
+BUGGY_ANSWERS = ("already_running", "resumed")
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def uri_for(core: CoreEmulator, api: str) -> str:
+    """A ``cerebelum://`` URI (with the token) for the emulator over ``api``: grpc or http."""
+    if api == "http":
+        return f"cerebelum://:{TOKEN}@127.0.0.1:{core.http_port}?api=http"
+    return f"cerebelum://:{TOKEN}@{core.address}"
+
+
+@pytest.fixture
+def emulator(monkeypatch, airflow_db) -> Iterator[Callable[..., CoreEmulator]]:
+    """Start an emulator (manual clock, token) behind ``cerebelum_default`` over the API asked for."""
+    started: list[CoreEmulator] = []
+
+    def start(api: str = "grpc", **kwargs: Any) -> CoreEmulator:
+        core = CoreEmulator(token=TOKEN, **kwargs).start()
+        started.append(core)
+        core.define_workflow("orders", ORDER_STEPS)
+        monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", uri_for(core, api))
+        return core
+
+    yield start
+    for core in reversed(started):
+        core.stop()
+
+
+def failed_execution(core: CoreEmulator) -> str:
+    execution_id = core.start_execution(
+        "orders", fail_at="charge", error_kind="card_declined", error_message="card declined"
+    )
+    core.run_until_settled(execution_id)
+    return execution_id
+
+
+def seed_failed(core: CoreEmulator, count: int) -> list[str]:
+    ids = [core.start_execution("orders", fail_at=0) for _ in range(count)]
+    core.run_until_settled()
+    return ids
+
+
+def run_dag(dag_id: str, conf: dict | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Run a DAG of tests/provider/dags/cerebelum_resume_check_dags.py: ``{task_id: (state, xcoms)}``."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from tests.provider.dags import cerebelum_resume_check_dags
+
+    run = getattr(cerebelum_resume_check_dags, dag_id).test(run_conf=conf or {})
+    results = {}
+    with create_session() as session:
+        for ti in run.get_task_instances():
+            rows = session.query(XComModel).filter_by(
+                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index
+            )
+            results[ti.task_id] = (ti.state, {row.key: row.value for row in rows})
+    return results
+
+
+def output_of(capfd) -> str:
+    captured = capfd.readouterr()
+    return captured.out + captured.err
+
+
+# Resume one execution ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+@pytest.mark.parametrize("answer", BUGGY_ANSWERS)
+def test_resume_operator_fails_when_the_execution_stays_failed(emulator, api, answer, capfd):
+    core = emulator(api)
+    execution_id = failed_execution(core)
+    core.set_resume_without_effect(answer)
+
+    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+
+    state, xcoms = results["resume"]
+    assert state == "failed"
+    assert "return_value" not in xcoms
+    output = output_of(capfd)
+    assert (
+        f"Cerebelum Core answered '{answer}' for execution {execution_id} but it is still FAILED "
+        "after 0.2 s: Core did not resume it"
+    ) in output
+    assert "Core's error: " in output and "card declined" in output
+    assert TOKEN not in output
+    # Not retried: the resume was sent once and read back once.
+    assert core.resume_count(execution_id) == 1
+    assert core.call_counts()["ResumeExecution"] == 1
+    assert core.call_counts()["GetExecutionStatus"] == 1
+
+
+@pytest.mark.parametrize("mode", ["poll", "deferrable"])
+def test_resume_and_wait_fails_at_the_check_without_waiting(emulator, mode, capfd, caplog):
+    core = emulator()
+    execution_id = failed_execution(core)
+    core.set_resume_without_effect("already_running")
+
+    results = run_dag(f"cerebelum_resume_check_{mode}", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    assert f"for execution {execution_id} but it is still FAILED after 0.2 s" in output_of(capfd)
+    assert not deferred(caplog)
+    assert core.call_counts()["GetExecutionStatus"] == 1
+
+
+def test_the_default_grace_is_one_second(emulator, capfd):
+    core = emulator()
+    execution_id = failed_execution(core)
+    core.set_resume_without_effect("already_running")
+
+    results = run_dag("cerebelum_resume_check_default_grace", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    assert f"'already_running' for execution {execution_id} but it is still FAILED after 1.0 s" in (
+        output_of(capfd)
+    )
+
+
+def test_the_measured_release_over_http_reads_it_still_failed(emulator, capfd):
+    core = emulator("http", real_core_bugs=True)
+    execution_id = failed_execution(core)
+
+    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    assert f"answered 'already_running' for execution {execution_id} but it is still FAILED" in (
+        output_of(capfd)
+    )
+
+
+def test_the_measured_release_over_grpc_cannot_be_read_back_and_says_why(emulator, capfd):
+    # Core's gRPC status handler crashes on every existing execution: the check cannot succeed.
+    core = emulator("grpc", real_core_bugs=True)
+    execution_id = failed_execution(core)
+
+    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    output = output_of(capfd)
+    assert (
+        f"Cerebelum Core answered 'already_running' for execution {execution_id}, but reading it back "
+        "to check that it left FAILED failed: "
+    ) in output
+    assert 'UNKNOWN "Internal Server Error"' in output and "Core's HTTP API answers these calls" in output
+    # A crash is not retried: one read.
+    assert core.call_counts()["GetExecutionStatus"] == 1
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+def test_a_real_resume_succeeds_with_the_same_xcom_as_before(emulator, api):
+    core = emulator(api)
+    execution_id = failed_execution(core)
+
+    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+
+    state, xcoms = results["resume"]
+    assert state == "success"
+    assert xcoms["return_value"] == {"execution_id": execution_id, "resume_status": "resumed"}
+    assert core.resume_count(execution_id) == 1
+    assert core.call_counts()["GetExecutionStatus"] == 1
+
+
+def test_a_transient_error_while_checking_is_retried(emulator):
+    import grpc
+
+    core = emulator()
+    execution_id = failed_execution(core)
+    # More failures than one client call retries (5), fewer than the operator's outer budget.
+    core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
+
+    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "success"
+    assert core.call_counts()["GetExecutionStatus"] == 8
+    assert core.call_counts()["ResumeExecution"] == 1
+
+
+# Bulk resume -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+@pytest.mark.parametrize("answer", BUGGY_ANSWERS)
+def test_bulk_resume_lists_executions_left_failed_under_not_resumed_and_fails(emulator, api, answer, capfd):
+    core = emulator(api)
+    ids = seed_failed(core, 12)
+    core.set_resume_without_effect(answer)
+
+    results = run_dag("cerebelum_bulk_resume_check_fail_on_error_true")
+
+    state, xcoms = results["bulk_resume"]
+    assert state == "failed"
+    summary = xcoms["summary"]
+    assert sorted(summary["not_resumed"]) == sorted(ids)
+    assert summary["resumed"] == summary["already_running"] == [] and summary["errors"] == {}
+    output = output_of(capfd)
+    assert "did not resume everything: matched=12, resumed=0, already_running=0" in output
+    assert "errors=0, not_resumed=12" in output
+    assert "12 execution(s) still FAILED 0.2 s after Core answered" in output
+    # Each resumed once although every listing pass finds them FAILED again.
+    assert core.call_counts()["ResumeExecution"] == 12
+    assert [core.resume_count(execution_id) for execution_id in ids] == [1] * 12
+
+
+def test_bulk_resume_without_fail_on_error_succeeds_with_not_resumed_in_xcom(emulator):
+    core = emulator()
+    ids = seed_failed(core, 12)
+    core.set_resume_without_effect("already_running")
+
+    results = run_dag("cerebelum_bulk_resume_check_fail_on_error_false")
+
+    state, xcoms = results["bulk_resume"]
+    assert state == "success"
+    summary = xcoms["return_value"]
+    assert sorted(summary["not_resumed"]) == sorted(ids)
+    assert summary["matched"] == 12 and summary["resumed"] == [] and summary["errors"] == {}
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+def test_bulk_resume_against_a_core_that_resumes_is_unchanged(emulator, api):
+    core = emulator(api)
+    ids = seed_failed(core, 12)
+
+    results = run_dag("cerebelum_bulk_resume_check_fail_on_error_true")
+
+    state, xcoms = results["bulk_resume"]
+    assert state == "success"
+    summary = xcoms["return_value"]
+    assert sorted(summary["resumed"]) == sorted(ids)
+    assert summary["not_resumed"] == [] and summary["errors"] == {} and summary["already_running"] == []
+    assert core.call_counts()["GetExecutionStatus"] == 12
+
+
+# Construction ------------------------------------------------------------------------------
+
+
+OPERATORS = [
+    pytest.param(CerebelumResumeExecutionOperator, {"execution_id": "e"}, id="resume"),
+    pytest.param(CerebelumBulkResumeOperator, {"workflow_name": "orders"}, id="bulk"),
+]
+
+
+@pytest.mark.parametrize(("operator", "arguments"), OPERATORS)
+@pytest.mark.parametrize(
+    ("grace", "error"),
+    [(-1, ValueError), (float("nan"), ValueError), (1000, ValueError), ("1", TypeError), (True, TypeError)],
+)
+def test_a_bad_resume_check_grace_is_refused_naming_it(operator, arguments, grace, error):
+    with pytest.raises(error, match="resume_check_grace"):
+        operator(task_id="resume", resume_check_grace=grace, **arguments)
+
+
+@pytest.mark.parametrize(("operator", "arguments"), OPERATORS)
+def test_a_zero_grace_reads_at_once(operator, arguments):
+    assert operator(task_id="resume", resume_check_grace=0, **arguments).resume_check_grace == 0.0
