@@ -14,6 +14,7 @@ from cerebelum_provider.bulk import BulkResumeSummary, resume_matching
 from cerebelum_provider.client import ExecutionClient, RetryConfig
 from cerebelum_provider.exceptions import CerebelumAuthError
 from cerebelum_provider.models import ExecutionState
+from tests.core_apis import core_url
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -32,7 +33,7 @@ def seed_failed(core, count: int, workflow: str = "orders", *, fail_times: int =
 
 
 def client_for(core, **kwargs) -> ExecutionClient:
-    return ExecutionClient(core.address, retry=FAST_RETRY, **kwargs)
+    return ExecutionClient(core_url(core), retry=FAST_RETRY, **kwargs)
 
 
 async def test_resumes_each_failed_execution_once_across_pages(core):
@@ -136,7 +137,7 @@ async def test_outer_retry_takes_over_when_the_clients_budget_is_spent(core):
     assert core.resume_count(execution_id) == 1
 
 
-async def test_an_execution_still_unavailable_after_every_retry_is_an_error(core):
+async def test_an_execution_still_unavailable_after_every_retry_is_an_error(core, core_api):
     ids = seed_failed(core, 2)
     # 4 outer attempts x 5 client attempts = 20 calls, all failing, for the first one resumed.
     core.fail_next(20, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
@@ -147,7 +148,7 @@ async def test_an_execution_still_unavailable_after_every_retry_is_an_error(core
     assert summary.matched == 2 and len(summary.resumed) == 1 and len(summary.errors) == 1
     assert sorted([*summary.resumed, *summary.errors]) == sorted(ids)
     (failed_id,) = summary.errors
-    assert "UNAVAILABLE" in summary.errors[failed_id]
+    assert ("UNAVAILABLE" if core_api == "grpc" else "HTTP 503") in summary.errors[failed_id]
     assert core.resume_count(failed_id) == 0 and core.resume_count(summary.resumed[0]) == 1
     assert core.call_counts()["ResumeExecution"] == 21
 
@@ -178,7 +179,7 @@ async def test_max_executions_stops_taking_after_the_limit(core):
     assert len(core.execution_ids(ExecutionState.FAILED)) == 49
 
 
-async def test_refusals_and_errors_are_recorded_not_raised(core):
+async def test_refusals_and_errors_are_recorded_not_raised(core, core_api):
     failed = seed_failed(core, 5)
     completed = core.start_execution("orders")
     core.complete(completed)
@@ -193,7 +194,8 @@ async def test_refusals_and_errors_are_recorded_not_raised(core):
     assert summary.matched == 6
     assert summary.failed_to_resume == [completed]
     assert len(summary.errors) == 2
-    assert all("INTERNAL" in message for message in summary.errors.values())
+    internal = "INTERNAL" if core_api == "grpc" else "HTTP 500"
+    assert all(internal in message for message in summary.errors.values())
     assert sorted(summary.resumed + list(summary.errors)) == sorted(failed)
     assert summary.failed is True
     assert "failed_to_resume=1" in summary.describe() and "errors=2" in summary.describe()
@@ -282,13 +284,14 @@ async def test_a_resume_without_effect_is_not_resumed_and_never_sent_twice(core,
     assert set(ids) <= set(core.execution_ids(ExecutionState.FAILED))
 
 
+@pytest.mark.apis("http")
 async def test_the_measured_release_over_rest_lists_every_failed_execution_as_not_resumed(core_factory):
-    # All the measured bugs: gRPC status reads crash (REST is spared), resumes answer
-    # "already_running" (REST 422) and change nothing.
+    # All the measured bugs: gRPC status reads crash (REST is spared, so only REST can list and
+    # check), resumes answer "already_running" (REST 422) and change nothing.
     core = core_factory(real_core_bugs=True)
     ids = seed_failed(core, 40)
 
-    async with ExecutionClient(core.http_url, retry=FAST_RETRY) as client:
+    async with client_for(core) as client:
         summary = await resume_matching(client, workflow_name="orders", resume_check_grace=0)
 
     assert sorted(summary.not_resumed) == sorted(ids)
@@ -330,7 +333,7 @@ async def test_a_transient_error_while_checking_is_retried_like_the_resume(core)
     assert core.resume_count(execution_id) == 1
 
 
-async def test_a_check_that_cannot_be_read_is_an_error_naming_what_core_answered(core):
+async def test_a_check_that_cannot_be_read_is_an_error_naming_what_core_answered(core, core_api):
     ids = seed_failed(core, 3)
     core.fail_next(1, code=grpc.StatusCode.INTERNAL, rpcs="GetExecutionStatus")
 
@@ -343,12 +346,13 @@ async def test_a_check_that_cannot_be_read_is_an_error_naming_what_core_answered
     assert sorted(summary.resumed + list(summary.errors)) == sorted(ids)
     ((failed_id, message),) = summary.errors.items()
     assert message.startswith(f"Core answered 'resumed' to the resume, but reading execution {failed_id}")
-    assert "INTERNAL" in message
+    assert ("INTERNAL" if core_api == "grpc" else "HTTP 500") in message
     # The resume itself was sent once; it is the check that could not be read.
     assert core.resume_count(failed_id) == 1
     assert core.call_counts()["GetExecutionStatus"] == 3
 
 
+@pytest.mark.apis("grpc")  # the crash is in Core's gRPC status handler; its HTTP API answers
 async def test_a_check_hitting_cores_status_crash_is_an_error_with_its_message(core):
     import asyncio
 
