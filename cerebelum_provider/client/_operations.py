@@ -232,8 +232,8 @@ def list_executions(
 ) -> Operation[ExecutionPage]:
     """ListExecutions; optional filters given as None are not sent.
 
-    Over REST, ``status`` can only be RUNNING, COMPLETED or FAILED (the only words Core's list
-    knows); another state raises ``ValueError`` when the REST form is built, before sending.
+    Over REST, ``status=UNSPECIFIED`` (which gRPC reads as "no filter") raises ``ValueError`` when
+    the REST form is built, before sending: give None for no filter.
     """
     workflow_name, state = check_filters(workflow_name, status)
     limit = check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
@@ -254,10 +254,9 @@ def list_executions(
             params["workflow"] = workflow_name
         if state is not None:
             if state not in _rest_convert.LIST_FILTER_WORDS:
-                words = ", ".join(s.name for s in _rest_convert.LIST_FILTER_WORDS)
                 raise ValueError(
-                    f"status={state.name} cannot be listed over Core's HTTP API, whose list knows only "
-                    f"{words} (an execution that sleeps or waits for approval lists as RUNNING)"
+                    f"status={state.name} is no filter over Core's HTTP API; give status=None to list "
+                    "every state"
                 )
             params["status"] = _rest_convert.LIST_FILTER_WORDS[state]
 
@@ -443,6 +442,24 @@ def approve_execution(execution_id: str, response: dict[str, Any] | None = None)
     # A repeated approval is refused with 422 once the first was applied: sent again only when the
     # first attempt surely never reached Core.
     return Operation("ApproveExecution", None, http, execution_id, idempotent=False)
+
+
+def require_waiting_for_approval(status: ExecutionStatus, core_address: str) -> None:
+    """Refuse to approve an execution that waits for no approval, before anything is sent.
+
+    Core (release be56c90) answers an approval of a completed execution with HTTP 500 and starts a
+    new execution that runs the whole workflow again, so the clients check the state first.
+
+    Raises:
+        RequestRefusedError: the execution is in any other state.
+    """
+    if status.status is not ExecutionState.WAITING_FOR_APPROVAL:
+        raise RequestRefusedError(
+            f"Cerebelum execution {status.execution_id} is {status.status.name}, not waiting for approval; "
+            f"nothing was sent to Core at {core_address}",
+            core_address=core_address,
+            execution_id=status.execution_id,
+        )
 
 
 def get_execution_events(execution_id: str) -> Operation[list[dict[str, Any]]]:

@@ -27,13 +27,17 @@ _STATE_BY_WORD = {
     "paused": ExecutionState.PAUSED,
 }
 
-#: The words the list endpoint's ``status`` filter accepts, by model state. Core derives a listed
-#: execution's status from its last event, so only these three exist there: an execution that is
-#: sleeping or waiting for approval lists as ``running``.
+#: The words the list endpoint's ``status`` filter takes, by model state (measured on release
+#: be56c90). A listed execution's ``status`` is derived from its last event (running, completed or
+#: failed), but the filter reads each execution's state: ``running`` leaves out the executions
+#: that wait for approval, as gRPC's RUNNING filter does, and ``waiting_for_approval`` finds them.
 LIST_FILTER_WORDS = {
     ExecutionState.RUNNING: "running",
     ExecutionState.COMPLETED: "completed",
     ExecutionState.FAILED: "failed",
+    ExecutionState.SLEEPING: "sleeping",
+    ExecutionState.WAITING_FOR_APPROVAL: "waiting_for_approval",
+    ExecutionState.PAUSED: "paused",
 }
 
 # Core formats an error as "<Kind> in step :<name> - <details>" (Cerebelum.Execution.ErrorInfo.format);

@@ -25,10 +25,12 @@ class ExecutionClient(ClientBase):
     ``cerebelum_provider.exceptions.CerebelumError`` subclasses; bad arguments raise
     ``TypeError``/``ValueError`` before anything is sent.
 
-    What REST says less: a status has no workflow name, timestamps or step list; a list entry
-    has no progress, and an execution that sleeps or waits for approval lists as RUNNING (Core
-    derives the listed state from its last event). Only REST can stop or approve an execution
-    and read its event log; over gRPC those raise ``UnsupportedOperationError``.
+    What REST says less: a status has no workflow name, inputs, timestamps, step list, sleep or
+    approval details; a list entry has no progress, and an execution that sleeps or waits for
+    approval is *listed* as RUNNING (Core derives a listed state from its last event; the
+    ``status`` filter, though, finds it under its own state, as over gRPC). Only REST can stop or
+    approve an execution and read its event log; over gRPC those raise
+    ``UnsupportedOperationError``.
 
     Args:
         core_url: ``"host:port"``, ``"grpc(s)://host:port"`` or ``"http(s)://host:port[/prefix]"``.
@@ -85,8 +87,8 @@ class ExecutionClient(ClientBase):
                 yield execution
 
     async def list_active_workflows(self) -> list[ExecutionStatus]:
-        """Every RUNNING execution (all pages, not just the first); over REST, those that sleep or wait
-        for approval too (Core lists them as running)."""
+        """Every RUNNING execution (all pages, not just the first); not those that sleep or wait
+        for approval, on both APIs."""
         return [execution async for execution in self.iter_executions(status=ExecutionState.RUNNING)]
 
     async def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> str:
@@ -133,11 +135,18 @@ class ExecutionClient(ClientBase):
 
         ``response`` (JSON-like) reaches the step that asked for approval, as its inputs.
 
+        The execution's state is read first: one that waits for no approval is refused without
+        sending the approval (Core would start a new execution for a completed one).
+
         Raises:
             UnsupportedOperationError: over gRPC (before sending).
-            RequestRefusedError: the execution waits for no approval (HTTP 422).
+            RequestRefusedError: the execution waits for no approval.
         """
-        return await self._transport.call(ops.approve_execution(execution_id, response))
+        operation = ops.approve_execution(execution_id, response)
+        if operation.grpc is None and self.api is CoreAPI.GRPC:
+            return await self._transport.call(operation)  # raises UnsupportedOperationError
+        ops.require_waiting_for_approval(await self.get_execution_status(execution_id), self.address)
+        return await self._transport.call(operation)
 
     async def get_execution_events(self, execution_id: str) -> list[dict[str, Any]]:
         """The execution's event log (HTTP API only): ``[{"version", "type", "data", "timestamp"}]``.

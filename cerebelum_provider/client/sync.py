@@ -91,8 +91,13 @@ class SyncExecutionClient(ClientBase):
         return self._transport.call(ops.stop_execution(execution_id))
 
     def approve_execution(self, execution_id: str, response: dict[str, Any] | None = None) -> str:
-        """Approve the step an execution waits on (HTTP API only): ``"approved"``."""
-        return self._transport.call(ops.approve_execution(execution_id, response))
+        """Approve the step an execution waits on (HTTP API only): ``"approved"``; see
+        ``ExecutionClient.approve_execution`` (the state is checked first)."""
+        operation = ops.approve_execution(execution_id, response)
+        if operation.grpc is None and self.api is CoreAPI.GRPC:
+            return self._transport.call(operation)  # raises UnsupportedOperationError
+        ops.require_waiting_for_approval(self.get_execution_status(execution_id), self.address)
+        return self._transport.call(operation)
 
     def get_execution_events(self, execution_id: str) -> list[dict[str, Any]]:
         """The execution's event log (HTTP API only)."""

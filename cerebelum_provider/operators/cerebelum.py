@@ -565,22 +565,21 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         """``(execution_id, state name)`` of alive executions of the workflow whose correlation input
         is ``identity``.
 
-        Over gRPC a listed execution carries its inputs. Core's REST list has no inputs and knows
-        only "running" (which covers sleeping and waiting for approval): each running execution's
-        inputs are read from its start event instead.
+        Over gRPC a listed execution carries its inputs. Core's REST list has no inputs: each alive
+        execution's inputs are read from its start event instead.
         """
         from cerebelum_provider.client import CoreAPI
 
-        if client.api is not CoreAPI.HTTP:
-            for state in _ALIVE_STATES:
-                for execution in client.iter_executions(workflow_name=self.workflow_name, status=state):
-                    if execution.inputs.get(CORRELATION_INPUT) == identity:
-                        yield execution.execution_id, execution.status.name
-            return
-        for execution in client.iter_executions(workflow_name=self.workflow_name, status=ExecutionState.RUNNING):
-            events = call_with_retries(lambda: client.get_execution_events(execution.execution_id))
-            if _started_with_identity(events, identity):
-                yield execution.execution_id, execution.status.name
+        over_http = client.api is CoreAPI.HTTP
+        for state in _ALIVE_STATES:
+            for execution in client.iter_executions(workflow_name=self.workflow_name, status=state):
+                if over_http:
+                    events = call_with_retries(lambda: client.get_execution_events(execution.execution_id))
+                    found = _started_with_identity(events, identity)
+                else:
+                    found = execution.inputs.get(CORRELATION_INPUT) == identity
+                if found:
+                    yield execution.execution_id, state.name
 
     def on_kill(self) -> None:
         """Stop the execution this task started, when ``stop_on_kill`` (HTTP API only)."""

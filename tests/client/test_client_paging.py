@@ -18,7 +18,7 @@ def _ids(executions):
 
 
 class ChangingSet:
-    """Core's list, most recent activity first, with a change applied before chosen calls."""
+    """A list that changes between calls, as Core's filtered list does while paging."""
 
     def __init__(self, count: int, changes: dict[int, callable]) -> None:
         self.items = [status_message(f"e{number:03d}") for number in range(count)]
