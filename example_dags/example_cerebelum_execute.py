@@ -37,7 +37,6 @@ with DAG(
         cerebelum_conn_id="cerebelum_default",
         workflow_name="{{ params.workflow_name }}",
         inputs="{{ params.inputs }}",
-        tags=["airflow", "example"],
         wait_for_completion=True,
         deferrable=True,
         poll_interval=2,
@@ -47,8 +46,9 @@ with DAG(
 
     @task
     def report(execution: dict) -> str:
-        """Log what the workflow did: its final state and the steps it completed."""
-        steps = ", ".join(step["step_name"] for step in execution["completed_steps"])
+        """Log what the workflow did: its final state and the steps that gave an output."""
+        # step_outputs, unlike completed_steps, is reported by both of Core's APIs.
+        steps = ", ".join(execution["step_outputs"])
         summary = f"execution {execution['execution_id']} is {execution['status']} after steps: {steps}"
         print(summary)
         return summary

