@@ -38,6 +38,9 @@ from cerebelum_provider._arguments import (
 )
 from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.triggers.execution_events import CerebelumExecutionEventTrigger
+
+__all__ = ["CerebelumExecutionEventTrigger", "CerebelumExecutionTrigger"]
 
 DEFAULT_SUCCESS_STATES = (ExecutionState.COMPLETED.value,)
 DEFAULT_FAILURE_STATES = (ExecutionState.FAILED.value,)
