@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import DAG
 
 from cerebelum_provider.operators.cerebelum import (
+    CerebelumApproveExecutionOperator,
     CerebelumBulkResumeOperator,
     CerebelumExecuteWorkflowOperator,
     CerebelumResumeExecutionOperator,
@@ -119,3 +120,13 @@ with _dag("cerebelum_bulk_resume_mapped") as cerebelum_bulk_resume_mapped:
 
 with _dag("cerebelum_bulk_resume_chatty") as cerebelum_bulk_resume_chatty:
     ChattyBulkResume(task_id="bulk_resume", workflow_name="orders", max_concurrency=2)
+
+with _dag("cerebelum_approve", render_template_as_native_obj=True) as cerebelum_approve:
+    CerebelumApproveExecutionOperator(
+        task_id="approve",
+        execution_id="{{ dag_run.conf['execution_id'] }}",
+        response={"note": "{{ dag_run.conf.get('note', 'ok') }}"},
+        wait_for_completion=True,
+        poll_interval=0.1,
+        timeout=20,
+    )
