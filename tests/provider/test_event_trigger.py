@@ -43,7 +43,9 @@ class AssetState:
         self.writes += 1
 
 
-def rebuilt(trigger: CerebelumExecutionEventTrigger, store: AssetState | None) -> CerebelumExecutionEventTrigger:
+def rebuilt(
+    trigger: CerebelumExecutionEventTrigger, store: AssetState | None
+) -> CerebelumExecutionEventTrigger:
     """What the triggerer does: import the class path, call it with the kwargs, inject the store."""
     classpath, kwargs = trigger.serialize()
     module, _, name = classpath.rpartition(".")
@@ -145,10 +147,12 @@ def test_default_arguments():
 
 def test_equal_filters_share_one_poll_and_others_do_not():
     one = CerebelumExecutionEventTrigger(workflow_name="orders", states=["FAILED", "COMPLETED"])
-    same = CerebelumExecutionEventTrigger(workflow_name="orders", states=("EXECUTION_COMPLETED", "failed"),
-                                          include_existing=True)
+    same = CerebelumExecutionEventTrigger(
+        workflow_name="orders", states=("EXECUTION_COMPLETED", "failed"), include_existing=True
+    )
     assert one.shared_stream_key() == same.shared_stream_key()
-    assert one.shared_stream_key() != CerebelumExecutionEventTrigger(workflow_name="payments").shared_stream_key()
+    payments = CerebelumExecutionEventTrigger(workflow_name="payments")
+    assert one.shared_stream_key() != payments.shared_stream_key()
     assert one.shared_stream_key() != CerebelumExecutionEventTrigger(
         workflow_name="orders", states=["FAILED", "COMPLETED"], cerebelum_conn_id="other"
     ).shared_stream_key()
@@ -348,7 +352,8 @@ async def test_a_watcher_survives_core_being_down(core_factory, monkeypatch):
 
 
 def test_remembered_entries_fit_airflows_default_value_limit():
-    digests = {bytes([i % 256, i // 256, 0, 0, 0, 1]) for i in range(execution_events.MAX_REMEMBERED_ENTRIES + 50)}
+    count = execution_events.MAX_REMEMBERED_ENTRIES + 50
+    digests = {bytes([i % 256, i // 256, 0, 0, 0, 1]) for i in range(count)}
     saved: dict[str, Any] = {}
 
     class Capture:
@@ -358,3 +363,48 @@ def test_remembered_entries_fit_airflows_default_value_limit():
     store = execution_events._SeenStore(Capture(), "k", {"states": ["FAILED"]})
     asyncio.run(store.save(digests))
     assert len(json.dumps(saved["k"])) < 65535
+
+
+async def test_watchers_of_one_filter_share_one_poll(core, cerebelum_conn):
+    shared_stream = pytest.importorskip("airflow.triggers.shared_stream", reason="Airflow 3.3 shares polls")
+    manager = shared_stream.SharedStreamManager()
+    existing = failing_executions(core, 2)
+    watchers = [
+        rebuilt(trigger_for(), AssetState()),
+        rebuilt(trigger_for(), AssetState()),
+        rebuilt(trigger_for(include_existing=True), AssetState()),
+    ]
+    keys = {watcher.shared_stream_key() for watcher in watchers}
+    assert len(keys) == 1
+    [key] = keys
+    received: list[list[str]] = [[] for _ in watchers]
+
+    async def consume(trigger_id: int, watcher: CerebelumExecutionEventTrigger) -> None:
+        stream = manager.subscribe(trigger_id=trigger_id, trigger=watcher, key=key)
+        async for event in watcher.filter_shared_stream(stream):
+            received[trigger_id].append(event.payload["execution_id"])
+
+    tasks = [asyncio.create_task(consume(number, watcher)) for number, watcher in enumerate(watchers)]
+    try:
+        await asyncio.sleep(0.3)
+        [new] = failing_executions(core, 1)
+        await asyncio.sleep(0.5)
+    finally:
+        for number, task in enumerate(tasks):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await manager.unsubscribe(number, key)
+    assert received[0] == [new]
+    assert received[1] == [new]
+    assert sorted(received[2]) == sorted([*existing, new])
+    shared_lists = core.call_counts()["ListExecutions"]
+
+    # The same three watchers on their own poll three times as often.
+    alone = [Watcher(trigger_for(), AssetState()) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.8)
+    finally:
+        for watcher in alone:
+            await watcher.stop()
+    alone_lists = core.call_counts()["ListExecutions"] - shared_lists
+    assert alone_lists > 2 * shared_lists, (shared_lists, alone_lists)
