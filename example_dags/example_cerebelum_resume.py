@@ -1,9 +1,11 @@
 """Resume one failed Cerebelum execution and wait for it to finish.
 
 Core replays the execution's events and carries on from the step that failed (completed steps
-are skipped). "resumed" and "already_running" both count as success; Core refusing to resume
-(an unknown or completed execution) fails the task with a clear message. The wait then defers
-like the sensor, and fails with Core's error if the execution fails again.
+are skipped). Core's answer is checked, never assumed: after "resumed" or "already_running" the
+execution is read back, and one still FAILED fails the task (the released Cores answer so and
+resume nothing). Core refusing to resume (an unknown or completed execution) fails the task with
+a clear message. The wait then defers like the sensor, and fails with Core's error if the
+execution fails again.
 
 Trigger it with the execution to resume, e.g. ``{"execution_id": "demo-orders-failed"}``; the
 default is the failed execution of the emulator's demo set. Connection: ``cerebelum_default``.

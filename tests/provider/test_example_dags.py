@@ -141,7 +141,8 @@ def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, stil
 
 def test_resume_example_resumes_the_demo_failure_and_waits(example_dagbag, still_demo_core, caplog):
     core = still_demo_core
-    with completed_once_the_trigger_polls(core, lambda: "demo-orders-failed", status_reads=2):
+    # The resume check reads the execution once more before the wait begins.
+    with completed_once_the_trigger_polls(core, lambda: "demo-orders-failed", status_reads=3):
         results = run_example(example_dagbag, "example_cerebelum_resume")
 
     state, result = results["resume_execution"]

@@ -238,6 +238,7 @@ def test_bulk_resume_of_1000_with_30_percent_unavailable_resumes_each_exactly_on
         "resumed": summary["resumed"],
         "already_running": [],
         "failed_to_resume": [],
+        "not_resumed": [],
         "errors": {},
         "would_resume": [],
         "dry_run": False,
