@@ -408,3 +408,24 @@ async def test_watchers_of_one_filter_share_one_poll(core, cerebelum_conn):
             await watcher.stop()
     alone_lists = core.call_counts()["ListExecutions"] - shared_lists
     assert alone_lists > 2 * shared_lists, (shared_lists, alone_lists)
+
+
+# The example DAG's bookkeeping ------------------------------------------------------------------
+
+
+def test_the_example_resumes_each_execution_at_most_max_resumes_times_then_notifies():
+    from example_dags.example_cerebelum_event_resume import KEPT_COUNTS, MAX_RESUMES, plan_resumes
+
+    failure = {"execution_id": "e-1", "workflow_name": "orders", "error_kind": "step_error"}
+    counts: dict[str, int] = {}
+    for attempt in range(MAX_RESUMES):
+        to_resume, give_up, counts = plan_resumes([failure, failure], counts)
+        assert (to_resume, give_up) == (["e-1"], []), attempt
+    to_resume, give_up, counts = plan_resumes([failure, {**failure, "execution_id": "e-2"}], counts)
+    assert (to_resume, give_up) == (["e-2"], [failure])
+    assert counts == {"e-1": MAX_RESUMES, "e-2": 1}
+
+    many = [{"execution_id": f"x-{number}"} for number in range(KEPT_COUNTS + 5)]
+    _, _, counts = plan_resumes(many, counts)
+    assert len(counts) == KEPT_COUNTS
+    assert "e-1" not in counts and f"x-{KEPT_COUNTS + 4}" in counts
