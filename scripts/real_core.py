@@ -475,6 +475,44 @@ class RealCore:
                 )
             time.sleep(0.1)
 
+    def executions_total(self, workflow: str) -> int:
+        """How many executions of ``workflow`` Core has stored (the REST list's ``total``)."""
+        answer = self.http.get("/api/v1/executions", params={"workflow": workflow, "limit": 1})
+        if answer.status_code != 200:
+            raise RealCoreError(f"GET executions of {workflow!r}: {answer.status_code} {answer.text}")
+        return int(answer.json()["total"])
+
+    # ---- Core's log ----------------------------------------------------------------------------
+
+    def core_log(self) -> str:
+        """Everything Core logged since the stack started, every run's log in order."""
+        if self.state_dir is None:
+            return ""
+        earlier = sorted(
+            self.state_dir.glob("core.log.*"), key=lambda path: int(path.suffix.lstrip(".") or 0)
+        )
+        text = []
+        for path in [*earlier, self.core_log_path]:
+            try:
+                text.append(path.read_text(errors="replace"))
+            except FileNotFoundError:
+                pass
+        return "".join(text)
+
+    def status_reads(self, execution_id: str, api: str) -> int:
+        """How many status queries for ``execution_id`` Core received over ``api`` ("grpc" or "http").
+
+        Counted from Core's own log: its gRPC handler logs "Getting execution status for: ID" and
+        Phoenix logs every request line ("GET /api/v1/executions/ID"), so a client's retries show.
+        """
+        if api == "grpc":
+            line = re.compile(rf"\[info\] Getting execution status for: {re.escape(execution_id)}$")
+        elif api == "http":
+            line = re.compile(rf"\[info\] GET /api/v1/executions/{re.escape(execution_id)}$")
+        else:
+            raise ValueError(f"api must be 'grpc' or 'http', got {api!r}")
+        return sum(1 for text in self.core_log().splitlines() if line.search(text))
+
     # ---- worker --------------------------------------------------------------------------------
 
     def worker_log(self) -> str:
