@@ -120,7 +120,9 @@ def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, tuple[str, dict[str,
     results = {}
     with create_session() as session:
         for ti in run.get_task_instances():
-            rows = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id)
+            rows = session.query(XComModel).filter_by(
+                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id
+            )
             results[ti.task_id] = (ti.state, {row.key: XComModel.deserialize_value(row) for row in rows})
     return results
 
@@ -161,8 +163,8 @@ class ApproveAfterReads:
     def _approve(self) -> None:
         while not self._stop.wait(0.05):
             if self.core.status_reads(self.execution_id, self.api) >= self.target:
-                answer = self.core.http.post(f"/api/v1/executions/{self.execution_id}/approve", json=self.response)
-                self.answer = answer.status_code
+                path = f"/api/v1/executions/{self.execution_id}/approve"
+                self.answer = self.core.http.post(path, json=self.response).status_code
                 return
 
     def __enter__(self) -> ApproveAfterReads:
@@ -216,7 +218,8 @@ def test_sensor_over_http_follows_a_real_execution_to_its_end(
 def test_execute_operator_starts_a_real_workflow_and_waits_for_it(airflow: RealCore, capfd, caplog) -> None:
     order = str(uuid.uuid4())
     with caplog.at_level(logging.INFO):
-        results = run_dag("realcore_execute_deferrable", {"workflow_name": "rc_ok", "inputs": {"order": order}})
+        conf = {"workflow_name": "rc_ok", "inputs": {"order": order}}
+        results = run_dag("realcore_execute_deferrable", conf)
     said = output(capfd, caplog)
     state, xcoms = results["execute"]
     assert state == "success", said[-3000:]
@@ -230,7 +233,8 @@ def test_execute_operator_starts_a_real_workflow_and_waits_for_it(airflow: RealC
     assert started["type"] == "ExecutionStartedEvent"
     assert started["data"]["inputs"]["order"] == order
     # the task-instance identity rides in the inputs, for a retry to find its execution again
-    assert started["data"]["inputs"]["_airflow_correlation_id"].startswith("airflow:realcore_execute_deferrable:")
+    identity = started["data"]["inputs"]["_airflow_correlation_id"]
+    assert identity.startswith("airflow:realcore_execute_deferrable:")
 
 
 class _TaskInstanceStandIn:
@@ -320,7 +324,8 @@ def test_approving_a_completed_execution_is_refused_before_anything_is_sent(
 
     said = output(capfd, caplog)
     assert results["approve"][0] == "failed"
-    assert f"Cerebelum execution {execution_id} is COMPLETED, not waiting for approval; nothing was sent" in said
+    refusal = f"Cerebelum execution {execution_id} is COMPLETED, not waiting for approval; nothing was sent"
+    assert refusal in said
     assert f"/api/v1/executions/{execution_id}/approve" not in airflow.core_log()
     # Core answers such an approval by running the whole workflow again as a new execution
     time.sleep(QUIET_PERIOD)
@@ -332,7 +337,9 @@ def test_approving_a_completed_execution_is_refused_before_anything_is_sent(
 
 
 @pytest.mark.parametrize("mode", dags.SENSOR_MODES)
-def test_sensor_over_grpc_fails_at_once_naming_the_http_api(airflow: RealCore, mode: str, capfd, caplog) -> None:
+def test_sensor_over_grpc_fails_at_once_naming_the_http_api(
+    airflow: RealCore, mode: str, capfd, caplog
+) -> None:
     execution_id = settled(airflow, "rc_ok", "completed")
 
     began = time.monotonic()

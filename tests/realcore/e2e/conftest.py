@@ -1,0 +1,49 @@
+"""A real Airflow stack (scheduler, dag-processor, triggerer, api-server) on the real Core's HTTP API.
+
+``realcore_airflow`` starts the four services once for this directory, with ``cerebelum_default``
+pointing at the session's real Core (``real_core``, tests/realcore/conftest.py) over ``api=http``
+and the DAGs of ``dags/``. The service and task logs are copied to
+``test-artifacts/realcore-e2e-logs/`` at the end, for a failure to be readable.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from airflow_stack import AirflowStack  # noqa: E402
+from real_core import RealCore  # noqa: E402
+
+ARTIFACTS = REPO / "test-artifacts" / "realcore-e2e-logs"
+
+
+def http_connection_uri(core: RealCore) -> str:
+    """``cerebelum://`` URI for the real Core's REST API, with its bearer token."""
+    return f"cerebelum://:{quote(core.token, safe='')}@127.0.0.1:{core.http_port}?api=http&timeout=15"
+
+
+@pytest.fixture(scope="module")
+def realcore_airflow(real_core: RealCore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """A started Airflow whose ``cerebelum_default`` connection is the real Core over HTTP."""
+    stack = AirflowStack(
+        home=tmp_path_factory.mktemp("realcore-airflow"),
+        dags_folder=Path(__file__).parent / "dags",
+        connections={"cerebelum_default": http_connection_uri(real_core)},
+    )
+    try:
+        with stack:
+            yield stack
+    finally:
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        if stack.logs_dir.exists():
+            shutil.copytree(stack.logs_dir, ARTIFACTS)
+        if (stack.home / "logs").exists():
+            shutil.copytree(stack.home / "logs", ARTIFACTS / "task-logs")
