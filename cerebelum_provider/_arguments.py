@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.models import ExecutionState
 
 
 def coerce_states(states: Iterable[ExecutionState | str] | ExecutionState | str, field_name: str) -> tuple[str, ...]:
@@ -91,9 +91,3 @@ def check_execution_id(value: object, *, field_name: str = "execution_id") -> st
     return value
 
 
-def failure_message(status: ExecutionStatus) -> str:
-    """``Execution X (wf) ended in EXECUTION_FAILED: kind: message`` with Core's error when given."""
-    text = f"Cerebelum execution {status.execution_id} ({status.workflow_name}) ended in {status.status.value}"
-    if status.error:
-        text += f": {status.error.get('kind') or 'error'}: {status.error.get('message') or ''}".rstrip()
-    return text

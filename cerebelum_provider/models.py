@@ -9,6 +9,7 @@ events) lives here, so that both directions of that round trip sit side by side.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -51,6 +52,13 @@ class ExecutionState(enum.Enum):
                 return state
         expected = ", ".join(state.name for state in cls)
         raise ValueError(f"{field_name}={value!r} is not an execution state; expected one of {expected}")
+
+
+#: Most bytes of JSON that the inputs and outputs of one execution may take in an XCom value or a
+#: trigger event (both land in Airflow's metadata database). Each value past it is replaced by a
+#: ``CUT_MARKER`` string that says how large it was.
+XCOM_VALUES_LIMIT = 64 * 1024
+CUT_MARKER = "<cut by cerebelum_provider: {size} bytes of JSON; read it from Core with the client>"
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -214,6 +222,24 @@ class ExecutionStatus:
             "elapsed_seconds": self.elapsed_seconds,
         }
 
+    def to_xcom(self, *, include_outputs: bool = False, limit: int = XCOM_VALUES_LIMIT) -> dict[str, Any]:
+        """:meth:`to_dict` for Airflow's metadata database (XCom values, trigger events).
+
+        Step outputs are left out unless ``include_outputs``, and then kept once, in
+        ``step_outputs`` (each completed step's ``output``, the same values again, is always
+        None). The inputs and the outputs kept share a budget of ``limit`` bytes of JSON, in that
+        order; each value that does not fit is replaced by a ``CUT_MARKER`` string, so one large
+        output never becomes a multi-MB row.
+        """
+        data = self.to_dict()
+        budget = _Budget(limit)
+        data["inputs"] = {key: budget.take(value) for key, value in data["inputs"].items()}
+        outputs = data["step_outputs"] if include_outputs else {}
+        data["step_outputs"] = {name: budget.take(value) for name, value in outputs.items()}
+        for step in data["completed_steps"]:
+            step["output"] = None
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionStatus:
         """Rebuild from :meth:`to_dict` output (for example a trigger event's payload)."""
@@ -235,6 +261,17 @@ class ExecutionStatus:
             approval_info=ApprovalInfo.from_dict(data["approval_info"]) if data.get("approval_info") else None,
             elapsed_seconds=data.get("elapsed_seconds"),
         )
+
+    def failure_message(self) -> str:
+        """One line for a task that fails on this execution: where it ended, with Core's error kind
+        and message."""
+        workflow = f" ({self.workflow_name})" if self.workflow_name else ""
+        text = f"Cerebelum execution {self.execution_id}{workflow} ended in {self.status.value}"
+        if self.error:
+            return f"{text}: {self.error.get('kind') or 'error'}: {self.error.get('message') or ''}".rstrip()
+        if self.status is ExecutionState.FAILED:
+            return f"{text} (Core reported no error details)"
+        return text
 
     def describe_progress(self) -> str:
         """One line for logs: state, percentage, step i/n and its name, remaining sleep or approval."""
@@ -272,3 +309,17 @@ class ExecutionHandle:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict."""
         return {"execution_id": self.execution_id, "status": self.status, "started_at": _iso(self.started_at)}
+
+
+class _Budget:
+    """Bytes of JSON left for values; a value that does not fit is replaced by a marker."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, value: Any) -> Any:
+        size = len(json.dumps(value, default=str, allow_nan=True))
+        if size <= self.left:
+            self.left -= size
+            return value
+        return CUT_MARKER.format(size=size)

@@ -14,9 +14,12 @@ Works in poke, reschedule and deferrable mode with the same outcomes:
   In deferrable mode the trigger retries with backoff under the same two bounds. When a bound is
   hit the task fails with ``CoreUnavailableError`` naming the address (Airflow retries apply;
   ``soft_fail`` does not skip it: it is a fault, not an answer about the execution);
-- a refused token, a TLS failure or another RPC error: the task fails with that error at once.
+- a refused token, a TLS failure, Core crashing on the status query (the released Cores do over
+  gRPC) or another RPC error: the task fails with that error at once.
 
-Importing this module imports no grpc, protobuf or tenacity (DAG-parse cost, issue 6).
+Both the worker's checks and the trigger's event reach their outcome through
+``cerebelum_provider._outcome``, the rules every operator follows too. Importing this module
+imports no grpc, protobuf or tenacity, so parsing a DAG stays cheap.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, A
 
 from cerebelum_provider import exceptions
 from cerebelum_provider._arguments import (
+    check_bool,
     check_disjoint_states,
     check_execution_id,
     is_template_value,
     coerce_states,
-    failure_message,
     positive_seconds,
 )
+from cerebelum_provider._outcome import task_errors, task_outcome
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
@@ -51,17 +55,6 @@ if TYPE_CHECKING:
 #: Extra time the scheduler grants a deferred sensor beyond its own deadline, so the trigger's
 #: own "timeout" event (with the last state seen) normally wins over Airflow's generic one.
 DEFERRAL_TIMEOUT_GRACE = timedelta(seconds=60)
-
-_ERRORS_BY_NAME: dict[str, type[exceptions.CerebelumError]] = {
-    cls.__name__: cls
-    for cls in (
-        exceptions.CoreUnavailableError,
-        exceptions.CerebelumAuthError,
-        exceptions.CerebelumTLSError,
-        exceptions.CerebelumRPCError,
-    )
-}
-
 
 class CerebelumExecutionSensor(BaseSensorOperator):
     """Wait until a Cerebelum execution reaches one of ``success_states``.
@@ -77,9 +70,13 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         unavailable_timeout: seconds Core may stay unreachable before the task fails with
             ``CoreUnavailableError``; None (default) means only ``timeout`` bounds the wait.
             Counted within one process: in reschedule mode only ``timeout`` applies.
-        deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+        deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, read when
+            the sensor is built).
+        include_outputs: put the step outputs in the XCom value (bounded in size: see
+            ``ExecutionStatus.to_xcom``); without it the value carries ids, states, progress and
+            Core's error.
 
-    Returns (from ``execute``): the final execution as a dict (``ExecutionStatus.to_dict()``).
+    Returns (from ``execute``): the final execution as a dict (``ExecutionStatus.to_xcom()``).
 
     Raises:
         TypeError, ValueError: invalid arguments, at construction.
@@ -99,7 +96,8 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         poll_interval: float | None = None,
         max_sleep_wait: float = 300.0,
         unavailable_timeout: float | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | None = None,
+        include_outputs: bool = False,
         **kwargs: Any,
     ) -> None:
         if poll_interval is not None:
@@ -120,7 +118,10 @@ class CerebelumExecutionSensor(BaseSensorOperator):
             raise ValueError(f"poke_interval must be above 0 seconds, got {self.poke_interval}")
         self.max_sleep_wait = positive_seconds(max_sleep_wait, "max_sleep_wait")
         self.unavailable_timeout = positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
-        self.deferrable = deferrable
+        if deferrable is None:
+            deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
+        self.deferrable = check_bool(deferrable, field_name="deferrable")
+        self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
         self._client: SyncExecutionClient | None = None
         self._unavailable_since: float | None = None
 
@@ -166,6 +167,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
                 end_time=end_time,
                 max_sleep_wait=self.max_sleep_wait,
                 unavailable_timeout=self.unavailable_timeout,
+                include_outputs=self.include_outputs,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_TIMEOUT_GRACE,
@@ -186,11 +188,8 @@ class CerebelumExecutionSensor(BaseSensorOperator):
             self._client = self.hook.get_client()
         client = self._client
         try:
-            status = client.get_execution_status(self.execution_id)
-        except exceptions.ExecutionNotFoundError as error:
-            raise AirflowFailException(_not_found_message(self.execution_id, client.address)) from error
-        except exceptions.CerebelumTLSError:
-            raise
+            with task_errors():
+                status = client.get_execution_status(self.execution_id)
         except exceptions.CoreUnavailableError as error:
             self._note_unavailable(error)
             return PokeReturnValue(is_done=False)
@@ -210,8 +209,9 @@ class CerebelumExecutionSensor(BaseSensorOperator):
     def _judge(self, status: ExecutionStatus) -> PokeReturnValue:
         state = status.status.value
         if state in self.failure_states:
-            raise AirflowFailException(failure_message(status))
-        return PokeReturnValue(is_done=state in self.success_states, xcom_value=status.to_dict())
+            raise AirflowFailException(status.failure_message())
+        xcom_value = status.to_xcom(include_outputs=self.include_outputs)
+        return PokeReturnValue(is_done=state in self.success_states, xcom_value=xcom_value)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Turn the trigger's event into the task's outcome (see the module docstring).
@@ -219,21 +219,6 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         Returns:
             The final execution dict on ``"success"``.
         """
-        status = event.get("status")
-        message = event.get("message") or f"Cerebelum trigger ended with {event!r}"
-        if status == "success":
-            self.log.info("%s", message)
-            return event.get("execution")
-        if status == "failure":
-            raise AirflowFailException(message)
-        if status == "timeout":
-            raise AirflowSensorTimeout(message)
-        if event.get("error_type") == "ExecutionNotFoundError":
-            raise AirflowFailException(message)
-        error_class = _ERRORS_BY_NAME.get(event.get("error_type") or "", exceptions.CerebelumError)
-        raise error_class(message, core_address=event.get("core_address"), execution_id=event.get("execution_id"))
-
-
-def _not_found_message(execution_id: str, address: str) -> str:
-    return f"Cerebelum Core at {address} knows no execution {execution_id!r}; check the execution id"
-
+        execution = task_outcome(event, failure_is_final=True, timeout_error=AirflowSensorTimeout)
+        self.log.info("Cerebelum execution %s reached %s", execution.get("execution_id"), execution.get("status"))
+        return execution

@@ -4,18 +4,9 @@ Thousands of these run in one triggerer event loop, so the trigger never blocks 
 through the one client the hook shares per loop (one HTTP/2 connection), and sleeps through an
 execution's SLEEPING phase instead of polling it every interval. It yields exactly one event.
 
-Event payload (``TriggerEvent.payload``), JSON-safe::
-
-    {
-        "status": "success" | "failure" | "error" | "timeout",
-        "execution_id": str,
-        "state": "EXECUTION_COMPLETED" | ... | None,   # last state seen; None if never read
-        "message": str,                                  # one line for logs and errors
-        "execution": ExecutionStatus.to_dict() | None,   # last status seen
-        "error_type": str | None,                        # for "error": the CerebelumError class name,
-                                                         #   or "InvalidConnection"
-        "core_address": str | None,                      # host:port asked, when known
-    }
+The event is an ``ExecutionTriggerEvent`` (``cerebelum_provider.triggers.event``), yielded as its
+JSON-safe payload; the last status seen travels as ``ExecutionStatus.to_xcom()`` (step outputs
+only with ``include_outputs``, bounded in size).
 """
 
 from __future__ import annotations
@@ -33,11 +24,11 @@ from cerebelum_provider._arguments import (
     check_disjoint_states,
     check_execution_id,
     coerce_states,
-    failure_message,
     positive_seconds,
 )
 from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.triggers.event import INVALID_CONNECTION, EventStatus, ExecutionTriggerEvent
 from cerebelum_provider.triggers.execution_events import CerebelumExecutionEventTrigger
 
 __all__ = ["CerebelumExecutionEventTrigger", "CerebelumExecutionTrigger"]
@@ -68,6 +59,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
         stop_on_kill: when a user kills the deferred task (mark failed, clear; Airflow 3.3+
             calls ``on_kill``), stop the execution over Core's HTTP API; over gRPC, which cannot
             stop one, log a warning naming it. Only for an execution the task itself started.
+        include_outputs: carry the step outputs in the event (bounded in size); without it the
+            event carries ids, states, progress and Core's error only.
 
     Raises:
         TypeError, ValueError: an argument is invalid (checked here, before anything runs).
@@ -84,6 +77,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         max_sleep_wait: float = 300.0,
         unavailable_timeout: float | None = None,
         stop_on_kill: bool = False,
+        include_outputs: bool = False,
     ) -> None:
         super().__init__()
         self.execution_id = check_execution_id(execution_id)
@@ -102,6 +96,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         self.max_sleep_wait = positive_seconds(max_sleep_wait, "max_sleep_wait")
         self.unavailable_timeout = positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
         self.stop_on_kill = check_bool(stop_on_kill, field_name="stop_on_kill")
+        self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
 
     def __repr__(self) -> str:
         return (
@@ -123,6 +118,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 "max_sleep_wait": self.max_sleep_wait,
                 "unavailable_timeout": self.unavailable_timeout,
                 "stop_on_kill": self.stop_on_kill,
+                "include_outputs": self.include_outputs,
             },
         )
 
@@ -168,10 +164,10 @@ class CerebelumExecutionTrigger(BaseTrigger):
         try:
             client = await CerebelumHook(self.cerebelum_conn_id).get_async_client()
         except ValueError as error:
-            return self._event("error", f"Invalid Cerebelum connection: {error}", error_type="InvalidConnection")
+            return self._event("error", f"Invalid Cerebelum connection: {error}", error_type=INVALID_CONNECTION)
         except Exception as error:  # the connection lookup failed (missing connection, secrets backend)
             message = f"Cannot read connection {self.cerebelum_conn_id!r}: {type(error).__name__}: {error}"
-            return self._event("error", message, error_type="InvalidConnection")
+            return self._event("error", message, error_type=INVALID_CONNECTION)
         address = client.address
         last: ExecutionStatus | None = None
         unavailable_since: float | None = None
@@ -221,11 +217,11 @@ class CerebelumExecutionTrigger(BaseTrigger):
         if state in self.success_states:
             return self._event("success", f"Execution {self.execution_id} reached {state}", status, address=address)
         if state in self.failure_states:
-            return self._event("failure", failure_message(status), status, address=address)
+            return self._event("failure", status.failure_message(), status, address=address)
         if self.end_time is not None and self._now() >= self.end_time:
             message = (
-                f"Timed out waiting for Cerebelum execution {self.execution_id}: still {state} "
-                f"({status.describe_progress()})"
+                f"Cerebelum execution {self.execution_id} did not finish by the deadline; it is still "
+                f"{status.status.name} ({status.describe_progress()})"
             )
             return self._event("timeout", message, status, address=address)
         return None
@@ -279,14 +275,14 @@ class CerebelumExecutionTrigger(BaseTrigger):
     ) -> TriggerEvent:
         if status == "error":
             self.log.error("%s", message)
-        payload = {
-            "status": status,
-            "execution_id": self.execution_id,
-            "state": execution.status.value if execution is not None else None,
-            "message": message,
-            "execution": execution.to_dict() if execution is not None else None,
-            "error_type": error_type or (type(error).__name__ if error is not None else None),
-            "core_address": address,
-        }
-        return TriggerEvent(payload)
+        event = ExecutionTriggerEvent(
+            status=EventStatus(status),
+            execution_id=self.execution_id,
+            message=message,
+            state=execution.status.value if execution is not None else None,
+            execution=execution.to_xcom(include_outputs=self.include_outputs) if execution is not None else None,
+            error_type=error_type or (type(error).__name__ if error is not None else None),
+            core_address=address,
+        )
+        return TriggerEvent(event.to_payload())
 

@@ -15,7 +15,7 @@ import time
 
 import grpc
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from cerebelum_provider.exceptions import CerebelumAuthError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState
@@ -145,8 +145,12 @@ def test_wrong_token_fails_at_once(core_factory, monkeypatch):
     guarded = core_factory(token=TOKEN)
     execution_id = guarded.start_execution("orders")
     monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(guarded, token="wrong-token"))
-    with pytest.raises(CerebelumAuthError):
+    # No Airflow retry: the same token would be refused again.
+    with pytest.raises(AirflowFailException, match="UNAUTHENTICATED|HTTP 401") as caught:
         sensor(execution_id=execution_id).poke({})
+    assert isinstance(caught.value.__cause__, CerebelumAuthError)
+    assert "wrong-token" not in str(caught.value)
+    assert guarded.call_counts()["GetExecutionStatus"] == 1
 
 
 # execute_complete(): trigger events to outcomes ----------------------------------------------
@@ -161,12 +165,17 @@ def test_wrong_token_fails_at_once(core_factory, monkeypatch):
          AirflowFailException),
         ({"status": "error", "message": "Core at h:1 unreachable", "error_type": "CoreUnavailableError",
           "core_address": "h:1"}, CoreUnavailableError),
-        ({"status": "error", "message": "refused", "error_type": "CerebelumAuthError"}, CerebelumAuthError),
+        ({"status": "error", "message": "refused", "error_type": "CerebelumAuthError"}, AirflowFailException),
+        ({"status": "error", "message": "failed internally", "error_type": "CoreInternalError"},
+         AirflowFailException),
+        ({"status": "error", "message": "Invalid Cerebelum connection", "error_type": "InvalidConnection"},
+         AirflowFailException),
+        ({"status": "nonsense", "message": "?"}, AirflowException),
     ],
-    ids=["failure", "timeout", "not_found", "unavailable", "auth"],
+    ids=["failure", "timeout", "not_found", "unavailable", "auth", "core_crash", "bad_connection", "not_an_event"],
 )
 def test_execute_complete_maps_each_event(event, error):
-    with pytest.raises(error, match=event["message"]):
+    with pytest.raises(error, match=event["message"].replace("?", "unknown status")):
         sensor().execute_complete({}, {"execution_id": "exec-1", **event})
 
 

@@ -59,6 +59,7 @@ def test_serialize_returns_exactly_the_init_arguments():
         max_sleep_wait=120,
         unavailable_timeout=60,
         stop_on_kill=True,
+        include_outputs=True,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "cerebelum_provider.triggers.cerebelum.CerebelumExecutionTrigger"
@@ -72,9 +73,10 @@ def test_serialize_returns_exactly_the_init_arguments():
         "max_sleep_wait": 120.0,
         "unavailable_timeout": 60.0,
         "stop_on_kill": True,
+        "include_outputs": True,
     }
     assert rebuilt(trigger).serialize() == (classpath, kwargs)
-    assert set(kwargs) == set(CerebelumExecutionTrigger.__init__.__code__.co_varnames[1:10])
+    assert set(kwargs) == set(CerebelumExecutionTrigger.__init__.__code__.co_varnames[1:11])
 
 
 def test_serialized_kwargs_survive_airflows_serde():
