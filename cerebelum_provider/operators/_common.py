@@ -1,7 +1,8 @@
-"""What the operators share: argument checks, transient-error retries and waiting for an execution.
+"""What the operators share: argument checks, transient-error retries, a checked resume, deadlines
+and waiting for an execution.
 
 No grpc, protobuf or tenacity import at module level: DAG files import the operators, and
-parsing a DAG must not pay for those (issue 6); they load on first use inside ``execute``.
+parsing a DAG must not pay for those; they load on first use inside ``execute``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowException
 
+from cerebelum_provider._outcome import task_errors
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
 if TYPE_CHECKING:
@@ -22,6 +24,15 @@ T = TypeVar("T")
 
 #: Attempts for one idempotent call made by an operator, on top of the client's own retries.
 OPERATOR_ATTEMPTS = 4
+#: How long an operator waits for an execution when told nothing else: 7 days, as Airflow's sensors.
+DEFAULT_TIMEOUT = 7 * 24 * 3600.0
+#: Extra time the scheduler grants a deferred task beyond its own deadline, so the trigger's own
+#: "timeout" event (naming the execution and its last state) wins over Airflow's generic one.
+DEFERRAL_TIMEOUT_GRACE = 60.0
+
+
+class ExecutionWaitTimeout(AirflowException):
+    """A wait in the worker outlasted its limit (the message names the execution and its last state)."""
 
 
 def check_seconds(value: object, *, field_name: str, allow_none: bool = False) -> float | None:
@@ -62,25 +73,70 @@ def call_with_retries(call: Callable[[], T], *, attempts: int = OPERATOR_ATTEMPT
         reraise=True,
     ):
         with attempt:
-            return call()
-    raise AssertionError("unreachable: tenacity either returns or reraises")
+            result = call()
+    return result
 
 
-def finish(execution: ExecutionStatus) -> dict[str, Any]:
-    """The execution dict of a COMPLETED execution; AirflowException for FAILED (with Core's error)."""
+def finish(execution: ExecutionStatus, *, include_outputs: bool = False) -> dict[str, Any]:
+    """The XCom dict of a COMPLETED execution; AirflowException for FAILED (with Core's error).
+
+    A failed execution is worth Airflow's retry: the execute operator's retry resumes it.
+    """
     if execution.status is ExecutionState.FAILED:
-        raise AirflowException(failure_message(execution.execution_id, execution.error))
-    return execution.to_dict()
+        raise AirflowException(execution.failure_message())
+    return execution.to_xcom(include_outputs=include_outputs)
 
 
-def failure_message(execution_id: str, error: dict[str, str] | None) -> str:
-    """The message of the task failure for a FAILED execution, with Core's error kind and message."""
-    if not error:
-        return f"Cerebelum execution {execution_id} failed (Core reported no error details)"
-    return (
-        f"Cerebelum execution {execution_id} failed: "
-        f"{error.get('kind') or 'error'}: {error.get('message') or 'no message'}"
-    )
+def resume_checked(
+    client: Any, execution_id: str, *, skip_completed_steps: bool, grace: float, log: Logger
+) -> str:
+    """Resume an execution and check that it left FAILED; return Core's answer.
+
+    ``"resumed"`` and ``"already_running"`` are read back after ``grace`` seconds: the released
+    Core gives both for a FAILED execution it runs nothing again for.
+
+    Raises:
+        AirflowException: Core refused (``failed_to_resume``), answered something unknown, the
+            execution is still FAILED, or the check could not be read.
+        AirflowFailException: a final error (refused token, TLS, unknown execution, Core crash).
+    """
+    from cerebelum_provider.bulk import CHECKED_ANSWERS, not_resumed_message
+    from cerebelum_provider.exceptions import CerebelumError
+
+    with task_errors():
+        answer = call_with_retries(
+            lambda: client.resume_execution(execution_id, skip_completed_steps=skip_completed_steps)
+        )
+    if answer == "failed_to_resume":
+        raise AirflowException(
+            f"Cerebelum Core at {client.address} refused to resume execution {execution_id} "
+            "(failed_to_resume: it is unknown, already completed, or cannot be rebuilt)"
+        )
+    if answer not in CHECKED_ANSWERS:
+        raise AirflowException(f"Cerebelum Core answered an unknown resume status {answer!r}")
+    log.info("Cerebelum execution %s: %s", execution_id, answer)
+    if grace > 0:
+        time.sleep(grace)
+    try:
+        with task_errors():
+            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+    except CerebelumError as error:
+        raise AirflowException(
+            f"Cerebelum Core answered {answer!r} for execution {execution_id}, but reading it back "
+            f"to check that it left FAILED failed: {error.message}"
+        ) from None
+    if execution.status is ExecutionState.FAILED:
+        raise AirflowException(not_resumed_message(execution_id, answer, grace, execution.error))
+    log.info("Cerebelum execution %s is %s after the resume", execution_id, execution.status.name)
+    return answer
+
+
+def wait_limit(timeout: float, execution_timeout: timedelta | None) -> float:
+    """Seconds a wait may last: the operator's ``timeout``, or the task's ``execution_timeout`` when
+    shorter. Airflow does not apply ``execution_timeout`` to a deferred task by itself."""
+    if execution_timeout is None:
+        return timeout
+    return min(timeout, execution_timeout.total_seconds())
 
 
 def wait_in_worker(
@@ -90,6 +146,7 @@ def wait_in_worker(
     poll_interval: float,
     timeout: float | None,
     log: Logger,
+    include_outputs: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Poll until the execution is COMPLETED or FAILED, logging progress at every check.
@@ -99,54 +156,18 @@ def wait_in_worker(
 
     Raises:
         AirflowException: it failed (Core's error kind and message), or ``timeout`` passed first.
-        ExecutionNotFoundError: Core does not know the execution.
+        AirflowFailException: Core does not know the execution (or another final error).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+        with task_errors():
+            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
         log.info("%s", execution.describe_progress())
         if execution.status.is_terminal:
-            return finish(execution)
+            return finish(execution, include_outputs=include_outputs)
         if deadline is not None and time.monotonic() + poll_interval > deadline:
-            raise AirflowException(
+            raise ExecutionWaitTimeout(
                 f"Cerebelum execution {execution_id} did not finish within {timeout:g}s; "
-                f"it is still {execution.status.name}"
+                f"it is still {execution.status.name} ({execution.describe_progress()})"
             )
         sleep(poll_interval)
-
-
-def trigger_end_time(timeout: float | None) -> float | None:
-    """The moment (epoch seconds) a deferred wait gives up, or None to wait without a limit."""
-    if timeout is None:
-        return None
-    return time.time() + timeout
-
-
-def handle_trigger_event(event: dict[str, Any] | None, *, timeout: float | None) -> dict[str, Any]:
-    """The final execution dict from the trigger's event; AirflowException for anything but success.
-
-    The trigger yields ``{"status": success|failure|error|timeout, "execution_id", "state",
-    "message", "execution"}``.
-    """
-    if not event or not isinstance(event, dict):
-        raise AirflowException(f"The Cerebelum trigger sent no usable event: {event!r}")
-    status = event.get("status")
-    execution_id = event.get("execution_id", "?")
-    execution = event.get("execution")
-    if status == "success":
-        return (
-            execution
-            if execution is not None
-            else {"execution_id": execution_id, "status": event.get("state")}
-        )
-    if status == "failure":
-        raise AirflowException(failure_message(execution_id, (execution or {}).get("error")))
-    if status == "timeout":
-        limit = f" within {timeout:g}s" if timeout is not None else ""
-        raise AirflowException(
-            f"Cerebelum execution {execution_id} did not finish{limit}; "
-            f"last state {event.get('state')}: {event.get('message', '')}"
-        )
-    raise AirflowException(
-        f"Waiting for Cerebelum execution {execution_id} failed: {event.get('message') or event!r}"
-    )

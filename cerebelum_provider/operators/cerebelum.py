@@ -9,32 +9,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from cerebelum_provider._arguments import check_bool, check_execution_id, is_template_value
+from cerebelum_provider._outcome import task_errors, task_outcome
 from cerebelum_provider.bulk import (
-    CHECKED_ANSWERS,
     DEFAULT_RESUME_CHECK_GRACE,
     check_resume_check_grace,
     coerce_states,
-    not_resumed_message,
     validate_request,
 )
-from cerebelum_provider.exceptions import CerebelumAuthError, CerebelumTLSError
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
-from cerebelum_provider.models import ExecutionState
+from cerebelum_provider.models import ExecutionState, ExecutionStatus
 from cerebelum_provider.operators._common import (
+    DEFAULT_TIMEOUT,
+    DEFERRAL_TIMEOUT_GRACE,
+    ExecutionWaitTimeout,
     call_with_retries,
     check_seconds,
     finish,
-    handle_trigger_event,
-    trigger_end_time,
+    resume_checked,
     wait_in_worker,
+    wait_limit,
 )
+from cerebelum_provider.triggers.event import EventStatus, ExecutionTriggerEvent
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,6 +50,8 @@ DEFAULT_POLL_INTERVAL = 30.0
 CORRELATION_INPUT = "_airflow_correlation_id"
 #: task_state_store key under which the execute operator keeps the id of the execution it started.
 STATE_STORE_KEY = "cerebelum_execution_id"
+#: What the execute operator does on a retry whose earlier execution ended: resume it, or start over.
+ON_RETRY_CHOICES = ("resume", "restart")
 _ALIVE_STATES = (
     ExecutionState.RUNNING,
     ExecutionState.SLEEPING,
@@ -66,7 +71,13 @@ def _check_conn_id(value: object) -> str:
 
 
 class _CerebelumOperatorBase(BaseOperator):
-    """Connection, waiting options and the wait itself, shared by the single-execution operators."""
+    """Connection, waiting options and the wait itself, shared by the single-execution operators.
+
+    A wait lasts at most ``timeout`` seconds (7 days by default, as Airflow's sensors), or the
+    task's ``execution_timeout`` when that is shorter, in the worker and deferred alike: a
+    deferred wait hands that deadline to the trigger and to ``defer(timeout=...)``. The step
+    outputs reach XCom only with ``include_outputs`` (bounded in size).
+    """
 
     ui_color = "#d9ecff"
     operator_extra_links = (CerebelumExecutionLink(),)
@@ -76,17 +87,21 @@ class _CerebelumOperatorBase(BaseOperator):
         *,
         cerebelum_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool,
-        deferrable: bool,
+        deferrable: bool | None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        include_outputs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
         self.wait_for_completion = check_bool(wait_for_completion, field_name="wait_for_completion")
-        self.deferrable = check_bool(deferrable, field_name="deferrable")
+        self.deferrable = check_bool(
+            _default_deferrable() if deferrable is None else deferrable, field_name="deferrable"
+        )
         self.poll_interval = check_seconds(poll_interval, field_name="poll_interval")
-        self.timeout = check_seconds(timeout, field_name="timeout", allow_none=True)
+        self.timeout = check_seconds(timeout, field_name="timeout", allow_none=True) or DEFAULT_TIMEOUT
+        self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
 
     @property
     def hook(self) -> CerebelumHook:
@@ -100,16 +115,25 @@ class _CerebelumOperatorBase(BaseOperator):
         ``stop_on_kill`` hands the trigger the duty to stop the execution when a user kills the
         deferred task (only for an execution this task started).
         """
+        limit = wait_limit(self.timeout, self.execution_timeout)
         if not self.deferrable:
             return wait_in_worker(
-                client, execution_id, poll_interval=self.poll_interval, timeout=self.timeout, log=self.log
+                client,
+                execution_id,
+                poll_interval=self.poll_interval,
+                timeout=limit,
+                log=self.log,
+                include_outputs=self.include_outputs,
             )
-        execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+        with task_errors():
+            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
         self.log.info("%s", execution.describe_progress())
         if execution.status.is_terminal:
-            return finish(execution)
+            return finish(execution, include_outputs=self.include_outputs)
         from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
+        # The trigger ends the wait at the deadline with the last state it saw; Airflow's own
+        # deferral timeout, a little later, only backs it up.
         self.defer(
             trigger=CerebelumExecutionTrigger(
                 execution_id=execution_id,
@@ -117,16 +141,18 @@ class _CerebelumOperatorBase(BaseOperator):
                 poll_interval=self.poll_interval,
                 success_states=(ExecutionState.COMPLETED.name,),
                 failure_states=(ExecutionState.FAILED.name,),
-                end_time=trigger_end_time(self.timeout),
+                end_time=time.time() + limit,
                 stop_on_kill=stop_on_kill,
+                include_outputs=self.include_outputs,
             ),
             method_name="execute_complete",
+            timeout=timedelta(seconds=limit + DEFERRAL_TIMEOUT_GRACE),
         )
-        raise AssertionError("unreachable: defer() raises TaskDeferred")
+        return {}  # not reached: defer() raises TaskDeferred
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Called when the trigger fires: the final execution dict, or the task fails with the reason."""
-        result = handle_trigger_event(event, timeout=self.timeout)
+        result = task_outcome(event, failure_is_final=False)
         self.log.info("Cerebelum execution %s finished: %s", result.get("execution_id"), result.get("status"))
         return result
 
@@ -159,14 +185,14 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
         wait_for_completion: bool = False,
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(
             cerebelum_conn_id=cerebelum_conn_id,
             wait_for_completion=wait_for_completion,
-            deferrable=_default_deferrable() if deferrable is None else deferrable,
+            deferrable=deferrable,
             poll_interval=poll_interval,
             timeout=timeout,
             **kwargs,
@@ -181,23 +207,13 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
         execution_id = check_execution_id(self.execution_id)
         publish_execution_id(context, execution_id)
         with self.hook.get_client() as client:
-            try:
-                answer = call_with_retries(
-                    lambda: client.resume_execution(
-                        execution_id, skip_completed_steps=self.skip_completed_steps
-                    )
-                )
-            except (CerebelumAuthError, CerebelumTLSError) as error:
-                raise AirflowFailException(error.message) from None
-            if answer == "failed_to_resume":
-                raise AirflowException(
-                    f"Cerebelum Core at {client.address} refused to resume execution {execution_id} "
-                    "(failed_to_resume: it is unknown, already completed, or cannot be rebuilt)"
-                )
-            if answer not in CHECKED_ANSWERS:
-                raise AirflowException(f"Cerebelum Core answered an unknown resume status {answer!r}")
-            self.log.info("Cerebelum execution %s: %s", execution_id, answer)
-            self._check_resumed(client, execution_id, answer)
+            answer = resume_checked(
+                client,
+                execution_id,
+                skip_completed_steps=self.skip_completed_steps,
+                grace=self.resume_check_grace,
+                log=self.log,
+            )
             result: dict[str, Any] = {"execution_id": execution_id, "resume_status": answer}
             if not self.wait_for_completion:
                 return result
@@ -206,27 +222,6 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
             context["ti"].xcom_push(key="resume_status", value=answer)
             result["execution"] = self._wait(client, execution_id)
             return result
-
-    def _check_resumed(self, client: Any, execution_id: str, answer: str) -> None:
-        """Read the execution back after the grace; raise when it is still FAILED or cannot be read."""
-        from cerebelum_provider.exceptions import CerebelumError
-
-        if self.resume_check_grace > 0:
-            time.sleep(self.resume_check_grace)
-        try:
-            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
-        except (CerebelumAuthError, CerebelumTLSError) as error:
-            raise AirflowFailException(error.message) from None
-        except CerebelumError as error:
-            raise AirflowException(
-                f"Cerebelum Core answered {answer!r} for execution {execution_id}, but reading it back "
-                f"to check that it left FAILED failed: {error.message}"
-            ) from None
-        if execution.status is ExecutionState.FAILED:
-            raise AirflowException(
-                not_resumed_message(execution_id, answer, self.resume_check_grace, execution.error)
-            )
-        self.log.info("Cerebelum execution %s is %s after the resume", execution_id, execution.status.name)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Called when the trigger fires: ``{"execution_id", "resume_status", "execution"}``."""
@@ -268,7 +263,8 @@ class CerebelumBulkResumeOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("workflow_name", "dry_run")
     ui_color = "#d9ecff"
-    operator_extra_links = (CerebelumExecutionLink(),)
+    # No "Cerebelum execution" link: a bulk run has no one execution to link to (and a link with
+    # nothing published only logs "XCom not found" errors).
     #: Seconds between two progress lines in the task log.
     progress_log_interval: ClassVar[float] = 10.0
 
@@ -327,10 +323,8 @@ class CerebelumBulkResumeOperator(BaseOperator):
             f", max_executions={self.max_executions}" if self.max_executions else "",
             ", dry run" if self.dry_run else "",
         )
-        try:
+        with task_errors():
             summary = asyncio.run(self._resume_all())
-        except (CerebelumAuthError, CerebelumTLSError) as error:
-            raise AirflowFailException(error.message) from None
         self.log.info("Bulk resume of %s done: %s", which, summary.describe())
         if summary.errors:
             for execution_id, message in list(summary.errors.items())[:10]:
@@ -393,19 +387,28 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
     """Start a workflow on Core and, by default, wait for the execution to finish.
 
     The new execution's id is pushed to XCom (key ``"execution_id"``) before waiting. Core
-    ignores client-chosen ids, so a retried start would run the workflow twice; instead, on an
-    Airflow retry (or a re-run) of the same task instance the operator re-attaches to the
-    execution it started when that one is still alive (running, sleeping, waiting for approval
-    or paused). It finds it in two places, in this order:
+    ignores client-chosen ids, so a retried start would run the workflow twice, completed steps
+    included. Instead, an Airflow retry (or a re-run) of the same task instance continues the
+    execution an earlier try started, found in two places, in this order:
 
     1. Airflow's ``task_state_store`` (Airflow 3.3+), where the id is written right after the
        start; it survives retries, while XCom is cleared at the start of each try.
     2. Core itself, when the id never reached the store (the worker died, or Core's answer to
-       the start was lost): the alive executions of the workflow are listed and the one whose
-       input ``_airflow_correlation_id`` names this task instance is taken.
+       the start was lost): the executions of the workflow are listed and the one whose input
+       ``_airflow_correlation_id`` names this task instance is taken.
 
-    An execution that already COMPLETED or FAILED is not re-attached to: the retry starts a new
-    one. ``reattach_on_retry=False`` turns both off and leaves the inputs untouched.
+    What the retry does with it depends on its state and on ``on_retry``:
+
+    - still alive (running, sleeping, waiting for approval, paused): re-attach and wait;
+    - FAILED, ``on_retry="resume"`` (the default): resume it, checked like
+      ``CerebelumResumeExecutionOperator`` (completed steps are not run again), and wait; when
+      Core refuses or the execution stays FAILED the task fails, saying so: it never starts a new
+      execution that would run the completed steps again;
+    - COMPLETED, ``on_retry="resume"``: re-attach (the task succeeds with it, nothing runs again);
+    - ended, ``on_retry="restart"``: start a new execution (the workflow runs from the start).
+
+    ``reattach_on_retry=False`` turns all of this off (every try starts a new execution) and
+    leaves the inputs untouched.
 
     ``correlation_id`` (sent in the start options) defaults to
     ``"airflow:{dag_id}:{run_id}:{task_id}:{map_index}"``; the ``_airflow_correlation_id`` input
@@ -437,15 +440,17 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         wait_for_completion: bool = True,
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         reattach_on_retry: bool = True,
+        on_retry: str = "resume",
+        resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
         stop_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
             cerebelum_conn_id=cerebelum_conn_id,
             wait_for_completion=wait_for_completion,
-            deferrable=_default_deferrable() if deferrable is None else deferrable,
+            deferrable=deferrable,
             poll_interval=poll_interval,
             timeout=timeout,
             **kwargs,
@@ -455,6 +460,10 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         self.correlation_id = correlation_id
         self.tags = tags
         self.reattach_on_retry = check_bool(reattach_on_retry, field_name="reattach_on_retry")
+        if on_retry not in ON_RETRY_CHOICES:
+            raise ValueError(f"on_retry must be one of {ON_RETRY_CHOICES}, got {on_retry!r}")
+        self.on_retry = on_retry
+        self.resume_check_grace = check_resume_check_grace(resume_check_grace)
         self.stop_on_kill = check_bool(stop_on_kill, field_name="stop_on_kill")
         #: The execution this task instance started or re-attached to, for on_kill.
         self._own_execution_id: str | None = None
@@ -494,17 +503,58 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments(skip_templates=False)
         identity = task_instance_identity(context)
-        with self.hook.get_client() as client:
-            execution_id = (
-                self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
-            )
+        with self.hook.get_client() as client, task_errors():
+            earlier = self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
+            execution_id = self._continue(client, earlier) if earlier is not None else None
             if execution_id is None:
                 execution_id = self._start(context, client, identity)
             self._own_execution_id = execution_id
             publish_execution_id(context, execution_id)
-            if self.wait_for_completion:
+            if not self.wait_for_completion:
+                execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+                return execution.to_xcom(include_outputs=self.include_outputs)
+            try:
                 return self._wait(client, execution_id, stop_on_kill=self.stop_on_kill)
-            return call_with_retries(lambda: client.get_execution_status(execution_id)).to_dict()
+            except ExecutionWaitTimeout:
+                if self.stop_on_kill:
+                    stop_own_execution(self.hook, execution_id, self.log)
+                raise
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Called when the trigger fires; at the deadline the execution this task started is stopped
+        first (``stop_on_kill``, HTTP API)."""
+        try:
+            timed_out = ExecutionTriggerEvent.from_payload(event).status is EventStatus.TIMEOUT
+        except ValueError:
+            timed_out = False
+        if timed_out and self.stop_on_kill and event is not None:
+            stop_own_execution(self.hook, event["execution_id"], self.log)
+        return super().execute_complete(context, event)
+
+    def _continue(self, client: Any, earlier: ExecutionStatus) -> str | None:
+        """The id of the earlier try's execution to wait on now, resumed if it failed; None to start
+        a new one (``on_retry="restart"`` and it ended)."""
+        execution_id, state = earlier.execution_id, earlier.status
+        if not state.is_terminal:
+            self.log.info("Re-attaching to execution %s (%s) started by an earlier try", execution_id, state.name)
+            return execution_id
+        if self.on_retry == "restart":
+            self.log.info(
+                "Execution %s of an earlier try is %s: starting a new one (on_retry='restart')",
+                execution_id,
+                state.name,
+            )
+            return None
+        if state is ExecutionState.COMPLETED:
+            self.log.info("Execution %s of an earlier try already COMPLETED: nothing runs again", execution_id)
+            return execution_id
+        self.log.info(
+            "Execution %s of an earlier try FAILED: resuming it (on_retry='resume'); its completed steps "
+            "are not run again",
+            execution_id,
+        )
+        resume_checked(client, execution_id, skip_completed_steps=True, grace=self.resume_check_grace, log=self.log)
+        return execution_id
 
     def _start(self, context: Context, client: Any, identity: str) -> str:
         from cerebelum_provider.client import CoreAPI
@@ -528,61 +578,59 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
                     self.cerebelum_conn_id,
                 )
             options = {}
-        try:
-            handle = client.execute_workflow(self.workflow_name, inputs, **options)
-        except (CerebelumAuthError, CerebelumTLSError) as error:
-            raise AirflowFailException(error.message) from None
+        handle = client.execute_workflow(self.workflow_name, inputs, **options)  # final errors: see execute
         self.log.info("Started Cerebelum workflow %r: execution %s", self.workflow_name, handle.execution_id)
         store = context.get("task_state_store")
         if self.reattach_on_retry and store is not None:
             store.set(STATE_STORE_KEY, handle.execution_id)
         return handle.execution_id
 
-    def _find_own_execution(self, context: Context, client: Any, identity: str) -> str | None:
-        """The alive execution an earlier try of this task instance started, or None."""
+    def _find_own_execution(self, context: Context, client: Any, identity: str) -> ExecutionStatus | None:
+        """The execution an earlier try of this task instance started, as Core reports it now; None
+        when there is none (or Core no longer knows it)."""
         from cerebelum_provider.exceptions import ExecutionNotFoundError
 
         store = context.get("task_state_store")
         stored_id = store.get(STATE_STORE_KEY) if store is not None else None
         if stored_id:
             try:
-                execution = call_with_retries(lambda: client.get_execution_status(stored_id))
+                return call_with_retries(lambda: client.get_execution_status(stored_id))
             except ExecutionNotFoundError:
-                execution = None
-            if execution is not None and not execution.status.is_terminal:
-                self.log.info("Re-attaching to execution %s started by an earlier try", stored_id)
-                return stored_id
-            state = execution.status.name if execution is not None else "unknown to Core"
-            self.log.info("Execution %s of an earlier try is %s: starting a new one", stored_id, state)
-            return None
+                self.log.info("Execution %s of an earlier try is unknown to Core: starting a new one", stored_id)
+                return None
         if context["ti"].try_number <= 1:
             return None
-        for execution_id, state in self._alive_executions_with_identity(client, identity):
+        for execution in self._executions_with_identity(client, identity):
             self.log.info(
-                "Re-attaching to execution %s (%s), found in Core by its correlation id", execution_id, state
+                "Found execution %s (%s) of an earlier try in Core by its correlation id",
+                execution.execution_id,
+                execution.status.name,
             )
-            return execution_id
+            return execution
         return None
 
-    def _alive_executions_with_identity(self, client: Any, identity: str) -> Iterator[tuple[str, str]]:
-        """``(execution_id, state name)`` of alive executions of the workflow whose correlation input
-        is ``identity``.
+    def _executions_with_identity(self, client: Any, identity: str) -> Iterator[ExecutionStatus]:
+        """Executions of the workflow whose correlation input is ``identity``: the alive ones first,
+        then (when a retry resumes) the failed and completed ones.
 
-        Over gRPC a listed execution carries its inputs. Core's REST list has no inputs: each alive
-        execution's inputs are read from its start event instead.
+        Over gRPC a listed execution carries its inputs. Core's REST list has no inputs: each
+        listed execution's inputs are read from its start event instead, and its status read.
         """
         from cerebelum_provider.client import CoreAPI
 
+        states = _ALIVE_STATES
+        if self.on_retry == "resume":
+            states = (*_ALIVE_STATES, ExecutionState.FAILED, ExecutionState.COMPLETED)
         over_http = client.api is CoreAPI.HTTP
-        for state in _ALIVE_STATES:
+        for state in states:
             for execution in client.iter_executions(workflow_name=self.workflow_name, status=state):
-                if over_http:
-                    events = call_with_retries(lambda: client.get_execution_events(execution.execution_id))
-                    found = _started_with_identity(events, identity)
-                else:
-                    found = execution.inputs.get(CORRELATION_INPUT) == identity
-                if found:
-                    yield execution.execution_id, state.name
+                if not over_http:
+                    if execution.inputs.get(CORRELATION_INPUT) == identity:
+                        yield execution
+                    continue
+                events = call_with_retries(lambda: client.get_execution_events(execution.execution_id))
+                if _started_with_identity(events, identity):
+                    yield call_with_retries(lambda: client.get_execution_status(execution.execution_id))
 
     def on_kill(self) -> None:
         """Stop the execution this task started, when ``stop_on_kill`` (HTTP API only)."""
@@ -617,13 +665,13 @@ class CerebelumApproveExecutionOperator(_CerebelumOperatorBase):
         wait_for_completion: bool = False,
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(
             cerebelum_conn_id=cerebelum_conn_id,
             wait_for_completion=wait_for_completion,
-            deferrable=_default_deferrable() if deferrable is None else deferrable,
+            deferrable=deferrable,
             poll_interval=poll_interval,
             timeout=timeout,
             **kwargs,
@@ -636,16 +684,11 @@ class CerebelumApproveExecutionOperator(_CerebelumOperatorBase):
         self.response = response
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from cerebelum_provider.exceptions import UnsupportedOperationError
-
         execution_id = check_execution_id(self.execution_id)
         response = _check_response(self.response)
         publish_execution_id(context, execution_id)
-        with self.hook.get_client() as client:
-            try:
-                answer = client.approve_execution(execution_id, response)
-            except (CerebelumAuthError, CerebelumTLSError, UnsupportedOperationError) as error:
-                raise AirflowFailException(error.message) from None
+        with self.hook.get_client() as client, task_errors():
+            answer = client.approve_execution(execution_id, response)
             self.log.info("Cerebelum execution %s: %s", execution_id, answer)
             result: dict[str, Any] = {"execution_id": execution_id, "approval_status": answer}
             if not self.wait_for_completion:

@@ -23,6 +23,7 @@ EXAMPLE_DAG_IDS = {
     "example_cerebelum_resume",
     "example_cerebelum_bulk_resume",
     "example_cerebelum_approval",
+    "example_cerebelum_event_resume",
     "example_cerebelum_bulk_resume_mapped",
 }
 
@@ -137,6 +138,22 @@ def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, stil
         f"execution {new_id} is EXECUTION_COMPLETED after steps: invoice, collect, reconcile",
     )
     assert core.call_counts()["ExecuteWorkflow"] == 1
+
+
+def test_execute_example_retry_resumes_and_runs_each_step_once(example_dagbag, demo_core):
+    steps = ["invoice", "collect", "reconcile"]
+    demo_core.define_workflow("billing", steps, fail_at="reconcile", fail_times=1)
+
+    results = run_example(
+        example_dagbag, "example_cerebelum_execute", {"workflow_name": "billing", "inputs": {"invoice": "INV-7"}}
+    )
+
+    state, execution = results["run_workflow"]
+    assert state == "success"
+    assert demo_core.call_counts()["ExecuteWorkflow"] == 1
+    assert demo_core.call_counts()["ResumeExecution"] >= 1
+    # Each completed step ran once; the one that failed ran again on the resume.
+    assert demo_core.step_runs(execution["execution_id"]) == {"invoice": 1, "collect": 1, "reconcile": 2}
 
 
 def test_resume_example_resumes_the_demo_failure_and_waits(example_dagbag, still_demo_core, caplog):

@@ -60,6 +60,7 @@ for _mode in WAIT_MODES:
         CerebelumResumeExecutionOperator(
             task_id="resume",
             execution_id="{{ dag_run.conf['execution_id'] }}",
+            include_outputs=True,
             wait_for_completion=_mode != "no_wait",
             deferrable=_mode == "deferrable",
             poll_interval=0.1,
@@ -92,17 +93,20 @@ for _mode in ("poll", "deferrable"):
     globals()[_timeout_dag.dag_id] = _timeout_dag
 
 for _crash in (CrashAfterStart, CrashBeforeStoring):
-    with _dag(f"cerebelum_execute_{_crash.__name__}") as _crash_dag:
-        _crash(
-            task_id="execute",
-            workflow_name="orders",
-            inputs={"order_id": 7},
-            poll_interval=0.1,
-            timeout=20,
-            retries=1,
-            retry_delay=datetime.timedelta(0),
-        )
-    globals()[_crash_dag.dag_id] = _crash_dag
+    for _on_retry in ("resume", "restart"):
+        _prefix = "cerebelum_execute_" if _on_retry == "resume" else "cerebelum_execute_restart_"
+        with _dag(f"{_prefix}{_crash.__name__}") as _crash_dag:
+            _crash(
+                task_id="execute",
+                workflow_name="orders",
+                inputs={"order_id": 7},
+                poll_interval=0.1,
+                timeout=20,
+                retries=1,
+                retry_delay=datetime.timedelta(0),
+                on_retry=_on_retry,
+            )
+        globals()[_crash_dag.dag_id] = _crash_dag
 
 with _dag("cerebelum_bulk_resume", render_template_as_native_obj=True) as cerebelum_bulk_resume:
     CerebelumBulkResumeOperator(
@@ -129,4 +133,30 @@ with _dag("cerebelum_approve", render_template_as_native_obj=True) as cerebelum_
         wait_for_completion=True,
         poll_interval=0.1,
         timeout=20,
+    )
+
+# A retry of a failed execution resumes it (on_retry="resume", the default), waiting in the worker
+# or deferred; the execution fails once at its last step.
+for _mode in ("poll", "deferrable"):
+    with _dag(f"cerebelum_execute_retry_resumes_{_mode}") as _retry_dag:
+        CerebelumExecuteWorkflowOperator(
+            task_id="execute",
+            workflow_name="{{ dag_run.conf['workflow_name'] }}",
+            deferrable=_mode == "deferrable",
+            poll_interval=0.1,
+            timeout=30,
+            resume_check_grace=0,
+            retries=1,
+            retry_delay=datetime.timedelta(0),
+        )
+    globals()[_retry_dag.dag_id] = _retry_dag
+
+# A deferred wait bounded by the task's execution_timeout, shorter than the operator's timeout.
+with _dag("cerebelum_execute_execution_timeout") as cerebelum_execute_execution_timeout:
+    CerebelumExecuteWorkflowOperator(
+        task_id="execute",
+        workflow_name="orders",
+        deferrable=True,
+        poll_interval=0.2,
+        execution_timeout=datetime.timedelta(seconds=3),
     )
