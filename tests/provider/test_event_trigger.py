@@ -80,6 +80,15 @@ class Watcher:
                     continue
         return taken
 
+    async def settled(self, core: Any, timeout: float = 10.0) -> None:
+        """Wait until the watcher has taken its first snapshot (its baseline): two listings done.
+
+        The trigger asks for the next listing only once it has handled the one before."""
+        target = core.call_counts().get("ListExecutions", 0) + 2
+        async with asyncio.timeout(timeout):
+            while core.call_counts().get("ListExecutions", 0) < target:
+                await asyncio.sleep(0.01)
+
     async def quiet(self, seconds: float = QUIET) -> list[dict[str, Any]]:
         """Every event that arrives within ``seconds`` (expected: none)."""
         await asyncio.sleep(seconds)
@@ -181,7 +190,7 @@ async def test_fires_once_per_entry_with_the_error(core, cerebelum_conn):
     store = AssetState()
     watcher = Watcher(trigger_for(), store)
     try:
-        await watcher.quiet(0.15)  # the first poll: nothing failed yet
+        await watcher.settled(core)  # nothing failed yet
         [execution_id] = failing_executions(core, 1, fail_times=2, workflow="orders")
         core.start_execution("payments", fail_at=0)  # another workflow: not watched
         core.advance()
@@ -224,6 +233,7 @@ async def test_resumed_and_failed_again_between_two_polls_fires_twice(core, cere
 async def test_existing_executions_fire_only_with_include_existing(core, cerebelum_conn):
     existing = failing_executions(core, 3)
     quiet = Watcher(trigger_for(), AssetState())
+    await quiet.settled(core)  # before the second watcher polls too
     loud = Watcher(trigger_for(include_existing=True), AssetState())
     try:
         assert ids_of(await loud.take(3)) == sorted(existing)
@@ -240,7 +250,7 @@ async def test_existing_executions_fire_only_with_include_existing(core, cerebel
 async def test_a_burst_of_fifty_failures_gives_fifty_events(core, cerebelum_conn):
     watcher = Watcher(trigger_for(), AssetState())
     try:
-        await watcher.quiet(0.15)
+        await watcher.settled(core)
         burst = failing_executions(core, 50)
         events = await watcher.take(50, timeout=10)
         assert ids_of(events) == sorted(burst)
@@ -307,6 +317,7 @@ async def test_without_a_store_it_remembers_in_memory_and_says_what_is_not_guara
     failing_executions(core, 2)
     watcher = Watcher(trigger_for(), None)
     try:
+        await watcher.settled(core)
         assert await watcher.quiet() == []
         [new] = failing_executions(core, 1)
         assert ids_of(await watcher.take(1)) == [new]
