@@ -9,6 +9,8 @@ REST form and return its converted answer. The mapping, the same on both APIs:
   client's ``RetryConfig``, then ``CoreUnavailableError``;
 - a failed TLS handshake -> ``CerebelumTLSError`` at once;
 - 500 -> ``CoreInternalError`` (Core crashed answering; the same call crashes again);
+- 404 without Core's ``error`` word (a path Core has no route for: a wrong address) and answers
+  that are not JSON -> ``CerebelumRPCError``;
 - 2xx, 404, 422 and other answers -> the operation's converter, which knows what they mean for
   it (unknown execution, already running, workflow not found, ...).
 """
@@ -187,6 +189,15 @@ class _HttpTransportBase:
                 f"Cerebelum Core at {self.address} answered {operation.name}{about} with HTTP "
                 f"{response.status_code} that is not JSON: {shown(response.text, 200)}; is this Core's "
                 "REST API?",
+                **context,
+            )
+        if response.status_code == 404 and not answer.error_word:
+            # Core's own 404s name what is missing in "error"; Phoenix's answer for a path it has no
+            # route for does not. Then the address is wrong, not the execution or the workflow.
+            raise CerebelumRPCError(
+                f"Cerebelum Core at {self.address} has no route for {operation.name}{about} "
+                f"({call.method} {call.path}): HTTP 404 {shown(answer.body, 200)}; is the path in core_url "
+                "right?",
                 **context,
             )
         return call.convert(answer, self.address)

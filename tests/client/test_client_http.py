@@ -12,6 +12,7 @@ import pytest
 
 from cerebelum_provider.client import CoreAPI
 from cerebelum_provider.exceptions import (
+    CerebelumRPCError,
     ExecutionNotFoundError,
     RequestRefusedError,
     UnsupportedOperationError,
@@ -383,3 +384,23 @@ async def test_rest_only_calls_over_grpc_are_refused_before_sending(orders, make
     assert caught.value.core_address == orders.address
     assert orders.call_counts() == {} and orders.peers() == set()
     assert orders.approval_response(execution_id) is None and not orders.stopped(execution_id)
+
+
+async def test_wrong_path_prefix_is_no_missing_execution(orders, make_client):
+    # Phoenix answers an unknown route 404 {"errors": {"detail": "Not Found"}}; Core's own 404s
+    # carry an "error" word. A wrong prefix must not read as "no such execution" or "not resumed".
+    execution_id = orders.start_execution("orders", fail_at=0)
+    orders.run_until_settled(execution_id)
+    client = make_client(f"{orders.http_url}/cerebelum")
+    for call in (
+        client.get_execution_status(execution_id),
+        client.resume_execution(execution_id),
+        client.execute_workflow("orders"),
+        client.stop_execution(execution_id),
+        client.get_execution_events(execution_id),
+    ):
+        with pytest.raises(CerebelumRPCError, match="no route") as caught:
+            await call
+        assert type(caught.value) is CerebelumRPCError and caught.value.code == 404
+        assert "/cerebelum" in str(caught.value)
+    assert orders.call_counts() == {} and orders.resume_count(execution_id) == 0

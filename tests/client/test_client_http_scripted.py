@@ -69,6 +69,34 @@ async def test_not_found_page_that_is_not_json_is_no_missing_execution(rest, mak
     assert not isinstance(caught.value, ExecutionNotFoundError)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"errors": {"detail": "Not Found"}}, {"message": "no Route matched with those values"}, None, []],
+    ids=["phoenix", "kong", "empty", "list"],
+)
+@pytest.mark.parametrize(
+    ("route", "call"),
+    [
+        (status_route("exec-1"), ("get_execution_status", "exec-1")),
+        ("POST /api/v1/executions/exec-1/resume", ("resume_execution", "exec-1")),
+        (START_ROUTE, ("execute_workflow", "orders")),
+        ("POST /api/v1/executions/exec-1/stop", ("stop_execution", "exec-1")),
+        ("GET /api/v1/executions/exec-1/events", ("get_execution_events", "exec-1")),
+        (LIST_ROUTE, ("list_executions",)),
+    ],
+    ids=["status", "resume", "start", "stop", "events", "list"],
+)
+async def test_not_found_without_cores_error_word_is_a_wrong_route(rest, make_client, route, call, body):
+    # Core's own 404s say what is missing ({"error": "not_found"}, "workflow_not_found"); any other
+    # 404 means the address leads somewhere Core's routes are not.
+    rest.default(route, Reply(404, body))
+    method, *args = call
+    with pytest.raises(CerebelumRPCError, match="no route") as caught:
+        await getattr(make_client(rest.url), method)(*args)
+    assert type(caught.value) is CerebelumRPCError and caught.value.code == 404
+    assert "core_url" in str(caught.value) and rest.count() == 1
+
+
 async def test_internal_error_is_core_internal_error_and_not_retried(rest, make_client):
     rest.default("*", Reply(500, {"errors": {"detail": "Internal Server Error"}}))
     client = make_client(rest.url)
@@ -445,7 +473,7 @@ async def test_reads_are_sent_again_when_the_connection_drops(rest, make_client)
         (Reply(422, {"error": "already_running"}), "already_running"),
         (Reply(422, {"error": ":not_found"}), "failed_to_resume"),
         (Reply(422, {"error": '"Exception in step :x - boom"'}), "failed_to_resume"),
-        (Reply(404, {"errors": {"detail": "Not Found"}}), "failed_to_resume"),
+        (Reply(404, {"error": "not_found"}), "failed_to_resume"),
     ],
 )
 async def test_resume_answers(rest, make_client, reply, answer):
