@@ -15,9 +15,10 @@ over a changing set skips and repeats items, and every resumed execution leaves 
   and re-enters the FAILED set) is never resumed twice.
 - Resumes run concurrently while listing goes on: a bounded queue feeds ``max_concurrency``
   workers, so listing waits when the workers are behind and memory holds ids, not executions.
-- Transient errors are retried twice over: by the client (its ``RetryConfig``) and, when the
-  client's budget is spent, by an outer tenacity retry per execution here. An authentication
-  error stops the whole run at once: every other call would be refused the same way.
+- Transient errors are retried by the client, within its one ``RetryConfig`` budget per call (no
+  second loop around it: one resume against a Core that stays down costs at most
+  ``max_attempts`` calls); what is still failing then is an error for that execution alone. An
+  authentication error stops the whole run at once: every other call would be refused the same way.
 
 - Resume is checked, never assumed. The released Core answers ``"already_running"`` for a FAILED
   execution (its engine process lives on until Core restarts) and, after a restart, ``"resumed"``
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -49,7 +49,6 @@ from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
     CerebelumTLSError,
-    CoreUnavailableError,
     ExecutionNotFoundError,
 )
 from cerebelum_provider.models import ExecutionState
@@ -58,8 +57,6 @@ T = TypeVar("T")
 
 #: Upper bound on concurrent resumes: more only queues work inside Core.
 MAX_CONCURRENCY = 1024
-#: Attempts per execution (and per listing) on top of the client's own retries.
-OUTER_ATTEMPTS = 4
 #: Seconds between a resume's answer and the read that checks it, unless told otherwise.
 DEFAULT_RESUME_CHECK_GRACE = 1.0
 #: Upper bound on that grace: a longer one only delays the check, Core does not need it.
@@ -253,45 +250,6 @@ def validate_request(
     )
 
 
-def is_transient(error: BaseException) -> bool:
-    """True for errors another attempt may cure: Core unreachable or overloaded, not TLS or auth.
-
-    The client's transport already turns every transient gRPC status it gave up on into a
-    ``CoreUnavailableError``, so that class is the whole test (its TLS subclass excepted).
-    """
-    return isinstance(error, CoreUnavailableError) and not isinstance(error, CerebelumTLSError)
-
-
-def _outer_retry(attempts: int = OUTER_ATTEMPTS):
-    # Imported here: tenacity is not needed to parse a DAG that merely names the operator.
-    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
-
-    return AsyncRetrying(
-        retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
-        reraise=True,
-    )
-
-
-async def _call_with_outer_retry(call: Callable[[], Awaitable[T]]) -> T:
-    """``await call()``, and when it fails transiently after the client's own retries, try again.
-
-    OUTER_ATTEMPTS attempts in all. The first one runs outside tenacity: it almost always
-    succeeds, and over 10,000 executions tenacity's bookkeeping is a fair share of the CPU.
-    """
-    try:
-        return await call()
-    except Exception as error:
-        if not is_transient(error):
-            raise
-    await asyncio.sleep(0.2 + random.random() * 0.2)
-    async for attempt in _outer_retry(OUTER_ATTEMPTS - 1):
-        with attempt:
-            return await call()
-    raise AssertionError("unreachable: tenacity either returns or reraises")
-
-
 async def resume_matching(
     client: Any,
     *,
@@ -399,11 +357,9 @@ class _BulkResume:
         """List each state until a full listing brings nothing new, queueing every new id once."""
         for state in self.request.states:
             while True:
-                new_ids = 0
-                async for attempt in _outer_retry():
-                    with attempt:
-                        # A listing broken off by an error starts over; ids already taken are skipped.
-                        new_ids += await self._list_once(state)
+                # Each page is retried by the client within its budget; a listing that still fails
+                # ends the run (nothing taken so far is lost: its outcomes are already recorded).
+                new_ids = await self._list_once(state)
                 if self._limit_reached() or new_ids == 0:
                     break
             if self._limit_reached():
@@ -440,13 +396,9 @@ class _BulkResume:
                 self._report_progress()
 
     async def _call_core(self, call: Callable[[], Awaitable[T]]) -> T:
-        """One call to Core within the shared bound, retried by the same rules for resumes and checks."""
-
-        async def bounded() -> T:
-            async with self.calls:
-                return await call()
-
-        return await _call_with_outer_retry(bounded)
+        """One call to Core within the shared bound (the client retries it within its budget)."""
+        async with self.calls:
+            return await call()
 
     async def _resume_one(self, execution_id: str) -> bool:
         """Resume one execution; True when its outcome is recorded, False when it awaits its check."""

@@ -57,6 +57,14 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Deadline of each call to Core, before retries.",
         "schema": {"type": ["number", "null"], "default": 10, "minimum": 0.001},
     },
+    "max_attempts": {
+        "label": "Attempts per call",
+        "description": (
+            "Tries of one call to Core while it is unreachable or overloaded (the first one included), "
+            "0.5 s apart and doubling, at most 10 s: the one retry budget of every call. 5 by default."
+        ),
+        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 1, "maximum": 100},
+    },
     "ui_url": {
         "label": "Execution URL template",
         "description": "Link shown on tasks, e.g. https://core.example/executions/{execution_id}",

@@ -62,25 +62,44 @@ class _TransientAnswer(Exception):
 
 
 def is_tls_failure(error: BaseException) -> bool:
-    """True when a connection failed in the TLS handshake (certificate, CA, name), not the network."""
+    """True when a connection failed in the TLS handshake (certificate, CA, name), not the network.
+
+    Also true for a TLS alert read after the client's side of the handshake: with TLS 1.3 the
+    server checks the client certificate only then, and answers a missing one with an alert.
+    """
+    if isinstance(error, (httpx.ReadError, httpx.WriteError, ssl.SSLError)):
+        return _ssl_alert(error)
     if not isinstance(error, httpx.ConnectError):
         return False
+    if _ssl_alert(error, any_ssl_error=True):
+        return True
+    text = str(error).lower()
+    return "certificate_verify_failed" in text or "ssl:" in text or "tlsv1" in text
+
+
+def _ssl_alert(error: BaseException, *, any_ssl_error: bool = False) -> bool:
+    # A connection that merely ended (EOF, close_notify) is the network's failure, worth retrying.
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ssl.SSLError):
+        if isinstance(cause, ssl.SSLError) and (
+            any_ssl_error or not isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
+        ):
             return True
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    text = str(error).lower()
-    return "certificate_verify_failed" in text or "ssl:" in text or "tlsv1" in text
+    return False
+
+
+# Failures of the connection (a bare ssl.SSLError: see _FAILURES); TLS alerts among them are not retried.
+_NETWORK_FAILURES = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, ssl.SSLError)
 
 
 def is_retryable(error: BaseException) -> bool:
     """True for a failure another attempt may cure: the network, a timeout, or 429/502/503/504."""
     if isinstance(error, _TransientAnswer):
         return True
-    if isinstance(error, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
+    if isinstance(error, _NETWORK_FAILURES):
         return not is_tls_failure(error)
     return False
 
@@ -225,7 +244,8 @@ class _HttpTransportBase:
         )
 
 
-_FAILURES = (httpx.HTTPError, _TransientAnswer)
+# httpx's asyncio backend lets an ssl.SSLError read after the handshake (a TLS alert) out unwrapped.
+_FAILURES = (httpx.HTTPError, _TransientAnswer, ssl.SSLError)
 
 
 class AsyncHttpTransport(_HttpTransportBase):

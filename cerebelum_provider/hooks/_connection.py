@@ -25,6 +25,15 @@ DEFAULT_HTTP_PORT = 4001
 API_CHOICES = ("grpc", "http")
 #: Deadline of one call attempt, in seconds, when the connection sets none.
 DEFAULT_TIMEOUT = 10.0
+#: Attempts of one call (the first and its retries) when the connection sets none: the one retry
+#: budget of every call a hook's client makes.
+DEFAULT_MAX_ATTEMPTS = 5
+MAX_MAX_ATTEMPTS = 100
+#: Backoff between attempts for Airflow's tasks: 0.5, 1, 2, 4... seconds (plus up to 0.5 s of
+#: jitter), at most 10, so the default budget rides out a Core restart of several seconds. One
+#: call's worst case is max_attempts * timeout + the waits: 5 * 10 s + 7.5 s (+ 2 s jitter) = 59.5 s.
+TASK_INITIAL_BACKOFF = 0.5
+TASK_MAX_BACKOFF = 10.0
 
 _EXTRA_PREFIX = "extra__cerebelum__"
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
@@ -49,6 +58,7 @@ class CerebelumConnectionSettings:
     timeout: float = DEFAULT_TIMEOUT
     ui_url: str | None = None
     api: str = "grpc"
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
     @property
     def address(self) -> str:
@@ -62,6 +72,14 @@ class CerebelumConnectionSettings:
     def tls_key(self) -> tuple[Any, ...]:
         """The TLS settings as a hashable tuple (part of the shared-client key)."""
         return (self.tls, self.ca_cert, self.client_cert, self.client_key, self.server_name)
+
+    def retry_config(self) -> Any:
+        """The one retry budget of a call: ``max_attempts`` attempts with the task backoff."""
+        from cerebelum_provider.client.config import RetryConfig
+
+        return RetryConfig(
+            max_attempts=self.max_attempts, initial_backoff=TASK_INITIAL_BACKOFF, max_backoff=TASK_MAX_BACKOFF
+        )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``ExecutionClient`` / ``SyncExecutionClient`` (besides ``retry``).
@@ -157,6 +175,22 @@ def _api(extras: dict[str, Any], conn_id: str) -> str:
     return str(api)
 
 
+def _max_attempts(extras: dict[str, Any], conn_id: str) -> int:
+    raw = extras.get("max_attempts")
+    if raw is None or raw == "":
+        return DEFAULT_MAX_ATTEMPTS
+    try:
+        attempts = int(raw) if not isinstance(raw, bool) and float(raw) == int(float(raw)) else 0
+    except (TypeError, ValueError):
+        attempts = 0
+    if not 1 <= attempts <= MAX_MAX_ATTEMPTS:
+        raise ValueError(
+            f"connection {conn_id!r}: extra field 'max_attempts' must be a whole number of attempts in "
+            f"1..{MAX_MAX_ATTEMPTS}, got {raw!r}"
+        )
+    return attempts
+
+
 def _readable_file(path: str | None, name: str, conn_id: str) -> None:
     if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
         raise ValueError(f"connection {conn_id!r}: extra field {name!r} names no readable file: {path!r}")
@@ -176,7 +210,7 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
 
     Raises:
         ValueError: naming the field: missing host, host carrying a scheme or path, port not a
-            number, api neither grpc nor http, timeout not above 0, TLS switched off while TLS files are given, a TLS file
+            number, api neither grpc nor http, timeout not above 0, max_attempts not in 1..100, TLS switched off while TLS files are given, a TLS file
             that cannot be read, a client certificate without key (or the reverse), a ``ui_url``
             that is not an http(s) URL.
     """
@@ -232,4 +266,5 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
         timeout=_timeout(extras, conn_id),
         ui_url=ui_url,
         api=api,
+        max_attempts=_max_attempts(extras, conn_id),
     )

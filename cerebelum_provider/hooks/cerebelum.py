@@ -49,9 +49,14 @@ class CerebelumHook(BaseHook):
         cerebelum://:TOKEN@core.example.com:9090?tls=true&ca_cert=/etc/ssl/core-ca.pem&timeout=10
         cerebelum://:TOKEN@core.example.com:4001?api=http          (REST; tls=true means https)
 
+    Every call a hook's client makes has one retry budget: the connection's ``max_attempts``
+    (5 by default) with a backoff of 0.5, 1, 2, 4... seconds (at most 10); nothing above the
+    client retries again. One call's worst case is ``max_attempts`` deadlines plus the waits:
+    5 x 10 s + 7.5 s (and up to 2 s of jitter), about a minute.
+
     Args:
         cerebelum_conn_id: the Airflow connection id.
-        retry: the client's retry budget for transient errors; None means the client default.
+        retry: a retry budget overriding the connection's; None uses the connection's.
     """
 
     conn_name_attr = "cerebelum_conn_id"
@@ -114,7 +119,8 @@ class CerebelumHook(BaseHook):
         """
         from cerebelum_provider.client import SyncExecutionClient
 
-        return SyncExecutionClient(**self.get_settings().client_kwargs(), retry=self.retry)
+        settings = self.get_settings()
+        return SyncExecutionClient(**settings.client_kwargs(), retry=self.retry or settings.retry_config())
 
     async def get_async_client(self) -> ExecutionClient:
         """The asyncio client shared by every caller in this event loop with the same settings.
@@ -132,14 +138,14 @@ class CerebelumHook(BaseHook):
             settings.tls_key(),
             token_fingerprint(settings.token),
             settings.timeout,
-            self.retry,
+            self.retry or settings.retry_config(),
         )
         return shared_client(key, lambda: self._build_async_client(settings))
 
     def _build_async_client(self, settings: CerebelumConnectionSettings) -> ExecutionClient:
         from cerebelum_provider.client import ExecutionClient
 
-        return ExecutionClient(**settings.client_kwargs(), retry=self.retry)
+        return ExecutionClient(**settings.client_kwargs(), retry=self.retry or settings.retry_config())
 
     # UI helpers -----------------------------------------------------------------------------
 
@@ -193,5 +199,6 @@ class CerebelumHook(BaseHook):
             "client_cert": settings.client_cert,
             "server_name": settings.server_name,
             "timeout": settings.timeout,
+            "max_attempts": settings.max_attempts,
             "token": "***" if settings.token else None,
         }

@@ -10,20 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cerebelum_provider._outcome import task_errors
+from cerebelum_provider._outcome import FINAL_ERRORS, task_errors
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
 if TYPE_CHECKING:
     from logging import Logger
 
-T = TypeVar("T")
 
-#: Attempts for one idempotent call made by an operator, on top of the client's own retries.
-OPERATOR_ATTEMPTS = 4
 #: How long an operator waits for an execution when told nothing else: 7 days, as Airflow's sensors.
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
 #: Extra time the scheduler grants a deferred task beyond its own deadline, so the trigger's own
@@ -56,27 +53,6 @@ def check_seconds(value: object, *, field_name: str, allow_none: bool = False) -
     return seconds
 
 
-def call_with_retries(call: Callable[[], T], *, attempts: int = OPERATOR_ATTEMPTS) -> T:
-    """Run an idempotent client call, retrying transient errors once the client's own budget is spent.
-
-    Raises:
-        The last error when every attempt failed, or at once when it is not transient.
-    """
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
-
-    from cerebelum_provider.bulk import is_transient
-
-    for attempt in Retrying(
-        retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=0.5, max=10.0) + wait_random(0, 0.5),
-        reraise=True,
-    ):
-        with attempt:
-            result = call()
-    return result
-
-
 def finish(execution: ExecutionStatus, *, include_outputs: bool = False) -> dict[str, Any]:
     """The XCom dict of a COMPLETED execution; AirflowException for FAILED (with Core's error).
 
@@ -104,9 +80,7 @@ def resume_checked(
     from cerebelum_provider.exceptions import CerebelumError
 
     with task_errors():
-        answer = call_with_retries(
-            lambda: client.resume_execution(execution_id, skip_completed_steps=skip_completed_steps)
-        )
+        answer = client.resume_execution(execution_id, skip_completed_steps=skip_completed_steps)
     if answer == "failed_to_resume":
         raise AirflowException(
             f"Cerebelum Core at {client.address} refused to resume execution {execution_id} "
@@ -118,10 +92,10 @@ def resume_checked(
     if grace > 0:
         time.sleep(grace)
     try:
-        with task_errors():
-            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+        execution = client.get_execution_status(execution_id)
     except CerebelumError as error:
-        raise AirflowException(
+        final = isinstance(error, FINAL_ERRORS)
+        raise (AirflowFailException if final else AirflowException)(
             f"Cerebelum Core answered {answer!r} for execution {execution_id}, but reading it back "
             f"to check that it left FAILED failed: {error.message}"
         ) from None
@@ -161,7 +135,7 @@ def wait_in_worker(
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         with task_errors():
-            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+            execution = client.get_execution_status(execution_id)
         log.info("%s", execution.describe_progress())
         if execution.status.is_terminal:
             return finish(execution, include_outputs=include_outputs)

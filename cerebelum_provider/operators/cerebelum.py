@@ -30,7 +30,6 @@ from cerebelum_provider.operators._common import (
     DEFAULT_TIMEOUT,
     DEFERRAL_TIMEOUT_GRACE,
     ExecutionWaitTimeout,
-    call_with_retries,
     check_seconds,
     finish,
     resume_checked,
@@ -126,7 +125,7 @@ class _CerebelumOperatorBase(BaseOperator):
                 include_outputs=self.include_outputs,
             )
         with task_errors():
-            execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+            execution = client.get_execution_status(execution_id)
         self.log.info("%s", execution.describe_progress())
         if execution.status.is_terminal:
             return finish(execution, include_outputs=self.include_outputs)
@@ -511,7 +510,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             self._own_execution_id = execution_id
             publish_execution_id(context, execution_id)
             if not self.wait_for_completion:
-                execution = call_with_retries(lambda: client.get_execution_status(execution_id))
+                execution = client.get_execution_status(execution_id)
                 return execution.to_xcom(include_outputs=self.include_outputs)
             try:
                 return self._wait(client, execution_id, stop_on_kill=self.stop_on_kill)
@@ -594,7 +593,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         stored_id = store.get(STATE_STORE_KEY) if store is not None else None
         if stored_id:
             try:
-                return call_with_retries(lambda: client.get_execution_status(stored_id))
+                return client.get_execution_status(stored_id)
             except ExecutionNotFoundError:
                 self.log.info("Execution %s of an earlier try is unknown to Core: starting a new one", stored_id)
                 return None
@@ -628,9 +627,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
                     if execution.inputs.get(CORRELATION_INPUT) == identity:
                         yield execution
                     continue
-                events = call_with_retries(lambda: client.get_execution_events(execution.execution_id))
+                events = client.get_execution_events(execution.execution_id)
                 if _started_with_identity(events, identity):
-                    yield call_with_retries(lambda: client.get_execution_status(execution.execution_id))
+                    yield client.get_execution_status(execution.execution_id)
 
     def on_kill(self) -> None:
         """Stop the execution this task started, when ``stop_on_kill`` (HTTP API only)."""

@@ -33,7 +33,8 @@ def seed_failed(core, count: int, workflow: str = "orders", *, fail_times: int =
 
 
 def client_for(core, **kwargs) -> ExecutionClient:
-    return ExecutionClient(core_url(core), retry=FAST_RETRY, **kwargs)
+    kwargs.setdefault("retry", FAST_RETRY)
+    return ExecutionClient(core_url(core), **kwargs)
 
 
 async def test_resumes_each_failed_execution_once_across_pages(core):
@@ -109,8 +110,10 @@ async def test_executions_that_fail_again_are_not_resumed_twice(core):
 async def test_thirty_percent_unavailable_still_resumes_all_once(core):
     ids = seed_failed(core, 1000)
     core.set_failure_rate(0.3, code=grpc.StatusCode.UNAVAILABLE, seed=7)
+    # The one budget per call, sized for a network this lossy (0.3 ** 20: practically never spent).
+    lossy_network = RetryConfig(max_attempts=20, initial_backoff=0.01, max_backoff=0.05)
 
-    async with client_for(core) as client:
+    async with client_for(core, retry=lossy_network) as client:
         summary = await resume_matching(client, workflow_name="orders", max_concurrency=16)
 
     core.set_failure_rate(0)
@@ -124,23 +127,23 @@ async def test_thirty_percent_unavailable_still_resumes_all_once(core):
     assert core.execution_ids(ExecutionState.FAILED) == []
 
 
-async def test_outer_retry_takes_over_when_the_clients_budget_is_spent(core):
+async def test_a_blip_within_the_clients_budget_is_cured(core):
     (execution_id,) = seed_failed(core, 1)
-    # 7 failures: the client's 5 attempts are spent once, the outer retry's second attempt succeeds.
-    core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
+    # 4 failures: the 5th attempt of the client's one budget succeeds.
+    core.fail_next(4, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
 
     async with client_for(core) as client:
         summary = await resume_matching(client, workflow_name="orders")
 
     assert summary.resumed == [execution_id] and summary.errors == {}
-    assert core.call_counts()["ResumeExecution"] == 8
+    assert core.call_counts()["ResumeExecution"] == 5
     assert core.resume_count(execution_id) == 1
 
 
 async def test_an_execution_still_unavailable_after_every_retry_is_an_error(core, core_api):
     ids = seed_failed(core, 2)
-    # 4 outer attempts x 5 client attempts = 20 calls, all failing, for the first one resumed.
-    core.fail_next(20, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
+    # One budget of 5 attempts, all failing, for the first one resumed: nothing retries around it.
+    core.fail_next(5, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
 
     async with client_for(core) as client:
         summary = await resume_matching(client, workflow_name="orders", max_concurrency=1)
@@ -150,7 +153,7 @@ async def test_an_execution_still_unavailable_after_every_retry_is_an_error(core
     (failed_id,) = summary.errors
     assert ("UNAVAILABLE" if core_api == "grpc" else "HTTP 503") in summary.errors[failed_id]
     assert core.resume_count(failed_id) == 0 and core.resume_count(summary.resumed[0]) == 1
-    assert core.call_counts()["ResumeExecution"] == 21
+    assert core.call_counts()["ResumeExecution"] == 6
 
 
 async def test_dry_run_resumes_nothing(core):
@@ -322,14 +325,14 @@ async def test_checks_wait_out_their_grace_side_by_side_within_the_bound(core):
 
 async def test_a_transient_error_while_checking_is_retried_like_the_resume(core):
     (execution_id,) = seed_failed(core, 1)
-    # 7 failures: the client's 5 attempts are spent once, the outer retry's second attempt reads it.
-    core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
+    # 4 failures: the 5th attempt of the client's one budget reads it.
+    core.fail_next(4, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
 
     async with client_for(core) as client:
         summary = await resume_matching(client, workflow_name="orders", resume_check_grace=0)
 
     assert summary.resumed == [execution_id] and summary.errors == {}
-    assert core.call_counts()["GetExecutionStatus"] == 8
+    assert core.call_counts()["GetExecutionStatus"] == 5
     assert core.resume_count(execution_id) == 1
 
 

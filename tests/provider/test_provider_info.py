@@ -31,7 +31,7 @@ def test_connection_type_matches_the_provider_yaml_connection_schema():
     jsonschema.validate(connection_type, item_schema)
     assert connection_type["connection-type"] == "cerebelum"
     assert set(connection_type["conn-fields"]) == {
-        "api", "tls", "ca_cert", "client_cert", "client_key", "server_name", "timeout", "ui_url"
+        "api", "tls", "ca_cert", "client_cert", "client_key", "server_name", "timeout", "max_attempts", "ui_url"
     }
     assert connection_type["conn-fields"]["api"]["schema"]["enum"] == ["grpc", "http", None]
     behaviour = connection_type["ui-field-behaviour"]

@@ -194,14 +194,28 @@ def test_a_transient_error_while_checking_is_retried(emulator):
 
     core = emulator()
     execution_id = failed_execution(core)
-    # More failures than one client call retries (5), fewer than the operator's outer budget.
-    core.fail_next(7, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
+    # Fewer failures than the connection's one budget of 5 attempts.
+    core.fail_next(4, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
 
     results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
 
     assert results["resume"][0] == "success"
-    assert core.call_counts()["GetExecutionStatus"] == 8
+    assert core.call_counts()["GetExecutionStatus"] == 5
     assert core.call_counts()["ResumeExecution"] == 1
+
+
+def test_one_resume_against_a_core_that_stays_down_sends_at_most_the_budget(emulator):
+    import grpc
+
+    core = emulator()
+    execution_id = failed_execution(core)
+    core.fail_next(1000, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
+
+    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    # The connection's max_attempts (5 by default) is the whole budget: no loop retries around it.
+    assert core.call_counts()["ResumeExecution"] == 5
 
 
 # Bulk resume -------------------------------------------------------------------------------

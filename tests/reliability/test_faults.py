@@ -223,7 +223,9 @@ def test_bulk_resume_of_1000_with_30_percent_unavailable_resumes_each_exactly_on
         {"executions": [{"workflow": "nightly", "fail_at": 0, "settle": True, "count": BULK_COUNT}]}
     )
     assert len(ids) == BULK_COUNT and sorted(core.execution_ids(ExecutionState.FAILED)) == sorted(ids)
-    set_connection(core.address)
+    # A network this lossy calls for a larger budget: 0.3 ** 20 makes a call failing 20 times in a
+    # row practically impossible (0.3 ** 5, the default, would fail about 2 of the 1,000).
+    set_connection(core.address, max_attempts=20)
     core.set_failure_rate(0.3, code=grpc.StatusCode.UNAVAILABLE, seed=20261126)
     operator = CerebelumBulkResumeOperator(task_id="bulk", workflow_name="nightly", max_concurrency=16)
 
