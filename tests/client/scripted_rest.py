@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import socket
 import ssl
 import threading
 import time
@@ -128,6 +129,12 @@ class ScriptedRest:
             # Headers and body go out in two writes: with Nagle on, the body waits ~40 ms for an ACK.
             disable_nagle_algorithm = True
 
+            def handle(self) -> None:
+                if isinstance(self.connection, ssl.SSLSocket) and not _handshake(self.connection):
+                    self.close_connection = True
+                    return
+                super().handle()
+
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -181,7 +188,10 @@ class ScriptedRest:
         server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         server.daemon_threads = True
         if self._ssl_context is not None:
-            server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
+            # The handshake runs in the request's thread (see _handshake), not in accept().
+            server.socket = self._ssl_context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server = server
         scheme = "https" if self._ssl_context is not None else "http"
         self.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
@@ -204,6 +214,29 @@ class ScriptedRest:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _handshake(connection: ssl.SSLSocket) -> bool:
+    """Complete the server's TLS handshake; on failure close as nginx's lingering close does.
+
+    After a failed handshake OpenSSL has sent its alert (e.g. TLS 1.3's "certificate required",
+    which the client reads only after sending its request). Closing at once with that request
+    unread would make the kernel answer with a reset, which can overtake the alert; so the write
+    side is shut first and what the client sent is read and dropped.
+    """
+    try:
+        connection.do_handshake()
+        return True
+    except (ssl.SSLError, OSError):
+        pass
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        connection.settimeout(1.0)
+        while connection.recv(65536):
+            pass
+    except OSError:
+        pass
+    return False
 
 
 def status_body(execution_id: str, **fields: Any) -> dict[str, Any]:

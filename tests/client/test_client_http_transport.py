@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 
 import grpc
@@ -27,6 +28,7 @@ from cerebelum_provider.exceptions import (
 )
 from cerebelum_provider.models import ExecutionState
 from tests.client.conftest import FAST_RETRY
+from tests.client.scripted_rest import Reply, ScriptedRest
 from tests.client.tls_material import write_tls_files
 
 # A retry would wait a minute: a test that finishes under its timeout proves there was none.
@@ -325,6 +327,41 @@ async def test_mutual_tls_without_a_client_certificate_is_refused(mtls_core, tls
         await client.get_execution_status("exec-x")
     assert mtls_core.http_url in str(caught.value) and "after 3 attempts" in str(caught.value)
     assert mtls_core.call_counts() == {}
+
+
+@pytest.fixture
+def alerting_mtls_server(tls_files, tmp_path):
+    """A scripted server requiring client certificates that, unlike the emulator's asyncio server,
+    sends TLS 1.3's "certificate required" alert before it closes (as OpenSSL servers do)."""
+    chain = tmp_path / "server-chain.pem"
+    chain.write_bytes(tls_files.server.key_pem + b"\n" + tls_files.server.cert_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(chain))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=tls_files.ca.cert_pem.decode())
+    with ScriptedRest(context) as server:
+        server.default("*", Reply(200, {"executions": [], "total": 0}))
+        yield server
+
+
+@pytest.mark.timeout(30)
+async def test_missing_client_certificate_alert_is_a_tls_error_after_one_attempt(
+    alerting_mtls_server, tls_files, make_client
+):
+    client = make_client(
+        alerting_mtls_server.url, tls=TLSConfig(ca_cert_path=tls_files.ca_path), retry=NO_PATIENCE
+    )
+    with pytest.raises(CerebelumTLSError, match="(?i)certificate") as caught:
+        await client.list_executions()
+    assert alerting_mtls_server.url in str(caught.value)
+    assert alerting_mtls_server.count() == 0
+    tls = TLSConfig(
+        ca_cert_path=tls_files.ca_path,
+        client_cert_path=tls_files.client_cert_path,
+        client_key_path=tls_files.client_key_path,
+    )
+    assert await make_client(alerting_mtls_server.url, tls=tls).list_executions() == ([], 0, False)
+    assert alerting_mtls_server.count() == 1
 
 
 @pytest.fixture
