@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 import httpx
@@ -211,6 +212,17 @@ class RealCore:
     def auth_headers(self) -> dict[str, str]:
         """The Authorization header Core's REST API wants."""
         return {"Authorization": f"Bearer {self.token}"}
+
+    def airflow_connection_uri(self, api: str = "http") -> str:
+        """An Airflow ``cerebelum://`` connection URI for this Core over ``api`` ("http" or "grpc").
+
+        Over "http" (Core's REST API) it carries the bearer token; gRPC needs none here.
+        """
+        if api == "http":
+            return f"cerebelum://:{quote(self.token, safe='')}@127.0.0.1:{self.http_port}?api=http&timeout=15"
+        if api == "grpc":
+            return f"cerebelum://{self.grpc_target}?timeout=15"
+        raise ValueError(f"api must be 'http' or 'grpc', got {api!r}")
 
     # ---- lifecycle -----------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -25,18 +24,13 @@ from real_core import RealCore  # noqa: E402
 ARTIFACTS = REPO / "test-artifacts" / "realcore-e2e-logs"
 
 
-def http_connection_uri(core: RealCore) -> str:
-    """``cerebelum://`` URI for the real Core's REST API, with its bearer token."""
-    return f"cerebelum://:{quote(core.token, safe='')}@127.0.0.1:{core.http_port}?api=http&timeout=15"
-
-
 @pytest.fixture(scope="module")
 def realcore_airflow(real_core: RealCore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     """A started Airflow whose ``cerebelum_default`` connection is the real Core over HTTP."""
     stack = AirflowStack(
         home=tmp_path_factory.mktemp("realcore-airflow"),
         dags_folder=Path(__file__).parent / "dags",
-        connections={"cerebelum_default": http_connection_uri(real_core)},
+        connections={"cerebelum_default": real_core.airflow_connection_uri("http")},
     )
     try:
         with stack:
