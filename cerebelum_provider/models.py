@@ -200,6 +200,9 @@ class ExecutionStatus:
     sleep_info: SleepInfo | None = None
     approval_info: ApprovalInfo | None = None
     elapsed_seconds: int | None = None
+    #: How many events Core's log holds for it: only Core's REST list reports it (None elsewhere).
+    #: It grows with every step, resume and failure, so a second failure is told from the first.
+    events_count: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for XCom and trigger events; the state is its wire name."""
@@ -220,6 +223,7 @@ class ExecutionStatus:
             "sleep_info": self.sleep_info.to_dict() if self.sleep_info else None,
             "approval_info": self.approval_info.to_dict() if self.approval_info else None,
             "elapsed_seconds": self.elapsed_seconds,
+            "events_count": self.events_count,
         }
 
     def to_xcom(self, *, include_outputs: bool = False, limit: int = XCOM_VALUES_LIMIT) -> dict[str, Any]:
@@ -260,6 +264,7 @@ class ExecutionStatus:
             sleep_info=SleepInfo.from_dict(data["sleep_info"]) if data.get("sleep_info") else None,
             approval_info=ApprovalInfo.from_dict(data["approval_info"]) if data.get("approval_info") else None,
             elapsed_seconds=data.get("elapsed_seconds"),
+            events_count=data.get("events_count"),
         )
 
     def failure_message(self) -> str:

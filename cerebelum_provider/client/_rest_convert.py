@@ -118,9 +118,11 @@ def status_from_json(body: dict[str, Any], *, execution_id: str) -> ExecutionSta
 
 
 def summary_from_json(summary: dict[str, Any]) -> ExecutionStatus:
-    """An ``ExecutionStatus`` from one entry of ``GET /api/v1/executions`` (no progress there)."""
+    """An ``ExecutionStatus`` from one entry of ``GET /api/v1/executions`` (no progress there; the
+    length of its event log, which only this answer gives)."""
     current_step = summary.get("current_step")
     workflow = summary.get("workflow")
+    events_count = summary.get("events_count")
     return ExecutionStatus(
         execution_id=str(summary.get("execution_id") or summary.get("id") or ""),
         workflow_name=workflow if isinstance(workflow, str) else "",
@@ -131,6 +133,7 @@ def summary_from_json(summary: dict[str, Any]) -> ExecutionStatus:
         total_steps=0,
         current_step_name=current_step if isinstance(current_step, str) else "",
         progress_percentage=0.0,
+        events_count=events_count if isinstance(events_count, int) and not isinstance(events_count, bool) else None,
     )
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import hashlib
 import json
 import logging
@@ -48,7 +47,6 @@ from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient
-    from cerebelum_provider.client._operations import ExecutionPage, Operation
 
 log = logging.getLogger(__name__)
 
@@ -89,60 +87,24 @@ def _digest(entry: dict[str, Any]) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=_DIGEST_BYTES).digest()
 
 
-def _keeping_events_count(
-    operation: Operation[ExecutionPage], counts: dict[str, int]
-) -> Operation[ExecutionPage]:
-    """``operation`` (a REST list page) that also records each summary's ``events_count`` in ``counts``.
-
-    The client's models drop ``events_count``; it is the only thing Core's REST list says that
-    tells a second failure of an execution from the first, so it is read here from the answer.
-    """
-    build = operation.http
-
-    def http() -> Any:
-        call = build()
-
-        def convert(answer: Any, core_address: str) -> ExecutionPage:
-            body = answer.body if isinstance(answer.body, dict) else {}
-            entries = body.get("executions") if isinstance(body.get("executions"), list) else []
-            for entry in entries:
-                count = entry.get("events_count") if isinstance(entry, dict) else None
-                if isinstance(count, int) and not isinstance(count, bool):
-                    counts[str(entry.get("execution_id") or entry.get("id") or "")] = count
-            return call.convert(answer, core_address)
-
-        return dataclasses.replace(call, convert=convert)
-
-    return dataclasses.replace(operation, http=http)
-
-
 async def _list_entries(
     client: ExecutionClient, workflow_name: str | None, state: str
 ) -> list[dict[str, Any]]:
     """Every execution Core lists in ``state`` (all pages), as snapshot entries."""
-    from cerebelum_provider.client import CoreAPI
-    from cerebelum_provider.client import _operations as ops
-
-    pager = ops.ExecutionPager(workflow_name, state)
     entries = []
-    while (operation := pager.next_operation()) is not None:
-        counts: dict[str, int] = {}
-        if client.api is CoreAPI.HTTP:
-            operation = _keeping_events_count(operation, counts)
-        page = await client._transport.call(operation)
-        for execution in pager.accept(page):
-            error = execution.error or None
-            entries.append(
-                {
-                    "execution_id": execution.execution_id,
-                    "workflow_name": execution.workflow_name,
-                    # The state asked for: REST lists an execution waiting for approval as running.
-                    "state": state,
-                    "marker": _entry_marker(execution, counts.get(execution.execution_id)),
-                    "error_kind": error.get("kind") if error else None,
-                    "error_message": error.get("message") if error else None,
-                }
-            )
+    async for execution in client.iter_executions(workflow_name=workflow_name, status=state):
+        error = execution.error or None
+        entries.append(
+            {
+                "execution_id": execution.execution_id,
+                "workflow_name": execution.workflow_name,
+                # The state asked for: REST lists an execution waiting for approval as running.
+                "state": state,
+                "marker": _entry_marker(execution, execution.events_count),
+                "error_kind": error.get("kind") if error else None,
+                "error_message": error.get("message") if error else None,
+            }
+        )
     return entries
 
 

@@ -36,6 +36,8 @@ EXAMPLE_DAG_IDS = (
     "example_cerebelum_resume",
     "example_cerebelum_bulk_resume",
     "example_cerebelum_bulk_resume_mapped",
+    "example_cerebelum_approval",
+    "example_cerebelum_event_resume",
 )
 
 
