@@ -39,6 +39,16 @@ class Delay:
 
 
 @dataclass(frozen=True)
+class Trickle:
+    """Send ``reply`` slowly: headers at once, then its body ``chunk`` bytes every ``interval``
+    seconds (an upstream stalling behind a proxy), each piece well within a per-read timeout."""
+
+    reply: Reply
+    chunk: int = 16
+    interval: float = 0.1
+
+
+@dataclass(frozen=True)
 class Drop:
     """Close the connection without answering (the request did reach the server)."""
 
@@ -62,7 +72,7 @@ class Received:
         return json.loads(self.body) if self.body else None
 
 
-Answer = Any  # a Reply, Delay, Drop, or a callable(Received) -> Answer
+Answer = Any  # a Reply, Trickle, Delay, Drop, or a callable(Received) -> Answer
 
 
 class ScriptedRest:
@@ -152,7 +162,7 @@ class ScriptedRest:
                     if isinstance(answer, Delay):
                         time.sleep(answer.seconds)
                         answer = answer.answer
-                    elif callable(answer) and not isinstance(answer, (Reply, Drop)):
+                    elif callable(answer) and not isinstance(answer, (Reply, Drop, Trickle)):
                         answer = answer(request)
                     else:
                         break
@@ -160,9 +170,12 @@ class ScriptedRest:
                     self.close_connection = True
                     self.connection.close()
                     return
-                self._reply(answer)
+                if isinstance(answer, Trickle):
+                    self._reply(answer.reply, chunk=answer.chunk, interval=answer.interval)
+                else:
+                    self._reply(answer)
 
-            def _reply(self, reply: Reply) -> None:
+            def _reply(self, reply: Reply, *, chunk: int = 0, interval: float = 0.0) -> None:
                 if isinstance(reply.body, bytes):
                     payload, content_type = reply.body, "text/plain; charset=utf-8"
                 elif reply.body is None:
@@ -175,7 +188,12 @@ class ScriptedRest:
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not chunk:
+                    self.wfile.write(payload)
+                    return
+                for start in range(0, len(payload), chunk):
+                    time.sleep(interval)
+                    self.wfile.write(payload[start : start + chunk])
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

@@ -249,6 +249,29 @@ async def test_hanging_core_hits_the_deadline_on_every_attempt(core, make_client
     core.hang(False)
 
 
+@pytest.mark.timeout(30)
+async def test_start_that_hits_the_deadline_is_not_sent_again(core, make_client, api):
+    # The request reached Core before the answer stopped coming: it may have started it.
+    core.hang(True)
+    with pytest.raises(CoreUnavailableError, match="after 1 attempt:"):
+        await make_client(url(core, api), timeout=0.3).execute_workflow("orders")
+    assert core.call_counts() == {"ExecuteWorkflow": 1}
+    core.hang(False)
+
+
+async def test_a_cancelled_call_leaves_the_client_usable(core):
+    execution_id = core.start_execution("orders")
+    async with ExecutionClient(core.http_url, retry=FAST_RETRY) as client:
+        core.set_latency(2.0)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.get_execution_status(execution_id), 0.2)
+        core.set_latency(0.0)
+        assert (await client.get_execution_status(execution_id)).execution_id == execution_id
+    # The cancelled call's connection was dropped mid-request, so the next one opened another.
+    assert len(core.peers()) == 2
+    assert core.call_counts() == {"GetExecutionStatus": 2}
+
+
 async def test_slow_core_within_the_deadline_answers(core, make_client, api):
     core.set_latency(0.2)
     execution_id = core.start_execution("orders")
