@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv floor-venv browser-deps test test-unit test-realcore test-floor test-floor-all demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test test-unit test-realcore test-floor test-floor-all demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
 	@echo "make demo-ui   same, then leave Airflow and the emulator running"
-	@echo "make test      the whole test suite (main, Airflow floor, real Core stages)"
+	@echo "make test      lint, then the whole test suite (main, Airflow floor, real Core stages)"
+	@echo "make lint      ruff check, ruff format --check and mypy on the package"
 	@echo "make test-realcore  the real-Core stage alone (skips without ../shared/real-core)"
 	@echo "make bench     the benchmarks (writes bench/RESULTS.md)"
 	@echo "make protos    regenerate cerebelum_provider/proto from protos/"
@@ -42,14 +43,21 @@ browser-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
-test: $(STAMP) browser-deps
+# The package's rules, checked: ruff (its default rules and the 110-column limit), the formatter, and
+# mypy (pyproject.toml's [tool.mypy]); make test runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cerebelum_provider
+	$(VENV)/bin/ruff format --check cerebelum_provider
+	$(VENV)/bin/mypy
+
+test: $(STAMP) browser-deps lint
 	$(PY) -m pytest -p no:cacheprovider -q --ignore=tests/realcore
 	$(MAKE) --no-print-directory test-floor
 	$(MAKE) --no-print-directory test-realcore
 
-# The conformance table and client tests against the real Cerebelum Core release (../shared/real-core,
-# or the directory in CEREBELUM_REAL_CORE): one Core, its PostgreSQL, a token service and an SDK worker
-# for the whole stage. Without the release every test skips with one reason (-rs prints it).
+# Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
+# CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
+# four-process Airflow stack; one Core, its PostgreSQL, a token service and an SDK worker for the stage. Without the release every test skips with one reason (-rs prints it).
 test-realcore: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q -rs tests/realcore
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from datetime import timedelta
+from typing import Literal, overload
 
 from cerebelum_provider.models import ExecutionState
 
 
-def coerce_states(states: Iterable[ExecutionState | str] | ExecutionState | str, field_name: str) -> tuple[str, ...]:
+def coerce_states(
+    states: Iterable[ExecutionState | str] | ExecutionState | str, field_name: str
+) -> tuple[str, ...]:
     """Turn states given as enums, names or values into a tuple of wire names (``EXECUTION_...``).
 
     Raises:
@@ -42,13 +45,31 @@ def check_disjoint_states(success_states: tuple[str, ...], failure_states: tuple
         )
 
 
-def positive_seconds(value: Any, field_name: str, *, allow_none: bool = False) -> float | None:
-    """Return ``value`` as float seconds; ValueError naming ``field_name`` unless a finite number above 0."""
+@overload
+def positive_seconds(value: object, field_name: str, *, allow_none: Literal[False] = False) -> float: ...
+@overload
+def positive_seconds(value: object, field_name: str, *, allow_none: bool) -> float | None: ...
+def positive_seconds(value: object, field_name: str, *, allow_none: bool = False) -> float | None:
+    """Seconds as a float from a number or a ``timedelta`` above 0 (or None, when allowed).
+
+    The one check of a duration for every class of the provider.
+
+    Raises:
+        TypeError: not a number or ``timedelta`` (``True`` and ``"5"`` are refused).
+        ValueError: zero, negative, NaN or infinite.
+    """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        expected = "a number of seconds or a timedelta" + (", or None" if allow_none else "")
+        raise TypeError(f"{field_name} must be {expected}, got {type(value).__name__} {shown(value)}")
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{field_name} must be a number of seconds above 0, got {value!r}")
-    return float(value)
+    return seconds
 
 
 #: Longest execution id accepted; Core's ids are UUIDs, far shorter.
@@ -89,5 +110,3 @@ def check_execution_id(value: object, *, field_name: str = "execution_id") -> st
             f"{field_name} is {len(value)} characters long; at most {MAX_EXECUTION_ID_LENGTH} expected"
         )
     return value
-
-

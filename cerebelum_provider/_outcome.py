@@ -72,7 +72,7 @@ def task_outcome(
     """
     try:
         event = ExecutionTriggerEvent.from_payload(payload)
-    except ValueError as error:
+    except (TypeError, ValueError) as error:
         raise AirflowException(str(error)) from None
     if event.status is EventStatus.SUCCESS:
         return event.execution or {"execution_id": event.execution_id, "status": event.state}

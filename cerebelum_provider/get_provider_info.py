@@ -34,7 +34,9 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     },
     "ca_cert": {
         "label": "CA bundle path",
-        "description": "PEM file with the CA certificates that signed Core's certificate (empty: system roots).",
+        "description": (
+            "PEM file with the CA certificates that signed Core's certificate (empty: system roots)."
+        ),
         "schema": {"type": ["string", "null"]},
     },
     "client_cert": {
@@ -94,10 +96,16 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Cerebelum Core", "python-modules": ["cerebelum_provider.sensors.cerebelum"]}
         ],
         "operators": [
-            {"integration-name": "Cerebelum Core", "python-modules": ["cerebelum_provider.operators.cerebelum"]}
+            {
+                "integration-name": "Cerebelum Core",
+                "python-modules": ["cerebelum_provider.operators.cerebelum"],
+            }
         ],
         "triggers": [
-            {"integration-name": "Cerebelum Core", "python-modules": ["cerebelum_provider.triggers.cerebelum"]}
+            {
+                "integration-name": "Cerebelum Core",
+                "python-modules": ["cerebelum_provider.triggers.cerebelum"],
+            }
         ],
         "connection-types": [
             {

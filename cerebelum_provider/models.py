@@ -262,7 +262,9 @@ class ExecutionStatus:
             step_outputs=data.get("step_outputs") or {},
             error=data.get("error"),
             sleep_info=SleepInfo.from_dict(data["sleep_info"]) if data.get("sleep_info") else None,
-            approval_info=ApprovalInfo.from_dict(data["approval_info"]) if data.get("approval_info") else None,
+            approval_info=ApprovalInfo.from_dict(data["approval_info"])
+            if data.get("approval_info")
+            else None,
             elapsed_seconds=data.get("elapsed_seconds"),
             events_count=data.get("events_count"),
         )

@@ -29,7 +29,9 @@ from cerebelum_provider.proto import worker_service_pb2 as pb
 #: The ``error.kind`` Core puts in an OK answer about an id it does not know.
 NOT_FOUND_KIND = "not_found"
 
-_STATE_BY_NUMBER = {number: ExecutionState(name) for name, number in pb.ExecutionState.items()}
+_STATE_BY_NUMBER: dict[int, ExecutionState] = {
+    int(number): ExecutionState(name) for name, number in pb.ExecutionState.items()
+}
 _NUMBER_BY_STATE = {state: number for number, state in _STATE_BY_NUMBER.items()}
 
 
@@ -38,9 +40,9 @@ def state_from_wire(number: int) -> ExecutionState:
     return _STATE_BY_NUMBER.get(number, ExecutionState.UNSPECIFIED)
 
 
-def state_to_wire(state: ExecutionState) -> int:
+def state_to_wire(state: ExecutionState) -> pb.ExecutionState.ValueType:
     """The wire enum number of a model state."""
-    return _NUMBER_BY_STATE[state]
+    return pb.ExecutionState.ValueType(_NUMBER_BY_STATE[state])
 
 
 def timestamp_to_datetime(message: Any, field_name: str) -> datetime | None:

@@ -109,7 +109,9 @@ def is_retryable(error: BaseException) -> bool:
 
 def is_internal_crash(error: grpc.RpcError) -> bool:
     """True for Core's crashed handler: ``UNKNOWN`` with details ``"Internal Server Error"``."""
-    return _code(error) == grpc.StatusCode.UNKNOWN and "internal server error" in (_details(error) or "").lower()
+    return (
+        _code(error) == grpc.StatusCode.UNKNOWN and "internal server error" in (_details(error) or "").lower()
+    )
 
 
 def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, attempts: int) -> CerebelumError:
@@ -258,7 +260,9 @@ class AsyncTransport(_TransportBase):
                     if pending is not None:
                         replayed, pending = pending, None
                         raise replayed
-                    response = await method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
+                    response = await method(
+                        call.request, timeout=self.settings.timeout, metadata=self._metadata
+                    )
         except grpc.RpcError as error:
             raise self._error(error, operation, attempts) from None
         return call.convert(response, self.address)

@@ -183,7 +183,7 @@ class _HttpTransportBase:
         """The converted answer, or the mapped failure (``_TransientAnswer`` for the retry loop)."""
         answer = HttpAnswer(response.status_code, _decode(response))
         about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
-        context = {
+        context: dict[str, Any] = {
             "core_address": self.address,
             "execution_id": operation.execution_id,
             "code": response.status_code,

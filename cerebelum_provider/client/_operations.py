@@ -189,7 +189,9 @@ def _not_found(core_address: str, execution_id: str, detail: str = "") -> Execut
     )
 
 
-def _refused(answer: HttpAnswer, what: str, core_address: str, execution_id: str | None) -> RequestRefusedError:
+def _refused(
+    answer: HttpAnswer, what: str, core_address: str, execution_id: str | None
+) -> RequestRefusedError:
     return RequestRefusedError(
         f"Cerebelum Core at {core_address} refused to {what}: HTTP {answer.status_code} "
         f"{shown(answer.body, 300)}",
@@ -209,7 +211,9 @@ def get_execution_status(execution_id: str) -> Operation[ExecutionStatus]:
                 response, execution_id=execution_id, core_address=core_address
             )
 
-        return GrpcCall("GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert)
+        return GrpcCall(
+            "GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert
+        )
 
     def http() -> HttpCall[ExecutionStatus]:
         def convert(answer: HttpAnswer, core_address: str) -> ExecutionStatus:
@@ -264,8 +268,11 @@ def list_executions(
             if answer.status_code >= 300:
                 raise _refused(answer, "list executions", core_address, None)
             body = answer.body if isinstance(answer.body, dict) else {}
-            entries = body.get("executions") if isinstance(body.get("executions"), list) else []
-            executions = [_rest_convert.summary_from_json(entry) for entry in entries if isinstance(entry, dict)]
+            listed = body.get("executions")
+            entries = listed if isinstance(listed, list) else []
+            executions = [
+                _rest_convert.summary_from_json(entry) for entry in entries if isinstance(entry, dict)
+            ]
             total = body.get("total")
             total_count = total if isinstance(total, int) and not isinstance(total, bool) else len(executions)
             return ExecutionPage(executions, total_count, offset + len(executions) < total_count)
@@ -294,7 +301,9 @@ def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Op
     skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
 
     def grpc() -> GrpcCall[str]:
-        request = pb.ResumeExecutionRequest(execution_id=execution_id, skip_completed_steps=skip_completed_steps)
+        request = pb.ResumeExecutionRequest(
+            execution_id=execution_id, skip_completed_steps=skip_completed_steps
+        )
         return GrpcCall("ResumeExecution", request, lambda response, _address: response.status)
 
     def http() -> HttpCall[str]:
@@ -362,7 +371,11 @@ def execute_workflow(
     def http() -> HttpCall[ExecutionHandle]:
         unsupported = [
             name
-            for name, value in (("correlation_id", correlation_id), ("tags", checked_tags), ("timeout_ms", timeout_ms))
+            for name, value in (
+                ("correlation_id", correlation_id),
+                ("tags", checked_tags),
+                ("timeout_ms", timeout_ms),
+            )
             if value is not None
         ]
         if unsupported:
@@ -432,8 +445,10 @@ def approve_execution(execution_id: str, response: dict[str, Any] | None = None)
         def convert(answer: HttpAnswer, core_address: str) -> str:
             if answer.status_code >= 300:
                 raise _refused(
-                    answer, f"approve execution {execution_id!r} (is it waiting for approval?)",
-                    core_address, execution_id,
+                    answer,
+                    f"approve execution {execution_id!r} (is it waiting for approval?)",
+                    core_address,
+                    execution_id,
                 )
             return "approved"
 

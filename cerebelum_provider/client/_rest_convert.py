@@ -133,7 +133,9 @@ def summary_from_json(summary: dict[str, Any]) -> ExecutionStatus:
         total_steps=0,
         current_step_name=current_step if isinstance(current_step, str) else "",
         progress_percentage=0.0,
-        events_count=events_count if isinstance(events_count, int) and not isinstance(events_count, bool) else None,
+        events_count=events_count
+        if isinstance(events_count, int) and not isinstance(events_count, bool)
+        else None,
     )
 
 

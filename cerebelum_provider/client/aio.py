@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from cerebelum_provider.client import _operations as ops
 from cerebelum_provider.client._base import ClientBase
@@ -40,7 +40,10 @@ class ExecutionClient(ClientBase):
         retry: the retry budget; None means ``RetryConfig()``.
     """
 
-    transport_classes = {CoreAPI.GRPC: AsyncTransport, CoreAPI.HTTP: AsyncHttpTransport}
+    transport_classes: ClassVar[dict[CoreAPI, type[Any]]] = {
+        CoreAPI.GRPC: AsyncTransport,
+        CoreAPI.HTTP: AsyncHttpTransport,
+    }
 
     async def get_execution_status(self, execution_id: str) -> ExecutionStatus:
         """The execution's current status.
@@ -161,7 +164,7 @@ class ExecutionClient(ClientBase):
         """Close the channel or connection pool; a later call opens a new one."""
         await self._transport.close()
 
-    async def __aenter__(self) -> ExecutionClient:
+    async def __aenter__(self) -> ExecutionClient:  # noqa: PYI034 (Self needs Python 3.11)
         return self
 
     async def __aexit__(

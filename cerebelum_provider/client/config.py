@@ -37,7 +37,9 @@ _SCHEMES = {
     "http": (CoreAPI.HTTP, False),
     "https": (CoreAPI.HTTP, True),
 }
-_EXPECTED_FORMS = "'host:port', 'grpc://host:port', 'grpcs://host:port', 'http://host:port' or 'https://host:port'"
+_EXPECTED_FORMS = (
+    "'host:port', 'grpc://host:port', 'grpcs://host:port', 'http://host:port' or 'https://host:port'"
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class CoreAddress:
 
 
 def parse_core_url(core_url: str) -> CoreAddress:
-    """Parse ``host:port``, ``grpc://``/``grpcs://host:port`` (gRPC) or ``http://``/``https://host:port`` (REST).
+    """Parse ``host:port``, ``grpc(s)://host:port`` (gRPC) or ``http(s)://host:port`` (REST).
 
     The scheme picks the API: ``http``/``https`` speak Core's REST API, everything else gRPC.
     Without a port, ``grpcs://`` and ``https://`` mean 443, ``http://`` 80, the others Core's
@@ -153,7 +155,9 @@ def parse_core_url(core_url: str) -> CoreAddress:
     parts = urlsplit("//" + rest)
     base_path = parts.path.rstrip("/")
     if parts.query or parts.fragment or (base_path and api is not CoreAPI.HTTP):
-        allowed = "a path prefix but no query or fragment" if api is CoreAPI.HTTP else "no path, query or fragment"
+        allowed = (
+            "a path prefix but no query or fragment" if api is CoreAPI.HTTP else "no path, query or fragment"
+        )
         raise ValueError(f"core_url={core_url!r} must carry {allowed}; expected {_EXPECTED_FORMS}")
     if parts.username is not None or parts.password is not None:
         # A token belongs in the token argument, never in an address that ends up in messages.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from cerebelum_provider.client import _operations as ops
 from cerebelum_provider.client._base import ClientBase
@@ -20,7 +20,10 @@ class SyncExecutionClient(ClientBase):
     ``iter_executions`` is a plain iterator. See ``ExecutionClient`` for the arguments.
     """
 
-    transport_classes = {CoreAPI.GRPC: SyncTransport, CoreAPI.HTTP: SyncHttpTransport}
+    transport_classes: ClassVar[dict[CoreAPI, type[Any]]] = {
+        CoreAPI.GRPC: SyncTransport,
+        CoreAPI.HTTP: SyncHttpTransport,
+    }
 
     def get_execution_status(self, execution_id: str) -> ExecutionStatus:
         """The execution's current status.
@@ -107,7 +110,7 @@ class SyncExecutionClient(ClientBase):
         """Close the channel or connection pool; a later call opens a new one."""
         self._transport.close()
 
-    def __enter__(self) -> SyncExecutionClient:
+    def __enter__(self) -> SyncExecutionClient:  # noqa: PYI034 (Self needs Python 3.11)
         return self
 
     def __exit__(

@@ -253,7 +253,7 @@ def current_step_data(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _status_of_last_row(rows: list[dict[str, Any]]) -> str:
-    last = rows[-1]["type"] if rows else None
+    last = rows[-1]["type"] if rows else ""
     return {"ExecutionCompletedEvent": "completed", "ExecutionFailedEvent": "failed"}.get(last, "running")
 
 
@@ -283,7 +283,6 @@ def show(projection: Projection, rows: list[dict[str, Any]], *, process_alive: b
     """
     execution_id = projection.execution_id
     if not process_alive:
-        last = rows[-1]["type"] if rows else None
         return {
             "execution_id": execution_id,
             "state": _status_of_last_row(rows),

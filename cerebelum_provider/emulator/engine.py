@@ -15,6 +15,7 @@ Listings are in execution id text order, as Core's ``DISTINCT ON (execution_id)`
 from __future__ import annotations
 
 import bisect
+import builtins
 import contextlib
 import itertools
 import threading
@@ -392,7 +393,7 @@ class Engine:
 
     def list(
         self, workflow_name: str | None, phase: Phase | None, limit: int, offset: int
-    ) -> tuple[list[Projection], int]:
+    ) -> tuple[builtins.list[Projection], int]:
         """A page of executions in execution id text order, and the count of all matches."""
         with self._lock:
             if workflow_name is None:
@@ -403,7 +404,7 @@ class Engine:
                 index = self._by_workflow_phase.get((workflow_name, phase), [])
             return [self._projections[eid] for eid in index[offset : offset + limit]], len(index)
 
-    def core_list(self, workflow_name: str | None, status_word: str | None) -> list[str]:
+    def core_list(self, workflow_name: str | None, status_word: str | None) -> builtins.list[str]:
         """Every id Core's REST listing matches, in id order: the status word is matched against
         each execution's latest row (``core_view.matches_status``), any other word matches none."""
         with self._lock:
@@ -413,12 +414,12 @@ class Engine:
             last = self._core_last_type
             return [eid for eid in index if core_view.matches_status(last.get(eid), status_word)]
 
-    def events_of(self, execution_id: str) -> list[Event]:
+    def events_of(self, execution_id: str) -> builtins.list[Event]:
         """The execution's events in log order, as stored."""
         with self._lock:
             return self.store.events_of(execution_id)
 
-    def execution_ids(self, phase: Phase | None = None) -> list[str]:
+    def execution_ids(self, phase: Phase | None = None) -> builtins.list[str]:
         """Ids in the order they started (or, with a phase, of executions in that state)."""
         with self._lock:
             if phase is None:
@@ -427,7 +428,7 @@ class Engine:
 
     # Internals -------------------------------------------------------------------------------
 
-    def _step_outcome(self, projection: Projection) -> list[tuple[str | None, str, float, dict]]:
+    def _step_outcome(self, projection: Projection) -> builtins.list[tuple[str | None, str, float, dict]]:
         execution_id = projection.execution_id
         index = projection.current_index
         plan = projection.plan
@@ -454,9 +455,11 @@ class Engine:
 
     def _complete_step(
         self, projection: Projection, index: int, now: float
-    ) -> list[tuple[str | None, str, float, dict]]:
+    ) -> builtins.list[tuple[str | None, str, float, dict]]:
         execution_id = projection.execution_id
-        pending = [(execution_id, ev.STEP_COMPLETED, now, _output(projection, index))]
+        pending: builtins.list[tuple[str | None, str, float, dict]] = [
+            (execution_id, ev.STEP_COMPLETED, now, _output(projection, index))
+        ]
         if index + 1 >= len(projection.steps):
             pending.append((execution_id, ev.EXECUTION_COMPLETED, now, {}))
         else:
@@ -480,7 +483,7 @@ class Engine:
                     unwritten, self._unwritten = self._unwritten, []
                     self.store.append(unwritten)
 
-    def _emit(self, pending: list[tuple[str | None, str, float, dict]]) -> None:
+    def _emit(self, pending: builtins.list[tuple[str | None, str, float, dict]]) -> None:
         events = []
         for execution_id, event_type, at, data in pending:
             self._last_seq += 1
@@ -497,7 +500,9 @@ class Engine:
         if event.execution_id is None:
             if event.type == ev.WORKFLOW_DEFINED:
                 self._workflows[event.data["name"]] = tuple(event.data["steps"])
-                plan = {key: event.data[key] for key in ("fail_at", "fail_times") if key in event.data}
+                plan: dict[str, Any] = {
+                    key: event.data[key] for key in ("fail_at", "fail_times") if key in event.data
+                }
                 self._workflow_plans[event.data["name"]] = plan
             elif event.type == ev.CLOCK_ADVANCED:
                 self._clock_offset += event.data["seconds"]

@@ -312,7 +312,8 @@ class RestServer:
         config, state = self._config, self._state
 
         def protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(config=config, server_state=state, app_state={})
+            # uvicorn types the class as a bare asyncio.Protocol; its h11 protocol takes these.
+            return config.http_protocol_class(config=config, server_state=state, app_state={})  # type: ignore[call-arg]
 
         loop = asyncio.get_running_loop()
         try:

@@ -149,7 +149,8 @@ def _workflows(workflows: Any) -> list[tuple[str, list[str]]]:
     ):
         return [(w["name"], w["steps"]) for w in workflows]
     raise ValueError(
-        f"scenario 'workflows' must map names to step lists or be a list of {{name, steps}}, got {workflows!r}"
+        f"scenario 'workflows' must map names to step lists or be a list of {{name, steps}}, "
+        f"got {workflows!r}"
     )
 
 

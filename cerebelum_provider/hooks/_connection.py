@@ -103,7 +103,8 @@ def _extras(connection: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
     if extra is None:
         extra = connection.extra_dejson if getattr(connection, "extra", None) else {}
     if not isinstance(extra, dict):
-        raise ValueError(f"connection {connection.conn_id!r}: extra must be a JSON object")
+        # A bad connection is a ValueError whatever is wrong with it: the hook's one contract.
+        raise ValueError(f"connection {connection.conn_id!r}: extra must be a JSON object")  # noqa: TRY004
     merged: dict[str, Any] = {}
     for key, value in extra.items():
         merged[key.removeprefix(_EXTRA_PREFIX)] = value
@@ -115,7 +116,9 @@ def _text(extras: dict[str, Any], name: str, conn_id: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError(f"connection {conn_id!r}: extra field {name!r} must be a string, got {value!r}")
+        raise ValueError(  # noqa: TRY004 (a bad connection is a ValueError, whatever is wrong with it)
+            f"connection {conn_id!r}: extra field {name!r} must be a string, got {value!r}"
+        )
     return value.strip() or None
 
 
@@ -210,9 +213,9 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
 
     Raises:
         ValueError: naming the field: missing host, host carrying a scheme or path, port not a
-            number, api neither grpc nor http, timeout not above 0, max_attempts not in 1..100, TLS switched off while TLS files are given, a TLS file
-            that cannot be read, a client certificate without key (or the reverse), a ``ui_url``
-            that is not an http(s) URL.
+            number, api neither grpc nor http, timeout not above 0, max_attempts not in 1..100,
+            TLS switched off while TLS files are given, a TLS file that cannot be read, a client
+            certificate without key (or the reverse), a ``ui_url`` that is not an http(s) URL.
     """
     conn_id = connection.conn_id
     host = (connection.host or "").strip()

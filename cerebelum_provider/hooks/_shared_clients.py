@@ -51,7 +51,9 @@ def shared_client(key: Hashable, build: Callable[[], ExecutionClient]) -> Execut
     entry = clients.get(key)
     if entry is None:
         client = build()
-        keeper = loop.create_task(_close_at_shutdown(loop, key, client), name=f"cerebelum-client-keeper {key!r:.40}")
+        keeper = loop.create_task(
+            _close_at_shutdown(loop, key, client), name=f"cerebelum-client-keeper {key!r:.40}"
+        )
         entry = clients[key] = _Entry(client, keeper)
     return entry.client
 

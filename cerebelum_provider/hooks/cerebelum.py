@@ -34,7 +34,9 @@ async def _adecode_extra(connection: Any) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"connection {connection.conn_id!r}: extra is not valid JSON ({error})") from None
     if not isinstance(extra, dict):
-        raise ValueError(f"connection {connection.conn_id!r}: extra must be a JSON object, got {extra!r}")
+        raise ValueError(  # noqa: TRY004 (a bad connection is a ValueError, whatever is wrong with it)
+            f"connection {connection.conn_id!r}: extra must be a JSON object, got {extra!r}"
+        )
     return extra
 
 
@@ -174,18 +176,25 @@ class CerebelumHook(BaseHook):
         from cerebelum_provider.client import RetryConfig, SyncExecutionClient
         from cerebelum_provider.exceptions import CerebelumError
 
+        # The UI's Test button shows a reason for whatever went wrong; it must never raise.
         try:
             settings = self.get_settings()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001
             return False, f"Invalid Cerebelum connection: {error}"
         try:
             # One attempt: the UI's "Test" button should answer quickly, not wait out a retry budget.
             with SyncExecutionClient(**settings.client_kwargs(), retry=RetryConfig(max_attempts=1)) as client:
                 _, total_count, _ = client.list_executions(limit=1)
         except CerebelumError as error:
-            return False, f"Cerebelum Core at {settings.address} did not answer: {type(error).__name__}: {error}"
-        except Exception as error:
-            return False, f"Could not reach Cerebelum Core at {settings.address}: {type(error).__name__}: {error}"
+            return (
+                False,
+                f"Cerebelum Core at {settings.address} did not answer: {type(error).__name__}: {error}",
+            )
+        except Exception as error:  # noqa: BLE001
+            return (
+                False,
+                f"Could not reach Cerebelum Core at {settings.address}: {type(error).__name__}: {error}",
+            )
         return True, f"Connected to Cerebelum Core at {settings.address} ({total_count} executions)"
 
     @classmethod

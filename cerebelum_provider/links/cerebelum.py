@@ -1,4 +1,5 @@
-"""``CerebelumExecutionLink``: the "Cerebelum execution" button on a task, when the connection has a ``ui_url``.
+"""``CerebelumExecutionLink``: the "Cerebelum execution" button on a task, when the connection has
+a ``ui_url``.
 
 Airflow 3 computes extra links in the worker when a task finishes (and stores the result in
 XCom for the UI), so the link can read the connection there. The task pushes the execution id

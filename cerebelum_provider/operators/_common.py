@@ -10,15 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from cerebelum_provider._outcome import FINAL_ERRORS, task_errors
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
-if TYPE_CHECKING:
-    from logging import Logger
+
+class Logger(Protocol):
+    """What the helpers log with: an operator's ``self.log`` (Airflow's logger) or a stdlib logger."""
+
+    def info(self, event: str, *args: Any) -> Any: ...
+
+    def warning(self, event: str, *args: Any) -> Any: ...
 
 
 #: How long an operator waits for an execution when told nothing else: 7 days, as Airflow's sensors.
@@ -30,27 +35,6 @@ DEFERRAL_TIMEOUT_GRACE = 60.0
 
 class ExecutionWaitTimeout(AirflowException):
     """A wait in the worker outlasted its limit (the message names the execution and its last state)."""
-
-
-def check_seconds(value: object, *, field_name: str, allow_none: bool = False) -> float | None:
-    """Seconds as a float from a positive number or timedelta (or None when allowed).
-
-    Raises:
-        TypeError: not a number or timedelta.
-        ValueError: zero, negative or not finite.
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        expected = "a positive number of seconds, a timedelta or None" if allow_none else "a positive number"
-        raise TypeError(f"{field_name} must be {expected}, got {type(value).__name__} {value!r}")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"{field_name} must be a positive, finite number of seconds, got {value!r}")
-    return seconds
 
 
 def finish(execution: ExecutionStatus, *, include_outputs: bool = False) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 
-from cerebelum_provider._arguments import check_bool, check_execution_id, is_template_value
+from cerebelum_provider._arguments import check_bool, check_execution_id, is_template_value, positive_seconds
 from cerebelum_provider._outcome import task_errors, task_outcome
 from cerebelum_provider.bulk import (
     DEFAULT_RESUME_CHECK_GRACE,
@@ -30,7 +30,6 @@ from cerebelum_provider.operators._common import (
     DEFAULT_TIMEOUT,
     DEFERRAL_TIMEOUT_GRACE,
     ExecutionWaitTimeout,
-    check_seconds,
     finish,
     resume_checked,
     wait_in_worker,
@@ -98,8 +97,8 @@ class _CerebelumOperatorBase(BaseOperator):
         self.deferrable = check_bool(
             _default_deferrable() if deferrable is None else deferrable, field_name="deferrable"
         )
-        self.poll_interval = check_seconds(poll_interval, field_name="poll_interval")
-        self.timeout = check_seconds(timeout, field_name="timeout", allow_none=True) or DEFAULT_TIMEOUT
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.timeout = positive_seconds(timeout, "timeout", allow_none=True) or DEFAULT_TIMEOUT
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
 
     @property
@@ -288,7 +287,9 @@ class CerebelumBulkResumeOperator(BaseOperator):
         self.max_executions = max_executions
         self.max_concurrency = max_concurrency
         self.skip_completed_steps = skip_completed_steps
-        self.dry_run = dry_run
+        # The argument is this operator's API since its first release; it shadows BaseOperator's
+        # dry_run() (a template-rendering preview), which this operator does not offer.
+        self.dry_run = dry_run  # type: ignore[method-assign,assignment]
         self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
         self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
@@ -320,7 +321,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
             ", ".join(self.states),
             self.max_concurrency,
             f", max_executions={self.max_executions}" if self.max_executions else "",
-            ", dry run" if self.dry_run else "",
+            ", dry run" if self.dry_run else "",  # type: ignore[truthy-function]
         )
         with task_errors():
             summary = asyncio.run(self._resume_all())
@@ -358,7 +359,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
             max_executions=self.max_executions,
             max_concurrency=self.max_concurrency,
             skip_completed_steps=self.skip_completed_steps,
-            dry_run=self.dry_run,
+            dry_run=self.dry_run,  # type: ignore[arg-type]
             on_progress=self._progress_logger(),
             resume_check_grace=self.resume_check_grace,
         )
@@ -524,7 +525,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         first (``stop_on_kill``, HTTP API)."""
         try:
             timed_out = ExecutionTriggerEvent.from_payload(event).status is EventStatus.TIMEOUT
-        except ValueError:
+        except (TypeError, ValueError):
             timed_out = False
         if timed_out and self.stop_on_kill and event is not None:
             stop_own_execution(self.hook, event["execution_id"], self.log)
@@ -535,7 +536,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         a new one (``on_retry="restart"`` and it ended)."""
         execution_id, state = earlier.execution_id, earlier.status
         if not state.is_terminal:
-            self.log.info("Re-attaching to execution %s (%s) started by an earlier try", execution_id, state.name)
+            self.log.info(
+                "Re-attaching to execution %s (%s) started by an earlier try", execution_id, state.name
+            )
             return execution_id
         if self.on_retry == "restart":
             self.log.info(
@@ -545,14 +548,18 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             )
             return None
         if state is ExecutionState.COMPLETED:
-            self.log.info("Execution %s of an earlier try already COMPLETED: nothing runs again", execution_id)
+            self.log.info(
+                "Execution %s of an earlier try already COMPLETED: nothing runs again", execution_id
+            )
             return execution_id
         self.log.info(
             "Execution %s of an earlier try FAILED: resuming it (on_retry='resume'); its completed steps "
             "are not run again",
             execution_id,
         )
-        resume_checked(client, execution_id, skip_completed_steps=True, grace=self.resume_check_grace, log=self.log)
+        resume_checked(
+            client, execution_id, skip_completed_steps=True, grace=self.resume_check_grace, log=self.log
+        )
         return execution_id
 
     def _start(self, context: Context, client: Any, identity: str) -> str:
@@ -595,7 +602,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             try:
                 return client.get_execution_status(stored_id)
             except ExecutionNotFoundError:
-                self.log.info("Execution %s of an earlier try is unknown to Core: starting a new one", stored_id)
+                self.log.info(
+                    "Execution %s of an earlier try is unknown to Core: starting a new one", stored_id
+                )
                 return None
         if context["ti"].try_number <= 1:
             return None
@@ -617,7 +626,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
         """
         from cerebelum_provider.client import CoreAPI
 
-        states = _ALIVE_STATES
+        states: tuple[ExecutionState, ...] = _ALIVE_STATES
         if self.on_retry == "resume":
             states = (*_ALIVE_STATES, ExecutionState.FAILED, ExecutionState.COMPLETED)
         over_http = client.api is CoreAPI.HTTP
@@ -698,7 +707,11 @@ class CerebelumApproveExecutionOperator(_CerebelumOperatorBase):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Called when the trigger fires: ``{"execution_id", "approval_status", "execution"}``."""
         execution = super().execute_complete(context, event)
-        return {"execution_id": execution.get("execution_id"), "approval_status": "approved", "execution": execution}
+        return {
+            "execution_id": execution.get("execution_id"),
+            "approval_status": "approved",
+            "execution": execution,
+        }
 
 
 def _check_response(response: object) -> dict[str, Any]:
@@ -708,7 +721,9 @@ def _check_response(response: object) -> dict[str, Any]:
     if not isinstance(response, dict):
         raise TypeError(f"response must be a dict or None, got {type(response).__name__} {response!r}")
     if "id" in response:
-        raise ValueError("response must not contain the key 'id': Core's HTTP API replaces it with the execution id")
+        raise ValueError(
+            "response must not contain the key 'id': Core's HTTP API replaces it with the execution id"
+        )
     return response
 
 
@@ -745,9 +760,9 @@ def stop_own_execution(hook: CerebelumHook, execution_id: str, log: Any) -> None
 def _started_with_identity(events: list[dict[str, Any]], identity: str) -> bool:
     for event in events:
         if event.get("type") == "ExecutionStartedEvent":
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
-            inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
-            return inputs.get(CORRELATION_INPUT) == identity
+            data = event.get("data")
+            inputs = data.get("inputs") if isinstance(data, dict) else None
+            return isinstance(inputs, dict) and inputs.get(CORRELATION_INPUT) == identity
     return False
 
 

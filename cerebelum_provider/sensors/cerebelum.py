@@ -37,8 +37,8 @@ from cerebelum_provider._arguments import (
     check_bool,
     check_disjoint_states,
     check_execution_id,
-    is_template_value,
     coerce_states,
+    is_template_value,
     positive_seconds,
 )
 from cerebelum_provider._outcome import task_errors, task_outcome
@@ -48,13 +48,13 @@ from cerebelum_provider.models import ExecutionState, ExecutionStatus
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from cerebelum_provider.hooks.cerebelum import CerebelumHook
-
     from cerebelum_provider.client import SyncExecutionClient
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
 #: Extra time the scheduler grants a deferred sensor beyond its own deadline, so the trigger's
 #: own "timeout" event (with the last state seen) normally wins over Airflow's generic one.
 DEFERRAL_TIMEOUT_GRACE = timedelta(seconds=60)
+
 
 class CerebelumExecutionSensor(BaseSensorOperator):
     """Wait until a Cerebelum execution reaches one of ``success_states``.
@@ -117,7 +117,9 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         if self.poke_interval <= 0:
             raise ValueError(f"poke_interval must be above 0 seconds, got {self.poke_interval}")
         self.max_sleep_wait = positive_seconds(max_sleep_wait, "max_sleep_wait")
-        self.unavailable_timeout = positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
+        self.unavailable_timeout = positive_seconds(
+            unavailable_timeout, "unavailable_timeout", allow_none=True
+        )
         if deferrable is None:
             deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
         self.deferrable = check_bool(deferrable, field_name="deferrable")
@@ -220,5 +222,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
             The final execution dict on ``"success"``.
         """
         execution = task_outcome(event, failure_is_final=True, timeout_error=AirflowSensorTimeout)
-        self.log.info("Cerebelum execution %s reached %s", execution.get("execution_id"), execution.get("status"))
+        self.log.info(
+            "Cerebelum execution %s reached %s", execution.get("execution_id"), execution.get("status")
+        )
         return execution

@@ -89,12 +89,16 @@ class CerebelumExecutionTrigger(BaseTrigger):
         self.failure_states = coerce_states(failure_states, "failure_states")
         check_disjoint_states(self.success_states, self.failure_states)
         if end_time is not None and (
-            isinstance(end_time, bool) or not isinstance(end_time, (int, float)) or not math.isfinite(end_time)
+            isinstance(end_time, bool)
+            or not isinstance(end_time, (int, float))
+            or not math.isfinite(end_time)
         ):
             raise ValueError(f"end_time must be epoch seconds (a number) or None, got {end_time!r}")
         self.end_time = float(end_time) if end_time is not None else None
         self.max_sleep_wait = positive_seconds(max_sleep_wait, "max_sleep_wait")
-        self.unavailable_timeout = positive_seconds(unavailable_timeout, "unavailable_timeout", allow_none=True)
+        self.unavailable_timeout = positive_seconds(
+            unavailable_timeout, "unavailable_timeout", allow_none=True
+        )
         self.stop_on_kill = check_bool(stop_on_kill, field_name="stop_on_kill")
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
 
@@ -153,7 +157,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 )
                 return
             await client.stop_execution(self.execution_id)
-        except Exception as error:  # a kill must go through whatever Core answers
+        except Exception as error:  # noqa: BLE001 (a kill must go through whatever Core answers)
             self.log.warning("Could not stop Cerebelum execution %s: %s", self.execution_id, error)
             return
         self.log.info("Stopped Cerebelum execution %s, which the killed task started", self.execution_id)
@@ -164,8 +168,10 @@ class CerebelumExecutionTrigger(BaseTrigger):
         try:
             client = await CerebelumHook(self.cerebelum_conn_id).get_async_client()
         except ValueError as error:
-            return self._event("error", f"Invalid Cerebelum connection: {error}", error_type=INVALID_CONNECTION)
-        except Exception as error:  # the connection lookup failed (missing connection, secrets backend)
+            return self._event(
+                "error", f"Invalid Cerebelum connection: {error}", error_type=INVALID_CONNECTION
+            )
+        except Exception as error:  # noqa: BLE001 (the lookup failed: missing connection, secrets backend)
             message = f"Cannot read connection {self.cerebelum_conn_id!r}: {type(error).__name__}: {error}"
             return self._event("error", message, error_type=INVALID_CONNECTION)
         address = client.address
@@ -193,7 +199,10 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 backoff = self._unavailable_backoff(failures)
                 self.log.warning(
                     "Cerebelum Core at %s unreachable (%s), attempt %d; next try in %.1fs",
-                    address, error, failures, backoff,
+                    address,
+                    error,
+                    failures,
+                    backoff,
                 )
                 await self._sleep(self._cap(backoff, give_up_at))
                 continue
@@ -215,7 +224,9 @@ class CerebelumExecutionTrigger(BaseTrigger):
         """The event that ends the wait for this status (success, failure, timeout), or None."""
         state = status.status.value
         if state in self.success_states:
-            return self._event("success", f"Execution {self.execution_id} reached {state}", status, address=address)
+            return self._event(
+                "success", f"Execution {self.execution_id} reached {state}", status, address=address
+            )
         if state in self.failure_states:
             return self._event("failure", status.failure_message(), status, address=address)
         if self.end_time is not None and self._now() >= self.end_time:
@@ -280,9 +291,10 @@ class CerebelumExecutionTrigger(BaseTrigger):
             execution_id=self.execution_id,
             message=message,
             state=execution.status.value if execution is not None else None,
-            execution=execution.to_xcom(include_outputs=self.include_outputs) if execution is not None else None,
+            execution=execution.to_xcom(include_outputs=self.include_outputs)
+            if execution is not None
+            else None,
             error_type=error_type or (type(error).__name__ if error is not None else None),
             core_address=address,
         )
         return TriggerEvent(event.to_payload())
-

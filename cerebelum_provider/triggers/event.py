@@ -61,10 +61,11 @@ class ExecutionTriggerEvent:
         """Read a payload back.
 
         Raises:
-            ValueError: not a dict, or its ``status`` is none of :class:`EventStatus`.
+            TypeError: not a dict.
+            ValueError: its ``status`` is none of :class:`EventStatus`.
         """
         if not isinstance(payload, dict):
-            raise ValueError(f"a Cerebelum trigger event must be a dict, got {payload!r}")
+            raise TypeError(f"a Cerebelum trigger event must be a dict, got {payload!r}")
         try:
             status = EventStatus(payload.get("status"))
         except ValueError:

@@ -160,14 +160,18 @@ class _Poller:
         except CerebelumError as error:
             log.warning(
                 "Core listed no execution in %s; %s could not be read back (%s): keeping what was seen",
-                ", ".join(self.states), execution_id, error,
+                ", ".join(self.states),
+                execution_id,
+                error,
             )
             return False
         if status.status.value in self.states:
             log.warning(
                 "Core listed no execution in %s although %s is %s (Core answers an internal listing "
                 "error with an empty list): keeping what was seen",
-                ", ".join(self.states), execution_id, status.status.value,
+                ", ".join(self.states),
+                execution_id,
+                status.status.value,
             )
             return False
         return True
@@ -321,10 +325,13 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
         while True:
             try:
                 snapshot = await poller.snapshot()
-            except Exception as error:  # a watcher outlives any failed poll: missing connection, Core down
+            except Exception as error:  # noqa: BLE001 (a watcher outlives any failed poll)
                 log.error(
                     "Cannot list Cerebelum executions in %s on connection %r: %s: %s; trying again in %ss",
-                    ", ".join(trigger.states), trigger.cerebelum_conn_id, type(error).__name__, error,
+                    ", ".join(trigger.states),
+                    trigger.cerebelum_conn_id,
+                    type(error).__name__,
+                    error,
                     trigger.poll_interval,
                 )
             else:
@@ -345,7 +352,8 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
                 "%r has no asset state store (Airflow before 3.3, or run outside an AssetWatcher): what it "
                 "fires is remembered in memory only, so after a triggerer restart entries made while it was "
                 "down are not fired and executions already in %s count as existing",
-                self, ", ".join(self.states),
+                self,
+                ", ".join(self.states),
             )
         seen = await store.load() if store.persistent else None
         async for snapshot in shared_stream:
@@ -353,7 +361,8 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
             if seen is None and not self.include_existing:
                 self.log.info(
                     "First start: %d execution(s) already in %s are not fired (include_existing=False)",
-                    len(current), ", ".join(self.states),
+                    len(current),
+                    ", ".join(self.states),
                 )
                 seen = set(current)
                 await self._save(store, seen)
@@ -390,7 +399,10 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
         if len(seen) > MAX_REMEMBERED_ENTRIES:
             self.log.warning(
                 "%d executions are in %s; only %d are remembered across restarts: after a restart the "
-                "others fire again", len(seen), ", ".join(self.states), MAX_REMEMBERED_ENTRIES,
+                "others fire again",
+                len(seen),
+                ", ".join(self.states),
+                MAX_REMEMBERED_ENTRIES,
             )
         await store.save(seen)
 
@@ -414,8 +426,8 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
         try:
             client = await CerebelumHook(self.cerebelum_conn_id).get_async_client()
             status = await client.get_execution_status(execution_id)
-        except Exception as error:  # the event fires without Core's error rather than not at all
+        except Exception as error:  # noqa: BLE001 (the event fires without Core's error, not never)
             self.log.warning("Could not read the error of execution %s: %s", execution_id, error)
             return None, None
-        error = status.error or {}
-        return error.get("kind"), error.get("message")
+        reported = status.error or {}
+        return reported.get("kind"), reported.get("message")
