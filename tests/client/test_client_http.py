@@ -392,15 +392,15 @@ async def test_wrong_path_prefix_is_no_missing_execution(orders, make_client):
     execution_id = orders.start_execution("orders", fail_at=0)
     orders.run_until_settled(execution_id)
     client = make_client(f"{orders.http_url}/cerebelum")
-    for call in (
-        client.get_execution_status(execution_id),
-        client.resume_execution(execution_id),
-        client.execute_workflow("orders"),
-        client.stop_execution(execution_id),
-        client.get_execution_events(execution_id),
+    for method, argument in (
+        ("get_execution_status", execution_id),
+        ("resume_execution", execution_id),
+        ("execute_workflow", "orders"),
+        ("stop_execution", execution_id),
+        ("get_execution_events", execution_id),
     ):
         with pytest.raises(CerebelumRPCError, match="no route") as caught:
-            await call
+            await getattr(client, method)(argument)
         assert type(caught.value) is CerebelumRPCError and caught.value.code == 404
         assert "/cerebelum" in str(caught.value)
     assert orders.call_counts() == {} and orders.resume_count(execution_id) == 0
