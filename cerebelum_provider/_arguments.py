@@ -15,24 +15,42 @@ from cerebelum_provider.models import ExecutionState
 
 
 def coerce_states(
-    states: Iterable[ExecutionState | str] | ExecutionState | str, field_name: str
-) -> tuple[str, ...]:
-    """Turn states given as enums, names or values into a tuple of wire names (``EXECUTION_...``).
+    states: object, field_name: str = "states", *, allow_unspecified: bool = True
+) -> tuple[ExecutionState, ...]:
+    """One state or an iterable of states (enums, names or values) as a tuple of enums, no repeats.
+
+    The one reading of states for every class; callers that keep wire names (trigger kwargs must
+    serialize) take each state's ``.value``.
 
     Raises:
-        TypeError: not an iterable of states.
-        ValueError: empty, or an item names no state.
+        TypeError: not a state, a string, or an iterable of them.
+        ValueError: empty, a string that names no state, or UNSPECIFIED where it is not allowed
+            (as a list filter Core reads it as "no filter").
     """
-    if isinstance(states, (str, ExecutionState)):
-        states = (states,)
-    try:
+    if isinstance(states, (ExecutionState, str)):
+        items: list[object] = [states]
+    elif isinstance(states, Iterable) and not isinstance(states, (bytes, dict)):
         items = list(states)
-    except TypeError:
-        raise TypeError(f"{field_name} must be a list of execution states, got {states!r}") from None
+    else:
+        raise TypeError(
+            f"{field_name} must be an execution state or an iterable of them, "
+            f"got {type(states).__name__} {shown(states)}"
+        )
     if not items:
-        raise ValueError(f"{field_name} must name at least one execution state")
-    coerced = [ExecutionState.coerce(item, field_name=field_name).value for item in items]
-    return tuple(dict.fromkeys(coerced))
+        raise ValueError(f"{field_name} must name at least one execution state, got {states!r}")
+    coerced: list[ExecutionState] = []
+    for item in items:
+        state = ExecutionState.coerce(item, field_name=field_name)  # type: ignore[arg-type]
+        if state is ExecutionState.UNSPECIFIED and not allow_unspecified:
+            raise ValueError(f"{field_name} cannot contain UNSPECIFIED (Core reads it as 'no filter')")
+        if state not in coerced:
+            coerced.append(state)
+    return tuple(coerced)
+
+
+def state_values(states: Iterable[ExecutionState]) -> tuple[str, ...]:
+    """The wire names (``EXECUTION_FAILED``) of states, as trigger kwargs and events carry them."""
+    return tuple(state.value for state in states)
 
 
 def check_disjoint_states(success_states: tuple[str, ...], failure_states: tuple[str, ...]) -> None:
@@ -72,7 +90,7 @@ def positive_seconds(value: object, field_name: str, *, allow_none: bool = False
     return seconds
 
 
-#: Longest execution id accepted; Core's ids are UUIDs, far shorter.
+#: Longest execution id (or workflow name) accepted; Core's ids are UUIDs, far shorter.
 MAX_EXECUTION_ID_LENGTH = 1024
 
 
@@ -95,18 +113,26 @@ def is_template_value(value: object) -> bool:
 
 
 def check_execution_id(value: object, *, field_name: str = "execution_id") -> str:
-    """Return ``value`` when it is a usable execution id (or workflow name, with ``field_name``).
+    """Return ``value`` when it is a usable id or name (an execution id, a workflow name, a
+    correlation id, with ``field_name``): the one check of an identifier, client and provider alike.
 
     Raises:
         TypeError: not a string.
         ValueError: empty, blank or longer than ``MAX_EXECUTION_ID_LENGTH`` characters.
     """
     if not isinstance(value, str):
-        raise TypeError(f"{field_name} must be a string, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{field_name} must be a non-empty string, got {type(value).__name__} {shown(value)}")
     if not value.strip():
-        raise ValueError(f"{field_name} must not be empty, got {value!r}")
+        raise ValueError(f"{field_name} must be a non-empty string, got {value!r}")
     if len(value) > MAX_EXECUTION_ID_LENGTH:
         raise ValueError(
-            f"{field_name} is {len(value)} characters long; at most {MAX_EXECUTION_ID_LENGTH} expected"
+            f"{field_name} is {len(value)} characters long; at most {MAX_EXECUTION_ID_LENGTH} are accepted"
         )
+    return value
+
+
+def check_conn_id(value: object, *, field_name: str = "cerebelum_conn_id") -> str:
+    """Return ``value`` when it is an Airflow connection id; ValueError naming ``field_name`` otherwise."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field_name} must be a non-empty string, got {shown(value)}")
     return value

@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from cerebelum_provider._arguments import check_bool
+from cerebelum_provider._arguments import check_bool, coerce_states
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
@@ -185,34 +185,6 @@ def not_resumed_message(
     return message
 
 
-def coerce_states(states: object, *, field_name: str = "states") -> tuple[ExecutionState, ...]:
-    """Turn one state or an iterable of states (enums, names or values) into a tuple without repeats.
-
-    Raises:
-        TypeError: not a state, a string, or an iterable of them.
-        ValueError: empty, a string that names no state, or UNSPECIFIED (which would mean "all").
-    """
-    if isinstance(states, (ExecutionState, str)):
-        items: list[object] = [states]
-    elif isinstance(states, Iterable) and not isinstance(states, (bytes, dict)):
-        items = list(states)
-    else:
-        raise TypeError(
-            f"{field_name} must be an execution state or an iterable of them, "
-            f"got {type(states).__name__} {states!r}"
-        )
-    if not items:
-        raise ValueError(f"{field_name} must name at least one execution state, got {states!r}")
-    coerced: list[ExecutionState] = []
-    for item in items:
-        state = ExecutionState.coerce(item, field_name=field_name)  # type: ignore[arg-type]
-        if state is ExecutionState.UNSPECIFIED:
-            raise ValueError(f"{field_name} cannot contain UNSPECIFIED (Core reads it as 'no filter')")
-        if state not in coerced:
-            coerced.append(state)
-    return tuple(coerced)
-
-
 def validate_request(
     *,
     workflow_name: object = None,
@@ -239,7 +211,7 @@ def validate_request(
             raise ValueError("workflow_name must not be empty; pass None to match every workflow")
     return BulkResumeRequest(
         workflow_name=workflow_name,
-        states=coerce_states(states),
+        states=coerce_states(states, allow_unspecified=False),
         max_executions=None
         if max_executions is None
         else _check_positive_int("max_executions", max_executions),

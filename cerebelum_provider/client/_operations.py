@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from google.protobuf.message import Message
 
-from cerebelum_provider._arguments import check_bool, shown
+from cerebelum_provider._arguments import check_bool, check_execution_id, shown
 from cerebelum_provider.client import _convert, _rest_convert
 from cerebelum_provider.exceptions import (
     ExecutionNotFoundError,
@@ -29,8 +29,6 @@ from cerebelum_provider.proto import worker_service_pb2 as pb
 
 T = TypeVar("T")
 
-#: Longest execution id or workflow name accepted; Core's ids are UUIDs, far shorter.
-MAX_ID_LENGTH = 1024
 #: Core cuts ``limit`` to 100; asking for more is a caller's mistake worth reporting.
 MAX_PAGE_SIZE = 100
 _INT32_MAX = 2**31 - 1
@@ -119,22 +117,6 @@ class ExecutionPage:
 # -- validation -------------------------------------------------------------------------------
 
 
-def check_identifier(name: str, value: object) -> str:
-    """Return ``value`` when it is a usable id/name.
-
-    Raises:
-        TypeError: not a string.
-        ValueError: empty, blank, or longer than ``MAX_ID_LENGTH``.
-    """
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a non-empty string, got {type(value).__name__} {shown(value)}")
-    if not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    if len(value) > MAX_ID_LENGTH:
-        raise ValueError(f"{name} is {len(value)} characters long; at most {MAX_ID_LENGTH} are accepted")
-    return value
-
-
 def check_int(name: str, value: object, *, minimum: int, maximum: int) -> int:
     """Return ``value`` when it is an int (not a bool) in ``minimum..maximum``.
 
@@ -155,10 +137,10 @@ def check_filters(workflow_name: object, status: object) -> tuple[str | None, Ex
     """Validate the optional list filters.
 
     Raises:
-        TypeError, ValueError: see :func:`check_identifier` and ``ExecutionState.coerce``.
+        TypeError, ValueError: see ``check_execution_id`` and ``ExecutionState.coerce``.
     """
     # "" would be sent as a filter and match nothing on Core: refuse it; None means no filter.
-    name = None if workflow_name is None else check_identifier("workflow_name", workflow_name)
+    name = None if workflow_name is None else check_execution_id(workflow_name, field_name="workflow_name")
     state = None if status is None else ExecutionState.coerce(status)  # type: ignore[arg-type]
     return name, state
 
@@ -203,7 +185,7 @@ def _refused(
 
 def get_execution_status(execution_id: str) -> Operation[ExecutionStatus]:
     """GetExecutionStatus; converters raise ``ExecutionNotFoundError`` for an unknown id."""
-    execution_id = check_identifier("execution_id", execution_id)
+    execution_id = check_execution_id(execution_id, field_name="execution_id")
 
     def grpc() -> GrpcCall[ExecutionStatus]:
         def convert(response: pb.ExecutionStatus, core_address: str) -> ExecutionStatus:
@@ -297,7 +279,7 @@ def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Op
     other refusal (422 ``":not_found"``, 404) is "failed_to_resume", as gRPC says it. REST has no
     ``skip_completed_steps`` (Core skips completed steps either way).
     """
-    execution_id = check_identifier("execution_id", execution_id)
+    execution_id = check_execution_id(execution_id, field_name="execution_id")
     skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
 
     def grpc() -> GrpcCall[str]:
@@ -335,9 +317,11 @@ def execute_workflow(
     ``timeout_ms`` raise ``ValueError`` when the REST form is built (before sending) rather than
     being dropped without a word.
     """
-    workflow_name = check_identifier("workflow_name", workflow_name)
+    workflow_name = check_execution_id(workflow_name, field_name="workflow_name")
     inputs_struct = None if inputs is None else _convert.python_to_struct(inputs, field_name="inputs")
-    correlation_id = None if correlation_id is None else check_identifier("correlation_id", correlation_id)
+    correlation_id = (
+        None if correlation_id is None else check_execution_id(correlation_id, field_name="correlation_id")
+    )
     checked_tags = None if tags is None else _check_tags(tags)
     if timeout_ms is not None:
         timeout_ms = check_int("timeout_ms", timeout_ms, minimum=1, maximum=_INT32_MAX)
@@ -407,7 +391,7 @@ def stop_execution(execution_id: str) -> Operation[str]:
     Raises (from the converter): ``ExecutionNotFoundError`` when Core has no live process for it
     (unknown, or already ended).
     """
-    execution_id = check_identifier("execution_id", execution_id)
+    execution_id = check_execution_id(execution_id, field_name="execution_id")
 
     def http() -> HttpCall[str]:
         def convert(answer: HttpAnswer, core_address: str) -> str:
@@ -432,7 +416,7 @@ def approve_execution(execution_id: str, response: dict[str, Any] | None = None)
 
     Raises (from the converter): ``RequestRefusedError`` when the execution waits for no approval.
     """
-    execution_id = check_identifier("execution_id", execution_id)
+    execution_id = check_execution_id(execution_id, field_name="execution_id")
     if response is None:
         response = {}
     _convert.python_to_struct(response, field_name="response")  # the same JSON rules as inputs
@@ -483,7 +467,7 @@ def get_execution_events(execution_id: str) -> Operation[list[dict[str, Any]]]:
     Raises (from the converter): ``ExecutionNotFoundError`` for an empty log (Core answers 200 with
     no events for an id it does not know; every real execution has its start event).
     """
-    execution_id = check_identifier("execution_id", execution_id)
+    execution_id = check_execution_id(execution_id, field_name="execution_id")
 
     def http() -> HttpCall[list[dict[str, Any]]]:
         def convert(answer: HttpAnswer, core_address: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from cerebelum_provider._arguments import check_conn_id
 from cerebelum_provider.hooks._connection import CerebelumConnectionSettings, parse_connection
 from cerebelum_provider.hooks._shared_clients import shared_client, token_fingerprint
 
@@ -74,9 +75,7 @@ class CerebelumHook(BaseHook):
         logger_name: str | None = None,
     ) -> None:
         super().__init__(logger_name=logger_name)
-        if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
-            raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
-        self.cerebelum_conn_id = cerebelum_conn_id
+        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
         self.retry = retry
         self._settings: CerebelumConnectionSettings | None = None
 

@@ -16,12 +16,18 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 
-from cerebelum_provider._arguments import check_bool, check_execution_id, is_template_value, positive_seconds
+from cerebelum_provider._arguments import (
+    check_bool,
+    check_conn_id,
+    check_execution_id,
+    coerce_states,
+    is_template_value,
+    positive_seconds,
+)
 from cerebelum_provider._outcome import task_errors, task_outcome
 from cerebelum_provider.bulk import (
     DEFAULT_RESUME_CHECK_GRACE,
     check_resume_check_grace,
-    coerce_states,
     validate_request,
 )
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
@@ -62,12 +68,6 @@ def _default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-def _check_conn_id(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {value!r}")
-    return value
-
-
 class _CerebelumOperatorBase(BaseOperator):
     """Connection, waiting options and the wait itself, shared by the single-execution operators.
 
@@ -92,7 +92,7 @@ class _CerebelumOperatorBase(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
+        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
         self.wait_for_completion = check_bool(wait_for_completion, field_name="wait_for_completion")
         self.deferrable = check_bool(
             _default_deferrable() if deferrable is None else deferrable, field_name="deferrable"
@@ -283,7 +283,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
         super().__init__(**kwargs)
         self.workflow_name = workflow_name
         # States are kept as names: plain strings serialize with the DAG.
-        self.states = [state.name for state in coerce_states(states)]
+        self.states = [state.name for state in coerce_states(states, allow_unspecified=False)]
         self.max_executions = max_executions
         self.max_concurrency = max_concurrency
         self.skip_completed_steps = skip_completed_steps
@@ -291,7 +291,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
         # dry_run() (a template-rendering preview), which this operator does not offer.
         self.dry_run = dry_run  # type: ignore[method-assign,assignment]
         self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
-        self.cerebelum_conn_id = _check_conn_id(cerebelum_conn_id)
+        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
         # Templated values ("{{ params.dry_run }}", an XComArg) are checked again once rendered.
         self._validate(

@@ -35,11 +35,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, A
 from cerebelum_provider import exceptions
 from cerebelum_provider._arguments import (
     check_bool,
+    check_conn_id,
     check_disjoint_states,
     check_execution_id,
     coerce_states,
     is_template_value,
     positive_seconds,
+    state_values,
 )
 from cerebelum_provider._outcome import task_errors, task_outcome
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
@@ -108,11 +110,9 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         if not is_template_value(execution_id):  # an XComArg is checked once rendered, in execute
             check_execution_id(execution_id)
         self.execution_id = execution_id
-        if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
-            raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
-        self.cerebelum_conn_id = cerebelum_conn_id
-        self.success_states = coerce_states(success_states, "success_states")
-        self.failure_states = coerce_states(failure_states, "failure_states")
+        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
+        self.success_states = state_values(coerce_states(success_states, "success_states"))
+        self.failure_states = state_values(coerce_states(failure_states, "failure_states"))
         check_disjoint_states(self.success_states, self.failure_states)
         if self.poke_interval <= 0:
             raise ValueError(f"poke_interval must be above 0 seconds, got {self.poke_interval}")

@@ -21,10 +21,12 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from cerebelum_provider._arguments import (
     check_bool,
+    check_conn_id,
     check_disjoint_states,
     check_execution_id,
     coerce_states,
     positive_seconds,
+    state_values,
 )
 from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
@@ -81,12 +83,10 @@ class CerebelumExecutionTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.execution_id = check_execution_id(execution_id)
-        if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
-            raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
-        self.cerebelum_conn_id = cerebelum_conn_id
+        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
-        self.success_states = coerce_states(success_states, "success_states")
-        self.failure_states = coerce_states(failure_states, "failure_states")
+        self.success_states = state_values(coerce_states(success_states, "success_states"))
+        self.failure_states = state_values(coerce_states(failure_states, "failure_states"))
         check_disjoint_states(self.success_states, self.failure_states)
         if end_time is not None and (
             isinstance(end_time, bool)

@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from cerebelum_provider._arguments import check_bool, check_execution_id, coerce_states, positive_seconds
+from cerebelum_provider._arguments import (
+    check_bool,
+    check_conn_id,
+    check_execution_id,
+    coerce_states,
+    positive_seconds,
+)
 from cerebelum_provider.exceptions import CerebelumError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
@@ -264,15 +270,13 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
         include_existing: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(cerebelum_conn_id, str) or not cerebelum_conn_id.strip():
-            raise ValueError(f"cerebelum_conn_id must be a non-empty string, got {cerebelum_conn_id!r}")
-        self.cerebelum_conn_id = cerebelum_conn_id
+        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
         self.workflow_name = (
             None if workflow_name is None else check_execution_id(workflow_name, field_name="workflow_name")
         )
         # States by name (FAILED), in a fixed order, so equal filters share one poll and one hash.
-        wire_states = coerce_states(states, "states")
-        self.states = tuple(state.name for state in ExecutionState if state.value in wire_states)
+        chosen = coerce_states(states, "states", allow_unspecified=False)
+        self.states = tuple(state.name for state in ExecutionState if state in chosen)
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.include_existing = check_bool(include_existing, field_name="include_existing")
 
