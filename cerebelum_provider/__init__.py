@@ -26,6 +26,7 @@ from cerebelum_provider.models import (
     ExecutionHandle,
     ExecutionState,
     ExecutionStatus,
+    ResumeAnswer,
     SleepInfo,
     StepStatus,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "ExecutionState",
     "ExecutionStatus",
     "RequestRefusedError",
+    "ResumeAnswer",
     "RetryConfig",
     "SleepInfo",
     "StepStatus",

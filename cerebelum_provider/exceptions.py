@@ -8,7 +8,13 @@ HTTP status as an ``int`` over Core's REST API).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    import grpc
+
+#: What a transport said about a failed call: gRPC's status code, or the HTTP status.
+ErrorCode = Union["grpc.StatusCode", int]
 
 
 class CerebelumError(Exception):
@@ -20,7 +26,7 @@ class CerebelumError(Exception):
         *,
         core_address: str | None = None,
         execution_id: str | None = None,
-        code: Any = None,
+        code: ErrorCode | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -28,7 +34,7 @@ class CerebelumError(Exception):
         self.execution_id = execution_id
         #: What Core's transport said: a ``grpc.StatusCode`` over gRPC, the HTTP status (``int``) over
         #: REST, or None when the error is not a transport answer.
-        self.code = code
+        self.code: ErrorCode | None = code
 
 
 class ExecutionNotFoundError(CerebelumError):

@@ -61,6 +61,21 @@ XCOM_VALUES_LIMIT = 64 * 1024
 CUT_MARKER = "<cut by cerebelum_provider: {size} bytes of JSON; read it from Core with the client>"
 
 
+class ResumeAnswer(str, enum.Enum):
+    """What Core answers a resume, on both APIs (a ``str``, so it compares equal to the words)."""
+
+    RESUMED = "resumed"  # a new engine process started from the rebuilt state
+    ALREADY_RUNNING = "already_running"  # a live process exists (running, sleeping, waiting)
+    FAILED_TO_RESUME = "failed_to_resume"  # unknown id, completed execution, any other refusal
+
+    # Printed as Core's word, in messages and logs alike ("answered 'resumed'").
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 

@@ -20,11 +20,12 @@ from google.protobuf.message import Message
 from cerebelum_provider._arguments import check_bool, check_execution_id, shown
 from cerebelum_provider.client import _convert, _rest_convert
 from cerebelum_provider.exceptions import (
+    CerebelumRPCError,
     ExecutionNotFoundError,
     RequestRefusedError,
     WorkflowStartError,
 )
-from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
+from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResumeAnswer
 from cerebelum_provider.proto import worker_service_pb2 as pb
 
 T = TypeVar("T")
@@ -36,8 +37,6 @@ _INT32_MAX = 2**31 - 1
 #: Passes in a row that may find nothing new over a changing set before iteration gives up.
 MAX_IDLE_PASSES = 3
 
-#: What ``resume_execution`` can answer.
-RESUME_ANSWERS = ("resumed", "already_running", "failed_to_resume")
 
 _EXECUTIONS = "/api/v1/executions"
 
@@ -272,8 +271,8 @@ def _page_from_proto(response: pb.ListExecutionsResponse, core_address: str) -> 
     )
 
 
-def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Operation[str]:
-    """ResumeExecution; the answer is one of ``RESUME_ANSWERS``, on both APIs.
+def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Operation[ResumeAnswer]:
+    """ResumeExecution; the answer is a ``ResumeAnswer``, on both APIs.
 
     REST answers 200 for "resumed" and 422 ``":already_running"`` for "already_running"; any
     other refusal (422 ``":not_found"``, 404) is "failed_to_resume", as gRPC says it. REST has no
@@ -282,20 +281,32 @@ def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Op
     execution_id = check_execution_id(execution_id, field_name="execution_id")
     skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
 
-    def grpc() -> GrpcCall[str]:
+    def grpc() -> GrpcCall[ResumeAnswer]:
         request = pb.ResumeExecutionRequest(
             execution_id=execution_id, skip_completed_steps=skip_completed_steps
         )
-        return GrpcCall("ResumeExecution", request, lambda response, _address: response.status)
 
-    def http() -> HttpCall[str]:
-        def convert(answer: HttpAnswer, core_address: str) -> str:
+        def convert(response: pb.ExecutionHandle, core_address: str) -> ResumeAnswer:
+            try:
+                return ResumeAnswer(response.status)
+            except ValueError:
+                raise CerebelumRPCError(
+                    f"Cerebelum Core at {core_address} answered an unknown resume status "
+                    f"{response.status!r} for execution {execution_id!r}",
+                    core_address=core_address,
+                    execution_id=execution_id,
+                ) from None
+
+        return GrpcCall("ResumeExecution", request, convert)
+
+    def http() -> HttpCall[ResumeAnswer]:
+        def convert(answer: HttpAnswer, core_address: str) -> ResumeAnswer:
             if answer.status_code < 300:
-                return "resumed"
+                return ResumeAnswer.RESUMED
             if answer.status_code == 422 and answer.error_word.lstrip(":") == "already_running":
-                return "already_running"
+                return ResumeAnswer.ALREADY_RUNNING
             if answer.status_code in (404, 422):
-                return "failed_to_resume"
+                return ResumeAnswer.FAILED_TO_RESUME
             raise _refused(answer, f"resume execution {execution_id!r}", core_address, execution_id)
 
         return HttpCall("POST", _execution_path(execution_id, "/resume"), convert)

@@ -11,7 +11,7 @@ from cerebelum_provider.client._base import ClientBase
 from cerebelum_provider.client._grpc_transport import AsyncTransport
 from cerebelum_provider.client._http_transport import AsyncHttpTransport
 from cerebelum_provider.client.config import CoreAPI
-from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
+from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResumeAnswer
 
 
 class ExecutionClient(ClientBase):
@@ -94,7 +94,7 @@ class ExecutionClient(ClientBase):
         for approval, on both APIs."""
         return [execution async for execution in self.iter_executions(status=ExecutionState.RUNNING)]
 
-    async def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> str:
+    async def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> ResumeAnswer:
         """Ask Core to resume an execution: ``"resumed"``, ``"already_running"`` or ``"failed_to_resume"``.
 
         Safe to retry: a second resume answers ``"already_running"``.

@@ -11,7 +11,7 @@ from cerebelum_provider.client._base import ClientBase
 from cerebelum_provider.client._grpc_transport import SyncTransport
 from cerebelum_provider.client._http_transport import SyncHttpTransport
 from cerebelum_provider.client.config import CoreAPI
-from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
+from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResumeAnswer
 
 
 class SyncExecutionClient(ClientBase):
@@ -66,7 +66,7 @@ class SyncExecutionClient(ClientBase):
         """Every RUNNING execution (all pages, not just the first)."""
         return list(self.iter_executions(status=ExecutionState.RUNNING))
 
-    def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> str:
+    def resume_execution(self, execution_id: str, skip_completed_steps: bool = True) -> ResumeAnswer:
         """Ask Core to resume an execution: ``"resumed"``, ``"already_running"`` or ``"failed_to_resume"``."""
         return self._transport.call(ops.resume_execution(execution_id, skip_completed_steps))
 

@@ -50,7 +50,7 @@ def finish(execution: ExecutionStatus, *, include_outputs: bool = False) -> dict
 def resume_checked(
     client: Any, execution_id: str, *, skip_completed_steps: bool, grace: float, log: Logger
 ) -> str:
-    """Resume an execution and check that it left FAILED; return Core's answer.
+    """Resume an execution and check that it left FAILED; return Core's answer (its word).
 
     ``"resumed"`` and ``"already_running"`` are read back after ``grace`` seconds: the released
     Core gives both for a FAILED execution it runs nothing again for.
@@ -86,7 +86,7 @@ def resume_checked(
     if execution.status is ExecutionState.FAILED:
         raise AirflowException(not_resumed_message(execution_id, answer, grace, execution.error))
     log.info("Cerebelum execution %s is %s after the resume", execution_id, execution.status.name)
-    return answer
+    return str(answer)  # Core's word as a plain str: XCom values stay JSON
 
 
 def wait_limit(timeout: float, execution_timeout: timedelta | None) -> float:

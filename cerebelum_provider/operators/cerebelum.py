@@ -68,8 +68,29 @@ def _default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-class _CerebelumOperatorBase(BaseOperator):
-    """Connection, waiting options and the wait itself, shared by the single-execution operators.
+class CerebelumBaseOperator(BaseOperator):
+    """What every Cerebelum operator has: the connection id, the hook built from it, the colour.
+
+    The hook is the only place that reads the connection (so no secret reaches an operator
+    attribute); ``deferrable=None`` means ``[operators] default_deferrable``, read when the
+    operator is built.
+    """
+
+    ui_color = "#d9ecff"
+
+    def __init__(self, *, cerebelum_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
+
+    @property
+    def hook(self) -> CerebelumHook:
+        from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+        return CerebelumHook(cerebelum_conn_id=self.cerebelum_conn_id)
+
+
+class _CerebelumWaitingOperator(CerebelumBaseOperator):
+    """Waiting options and the wait itself, shared by the operators that act on one execution.
 
     A wait lasts at most ``timeout`` seconds (7 days by default, as Airflow's sensors), or the
     task's ``execution_timeout`` when that is shorter, in the worker and deferred alike: a
@@ -77,7 +98,6 @@ class _CerebelumOperatorBase(BaseOperator):
     outputs reach XCom only with ``include_outputs`` (bounded in size).
     """
 
-    ui_color = "#d9ecff"
     operator_extra_links = (CerebelumExecutionLink(),)
 
     def __init__(
@@ -91,8 +111,7 @@ class _CerebelumOperatorBase(BaseOperator):
         include_outputs: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
+        super().__init__(cerebelum_conn_id=cerebelum_conn_id, **kwargs)
         self.wait_for_completion = check_bool(wait_for_completion, field_name="wait_for_completion")
         self.deferrable = check_bool(
             _default_deferrable() if deferrable is None else deferrable, field_name="deferrable"
@@ -100,12 +119,6 @@ class _CerebelumOperatorBase(BaseOperator):
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout", allow_none=True) or DEFAULT_TIMEOUT
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
-
-    @property
-    def hook(self) -> CerebelumHook:
-        from cerebelum_provider.hooks.cerebelum import CerebelumHook
-
-        return CerebelumHook(cerebelum_conn_id=self.cerebelum_conn_id)
 
     def _wait(self, client: Any, execution_id: str, *, stop_on_kill: bool = False) -> dict[str, Any]:
         """Wait for the execution: in the worker, or by deferring to the trigger after one check.
@@ -155,7 +168,7 @@ class _CerebelumOperatorBase(BaseOperator):
         return result
 
 
-class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
+class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
     """Resume one execution (typically a FAILED one) and optionally wait for it to finish.
 
     ``"failed_to_resume"`` (unknown id, completed execution, any other refusal) fails the task.
@@ -231,7 +244,7 @@ class CerebelumResumeExecutionOperator(_CerebelumOperatorBase):
         }
 
 
-class CerebelumBulkResumeOperator(BaseOperator):
+class CerebelumBulkResumeOperator(CerebelumBaseOperator):
     """Resume every execution of a workflow (or of all workflows) that is in ``states``.
 
     Each matching execution is resumed at most once per run and none is skipped, although every
@@ -260,7 +273,6 @@ class CerebelumBulkResumeOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("workflow_name", "dry_run")
-    ui_color = "#d9ecff"
     # No "Cerebelum execution" link: a bulk run has no one execution to link to (and a link with
     # nothing published only logs "XCom not found" errors).
     #: Seconds between two progress lines in the task log.
@@ -280,7 +292,7 @@ class CerebelumBulkResumeOperator(BaseOperator):
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(cerebelum_conn_id=cerebelum_conn_id, **kwargs)
         self.workflow_name = workflow_name
         # States are kept as names: plain strings serialize with the DAG.
         self.states = [state.name for state in coerce_states(states, allow_unspecified=False)]
@@ -291,7 +303,6 @@ class CerebelumBulkResumeOperator(BaseOperator):
         # dry_run() (a template-rendering preview), which this operator does not offer.
         self.dry_run = dry_run  # type: ignore[method-assign,assignment]
         self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
-        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
         # Templated values ("{{ params.dry_run }}", an XComArg) are checked again once rendered.
         self._validate(
@@ -376,14 +387,8 @@ class CerebelumBulkResumeOperator(BaseOperator):
 
         return log_progress
 
-    @property
-    def hook(self) -> CerebelumHook:
-        from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
-        return CerebelumHook(cerebelum_conn_id=self.cerebelum_conn_id)
-
-
-class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
+class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
     """Start a workflow on Core and, by default, wait for the execution to finish.
 
     The new execution's id is pushed to XCom (key ``"execution_id"``) before waiting. Core
@@ -646,7 +651,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumOperatorBase):
             stop_own_execution(self.hook, self._own_execution_id, self.log)
 
 
-class CerebelumApproveExecutionOperator(_CerebelumOperatorBase):
+class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
     """Approve the step a Cerebelum execution waits on, with a response, and optionally wait for it.
 
     Core hands ``response`` (a JSON-like dict) to the step that asked for approval, as its

@@ -1,4 +1,4 @@
-"""The counting goals of issue 6, pinned: connections per Core, RPCs of sleeping executions,
+"""The counting goals of the performance work, pinned: connections per Core, RPCs of sleeping executions,
 exactly-once bulk resume when split as mapped tasks. Counts only; timings live in bench/.
 
 Airflow is imported inside the tests, not at module level: this directory is collected before
