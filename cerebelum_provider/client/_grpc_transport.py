@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import grpc
 import grpc.aio
-from tenacity import AsyncRetrying, Retrying
 
 from cerebelum_provider.client import _retry
 from cerebelum_provider.client._operations import GrpcCall, Operation
@@ -204,8 +204,12 @@ class _TransportBase:
             options.append(("grpc.ssl_target_name_override", self._tls.server_name_override))
         self._options = options
 
-    def _error(self, error: grpc.RpcError, operation: Operation[Any], attempts: int) -> CerebelumError:
-        return map_error(error, operation, self.address, attempts)
+    def _error(self, error: BaseException, operation: Operation[Any], attempts: int) -> CerebelumError:
+        # send_with_retries gives back only the failures it was told of: grpc.RpcError here.
+        return map_error(cast(grpc.RpcError, error), operation, self.address, attempts)
+
+    def _policy(self, operation: Operation[Any]) -> Callable[[], dict[str, Any]]:
+        return lambda: retry_policy(self.settings.retry, operation, self.address)
 
 
 class AsyncTransport(_TransportBase):
@@ -241,30 +245,15 @@ class AsyncTransport(_TransportBase):
             CerebelumError: the mapped gRPC failure, or the converter's error for an OK answer.
         """
         call = _grpc_form(operation, self.address)
-        stub = self._ensure_stub()
-        method = getattr(stub, call.rpc)
-        # The first attempt goes out without tenacity: building and running a retry loop costs
-        # more CPU than the call itself, and thousands of triggers poll through here. A failed
-        # first attempt is replayed as attempt 1 of the tenacity loop, so the policy is unchanged.
+        method = getattr(self._ensure_stub(), call.rpc)
+
+        async def send() -> Any:
+            return await method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
+
         try:
-            response = await method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
-        except grpc.RpcError as first_error:
-            pending: grpc.RpcError | None = first_error
-        else:
-            return call.convert(response, self.address)
-        attempts = 0
-        try:
-            async for attempt in AsyncRetrying(**retry_policy(self.settings.retry, operation, self.address)):
-                with attempt:
-                    attempts += 1
-                    if pending is not None:
-                        replayed, pending = pending, None
-                        raise replayed
-                    response = await method(
-                        call.request, timeout=self.settings.timeout, metadata=self._metadata
-                    )
-        except grpc.RpcError as error:
-            raise self._error(error, operation, attempts) from None
+            response = await _retry.send_with_retries(send, self._policy(operation), (grpc.RpcError,))
+        except _retry.RetriesSpent as spent:
+            raise self._error(spent.error, operation, spent.attempts) from None
         return call.convert(response, self.address)
 
     async def close(self) -> None:
@@ -303,14 +292,14 @@ class SyncTransport(_TransportBase):
         """
         call = _grpc_form(operation, self.address)
         method = getattr(self._ensure_stub(), call.rpc)
-        attempts = 0
+
+        def send() -> Any:
+            return method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
+
         try:
-            for attempt in Retrying(**retry_policy(self.settings.retry, operation, self.address)):
-                with attempt:
-                    attempts += 1
-                    response = method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise self._error(error, operation, attempts) from None
+            response = _retry.send_with_retries_blocking(send, self._policy(operation), (grpc.RpcError,))
+        except _retry.RetriesSpent as spent:
+            raise self._error(spent.error, operation, spent.attempts) from None
         return call.convert(response, self.address)
 
     def close(self) -> None:

@@ -21,10 +21,10 @@ import asyncio
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-from tenacity import AsyncRetrying, Retrying
 
 from cerebelum_provider import __version__
 from cerebelum_provider._arguments import shown
@@ -221,6 +221,9 @@ class _HttpTransportBase:
             )
         return call.convert(answer, self.address)
 
+    def _policy(self, operation: Operation[Any]) -> Callable[[], dict[str, Any]]:
+        return lambda: retry_policy(self.settings.retry, operation, self.address)
+
     def _error(self, error: BaseException, operation: Operation[Any], attempts: int) -> CerebelumError:
         about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
         context: dict[str, Any] = {"core_address": self.address, "execution_id": operation.execution_id}
@@ -277,23 +280,14 @@ class AsyncHttpTransport(_HttpTransportBase):
         call = operation.http()
         client = self._ensure_client()
         request = self._request(call)
-        # As in the gRPC transport: the first attempt goes out without building a retry loop.
-        try:
+
+        async def send() -> T:
             return self._answer(operation, call, await client.request(**request))
-        except _FAILURES as first_error:
-            pending: BaseException | None = first_error
-        attempts = 0
+
         try:
-            async for attempt in AsyncRetrying(**retry_policy(self.settings.retry, operation, self.address)):
-                with attempt:
-                    attempts += 1
-                    if pending is not None:
-                        replayed, pending = pending, None
-                        raise replayed
-                    result = self._answer(operation, call, await client.request(**request))
-        except _FAILURES as error:
-            raise self._error(error, operation, attempts) from None
-        return result
+            return await _retry.send_with_retries(send, self._policy(operation), _FAILURES)
+        except _retry.RetriesSpent as spent:
+            raise self._error(spent.error, operation, spent.attempts) from None
 
     async def close(self) -> None:
         """Close the pool; the next call opens a new one."""
@@ -326,15 +320,14 @@ class SyncHttpTransport(_HttpTransportBase):
         call = operation.http()
         client = self._ensure_client()
         request = self._request(call)
-        attempts = 0
+
+        def send() -> T:
+            return self._answer(operation, call, client.request(**request))
+
         try:
-            for attempt in Retrying(**retry_policy(self.settings.retry, operation, self.address)):
-                with attempt:
-                    attempts += 1
-                    result = self._answer(operation, call, client.request(**request))
-        except _FAILURES as error:
-            raise self._error(error, operation, attempts) from None
-        return result
+            return _retry.send_with_retries_blocking(send, self._policy(operation), _FAILURES)
+        except _retry.RetriesSpent as spent:
+            raise self._error(spent.error, operation, spent.attempts) from None
 
     def close(self) -> None:
         """Close the pool; the next call opens a new one."""

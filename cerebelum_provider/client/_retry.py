@@ -1,21 +1,94 @@
-"""The one retry policy of both transports: tenacity, built from the client's ``RetryConfig``.
+"""The one retry policy and the one attempt loop of both transports: tenacity, built from the
+client's ``RetryConfig``.
 
 Each transport says which failures are transient (``is_retryable``) and how to name one in a log
-line (``describe``); how often and how long to wait is decided here, once.
+line (``describe``); how often and how long to wait is decided here, once, and so is the loop
+that sends (``send_with_retries`` and its blocking twin).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from cerebelum_provider.client._operations import Operation
 from cerebelum_provider.client.config import RetryConfig
 
+T = TypeVar("T")
 log = logging.getLogger("cerebelum_provider.client")
+
+
+class RetriesSpent(Exception):
+    """The last failure of a call, after ``attempts`` tries; the transport maps it to its error."""
+
+    def __init__(self, error: BaseException, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+
+
+async def send_with_retries(
+    send: Callable[[], Awaitable[T]],
+    policy: Callable[[], dict[str, Any]],
+    failures: tuple[type[BaseException], ...],
+) -> T:
+    """``await send()``, retried on ``failures`` by ``policy()``'s rules.
+
+    The first attempt goes out without tenacity: building and running a retry loop costs more
+    CPU than the call itself, and thousands of triggers poll through here. A failed first attempt
+    is replayed as attempt 1 of the tenacity loop, so the policy is unchanged.
+
+    Raises:
+        RetriesSpent: the call still failed (one of ``failures``) when the policy gave up.
+    """
+    try:
+        return await send()
+    except failures as first_error:
+        pending: BaseException | None = first_error
+    attempts = 0
+    try:
+        async for attempt in AsyncRetrying(**policy()):
+            with attempt:
+                attempts += 1
+                if pending is not None:
+                    replayed, pending = pending, None
+                    raise replayed
+                result = await send()
+    except failures as error:
+        raise RetriesSpent(error, attempts) from None
+    return result
+
+
+def send_with_retries_blocking(
+    send: Callable[[], T],
+    policy: Callable[[], dict[str, Any]],
+    failures: tuple[type[BaseException], ...],
+) -> T:
+    """The blocking twin of :func:`send_with_retries`.
+
+    Raises:
+        RetriesSpent: the call still failed when the policy gave up.
+    """
+    attempts = 0
+    try:
+        for attempt in Retrying(**policy()):
+            with attempt:
+                attempts += 1
+                result = send()
+    except failures as error:
+        raise RetriesSpent(error, attempts) from None
+    return result
 
 
 def retry_policy(
