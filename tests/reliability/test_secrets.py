@@ -201,7 +201,9 @@ def test_airflow_connection_password_is_masked_by_airflow():
     assert behaviour["relabeling"]["password"] == "Bearer token"
     # No extra field carries a secret: certificates and keys are file paths, the key path is
     # still shown as a password field in the form.
-    assert set(CONNECTION_FIELDS) == {"tls", "ca_cert", "client_cert", "client_key", "server_name", "timeout", "ui_url"}
+    assert set(CONNECTION_FIELDS) == {
+        "api", "tls", "ca_cert", "client_cert", "client_key", "server_name", "timeout", "max_attempts", "ui_url"
+    }
     assert CONNECTION_FIELDS["client_key"]["schema"].get("format") == "password"
 
 
