@@ -136,3 +136,21 @@ def check_conn_id(value: object, *, field_name: str = "cerebelum_conn_id") -> st
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{field_name} must be a non-empty string, got {shown(value)}")
     return value
+
+
+def check_tags(tags: object, *, field_name: str = "tags") -> list[str]:
+    """Tags as a list of non-empty strings: the one check for the client and the execute operator.
+
+    Raises:
+        TypeError: not a list or tuple (a single string is refused: it would be split into letters),
+            or an item that is not a string.
+        ValueError: an empty tag.
+    """
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple)):
+        raise TypeError(f"{field_name} must be a list of strings, got {type(tags).__name__} {shown(tags)}")
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise TypeError(f"{field_name} must be a list of strings; {tag!r} is a {type(tag).__name__}")
+        if not tag.strip():
+            raise ValueError(f"{field_name} must be non-empty strings, got {tag!r}")
+    return list(tags)

@@ -10,14 +10,14 @@ hierarchy; the paging state machine of ``iter_executions`` lives here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from google.protobuf.message import Message
 
-from cerebelum_provider._arguments import check_bool, check_execution_id, shown
+from cerebelum_provider._arguments import check_bool, check_execution_id, check_tags, shown
 from cerebelum_provider.client import _convert, _rest_convert
 from cerebelum_provider.exceptions import (
     CerebelumRPCError,
@@ -142,16 +142,6 @@ def check_filters(workflow_name: object, status: object) -> tuple[str | None, Ex
     name = None if workflow_name is None else check_execution_id(workflow_name, field_name="workflow_name")
     state = None if status is None else ExecutionState.coerce(status)  # type: ignore[arg-type]
     return name, state
-
-
-def _check_tags(tags: object) -> list[str]:
-    if isinstance(tags, str) or not isinstance(tags, Iterable):
-        raise TypeError(f"tags must be a list of strings, got {type(tags).__name__} {shown(tags)}")
-    checked = list(tags)
-    for tag in checked:
-        if not isinstance(tag, str):
-            raise TypeError(f"tags must be a list of strings; {tag!r} is a {type(tag).__name__}")
-    return checked
 
 
 # -- operations -------------------------------------------------------------------------------
@@ -333,7 +323,7 @@ def execute_workflow(
     correlation_id = (
         None if correlation_id is None else check_execution_id(correlation_id, field_name="correlation_id")
     )
-    checked_tags = None if tags is None else _check_tags(tags)
+    checked_tags = None if tags is None else check_tags(tags)
     if timeout_ms is not None:
         timeout_ms = check_int("timeout_ms", timeout_ms, minimum=1, maximum=_INT32_MAX)
 

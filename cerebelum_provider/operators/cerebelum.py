@@ -20,6 +20,7 @@ from cerebelum_provider._arguments import (
     check_bool,
     check_conn_id,
     check_execution_id,
+    check_tags,
     coerce_states,
     is_template_value,
     positive_seconds,
@@ -499,11 +500,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
                 f"correlation_id must be a non-empty string or None, got {self.correlation_id!r}"
             )
         if known(self.tags) and self.tags is not None:
-            if isinstance(self.tags, str) or not isinstance(self.tags, (list, tuple)):
-                raise TypeError(f"tags must be a list of strings or None, got {self.tags!r}")
-            bad = [tag for tag in self.tags if not isinstance(tag, str) or not tag]
-            if bad:
-                raise ValueError(f"tags must be non-empty strings, got {bad!r}")
+            check_tags(self.tags)
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments(skip_templates=False)
