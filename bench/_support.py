@@ -170,7 +170,13 @@ def cpu_time(core: Any) -> float:
     return time.process_time()
 
 
+def rest_url(core: Any) -> str:
+    """The emulator's REST base URL (``http://127.0.0.1:PORT``): it serves Core's REST API too."""
+    return core.http_url
+
+
 _HELPERS = {
+    "rest_url": rest_url,
     "seed": seed,
     "complete_all": complete_all,
     "resume_histogram": resume_histogram,
@@ -372,6 +378,11 @@ SECTION_ORDER = (
     "mapped_bulk_resume",
     "concurrent_status",
     "notes",
+    "event_trigger",
+    "fleet_round2",
+    "real_core",
+    "first_round_rerun",
+    "round2_notes",
 )
 _SECTION = re.compile(r"<!-- bench:(?P<name>[a-z_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
 
