@@ -96,7 +96,7 @@ def test_serialized_kwargs_survive_airflows_serde():
         ({"poll_interval": 0}, ValueError, "poll_interval"),
         ({"poll_interval": -1}, ValueError, "poll_interval"),
         ({"poll_interval": float("nan")}, ValueError, "poll_interval"),
-        ({"poll_interval": "10"}, ValueError, "poll_interval"),
+        ({"poll_interval": "10"}, TypeError, "poll_interval"),  # a number, not its text
         ({"success_states": ["DONE"]}, ValueError, "success_states"),
         ({"success_states": []}, ValueError, "success_states"),
         ({"failure_states": [3]}, TypeError, "failure_states"),

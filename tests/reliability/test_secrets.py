@@ -36,11 +36,14 @@ def _fresh_token() -> str:
 
 
 def _files_containing(root: Path, needle: str) -> list[str]:
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and needle.encode() in path.read_bytes():
-            found.append(str(path))
-    return found
+    """Every file under ``root``, and the metadata database wherever Airflow keeps it (with its WAL),
+    whose bytes hold ``needle``."""
+    from airflow import settings
+
+    database = Path(settings.engine.url.database or "")
+    paths = {path for path in root.rglob("*") if path.is_file()}
+    paths |= {path for path in database.parent.glob(database.name + "*") if path.is_file()}
+    return sorted(str(path) for path in paths if needle.encode() in path.read_bytes())
 
 
 @dataclass
@@ -126,7 +129,11 @@ def test_token_never_appears_across_a_whole_dag_run(migrated_airflow_db, core_fa
     assert redact(f"Bearer {token}") == "Bearer ***"
 
     home = Path(os.environ["AIRFLOW_HOME"])
-    assert _files_containing(home, record.failed_id), "the metadata database should hold this run"
+    from airflow import settings
+
+    assert _files_containing(home, record.failed_id), (
+        f"the metadata database ({settings.engine.url}) should hold this run"
+    )
     assert _files_containing(home, token) == []
 
     xcoms, rendered = _persisted_rows(record.run)
