@@ -48,6 +48,9 @@ _EMULATOR_FIXTURES = frozenset(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "apis(*names): run this test only over these Core APIs")
+    config.addinivalue_line(
+        "markers", "airflow_3_3: uses what Airflow 3.3 adds (the floor stage on 3.2 deselects it)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
