@@ -57,9 +57,13 @@ test: $(STAMP) browser-deps lint
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
-# four-process Airflow stack; one Core, its PostgreSQL, a token service and an SDK worker for the stage. Without the release every test skips with one reason (-rs prints it).
+# four-process Airflow stack; one Core, its PostgreSQL, a token service and an SDK worker for the
+# stage. Without the release the stage is skipped with one line that says why and how to point it
+# at a release.
 test-realcore: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider -q -rs tests/realcore
+	@if missing=$$($(PY) scripts/real_core.py --check 2>&1); then \
+		$(PY) -m pytest -p no:cacheprovider -q tests/realcore; \
+	else echo "real-Core stage skipped: $$missing"; fi
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q -m "not e2e and not browser"

@@ -552,10 +552,15 @@ class RealCore:
 
 
 def main() -> None:
-    """Start the stack, print its addresses and token, run until Ctrl-C or SIGTERM, then stop it."""
+    """Start the stack, print its addresses and token, run until Ctrl-C or SIGTERM, then stop it.
+
+    ``--check`` only says whether the release is there: exit 0, or the reason and exit 1.
+    """
     release = find_release()
     if release.missing:
         sys.exit(release.missing)
+    if sys.argv[1:] == ["--check"]:
+        return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with RealCore(release) as core:
         print(f"real Core {core.release} up in {core.started_in:.1f} s", flush=True)
