@@ -384,7 +384,7 @@ SECTION_ORDER = (
     "first_round_rerun",
     "round2_notes",
 )
-_SECTION = re.compile(r"<!-- bench:(?P<name>[a-z_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
+_SECTION = re.compile(r"<!-- bench:(?P<name>[a-z0-9_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
 
 
 def write_section(name: str, markdown: str) -> None:

@@ -15,6 +15,7 @@ Variants (``--variants``):
 - ``floor_grpc_airflow``: the same with ``airflow`` imported first: the triggerer's heap, which
   the garbage collector walks, without the provider;
 - ``floor_http``: bare ``httpx.AsyncClient`` GETs (the provider's pool limits), JSON decoded;
+  ``floor_http_airflow`` the same with ``airflow`` imported first;
 - ``ours_grpc`` / ``ours_http``: the real trigger;
 - ``+jitter`` (PROTOTYPE, not package code): the trigger subclass ``JitteredFirstPollTrigger``
   below, whose first status query waits a random 0..poll_interval;
@@ -84,18 +85,19 @@ def parse_variant(name: str) -> tuple[str, set[str], str]:
     """``"ours_grpc+jitter:burst"`` -> ("ours_grpc", {"jitter"}, "burst")."""
     body, _, start = name.partition(":")
     base, *options = body.split("+")
-    if base not in ("floor_grpc", "floor_grpc_airflow", "floor_http", "ours_grpc", "ours_http"):
+    bases = ("floor_grpc", "floor_grpc_airflow", "floor_http", "floor_http_airflow", "ours_grpc", "ours_http")
+    if base not in bases:
         raise SystemExit(f"unknown variant base {base!r} in {name!r}")
     unknown = set(options) - {"jitter", "freeze", "cache"}
     if unknown or start not in ("spread", "burst"):
         raise SystemExit(f"bad variant {name!r}: options jitter/freeze, start spread/burst")
-    if options & {"jitter", "cache"} and not base.startswith("ours"):
+    if set(options) & {"jitter", "cache"} and not base.startswith("ours"):
         raise SystemExit(f"jitter and cache are trigger prototypes; {name!r} has no trigger")
     return base, set(options), start
 
 
 def api_of(base: str) -> str:
-    return "http" if base.endswith("http") else "grpc"
+    return "http" if base.startswith(("floor_http", "ours_http")) else "grpc"
 
 
 # -- the prototype ----------------------------------------------------------------------------
@@ -272,7 +274,11 @@ def run_floor_grpc(
     return asyncio.run(run())
 
 
-def run_floor_http(args: argparse.Namespace, options: set[str], start: str) -> dict[str, Any]:
+def run_floor_http(
+    args: argparse.Namespace, options: set[str], start: str, with_airflow: bool
+) -> dict[str, Any]:
+    if with_airflow:
+        import airflow.triggers.base  # noqa: F401 (the triggerer's heap, without the provider)
     import httpx
 
     from cerebelum_provider.client._http_transport import POOL_LIMITS
@@ -309,8 +315,8 @@ def run_variant(args: argparse.Namespace) -> None:
         result = run_floor_grpc(args, options, start, with_airflow=False)
     elif base == "floor_grpc_airflow":
         result = run_floor_grpc(args, options, start, with_airflow=True)
-    elif base == "floor_http":
-        result = run_floor_http(args, options, start)
+    elif base in ("floor_http", "floor_http_airflow"):
+        result = run_floor_http(args, options, start, with_airflow=base == "floor_http_airflow")
     else:
         result = run_ours(args, api_of(base), options, start)
     print(json.dumps(result), flush=True)
