@@ -1,8 +1,9 @@
 """``CerebelumExecutionTrigger``: wait in the triggerer until an execution reaches a final state.
 
 Thousands of these run in one triggerer event loop, so the trigger never blocks the loop, polls
-through the one client the hook shares per loop (one HTTP/2 connection), and sleeps through an
-execution's SLEEPING phase instead of polling it every interval. It yields exactly one event.
+through the one client the hook shares per loop (one HTTP/2 connection), starts polling at a random
+point of its first interval (so triggers created together do not poll in step), and sleeps through
+an execution's SLEEPING phase instead of polling it every interval. It yields exactly one event.
 
 The event is an ``ExecutionTriggerEvent`` (``cerebelum_provider.triggers.event``), yielded as its
 JSON-safe payload; the last status seen travels as ``ExecutionStatus.to_xcom()`` (step outputs
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -49,7 +51,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
     Args:
         execution_id: the execution to watch.
         cerebelum_conn_id: the Airflow connection to Core (only its id is serialized).
-        poll_interval: seconds between status queries while the execution moves.
+        poll_interval: seconds between status queries while the execution moves; the first query
+            comes at a random point within the first interval (never after ``end_time``).
         success_states: states that end the wait with ``"success"`` (enum, name or value).
         failure_states: states that end the wait with ``"failure"``; disjoint from success_states.
         end_time: absolute deadline (epoch seconds); when passed with the execution still not
@@ -174,6 +177,12 @@ class CerebelumExecutionTrigger(BaseTrigger):
         except Exception as error:  # noqa: BLE001 (the lookup failed: missing connection, secrets backend)
             message = f"Cannot read connection {self.cerebelum_conn_id!r}: {type(error).__name__}: {error}"
             return self._event("error", message, error_type=INVALID_CONNECTION)
+        # Triggers created together (a triggerer restart, a large mapped sensor) would otherwise all
+        # poll in the same instant, every interval: start each at a random point of its first
+        # interval, never past the deadline (after the lookup, so a bad connection is reported at
+        # once). The sensor and the operators check the execution once before they defer, so this
+        # delays no answer a user is waiting for.
+        await self._sleep(self._cap(random.uniform(0.0, self.poll_interval), self.end_time))
         address = client.address
         last: ExecutionStatus | None = None
         unavailable_since: float | None = None

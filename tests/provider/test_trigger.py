@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import ClassVar
 
 import grpc
 import pytest
@@ -253,13 +254,18 @@ async def test_cancelled_trigger_rebuilt_in_a_new_loop_fires_once(core, cerebelu
 
 
 class GatedTrigger(CerebelumExecutionTrigger):
-    """The trigger with its wait replaced by a gate the test opens: polls happen exactly when told."""
+    """The trigger with its waits after the first poll replaced by a gate the test opens: the first
+    poll comes after the real jittered wait, every later one exactly when told."""
 
     gate: asyncio.Event | None = None
+    _first_wait_done = False
 
-    @classmethod
-    async def _sleep(cls, seconds: float) -> None:
-        await cls.gate.wait()
+    async def _sleep(self, seconds: float) -> None:
+        if not self._first_wait_done:
+            self._first_wait_done = True
+            await asyncio.sleep(seconds)
+            return
+        await self.gate.wait()
 
 
 @pytest.mark.slow
@@ -292,6 +298,54 @@ async def test_500_triggers_share_one_connection(core, cerebelum_conn, monkeypat
     assert shared_client_count() == 1
 
 
+class FirstWaitRecordingTrigger(CerebelumExecutionTrigger):
+    """The trigger with its first wait recorded and held at a gate the test opens; later waits real."""
+
+    first_waits: ClassVar[list[float]] = []
+    gate: asyncio.Event | None = None
+    _first_wait_done = False
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._first_wait_done:
+            await asyncio.sleep(seconds)
+            return
+        self._first_wait_done = True
+        self.first_waits.append(seconds)
+        await self.gate.wait()
+
+
+async def test_triggers_created_together_spread_their_first_polls_over_one_interval(
+    core, cerebelum_conn, monkeypatch
+):
+    count, interval = 200, 1.0
+    # 200 calls at once, answered by a thread of this process: a long deadline keeps a loaded
+    # machine from re-sending one and spoiling the exact count.
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="120"))
+    monkeypatch.setattr(FirstWaitRecordingTrigger, "first_waits", [])
+    monkeypatch.setattr(FirstWaitRecordingTrigger, "gate", asyncio.Event())
+    execution_ids = [core.start_execution("orders") for _ in range(count)]
+    tasks = [
+        asyncio.ensure_future(only_event(FirstWaitRecordingTrigger(eid, poll_interval=interval)))
+        for eid in execution_ids
+    ]
+    while len(FirstWaitRecordingTrigger.first_waits) < count:
+        await asyncio.sleep(0.01)
+    # Every trigger has looked its connection up and waits before its first poll.
+    assert core.call_counts().get("GetExecutionStatus", 0) == 0
+    waits = FirstWaitRecordingTrigger.first_waits
+    assert all(0.0 <= wait <= interval for wait in waits)
+    # Spread over the whole interval, not one wave: every quarter of it holds its share of starts
+    # (200 uniform draws put 50 in each quarter on average; fewer than 20 happens ~1 in 10^8 runs).
+    quarters = [sum(1 for wait in waits if q / 4 <= wait / interval < (q + 1) / 4) for q in range(4)]
+    assert min(quarters) >= 20, quarters
+    for execution_id in execution_ids:
+        core.complete(execution_id)
+    FirstWaitRecordingTrigger.gate.set()
+    events = await asyncio.gather(*tasks)
+    assert {event["status"] for event in events} == {"success"}
+    assert core.call_counts()["GetExecutionStatus"] == count
+
+
 async def test_clients_are_shared_per_settings_and_closed_with_the_loop(core, monkeypatch):
     from cerebelum_provider.hooks import _shared_clients
     from cerebelum_provider.hooks.cerebelum import CerebelumHook
@@ -316,10 +370,12 @@ async def test_clients_are_shared_per_settings_and_closed_with_the_loop(core, mo
 
 
 class VirtualClockTrigger(CerebelumExecutionTrigger):
-    """The trigger with its two time seams on a virtual clock that also moves the emulator's."""
+    """The trigger with its two time seams on a virtual clock that also moves the emulator's; every
+    wait is recorded in ``sleeps`` (the first one is the jittered start)."""
 
     core = None
     clock = 0.0
+    sleeps: ClassVar[list[float]] = []
 
     @classmethod
     def _now(cls) -> float:
@@ -327,9 +383,19 @@ class VirtualClockTrigger(CerebelumExecutionTrigger):
 
     @classmethod
     async def _sleep(cls, seconds: float) -> None:
+        cls.sleeps.append(seconds)
         cls.clock += seconds
         cls.core.advance_time(seconds)
         await asyncio.sleep(0)
+
+
+@pytest.fixture
+def virtual_clock(core, monkeypatch):
+    """``VirtualClockTrigger`` bound to ``core``, its clock at 0 and no waits recorded yet."""
+    monkeypatch.setattr(VirtualClockTrigger, "core", core)
+    monkeypatch.setattr(VirtualClockTrigger, "clock", 0.0)
+    monkeypatch.setattr(VirtualClockTrigger, "sleeps", [])
+    return VirtualClockTrigger
 
 
 async def sleeping_execution(core) -> str:
@@ -342,9 +408,10 @@ async def sleeping_execution(core) -> str:
 # Sleep-aware polling reads sleep_info, which only gRPC reports; over REST a sleeping execution
 # is polled every interval.
 @pytest.mark.apis("grpc")
-async def test_sleeping_execution_costs_at_most_two_polls_per_minute_window(core, cerebelum_conn, monkeypatch):
+async def test_sleeping_execution_costs_at_most_two_polls_per_minute_window(
+    core, cerebelum_conn, virtual_clock, monkeypatch
+):
     execution_id = await sleeping_execution(core)
-    monkeypatch.setattr(VirtualClockTrigger, "core", core)
     monkeypatch.setattr(VirtualClockTrigger, "clock", 1_000.0)
     trigger = VirtualClockTrigger(execution_id, poll_interval=1.0, end_time=1_060.0)
     events = [event.payload async for event in trigger.run()]
@@ -356,17 +423,30 @@ async def test_sleeping_execution_costs_at_most_two_polls_per_minute_window(core
 # Sleep-aware polling reads sleep_info, which only gRPC reports; over REST a sleeping execution
 # is polled every interval.
 @pytest.mark.apis("grpc")
-async def test_wake_up_is_seen_within_one_poll_interval(core, cerebelum_conn, monkeypatch):
+async def test_wake_up_is_seen_within_one_poll_interval(core, cerebelum_conn, virtual_clock):
     execution_id = await sleeping_execution(core)
-    monkeypatch.setattr(VirtualClockTrigger, "core", core)
-    monkeypatch.setattr(VirtualClockTrigger, "clock", 0.0)
     trigger = VirtualClockTrigger(execution_id, poll_interval=1.0, max_sleep_wait=300.0, success_states=["RUNNING"])
     events = [event.payload async for event in trigger.run()]
     assert [event["status"] for event in events] == ["success"]
     wake_at = 600.0
     assert wake_at <= VirtualClockTrigger.clock <= wake_at + 1.0
-    # 600 s of sleep with 300 s waits: 0 s, ~300 s, just before waking, then the wake-up poll.
+    # 600 s of sleep with 300 s waits: within the first second (the jittered start), 300 s later,
+    # just before waking, then the wake-up poll.
+    assert 0.0 <= VirtualClockTrigger.sleeps[0] <= 1.0
     assert core.call_counts()["GetExecutionStatus"] == 4
+
+
+async def test_first_poll_is_never_later_than_the_deadline(core, cerebelum_conn, virtual_clock):
+    execution_id = core.start_execution("orders", approval_at=0)
+    core.advance(1)
+    day = 86_400.0
+    trigger = VirtualClockTrigger(execution_id, poll_interval=day, end_time=0.5)
+    events = [event.payload async for event in trigger.run()]
+    assert [event["status"] for event in events] == ["timeout"]
+    # The jittered start (a random point of a day) is cut to the deadline.
+    assert VirtualClockTrigger.sleeps[0] <= 0.5
+    assert VirtualClockTrigger.clock == pytest.approx(0.5)
+    assert 1 <= core.call_counts()["GetExecutionStatus"] <= 2
 
 
 # Secrets -------------------------------------------------------------------------------------
@@ -379,7 +459,8 @@ async def test_token_never_in_kwargs_repr_events_or_logs(core_factory, monkeypat
     ok = guarded.start_execution("orders")
     guarded.complete(ok)
     trigger = CerebelumExecutionTrigger(ok, poll_interval=0.01)
-    events = [await only_event(trigger), await only_event(CerebelumExecutionTrigger("missing"))]
+    missing = CerebelumExecutionTrigger("missing", poll_interval=0.01)
+    events = [await only_event(trigger), await only_event(missing)]
     assert [event["status"] for event in events] == ["success", "error"]
     captured = capfd.readouterr()
     for text in (repr(trigger), str(trigger.serialize()), str(events), caplog.text, captured.out, captured.err):
@@ -389,14 +470,16 @@ async def test_token_never_in_kwargs_repr_events_or_logs(core_factory, monkeypat
 # Sleep-aware polling reads sleep_info, which only gRPC reports; over REST a sleeping execution
 # is polled every interval.
 @pytest.mark.apis("grpc")
-async def test_sleep_wait_is_never_shorter_than_the_poll_interval(core, cerebelum_conn, monkeypatch):
+async def test_sleep_wait_is_never_shorter_than_the_poll_interval(core, cerebelum_conn, virtual_clock):
     execution_id = await sleeping_execution(core)
-    monkeypatch.setattr(VirtualClockTrigger, "core", core)
-    monkeypatch.setattr(VirtualClockTrigger, "clock", 0.0)
     trigger = VirtualClockTrigger(execution_id, poll_interval=10.0, max_sleep_wait=1.0, end_time=60.0)
     events = [event.payload async for event in trigger.run()]
     assert [event["status"] for event in events] == ["timeout"]
-    assert core.call_counts()["GetExecutionStatus"] == 7  # at 0, 10, ..., 60 s
+    # A jittered start j < 10 s, then polls at j + 10, ..., j + 50 and one at the 60 s deadline.
+    first, *later = VirtualClockTrigger.sleeps
+    assert 0.0 <= first < 10.0
+    assert later[:-1] == [10.0] * 5 and 0.0 <= later[-1] <= 10.0
+    assert core.call_counts()["GetExecutionStatus"] == 7
 
 
 # Airflow 3.2's own aget_connection decodes extras with the blocking extra_dejson: the floor stage
