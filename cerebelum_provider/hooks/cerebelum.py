@@ -3,11 +3,21 @@
 Operators, sensors and triggers hold a connection id and ask this hook for a client. Importing
 this module imports no grpc, protobuf or tenacity: the client is imported inside the methods
 that build one, so DAG files pay nothing for it at parse time.
+
+In an event loop (the triggerer's), a connection is looked up once per connection id and
+``CONNECTION_CACHE_SECONDS`` and shared by every hook of that loop: Airflow's lookup costs about a
+millisecond of CPU (its secrets backends are set up again on every call), which a thousand triggers
+starting together would otherwise spend on the loop all at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import time
+import weakref
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -18,6 +28,62 @@ from cerebelum_provider.hooks._shared_clients import shared_client, token_finger
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient
+
+#: Seconds the hooks of one event loop reuse a connection's looked-up settings: an edited connection
+#: reaches the triggers that start after it within this time.
+CONNECTION_CACHE_SECONDS = 60.0
+
+
+class _SharedLookup:
+    """One connection lookup shared by the hooks of one event loop until ``expires_at`` (monotonic)."""
+
+    __slots__ = ("expires_at", "outcome")
+
+    def __init__(self, expires_at: float, lookup: asyncio.Task[CerebelumConnectionSettings]) -> None:
+        self.expires_at = expires_at
+        # The task while it runs, then its result: a finished task would keep its loop, which keys
+        # this entry in a weak dictionary, alive.
+        self.outcome: asyncio.Task[CerebelumConnectionSettings] | CerebelumConnectionSettings = lookup
+
+
+_lookups_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SharedLookup]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _shared_settings(
+    conn_id: str, look_up: Callable[[], Coroutine[Any, Any, CerebelumConnectionSettings]]
+) -> CerebelumConnectionSettings:
+    """This loop's settings for ``conn_id``: reused while fresh, else looked up once for every caller.
+
+    Concurrent callers await the same lookup; a failed one is forgotten, so the next caller tries
+    again (and every caller waiting on it gets its error).
+    """
+    loop = asyncio.get_running_loop()
+    lookups = _lookups_by_loop.setdefault(loop, {})
+    now = time.monotonic()
+    entry = lookups.get(conn_id)
+    if entry is None or entry.expires_at <= now:
+        task = loop.create_task(look_up(), name=f"cerebelum-connection-lookup {conn_id}")
+        entry = lookups[conn_id] = _SharedLookup(now + CONNECTION_CACHE_SECONDS, task)
+        task.add_done_callback(functools.partial(_settle_lookup, lookups, conn_id, entry))
+    if isinstance(entry.outcome, asyncio.Task):
+        # Shielded: a caller cancelled (its trigger was) must not cancel the lookup others await.
+        return await asyncio.shield(entry.outcome)
+    return entry.outcome
+
+
+def _settle_lookup(
+    lookups: dict[str, _SharedLookup],
+    conn_id: str,
+    entry: _SharedLookup,
+    task: asyncio.Task[CerebelumConnectionSettings],
+) -> None:
+    if task.cancelled() or task.exception() is not None:
+        if lookups.get(conn_id) is entry:
+            del lookups[conn_id]
+        return
+    entry.outcome = task.result()
 
 
 async def _adecode_extra(connection: Any) -> dict[str, Any]:
@@ -100,11 +166,23 @@ class CerebelumHook(BaseHook):
 
         Never blocks the event loop: the connection and its extras are read with Airflow's async
         calls (the sync ``extra_dejson`` talks to the supervisor and must not run on the loop).
+
+        Every hook in the running event loop shares one lookup per connection id for
+        ``CONNECTION_CACHE_SECONDS`` (60 s); concurrent callers await the same lookup, and a failed
+        lookup is not kept. So an edited connection reaches the triggers that start in a running
+        triggerer within 60 s; a trigger already polling keeps the client it started with.
+
+        Raises:
+            airflow.sdk.exceptions.AirflowNotFoundException (via Airflow): no such connection.
+            ValueError: the connection is invalid; the message names the field.
         """
         if self._settings is None:
-            connection = await self.aget_connection(self.cerebelum_conn_id)
-            self._settings = parse_connection(connection, await _adecode_extra(connection))
+            self._settings = await _shared_settings(self.cerebelum_conn_id, self._look_up_settings)
         return self._settings
+
+    async def _look_up_settings(self) -> CerebelumConnectionSettings:
+        connection = await self.aget_connection(self.cerebelum_conn_id)
+        return parse_connection(connection, await _adecode_extra(connection))
 
     def get_conn(self) -> SyncExecutionClient:
         """Same as :meth:`get_client` (Airflow's generic hook entry point)."""

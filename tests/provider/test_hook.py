@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
+import types
+import weakref
 
 import pytest
 from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from cerebelum_provider.emulator import EmulatorTLS
+from cerebelum_provider.hooks import cerebelum as hook_module
 from cerebelum_provider.hooks._connection import DEFAULT_PORT, DEFAULT_TIMEOUT, parse_connection
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from tests.client.tls_material import write_tls_files
@@ -179,6 +184,95 @@ async def test_get_async_client_is_shared_within_the_loop(core, cerebelum_conn, 
     # in flight, and the pool keeps and reuses them: the second round opens none.
     assert len(first_round) == 1 if core_api == "grpc" else 1 <= len(first_round) <= 20
     assert core.peers() == first_round
+
+
+class LookupRecord:
+    """The connection ids CerebelumHook asked Airflow for; each lookup may be held at ``gate``."""
+
+    def __init__(self) -> None:
+        self.conn_ids: list[str] = []
+        self.gate: asyncio.Event | None = None
+
+
+@pytest.fixture
+def lookups(monkeypatch) -> LookupRecord:
+    """Record every Airflow connection lookup the hook makes (each still goes to Airflow)."""
+    record = LookupRecord()
+    original = CerebelumHook.aget_connection
+
+    async def recorded(cls, conn_id):
+        record.conn_ids.append(conn_id)
+        if record.gate is not None:
+            await record.gate.wait()
+        return await original(conn_id)
+
+    monkeypatch.setattr(CerebelumHook, "aget_connection", classmethod(recorded))
+    return record
+
+
+async def test_concurrent_hooks_in_one_loop_share_one_connection_lookup(
+    core, cerebelum_conn, lookups, monkeypatch
+):
+    lookups.gate = asyncio.Event()
+    callers = [asyncio.ensure_future(CerebelumHook().aget_settings()) for _ in range(50)]
+    await asyncio.sleep(0.05)  # every caller has asked; the one lookup is held at the gate
+    assert lookups.conn_ids == ["cerebelum_default"]
+    assert not any(caller.done() for caller in callers)
+    lookups.gate.set()
+    settings = await asyncio.gather(*callers)
+    assert len({id(one) for one in settings}) == 1
+    assert settings[0].address == CerebelumHook().get_settings().address
+    # A hook made later in the loop reuses it; another connection id is looked up on its own.
+    assert await CerebelumHook().aget_settings() is settings[0]
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_OTHER", connection_uri(core, timeout="3"))
+    assert (await CerebelumHook("cerebelum_other").aget_settings()).timeout == 3
+    assert lookups.conn_ids == ["cerebelum_default", "cerebelum_other"]
+
+
+async def test_an_edited_connection_is_seen_once_the_cached_lookup_expires(core, monkeypatch, lookups):
+    clock = [1_000.0]
+    monkeypatch.setattr(hook_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="5"))
+    assert (await CerebelumHook().aget_settings()).timeout == 5
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="7"))
+    clock[0] += hook_module.CONNECTION_CACHE_SECONDS - 0.1
+    assert (await CerebelumHook().aget_settings()).timeout == 5  # still the earlier lookup
+    clock[0] += 0.1
+    assert (await CerebelumHook().aget_settings()).timeout == 7
+    assert lookups.conn_ids == ["cerebelum_default"] * 2
+
+
+async def test_a_failed_lookup_is_not_kept(core, monkeypatch, lookups):
+    monkeypatch.delenv("AIRFLOW_CONN_CEREBELUM_LATER", raising=False)
+    with pytest.raises(AirflowNotFoundException, match="cerebelum_later"):
+        await CerebelumHook("cerebelum_later").aget_settings()
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_LATER", connection_uri(core, timeout="0"))
+    # Concurrent callers share the failing lookup and each gets its error.
+    lookups.gate = asyncio.Event()
+    callers = [asyncio.ensure_future(CerebelumHook("cerebelum_later").aget_settings()) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    lookups.gate.set()
+    errors = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(error, ValueError) and "timeout" in str(error) for error in errors), errors
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_LATER", connection_uri(core, timeout="4"))
+    assert (await CerebelumHook("cerebelum_later").aget_settings()).timeout == 4
+    assert lookups.conn_ids == ["cerebelum_later"] * 3
+
+
+def test_each_event_loop_looks_the_connection_up_itself(core, cerebelum_conn, lookups):
+    loops = []
+
+    async def settings_in_a_new_loop():
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return await CerebelumHook().aget_settings()
+
+    first = asyncio.run(settings_in_a_new_loop())
+    second = asyncio.run(settings_in_a_new_loop())
+    assert first is not second and first.address == second.address
+    assert lookups.conn_ids == ["cerebelum_default"] * 2
+    # The cache keeps no finished loop alive (Airflow's SDK remembers a thread's latest loop itself).
+    gc.collect()
+    assert loops[0]() is None
 
 
 def test_execution_url(monkeypatch, core):
