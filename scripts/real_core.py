@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ REPO = Path(__file__).resolve().parent.parent
 ENV_VAR = "CEREBELUM_REAL_CORE"
 DEFAULT_RELEASE_DIR = REPO.parent / "shared" / "real-core"
 METRICS_PORT = 4021
+# the worker id examples/sdk_worker.py registers under (its WORKER_ID default)
+WORKER_ID = "py-worker-1"
 
 # workflow name -> step names, in order; every step is one the SDK worker registers
 BLUEPRINTS: dict[str, tuple[str, ...]] = {
@@ -60,6 +63,42 @@ BLUEPRINTS: dict[str, tuple[str, ...]] = {
 
 TERMINAL_STATES = frozenset({"completed", "failed"})
 _STEP_LINE = re.compile(r"^STEP (\S+) (\S+)")
+
+
+class _HeartbeatKeeper:
+    """Sends Core a heartbeat for the SDK worker every few seconds, from a thread of this process.
+
+    The published SDK's worker (cerebelum-sdk 0.3.1) calls the blocking ``PollForTask`` inside its
+    asyncio loop and, when the poll comes back empty, polls again without ever yielding: its own
+    heartbeat task never runs. Core then deregisters the worker 30 s after it registered ("Worker
+    py-worker-1 is dead"), drops it from ``GET /api/v1/workflows``, and the worker only registers
+    again after three failed polls. The tests are about Core and our client, not that race, so the
+    harness keeps the registration alive the way a healthy worker would.
+    """
+
+    def __init__(self, grpc_target: str, worker_id: str, interval: float = 5.0) -> None:
+        from cerebelum_provider.proto import worker_service_pb2 as pb
+        from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
+
+        self._channel = grpc.insecure_channel(grpc_target)
+        self._stub = pb_grpc.WorkerServiceStub(self._channel)
+        self._request = pb.HeartbeatRequest(worker_id=worker_id, status=pb.IDLE)
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="real-core-heartbeats", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._stub.Heartbeat(self._request, timeout=self._interval)
+            except grpc.RpcError:
+                pass  # Core is restarting or stopping; the next beat tries again
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+        self._channel.close()
 
 
 class RealCoreError(RuntimeError):
@@ -181,6 +220,7 @@ class RealCore:
         self.token = ""
         self._thalamus: subprocess.Popen[bytes] | None = None
         self._worker: subprocess.Popen[bytes] | None = None
+        self._heartbeats: _HeartbeatKeeper | None = None
         self._core_started = False
         self._http: httpx.Client | None = None
         self.started_in: float | None = None
@@ -253,6 +293,7 @@ class RealCore:
             self.grpc_port, self.http_port = free_port(), free_port()
             self._start_core()
             self._start_worker()
+            self._heartbeats = _HeartbeatKeeper(self.grpc_target, WORKER_ID)
             self._http = httpx.Client(base_url=self.http_url, headers=self.auth_headers, timeout=15.0)
         except BaseException:
             self.stop()
@@ -265,6 +306,9 @@ class RealCore:
         if self._http is not None:
             self._http.close()
             self._http = None
+        if self._heartbeats is not None:
+            self._heartbeats.stop()
+            self._heartbeats = None
         _end_process_group(self._worker)
         self._worker = None
         self._stop_core()
@@ -353,7 +397,9 @@ class RealCore:
 
     def _start_worker(self) -> None:
         script = self._release.directory / "examples" / "sdk_worker.py"
-        env = {**os.environ, "BOOM_FLAG": str(self.boom_flag), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ, "BOOM_FLAG": str(self.boom_flag), "PYTHONUNBUFFERED": "1", "WORKER_ID": WORKER_ID
+        }
         with open(self.worker_log_path, "ab") as log:
             self._worker = subprocess.Popen(
                 [self.python, str(script), self.grpc_target],
@@ -405,7 +451,9 @@ class RealCore:
                     definition=pb.WorkflowDefinition(timeline=[pb.Step(name=step) for step in steps]),
                     version="1",
                 )
-                validation = stub.SubmitBlueprint(blueprint, timeout=10)
+                # wait_for_ready: right after a (re)start Core's gRPC listener can refuse a
+                # connection for a moment (measured after restart(), on a loaded machine)
+                validation = stub.SubmitBlueprint(blueprint, timeout=30, wait_for_ready=True)
                 if not validation.valid:
                     raise RealCoreError(f"Core refused blueprint {name!r}: {list(validation.errors)}")
 
@@ -533,6 +581,19 @@ class RealCore:
             return self.worker_log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def log_tail(self, which: str, lines: int = 40) -> str:
+        """The last ``lines`` lines of Core's log ("core") or the worker's ("worker"), token masked.
+
+        Core's Elixir reports span many lines each; a failing test's report shows this tail.
+        """
+        path = {"core": self.core_log_path, "worker": self.worker_log_path}[which]
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            return f"({path} does not exist)"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return tail.replace(self.token, "***") if self.token else tail
 
     def steps_run(self, execution_id: str) -> list[str]:
         """The step names the worker ran for ``execution_id``, in order (from its log)."""

@@ -1,11 +1,20 @@
-"""The real Cerebelum Core for this directory: one stack (Core, token service, SDK worker) per session.
+"""The real Cerebelum Core for this directory: one stack (Core, token service, SDK worker) per test module.
 
 ``real_core`` is a started :class:`real_core.RealCore` (``scripts/real_core.py``): ``grpc_target``,
 ``http_url``, ``token``, ``release``, ``start_execution``, ``wait_for_state``, ``wait_for_event``,
 ``add_blueprint``, ``steps_run``, ``restart``. ``grpc_stub`` is a raw blocking ``WorkerServiceStub`` on it.
-Tests share the stack: give an execution-counting test a workflow of its own (``add_blueprint``),
-and leave ``restart`` to the conformance table, whose rows before its restart need the engine
-processes Core keeps until then.
+A module's tests share its stack: give an execution-counting test a workflow of its own
+(``add_blueprint``), and leave ``restart`` to the conformance table, whose rows before its restart need
+the engine processes Core keeps until then.
+
+Why a fresh Core (and database) per module, not one per session: this Core release keeps an engine
+process for every execution it ran since boot, and a REST read of any execution asks every one of
+them for its status in turn (``Cerebelum.find_execution_by_id``), each call waiting up to 5 s for an
+engine that is busy handing a step to the worker. Reads slow down as a session's executions pile up,
+and one stuck engine stalls all of them: a whole-session stack made the stage fail on a slower
+machine. Starting a stack costs a few seconds.
+
+When a test here fails, its report carries the last lines of Core's and the worker's logs.
 
 Every test here is marked ``realcore``. When the release is absent every test skips with one reason
 (``pytest -rs`` prints it once); when it is present but does not start, the tests error. Only a run
@@ -67,16 +76,32 @@ def _real_core_release() -> None:
         pytest.skip(missing)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
-    """The real Core stack, started once for the session; its logs stay under pytest's temp dir."""
+    """A real Core stack for this module; its logs stay under pytest's temp dir."""
     workdir = tmp_path_factory.mktemp("real-core")
     with real_core_harness.RealCore(real_core_harness.find_release(), workdir) as core:
         _started.append(core)
-        yield core
+        _running.append(core)
+        try:
+            yield core
+        finally:
+            _running.remove(core)
 
 
 _started: list[RealCore] = []
+_running: list[RealCore] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, add the tail of the running Core's log and the worker's log to the report."""
+    report = yield
+    if report.failed and _running and HERE in Path(item.fspath).parents:
+        core = _running[-1]
+        report.sections.append(("real Core log (last lines)", core.log_tail("core")))
+        report.sections.append(("SDK worker log (last lines)", core.log_tail("worker")))
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
