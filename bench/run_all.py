@@ -4,7 +4,7 @@ Each benchmark runs in its own interpreter, one after the other (they would dist
 other's timings), and writes its own section of RESULTS.md; this script writes the header
 (machine, date, command) and the output of the client's concurrency benchmark.
 
-    .venv/bin/python bench/run_all.py            # full sizes, as issue 6 sets them (~15 min)
+    .venv/bin/python bench/run_all.py            # full sizes (~15 min)
     .venv/bin/python bench/run_all.py --quick    # small sizes, to check that everything runs
     .venv/bin/python bench/run_all.py --only bulk_resume,import_time
     .venv/bin/python bench/run_all.py --only fleet_round2,real_core   # second round, on request only
@@ -73,7 +73,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown benchmarks {unknown}; known: {', '.join(BENCHMARKS + ON_REQUEST)}")
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results (issue 6)\n")
+        RESULTS.write_text("# Benchmark results\n")
     write_section("header", header(args.quick, names))
     failed = []
     for name in names:
