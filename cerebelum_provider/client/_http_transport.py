@@ -7,6 +7,10 @@ REST form and return its converted answer. The mapping, the same on both APIs:
 - 401 / 403 -> ``CerebelumAuthError`` (never retried);
 - refused connections, timeouts, broken connections, 429, 502, 503, 504 -> retried within the
   client's ``RetryConfig``, then ``CoreUnavailableError``;
+- a 429 still refused when those retries end -> wait for Core's next rate-limit window and send
+  again, at most ``RATE_LIMIT_WINDOWS`` times (Core's limiter refuses a call before handling it, so
+  this is safe even for starting a workflow), then ``CoreUnavailableError``; a client with retries
+  off (``max_attempts=1``) waits for no window;
 - a failed TLS handshake -> ``CerebelumTLSError`` at once;
 - 500 -> ``CoreInternalError`` (Core crashed answering; the same call crashes again);
 - 404 without Core's ``error`` word (a path Core has no route for: a wrong address) and answers
@@ -18,9 +22,12 @@ REST form and return its converted answer. The mapping, the same on both APIs:
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import math
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,11 +61,33 @@ POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, kee
 
 
 class _TransientAnswer(Exception):
-    """An HTTP answer that another attempt may cure (429, 502, 503, 504)."""
+    """An HTTP answer that another attempt may cure (429, 502, 503, 504), with its ``retry-after``
+    in seconds (None when it gave none)."""
 
-    def __init__(self, answer: HttpAnswer) -> None:
+    def __init__(self, answer: HttpAnswer, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {answer.status_code}")
         self.answer = answer
+        self.retry_after = retry_after
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.answer.status_code == 429
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``retry-after`` header as seconds from now (it is a number of seconds or an HTTP date);
+    None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def is_tls_failure(error: BaseException) -> bool:
@@ -114,7 +143,10 @@ def never_reached_core(error: BaseException) -> bool:
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, _TransientAnswer):
-        return f"HTTP {error.answer.status_code}"
+        answer = error.answer
+        word = f" {answer.error_word}" if answer.error_word else ""
+        limit = answer.body.get("limit") if isinstance(answer.body, dict) else None
+        return f"HTTP {answer.status_code}{word}" + (f" (limit {limit})" if limit is not None else "")
     return f"{type(error).__name__} ({error})" if str(error) else type(error).__name__
 
 
@@ -196,7 +228,7 @@ class _HttpTransportBase:
                 **context,
             )
         if response.status_code in TRANSIENT_STATUSES:
-            raise _TransientAnswer(answer)
+            raise _TransientAnswer(answer, retry_after_seconds(response.headers.get("retry-after")))
         if response.status_code >= 500:
             raise CoreInternalError(
                 f"Cerebelum Core at {self.address} failed internally answering {operation.name}{about}: "
@@ -224,7 +256,36 @@ class _HttpTransportBase:
     def _policy(self, operation: Operation[Any]) -> Callable[[], dict[str, Any]]:
         return lambda: retry_policy(self.settings.retry, operation, self.address)
 
-    def _error(self, error: BaseException, operation: Operation[Any], attempts: int) -> CerebelumError:
+    def _rate_limit_wait(
+        self, error: BaseException, operation: Operation[Any], windows_waited: int
+    ) -> float | None:
+        """Seconds to wait for Core's next rate-limit window before sending again (logged), or None
+        when ``error`` is no 429, the call already waited ``RATE_LIMIT_WINDOWS`` windows, or the
+        client's retries are off (one attempt: a caller that wants a quick answer, as a connection test)."""
+        if not isinstance(error, _TransientAnswer) or not error.rate_limited:
+            return None
+        if windows_waited >= _retry.RATE_LIMIT_WINDOWS or self.settings.retry.max_attempts == 1:
+            return None
+        now = time.time()
+        wait = _retry.until_next_rate_limit_window(now, error.retry_after)
+        about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
+        _retry.log.warning(
+            "Cerebelum Core at %s is rate-limiting this client (%s): %s%s waits %.1f s for the next "
+            "rate-limit window and tries again at %s UTC (wait %d of %d)",
+            self.address,
+            _describe(error),
+            operation.name,
+            about,
+            wait,
+            time.strftime("%H:%M:%S", time.gmtime(now + wait)),
+            windows_waited + 1,
+            _retry.RATE_LIMIT_WINDOWS,
+        )
+        return wait
+
+    def _error(
+        self, error: BaseException, operation: Operation[Any], attempts: int, windows_waited: int = 0
+    ) -> CerebelumError:
         about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
         context: dict[str, Any] = {"core_address": self.address, "execution_id": operation.execution_id}
         if is_tls_failure(error):
@@ -237,9 +298,14 @@ class _HttpTransportBase:
             if isinstance(error, _TransientAnswer):
                 context["code"] = error.answer.status_code
             tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+            waited = (
+                f"; still rate-limited after waiting for {windows_waited} new rate-limit windows"
+                if windows_waited
+                else ""
+            )
             return CoreUnavailableError(
                 f"Cerebelum Core at {self.address} did not answer {operation.name}{about} after {tries}: "
-                f"{_describe(error)}",
+                f"{_describe(error)}{waited}",
                 **context,
             )
         return CerebelumRPCError(
@@ -284,10 +350,18 @@ class AsyncHttpTransport(_HttpTransportBase):
         async def send() -> T:
             return self._answer(operation, call, await client.request(**request))
 
-        try:
-            return await _retry.send_with_retries(send, self._policy(operation), _FAILURES)
-        except _retry.RetriesSpent as spent:
-            raise self._error(spent.error, operation, spent.attempts) from None
+        policy = self._policy(operation)
+        attempts = windows_waited = 0
+        while True:
+            try:
+                return await _retry.send_with_retries(send, policy, _FAILURES)
+            except _retry.RetriesSpent as spent:
+                attempts += spent.attempts
+                wait = self._rate_limit_wait(spent.error, operation, windows_waited)
+                if wait is None:
+                    raise self._error(spent.error, operation, attempts, windows_waited) from None
+            await asyncio.sleep(wait)
+            windows_waited += 1
 
     async def close(self) -> None:
         """Close the pool; the next call opens a new one."""
@@ -324,10 +398,18 @@ class SyncHttpTransport(_HttpTransportBase):
         def send() -> T:
             return self._answer(operation, call, client.request(**request))
 
-        try:
-            return _retry.send_with_retries_blocking(send, self._policy(operation), _FAILURES)
-        except _retry.RetriesSpent as spent:
-            raise self._error(spent.error, operation, spent.attempts) from None
+        policy = self._policy(operation)
+        attempts = windows_waited = 0
+        while True:
+            try:
+                return _retry.send_with_retries_blocking(send, policy, _FAILURES)
+            except _retry.RetriesSpent as spent:
+                attempts += spent.attempts
+                wait = self._rate_limit_wait(spent.error, operation, windows_waited)
+                if wait is None:
+                    raise self._error(spent.error, operation, attempts, windows_waited) from None
+            time.sleep(wait)
+            windows_waited += 1
 
     def close(self) -> None:
         """Close the pool; the next call opens a new one."""

@@ -3,12 +3,14 @@ client's ``RetryConfig``.
 
 Each transport says which failures are transient (``is_retryable``) and how to name one in a log
 line (``describe``); how often and how long to wait is decided here, once, and so is the loop
-that sends (``send_with_retries`` and its blocking twin).
+that sends (``send_with_retries`` and its blocking twin). Here too: how long a call refused by
+Core's rate limiter waits for the limiter's next window (``until_next_rate_limit_window``).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -27,6 +29,17 @@ from cerebelum_provider.client.config import RetryConfig
 
 T = TypeVar("T")
 log = logging.getLogger("cerebelum_provider.client")
+
+#: Core's rate limiter counts an organisation's requests per calendar minute (of Core's clock) and
+#: refuses the rest with HTTP 429 until the minute turns.
+RATE_LIMIT_WINDOW_SECONDS = 60.0
+#: How many new rate-limit windows a call refused with 429 after its retries waits for before it
+#: fails: enough to carry a burst of thousands of calls (a bulk resume) through, few enough that a
+#: call against a Core that keeps refusing fails within about four minutes.
+RATE_LIMIT_WINDOWS = 3
+#: Seconds added to each such wait, at random: past the minute's turn on a clock a little off Core's,
+#: and spread so that the callers waiting do not all come back in the same instant.
+RATE_LIMIT_JITTER = (0.5, 3.0)
 
 
 class RetriesSpent(Exception):
@@ -140,6 +153,16 @@ def retry_policy(
         "retry": retry_if_exception(retryable),
         "reraise": True,
     }
+
+
+def until_next_rate_limit_window(now: float, retry_after: float | None) -> float:
+    """Seconds to wait, at epoch ``now``, for Core's next rate-limit window: until the next calendar
+    minute but never longer than ``retry_after`` (the refusal's own advice, when it gave one), plus
+    ``RATE_LIMIT_JITTER``."""
+    wait = RATE_LIMIT_WINDOW_SECONDS - now % RATE_LIMIT_WINDOW_SECONDS
+    if retry_after is not None:
+        wait = min(wait, retry_after)
+    return wait + random.uniform(*RATE_LIMIT_JITTER)
 
 
 def _never(error: BaseException) -> bool:

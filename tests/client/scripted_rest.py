@@ -293,3 +293,8 @@ def status_route(execution_id: str) -> str:
 
 LIST_ROUTE = "GET /api/v1/executions"
 START_ROUTE = "POST /api/v1/executions"
+
+#: Core's (be56c90) answer past 1,000 requests in a calendar minute, until the minute turns.
+RATE_LIMITED = Reply(
+    429, {"error": "rate_limit_exceeded", "limit": 1000}, {"retry-after": "60", "x-ratelimit-remaining": "0"}
+)

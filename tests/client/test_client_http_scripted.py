@@ -8,11 +8,14 @@ bodies, a gateway's path prefix).
 
 from __future__ import annotations
 
+import email.utils
+import logging
 import time
 
 import pytest
 
-from cerebelum_provider.client import RetryConfig
+from cerebelum_provider.client import RetryConfig, _retry
+from cerebelum_provider.client._http_transport import retry_after_seconds
 from cerebelum_provider.client._operations import MAX_IDLE_PASSES
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
@@ -26,6 +29,7 @@ from cerebelum_provider.exceptions import (
 from cerebelum_provider.models import ExecutionState
 from tests.client.scripted_rest import (
     LIST_ROUTE,
+    RATE_LIMITED,
     START_ROUTE,
     Drop,
     Reply,
@@ -137,12 +141,107 @@ async def test_bad_gateway_is_retried_like_unavailable(rest, make_client):
     assert rest.count() == 3
 
 
-async def test_rate_limit_with_retry_after_is_retried_within_the_budget(rest, make_client):
-    limited = Reply(429, {"error": "rate_limit_exceeded"}, {"retry-after": "60"})
-    rest.default(LIST_ROUTE, limited)
+# -- Core's rate limit: 429 until the calendar minute turns ---------------------------------------
+
+
+@pytest.fixture
+def window_waits(monkeypatch):
+    """Record each wait for Core's next rate-limit window as ``(now, retry_after)`` and make it 0 s."""
+    waits: list[tuple[float, float | None]] = []
+
+    def no_wait(now: float, retry_after: float | None) -> float:
+        waits.append((now, retry_after))
+        return 0.0
+
+    monkeypatch.setattr(_retry, "until_next_rate_limit_window", no_wait)
+    return waits
+
+
+async def test_rate_limit_past_the_retries_waits_for_the_next_window(rest, make_client, window_waits, caplog):
+    caplog.set_level(logging.WARNING, logger="cerebelum_provider.client")
+    rest.queue(status_route("exec-1"), *[RATE_LIMITED] * 4)  # one more than the retry budget (3)
+    rest.default(status_route("exec-1"), Reply(200, status_body("exec-1")))
+    assert (await make_client(rest.url).get_execution_status("exec-1")).execution_id == "exec-1"
+    assert rest.count() == 5
+    assert [retry_after for _, retry_after in window_waits] == [60.0]
+    notices = [record.getMessage() for record in caplog.records if "rate-limiting" in record.getMessage()]
+    assert len(notices) == 1
+    assert "HTTP 429 rate_limit_exceeded (limit 1000)" in notices[0] and "tries again at" in notices[0]
+    assert rest.url.removeprefix("http://") in notices[0] and "exec-1" in notices[0]
+
+
+async def test_rate_limit_that_outlasts_every_window_is_core_unavailable_naming_the_429(
+    rest, make_client, window_waits
+):
+    rest.default(LIST_ROUTE, RATE_LIMITED)
     with pytest.raises(CoreUnavailableError) as caught:
         await make_client(rest.url).list_executions()
-    assert caught.value.code == 429 and "HTTP 429" in str(caught.value) and rest.count() == 3
+    windows = _retry.RATE_LIMIT_WINDOWS
+    assert len(window_waits) == windows
+    # The retry budget (3 attempts) once, then again after each window.
+    assert rest.count() == 3 * (1 + windows)
+    message = str(caught.value)
+    assert caught.value.code == 429 and "HTTP 429 rate_limit_exceeded (limit 1000)" in message
+    assert f"after {3 * (1 + windows)} attempts" in message
+    assert f"still rate-limited after waiting for {windows} new rate-limit windows" in message
+
+
+async def test_rate_limited_start_is_sent_again_after_the_window(rest, make_client, window_waits):
+    # Core's limiter refuses a request before any controller runs: nothing was started, so even a
+    # start (one attempt per window: it is not idempotent) is safe to send again.
+    rest.queue(START_ROUTE, RATE_LIMITED)
+    rest.default(START_ROUTE, Reply(201, {"data": {"id": "e9", "status": "started"}}))
+    handle = await make_client(rest.url).execute_workflow("orders")
+    assert handle.execution_id == "e9"
+    assert rest.count(START_ROUTE) == 2 and len(window_waits) == 1
+
+
+async def test_rate_limit_with_retries_off_waits_for_no_window(rest, make_client, window_waits):
+    rest.default(LIST_ROUTE, RATE_LIMITED)
+    with pytest.raises(CoreUnavailableError, match="after 1 attempt: HTTP 429"):
+        await make_client(rest.url, retry=RetryConfig(max_attempts=1)).list_executions()
+    assert rest.count() == 1 and window_waits == []
+
+
+async def test_other_transient_answers_wait_for_no_window(rest, make_client, window_waits):
+    rest.default(LIST_ROUTE, Reply(503, {"error": "unavailable"}))
+    with pytest.raises(CoreUnavailableError, match="after 3 attempts: HTTP 503") as caught:
+        await make_client(rest.url).list_executions()
+    assert caught.value.code == 503 and rest.count() == 3 and window_waits == []
+
+
+async def test_rate_limit_wait_on_a_tiny_window(rest, make_client, monkeypatch):
+    """The real wait, with Core's minute shrunk to 50 ms and the jitter to at most 10 ms."""
+    monkeypatch.setattr(_retry, "RATE_LIMIT_WINDOW_SECONDS", 0.05)
+    monkeypatch.setattr(_retry, "RATE_LIMIT_JITTER", (0.0, 0.01))
+    rest.queue(status_route("exec-1"), *[RATE_LIMITED] * 5)
+    rest.default(status_route("exec-1"), Reply(200, status_body("exec-1")))
+    assert (await make_client(rest.url).get_execution_status("exec-1")).execution_id == "exec-1"
+    assert rest.count() == 6
+
+
+@pytest.mark.parametrize(
+    ("now", "retry_after", "low", "high"),
+    [
+        (7_200.0 + 15.0, None, 45.5, 48.0),  # 15 s into a minute: 45 s to its end, plus jitter
+        (7_200.0 + 15.0, 60.0, 45.5, 48.0),  # Core's retry-after (60) is longer than that
+        (7_200.0 + 15.0, 10.0, 10.5, 13.0),  # a shorter retry-after is the longest wait
+        (7_200.0 + 59.9, 60.0, 0.6, 3.1),  # just before the minute turns
+    ],
+)
+def test_wait_for_the_next_rate_limit_window(now, retry_after, low, high):
+    for _ in range(50):
+        assert low <= _retry.until_next_rate_limit_window(now, retry_after) <= high
+
+
+def test_retry_after_forms():
+    assert retry_after_seconds("60") == 60.0
+    assert retry_after_seconds("-5") == 0.0
+    assert retry_after_seconds(None) is None
+    for unreadable in ("soon", "", "nan", "inf"):
+        assert retry_after_seconds(unreadable) is None, unreadable
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 50.0 <= retry_after_seconds(in_a_minute) <= 60.0
 
 
 async def test_auth_refusal_with_an_html_body_is_still_an_auth_error(rest, make_client):
