@@ -121,7 +121,8 @@ class CerebelumHook(BaseHook):
     Every call a hook's client makes has one retry budget: the connection's ``max_attempts``
     (5 by default) with a backoff of 0.5, 1, 2, 4... seconds (at most 10); nothing above the
     client retries again. One call's worst case is ``max_attempts`` deadlines plus the waits:
-    5 x 10 s + 7.5 s (and up to 2 s of jitter), about a minute.
+    5 x 10 s + 7.5 s (and up to 2 s of jitter), about a minute. Over REST, a call still refused by
+    Core's rate limiter (HTTP 429) then waits for up to three of its one-minute windows, a budget each.
 
     Args:
         cerebelum_conn_id: the Airflow connection id.
