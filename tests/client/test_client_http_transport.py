@@ -18,7 +18,7 @@ import time
 import grpc
 import pytest
 
-from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient, TLSConfig
+from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient, TLSConfig, _retry
 from cerebelum_provider.emulator import CoreEmulator, EmulatorTLS
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
@@ -128,7 +128,10 @@ async def test_transient_answers_are_retried_until_success(core, make_client, ap
 
 
 @pytest.mark.parametrize(("code", "status"), TRANSIENT, ids=[str(status) for _, status in TRANSIENT])
-async def test_retry_budget_then_core_unavailable(core, make_client, api, code, status):
+async def test_retry_budget_then_core_unavailable(core, make_client, api, code, status, monkeypatch):
+    # the retry budget alone: a 429's waits for Core's next rate-limit window (on top of the budget)
+    # are tested in test_client_http_scripted.py
+    monkeypatch.setattr(_retry, "RATE_LIMIT_WINDOWS", 0)
     core.fail_next(10, code=code)
     retry = RetryConfig(max_attempts=4, initial_backoff=0.001, max_backoff=0.002)
     with pytest.raises(CoreUnavailableError) as caught:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -357,7 +358,9 @@ async def test_a_watcher_survives_core_being_down(core_factory, monkeypatch):
     watcher = Watcher(trigger_for(include_existing=True), AssetState())
     try:
         [execution_id] = failing_executions(down, 1)
-        assert ids_of(await watcher.take(1, timeout=10)) == [execution_id]
+        # six refused lists cost a full retry budget (5 attempts, backoff) and one more; the deadline
+        # is generous because a loaded machine stretches every backoff
+        assert ids_of(await watcher.take(1, timeout=60)) == [execution_id]
     finally:
         await watcher.stop()
 
@@ -396,11 +399,26 @@ async def test_watchers_of_one_filter_share_one_poll(core, cerebelum_conn):
         async for event in watcher.filter_shared_stream(stream):
             received[trigger_id].append(event.payload["execution_id"])
 
+    def lists() -> int:
+        return core.call_counts().get("ListExecutions", 0)
+
+    async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        # waits on what happened, not on the clock: a loaded machine polls late, never differently
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s; received {received}"
+            await asyncio.sleep(0.02)
+
     tasks = [asyncio.create_task(consume(number, watcher)) for number, watcher in enumerate(watchers)]
     try:
-        await asyncio.sleep(0.3)
+        # the first poll learns what already failed; only what fails after it is news
+        await until(lambda: lists() >= 1 and len(received[2]) >= len(existing), "a first shared poll")
         [new] = failing_executions(core, 1)
-        await asyncio.sleep(0.5)
+        await until(lambda: all(new in got for got in received), "every watcher to receive the new failure")
+        # one window with the three sharing a stream, then one as long with each on its own
+        before_shared = lists()
+        await asyncio.sleep(1.0)
+        shared_lists = lists() - before_shared
     finally:
         for number, task in enumerate(tasks):
             task.cancel()
@@ -409,16 +427,16 @@ async def test_watchers_of_one_filter_share_one_poll(core, cerebelum_conn):
     assert received[0] == [new]
     assert received[1] == [new]
     assert sorted(received[2]) == sorted([*existing, new])
-    shared_lists = core.call_counts()["ListExecutions"]
 
     # The same three watchers on their own poll three times as often.
     alone = [Watcher(trigger_for(), AssetState()) for _ in range(3)]
+    before_alone = lists()
     try:
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(1.0)
     finally:
         for watcher in alone:
             await watcher.stop()
-    alone_lists = core.call_counts()["ListExecutions"] - shared_lists
+    alone_lists = lists() - before_alone
     assert alone_lists > 2 * shared_lists, (shared_lists, alone_lists)
 
 

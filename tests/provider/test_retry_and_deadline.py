@@ -74,8 +74,9 @@ def test_a_deferred_wait_ends_at_the_execution_timeout_and_stops_its_execution(
     took = time.monotonic() - started
 
     assert results["execute"][0] == "failed"
-    # 3 s of execution_timeout, plus dag.test()'s own start-up and the trigger's last poll.
-    assert took < 3 + 15, took
+    # The wait ended at the 3 s execution_timeout, not at the operator's own 7-day limit: the bound
+    # is loose on purpose (dag.test() and the triggerer start slowly on a loaded machine).
+    assert took < 120, took
     (execution_id,) = core.execution_ids()
     output = output_of(capfd)
     assert f"Cerebelum execution {execution_id} did not finish by the deadline; it is still RUNNING" in output

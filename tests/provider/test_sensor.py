@@ -196,14 +196,17 @@ def live_core(core_factory, monkeypatch, airflow_db):
     return emulator
 
 
-def run_sensor_dag(mode: str, execution_id: str, soft_fail: bool = False):
-    """Run the sensor DAG for ``mode`` and return (task state, its XComs by key)."""
+def run_sensor_dag(mode: str, execution_id: str, soft_fail: bool = False, short_timeout: bool = False):
+    """Run the sensor DAG for ``mode`` and return (task state, its XComs by key).
+
+    ``short_timeout`` picks the DAG whose sensor times out after 2 s, for the timeout cases.
+    """
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     from tests.provider.dags import cerebelum_sensor_dags
 
-    dag = getattr(cerebelum_sensor_dags, dag_id(mode, soft_fail))
+    dag = getattr(cerebelum_sensor_dags, dag_id(mode, soft_fail, short_timeout))
     run = dag.test(run_conf={"execution_id": execution_id})
     task_instance = run.get_task_instance("wait")
     with create_session() as session:
@@ -247,7 +250,7 @@ def test_dag_unknown_execution_fails_clearly(live_core, mode, capfd):
 @pytest.mark.parametrize("mode", MODES)
 def test_dag_timeout_is_a_real_sensor_timeout(live_core, mode, capfd):
     execution_id = live_core.start_execution("orders", approval_at=0)  # waits for approval forever
-    state, _ = run_sensor_dag(mode, execution_id)
+    state, _ = run_sensor_dag(mode, execution_id, short_timeout=True)
     assert state == "failed"
     output = capfd.readouterr()
     assert "AirflowSensorTimeout" in output.out + output.err
@@ -256,7 +259,7 @@ def test_dag_timeout_is_a_real_sensor_timeout(live_core, mode, capfd):
 @pytest.mark.parametrize("mode", MODES)
 def test_dag_soft_fail_skips_on_timeout(live_core, mode):
     execution_id = live_core.start_execution("orders", approval_at=0)
-    state, _ = run_sensor_dag(mode, execution_id, soft_fail=True)
+    state, _ = run_sensor_dag(mode, execution_id, soft_fail=True, short_timeout=True)
     assert state == "skipped"
 
 
