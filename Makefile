@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv floor-venv browser-deps lint test test-unit test-realcore test-floor test-floor-all demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test test-main test-unit test-realcore test-floor test-floor-all demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -50,10 +50,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check cerebelum_provider
 	$(VENV)/bin/mypy
 
-test: $(STAMP) browser-deps lint
-	$(PY) -m pytest -p no:cacheprovider -q --ignore=tests/realcore
-	$(MAKE) --no-print-directory test-floor
-	$(MAKE) --no-print-directory test-realcore
+# The main and floor stages run side by side, each on two pytest-xdist workers: most of their time is
+# spent waiting (backoffs, deadlines, Airflow processes), not computing. Each worker has its own
+# Airflow home and emulators; make prints each stage's output in one piece when it ends. The
+# real-Core stage runs alone afterwards: this Core's reads slow down when the machine is loaded.
+XDIST := -n 2 --dist loadgroup
+
+test: $(STAMP) $(FLOOR_STAMP) browser-deps lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor
+	@$(MAKE) --no-print-directory test-realcore
+
+# Everything but the real-Core stage, on the newest Airflow this project pins.
+test-main: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -q $(XDIST) --ignore=tests/realcore
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
@@ -75,7 +84,7 @@ test-unit: $(STAMP)
 # The Airflow code under test is the same whichever of Core's APIs the client speaks, so the floor
 # runs each test over the HTTP API only (tests of what only gRPC has still run, over gRPC).
 test-floor: $(FLOOR_STAMP)
-	CEREBELUM_TEST_APIS=http $(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q \
+	CEREBELUM_TEST_APIS=http $(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q $(XDIST) \
 		-m "not e2e and not browser and not airflow_3_3" tests/provider
 
 test-floor-all: $(FLOOR_STAMP)

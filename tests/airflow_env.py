@@ -16,12 +16,22 @@ from pathlib import Path
 _BUNDLES_VARIABLE = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
 
 
+_HOME_OWNER = "CEREBELUM_TEST_AIRFLOW_HOME_PID"
+
+
 def configure_airflow_home() -> None:
-    """Point Airflow at a fresh temporary home with a SQLite database, unless one is set."""
-    if "AIRFLOW_HOME" not in os.environ:
+    """Point Airflow at a fresh temporary home with a SQLite database, unless one is set.
+
+    A home this function made belongs to the process that made it: a pytest-xdist worker inherits
+    its controller's environment, and two processes writing one SQLite database fail with
+    "database is locked", so each worker makes its own.
+    """
+    inherited = os.environ.get(_HOME_OWNER) not in (None, str(os.getpid()))
+    if "AIRFLOW_HOME" not in os.environ or inherited:
         home = tempfile.mkdtemp(prefix="cerebelum-airflow-home-")
         os.environ["AIRFLOW_HOME"] = home
         os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db"
+        os.environ[_HOME_OWNER] = str(os.getpid())
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 

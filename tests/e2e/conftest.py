@@ -87,3 +87,12 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
             shutil.copyfile(emulator.log_path, logs / "emulator.log")
         if (stack.home / "logs").exists():
             shutil.copytree(stack.home / "logs", logs / "task-logs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) one worker runs every test here: they share one
+    session-wide Airflow stack, and two stacks at once would only load the machine."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(item.fspath).resolve().parents:
+            item.add_marker(pytest.mark.xdist_group("airflow-stack"))
