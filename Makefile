@@ -66,9 +66,9 @@ test-main: $(STAMP)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
-# four-process Airflow stack; one Core, its PostgreSQL, a token service and an SDK worker for the
-# stage. Without the release the stage is skipped with one line that says why and how to point it
-# at a release.
+# four-process Airflow stack; a Core, its PostgreSQL, a token service and an SDK worker for each test
+# module (tests/realcore/conftest.py says why). Without the release the stage is skipped with one
+# line that says why and how to point it at a release.
 test-realcore: $(STAMP)
 	@if missing=$$($(PY) scripts/real_core.py --check 2>&1); then \
 		$(PY) -m pytest -p no:cacheprovider -q tests/realcore; \
