@@ -13,9 +13,11 @@ import logging
 import os
 import shutil
 import ssl
+import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,8 @@ from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT = 30.0
+#: Seconds ``stop()`` waits for grpc.aio to confirm that the gRPC server has shut down (see _shutdown).
+_SERVER_STOP_TIMEOUT = 10.0
 # How often the real-time clock looks for sleeps that are over (and steps that are due).
 _TICK_SECONDS = 0.1
 
@@ -239,7 +243,14 @@ class CoreEmulator:
         with self._lock:
             loop, thread = self._loop, self._thread
             if loop is not None and thread is not None:
-                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(_START_TIMEOUT)
+                shutdown = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+                try:
+                    shutdown.result(_START_TIMEOUT)
+                except TimeoutError:
+                    raise RuntimeError(
+                        f"the emulator on {self.address} did not shut down within {_START_TIMEOUT:.0f} s; "
+                        f"its thread was at:\n{_stack_of(thread)}"
+                    ) from None
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join()
                 loop.close()
@@ -303,8 +314,22 @@ class CoreEmulator:
                 pass
             self._ticker = None
         if self._server is not None:
-            await self._server.stop(grace=None)
-            self._server = None
+            server, self._server = self._server, None
+            # grace=None cancels every call at once and stops accepting new ones; the confirmation
+            # that the shutdown is complete comes back through grpc.aio's completion-queue poller,
+            # which serves every event loop of the process. Once in a full test run (a test's loop
+            # had just closed with clients in it) it never came and stop() hung: wait for it a
+            # bounded time, then go on with a warning; nothing is served either way.
+            stopping = asyncio.ensure_future(server.stop(grace=None))
+            done, _ = await asyncio.wait({stopping}, timeout=_SERVER_STOP_TIMEOUT)
+            if not done:
+                stopping.cancel()
+                log.warning(
+                    "the emulator's gRPC server on port %d did not confirm its shutdown within %g s; "
+                    "going on without the confirmation",
+                    self.port,
+                    _SERVER_STOP_TIMEOUT,
+                )
         await self._stop_rest()
         # A clock move the ticker handed to a worker thread must end before the log is closed.
         await asyncio.get_running_loop().shutdown_default_executor()
@@ -534,3 +559,9 @@ class CoreEmulator:
         wanted = models.ExecutionState.coerce(state, field_name="state")
         phase = next((phase for phase in Phase if phase.value == wanted.value), None)
         return self.engine.execution_ids(phase) if phase is not None else []
+
+
+def _stack_of(thread: threading.Thread) -> str:
+    """Where ``thread`` is now, as a formatted stack (for an error that must say where it hung)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(the thread has ended)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 
 import grpc
@@ -261,3 +263,32 @@ async def test_emulator_serves_an_asyncio_client_on_another_loop(core):
             pb.GetExecutionStatusRequest(execution_id=execution_id), timeout=5
         )
     assert answer.current_step_name == "validate"
+
+
+def test_stop_goes_on_when_grpc_never_confirms_the_servers_shutdown(core_factory, monkeypatch, caplog):
+    """Once in a full test run grpc.aio never delivered the shutdown's confirmation and stop() hung
+    past its 30 s; stop() now waits a bounded time for it and says so."""
+    from cerebelum_provider.emulator import server as emulator_server
+
+    emulator = core_factory()
+    monkeypatch.setattr(emulator_server, "_SERVER_STOP_TIMEOUT", 0.3)
+    grpc_server = emulator._server
+    real_stop = grpc_server.stop
+
+    async def stop_without_confirmation(grace):
+        await real_stop(grace)  # the server really stops: cancels calls, closes its port
+        await asyncio.Event().wait()  # but the confirmation never comes
+
+    monkeypatch.setattr(grpc_server, "stop", stop_without_confirmation)
+    caplog.set_level(logging.WARNING, logger=emulator_server.log.name)
+    started = time.monotonic()
+    emulator.stop()
+    assert time.monotonic() - started < 10
+    assert f"gRPC server on port {emulator.port} did not confirm its shutdown within 0.3 s" in caplog.text
+    with grpc.insecure_channel(emulator.address) as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.WorkerServiceStub(channel).ListExecutions(pb.ListExecutionsRequest(), timeout=2)
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    emulator.start()  # and it starts again, on the same port
+    with grpc.insecure_channel(emulator.address) as channel:
+        answer = pb_grpc.WorkerServiceStub(channel).ListExecutions(pb.ListExecutionsRequest(), timeout=5)
+    assert list(answer.executions) == []
