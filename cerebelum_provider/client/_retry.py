@@ -60,7 +60,7 @@ async def send_with_retries(
 
     The first attempt goes out without tenacity: building and running a retry loop costs more
     CPU than the call itself, and thousands of triggers poll through here. A failed first attempt
-    is replayed as attempt 1 of the tenacity loop, so the policy is unchanged.
+    goes on in :func:`retry_after`, so the policy is unchanged.
 
     Raises:
         RetriesSpent: the call still failed (one of ``failures``) when the policy gave up.
@@ -68,7 +68,27 @@ async def send_with_retries(
     try:
         return await send()
     except failures as first_error:
-        pending: BaseException | None = first_error
+        pending = first_error
+    return await retry_after(pending, send, policy, failures)
+
+
+async def retry_after(
+    first_error: BaseException,
+    send: Callable[[], Awaitable[T]],
+    policy: Callable[[], dict[str, Any]],
+    failures: tuple[type[BaseException], ...],
+) -> T:
+    """Go on with a call whose first attempt, made by the caller, failed with ``first_error``.
+
+    The failure is replayed as attempt 1 of the tenacity loop, so it is judged, logged and waited
+    for exactly as if the loop had made that attempt; ``send()`` makes attempts 2 and on. A caller
+    that makes its first attempt itself (the gRPC transport) keeps the retry machinery, and the
+    objects it allocates, out of every call that succeeds at once.
+
+    Raises:
+        RetriesSpent: the call still failed (one of ``failures``) when the policy gave up.
+    """
+    pending: BaseException | None = first_error
     attempts = 0
     try:
         async for attempt in AsyncRetrying(**policy()):
