@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -318,6 +319,48 @@ class ExecutionStatus:
         if self.error:
             parts.append(f"error {self.error.get('kind', '')}: {self.error.get('message', '')}")
         return ", ".join(parts)
+
+
+class PollAnswer:
+    """One status query's answer as a poller reads it: the state and, while the execution sleeps,
+    the time left, at once; the whole :class:`ExecutionStatus` only when :meth:`status` asks.
+
+    A trigger polls thousands of executions a second and nearly every answer only says "still
+    running": converting each into a full ``ExecutionStatus`` cost more CPU than the call itself
+    (bench/RESULTS.md). ``status()`` converts once and keeps the result; its ``elapsed_seconds``
+    runs to the moment Core answered, as ``get_execution_status``'s does.
+    """
+
+    __slots__ = ("_convert", "_status", "sleep_remaining_ms", "state")
+
+    def __init__(
+        self,
+        state: ExecutionState,
+        sleep_remaining_ms: int | None,
+        convert: Callable[[], ExecutionStatus],
+    ) -> None:
+        self.state = state
+        #: Milliseconds until a sleeping execution wakes; None unless it sleeps and Core said so.
+        self.sleep_remaining_ms = sleep_remaining_ms
+        self._convert: Callable[[], ExecutionStatus] | None = convert
+        self._status: ExecutionStatus | None = None
+
+    @classmethod
+    def of(cls, status: ExecutionStatus) -> PollAnswer:
+        """The answer for a status already converted (Core's REST answer is converted whole)."""
+        return cls(
+            status.status, status.sleep_info.remaining_ms if status.sleep_info else None, lambda: status
+        )
+
+    def status(self) -> ExecutionStatus:
+        """The whole status, as ``get_execution_status`` would have returned it."""
+        if self._status is None:
+            assert self._convert is not None
+            self._status, self._convert = self._convert(), None
+        return self._status
+
+    def __repr__(self) -> str:
+        return f"PollAnswer(state={self.state.name}, sleep_remaining_ms={self.sleep_remaining_ms})"
 
 
 @dataclass(frozen=True)

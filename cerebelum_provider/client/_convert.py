@@ -9,6 +9,7 @@ except Core's OK-with-``not_found`` answer, which is turned into ``ExecutionNotF
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,6 +22,7 @@ from cerebelum_provider.models import (
     ExecutionHandle,
     ExecutionState,
     ExecutionStatus,
+    PollAnswer,
     SleepInfo,
     StepStatus,
 )
@@ -217,13 +219,40 @@ def found_status_from_proto(
     Raises:
         ExecutionNotFoundError: Core answered OK with ``error.kind == "not_found"``.
     """
+    check_found(message, execution_id=execution_id, core_address=core_address)
+    return status_from_proto(message)
+
+
+def check_found(message: pb.ExecutionStatus, *, execution_id: str, core_address: str) -> None:
+    """Raise for Core's OK answer about an unknown id.
+
+    Raises:
+        ExecutionNotFoundError: ``error.kind == "not_found"``.
+    """
     if is_not_found(message):
         raise ExecutionNotFoundError(
             f"Cerebelum Core at {core_address} knows no execution {execution_id!r}",
             core_address=core_address,
             execution_id=execution_id,
         )
-    return status_from_proto(message)
+
+
+def poll_answer_from_proto(
+    message: pb.ExecutionStatus, *, execution_id: str, core_address: str
+) -> PollAnswer:
+    """A :class:`PollAnswer` for a GetExecutionStatus answer: the state and sleep read now, the rest
+    converted by :func:`status_from_proto` if and when it is asked for.
+
+    Raises:
+        ExecutionNotFoundError: Core answered OK with ``error.kind == "not_found"``.
+    """
+    check_found(message, execution_id=execution_id, core_address=core_address)
+    answered_at = time.time()
+    return PollAnswer(
+        state_from_wire(message.status),
+        message.sleep_info.remaining_ms if message.HasField("sleep_info") else None,
+        lambda: status_from_proto(message, now=datetime.fromtimestamp(answered_at, timezone.utc)),
+    )
 
 
 def handle_from_proto(message: pb.ExecutionHandle) -> ExecutionHandle:

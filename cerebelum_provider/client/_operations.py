@@ -25,7 +25,13 @@ from cerebelum_provider.exceptions import (
     RequestRefusedError,
     WorkflowStartError,
 )
-from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResumeAnswer
+from cerebelum_provider.models import (
+    ExecutionHandle,
+    ExecutionState,
+    ExecutionStatus,
+    PollAnswer,
+    ResumeAnswer,
+)
 from cerebelum_provider.proto import worker_service_pb2 as pb
 
 T = TypeVar("T")
@@ -186,17 +192,42 @@ def get_execution_status(execution_id: str) -> Operation[ExecutionStatus]:
             "GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert
         )
 
-    def http() -> HttpCall[ExecutionStatus]:
-        def convert(answer: HttpAnswer, core_address: str) -> ExecutionStatus:
-            if answer.status_code == 404:
-                raise _not_found(core_address, execution_id)
-            if answer.status_code >= 300:
-                raise _refused(answer, f"report execution {execution_id!r}", core_address, execution_id)
-            return _rest_convert.status_from_json(answer.body, execution_id=execution_id)
+    return Operation("GetExecutionStatus", grpc, lambda: _status_http_call(execution_id), execution_id)
 
-        return HttpCall("GET", _execution_path(execution_id), convert)
+
+def poll_execution(execution_id: str) -> Operation[PollAnswer]:
+    """GetExecutionStatus for a poller: a :class:`PollAnswer`, converted whole only on demand over
+    gRPC (Core's REST answer is small and converted at once); an unknown id raises as above."""
+    execution_id = check_execution_id(execution_id, field_name="execution_id")
+
+    def grpc() -> GrpcCall[PollAnswer]:
+        def convert(response: pb.ExecutionStatus, core_address: str) -> PollAnswer:
+            return _convert.poll_answer_from_proto(
+                response, execution_id=execution_id, core_address=core_address
+            )
+
+        return GrpcCall(
+            "GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert
+        )
+
+    def http() -> HttpCall[PollAnswer]:
+        call = _status_http_call(execution_id)
+        return HttpCall(
+            call.method, call.path, lambda answer, address: PollAnswer.of(call.convert(answer, address))
+        )
 
     return Operation("GetExecutionStatus", grpc, http, execution_id)
+
+
+def _status_http_call(execution_id: str) -> HttpCall[ExecutionStatus]:
+    def convert(answer: HttpAnswer, core_address: str) -> ExecutionStatus:
+        if answer.status_code == 404:
+            raise _not_found(core_address, execution_id)
+        if answer.status_code >= 300:
+            raise _refused(answer, f"report execution {execution_id!r}", core_address, execution_id)
+        return _rest_convert.status_from_json(answer.body, execution_id=execution_id)
+
+    return HttpCall("GET", _execution_path(execution_id), convert)
 
 
 def list_executions(

@@ -11,7 +11,13 @@ from cerebelum_provider.client._base import ClientBase
 from cerebelum_provider.client._grpc_transport import AsyncTransport
 from cerebelum_provider.client._http_transport import AsyncHttpTransport
 from cerebelum_provider.client.config import CoreAPI
-from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResumeAnswer
+from cerebelum_provider.models import (
+    ExecutionHandle,
+    ExecutionState,
+    ExecutionStatus,
+    PollAnswer,
+    ResumeAnswer,
+)
 
 
 class ExecutionClient(ClientBase):
@@ -53,6 +59,15 @@ class ExecutionClient(ClientBase):
             CoreUnavailableError, CerebelumAuthError, CerebelumTLSError, CerebelumRPCError.
         """
         return await self._transport.call(ops.get_execution_status(execution_id))
+
+    async def poll_execution(self, execution_id: str) -> PollAnswer:
+        """``get_execution_status`` for a loop that asks often: the answer's state and sleep are read
+        at once, the whole status (``answer.status()``) converted only when it is asked for.
+
+        Raises:
+            The errors of ``get_execution_status``.
+        """
+        return await self._transport.call(ops.poll_execution(execution_id))
 
     async def list_executions(
         self,

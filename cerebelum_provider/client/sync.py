@@ -11,7 +11,13 @@ from cerebelum_provider.client._base import ClientBase
 from cerebelum_provider.client._grpc_transport import SyncTransport
 from cerebelum_provider.client._http_transport import SyncHttpTransport
 from cerebelum_provider.client.config import CoreAPI
-from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResumeAnswer
+from cerebelum_provider.models import (
+    ExecutionHandle,
+    ExecutionState,
+    ExecutionStatus,
+    PollAnswer,
+    ResumeAnswer,
+)
 
 
 class SyncExecutionClient(ClientBase):
@@ -33,6 +39,10 @@ class SyncExecutionClient(ClientBase):
             CoreUnavailableError, CerebelumAuthError, CerebelumTLSError, CerebelumRPCError.
         """
         return self._transport.call(ops.get_execution_status(execution_id))
+
+    def poll_execution(self, execution_id: str) -> PollAnswer:
+        """The state, sleep and (on demand) whole status; see ``ExecutionClient.poll_execution``."""
+        return self._transport.call(ops.poll_execution(execution_id))
 
     def list_executions(
         self,

@@ -31,7 +31,7 @@ from cerebelum_provider._arguments import (
     state_values,
 )
 from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
-from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.models import ExecutionState, ExecutionStatus, PollAnswer
 from cerebelum_provider.triggers.event import INVALID_CONNECTION, EventStatus, ExecutionTriggerEvent
 from cerebelum_provider.triggers.execution_events import CerebelumExecutionEventTrigger
 
@@ -184,16 +184,18 @@ class CerebelumExecutionTrigger(BaseTrigger):
         # delays no answer a user is waiting for.
         await self._sleep(self._cap(random.uniform(0.0, self.poll_interval), self.end_time))
         address = client.address
-        last: ExecutionStatus | None = None
+        # The last answer, converted whole only when an event or a log line needs it: most polls
+        # only learn that the execution is still running (ExecutionClient.poll_execution).
+        last: PollAnswer | None = None
         unavailable_since: float | None = None
         failures = 0
         while True:
             try:
-                status = await client.get_execution_status(self.execution_id)
+                answer = await client.poll_execution(self.execution_id)
             except CerebelumTLSError as error:
                 # A certificate that failed the handshake fails it again: no retry.
                 message = f"TLS handshake with Cerebelum Core at {address} failed: {error}"
-                return self._event("error", message, last, error=error, address=address)
+                return self._event("error", message, _whole(last), error=error, address=address)
             except CoreUnavailableError as error:
                 now = self._now()
                 unavailable_since = unavailable_since if unavailable_since is not None else now
@@ -204,7 +206,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                         f"Cerebelum Core at {address} unreachable for {now - unavailable_since:.0f}s "
                         f"({failures} attempts) while waiting for execution {self.execution_id}: {error}"
                     )
-                    return self._event("error", message, last, error=error, address=address)
+                    return self._event("error", message, _whole(last), error=error, address=address)
                 backoff = self._unavailable_backoff(failures)
                 self.log.warning(
                     "Cerebelum Core at %s unreachable (%s), attempt %d; next try in %.1fs",
@@ -219,26 +221,28 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 # Not found, auth refused, any other RPC error: asking again would get the same answer.
                 where = "" if address in str(error) else f" at {address}"
                 message = f"Cannot watch Cerebelum execution {self.execution_id}{where}: {error}"
-                return self._event("error", message, last, error=error, address=address)
+                return self._event("error", message, _whole(last), error=error, address=address)
             unavailable_since, failures = None, 0
-            if last is None or last.status != status.status:
-                self.log.info("%s", status.describe_progress())
-            last = status
-            final = self._final_event(status, address)
+            if last is None or last.state is not answer.state:
+                self.log.info("%s", answer.status().describe_progress())
+            last = answer
+            final = self._final_event(answer, address)
             if final is not None:
                 return final
-            await self._sleep(self._cap(self._next_poll_delay(status), self.end_time))
+            await self._sleep(self._cap(self._next_poll_delay(answer), self.end_time))
 
-    def _final_event(self, status: ExecutionStatus, address: str) -> TriggerEvent | None:
-        """The event that ends the wait for this status (success, failure, timeout), or None."""
-        state = status.status.value
+    def _final_event(self, answer: PollAnswer, address: str) -> TriggerEvent | None:
+        """The event that ends the wait for this answer (success, failure, timeout), or None."""
+        state = answer.state.value
         if state in self.success_states:
             return self._event(
-                "success", f"Execution {self.execution_id} reached {state}", status, address=address
+                "success", f"Execution {self.execution_id} reached {state}", answer.status(), address=address
             )
         if state in self.failure_states:
+            status = answer.status()
             return self._event("failure", status.failure_message(), status, address=address)
         if self.end_time is not None and self._now() >= self.end_time:
+            status = answer.status()
             message = (
                 f"Cerebelum execution {self.execution_id} did not finish by the deadline; it is still "
                 f"{status.status.name} ({status.describe_progress()})"
@@ -252,7 +256,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         doublings = min(failures - 1, 32)  # bounded: a days-long outage must not overflow the float
         return min(first * 2**doublings, max(self.poll_interval, UNAVAILABLE_MAX_BACKOFF))
 
-    def _next_poll_delay(self, status: ExecutionStatus) -> float:
+    def _next_poll_delay(self, answer: PollAnswer) -> float:
         """Seconds until the next query: the poll interval, or close to the wake-up of a sleep.
 
         While the execution sleeps for longer than one interval, wait until just before it wakes
@@ -260,10 +264,9 @@ class CerebelumExecutionTrigger(BaseTrigger):
         with less than one interval left, and the next regular poll sees it awake within one
         interval of waking.
         """
-        sleep_info = status.sleep_info
-        if status.status is not ExecutionState.SLEEPING or sleep_info is None:
+        if answer.state is not ExecutionState.SLEEPING or answer.sleep_remaining_ms is None:
             return self.poll_interval
-        remaining = sleep_info.remaining_ms / 1000.0
+        remaining = answer.sleep_remaining_ms / 1000.0
         if remaining <= self.poll_interval:
             return self.poll_interval
         margin = self.poll_interval / 2
@@ -307,3 +310,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
             core_address=address,
         )
         return TriggerEvent(event.to_payload())
+
+
+def _whole(answer: PollAnswer | None) -> ExecutionStatus | None:
+    return answer.status() if answer is not None else None

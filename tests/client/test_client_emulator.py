@@ -6,6 +6,8 @@ test_client_scripted.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 import pytest
 
@@ -238,3 +240,48 @@ async def test_one_connection_for_many_calls(core, make_client):
         await client.get_execution_status(execution_id)
     await client.list_executions()
     assert len(core.peers()) == 1
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+async def test_poll_execution_reads_the_state_at_once_and_the_whole_status_later(orders, make_client, api):
+    """poll_execution is get_execution_status for a poll loop: same answer, whole status converted once."""
+    client = make_client(orders.address if api == "grpc" else orders.http_url)
+    running = orders.start_execution("orders", inputs={"n": 1})
+    orders.advance(steps=1, execution_id=running)
+    sleeping = orders.start_execution("orders", sleep_at="charge", sleep_ms=60_000)
+    failed = orders.start_execution("orders", fail_at="ship")
+    orders.run_until_settled(sleeping)
+    orders.run_until_settled(failed)
+
+    for execution_id in (running, sleeping, failed):
+        answer = await client.poll_execution(execution_id)
+        status = await client.get_execution_status(execution_id)
+        assert answer.state is status.status
+        expected_sleep = status.sleep_info.remaining_ms if status.sleep_info else None
+        # Core's clock moves between the two queries only when the emulator's does: it does not here.
+        assert answer.sleep_remaining_ms == expected_sleep
+        whole = answer.status()
+        assert whole is answer.status()  # converted once
+        assert dataclasses.replace(whole, elapsed_seconds=None) == dataclasses.replace(
+            status, elapsed_seconds=None
+        )
+        assert repr(answer).startswith(f"PollAnswer(state={status.status.name}")
+    assert (await client.poll_execution(sleeping)).state is ExecutionState.SLEEPING
+    if api == "grpc":  # Core's REST status says nothing of sleeps
+        assert 0 < (await client.poll_execution(sleeping)).sleep_remaining_ms <= 60_000
+    assert (await client.poll_execution(failed)).status().error["kind"] == "step_error"
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+async def test_poll_execution_refuses_unknown_and_bad_ids_as_get_execution_status_does(
+    orders, make_client, api
+):
+    client = make_client(orders.address if api == "grpc" else orders.http_url)
+    with pytest.raises(ExecutionNotFoundError, match="knows no execution 'no-such-id'"):
+        await client.poll_execution("no-such-id")
+    calls = sum(orders.call_counts().values())
+    with pytest.raises(ValueError, match="execution_id"):
+        await client.poll_execution("")
+    with pytest.raises(TypeError, match="execution_id"):
+        await client.poll_execution(42)
+    assert sum(orders.call_counts().values()) == calls  # refused before anything was sent
