@@ -17,13 +17,14 @@ Variants: ``floor_grpc_airflow`` (bare pollers, evenly spread over the first int
 ``bench_fleet_round2``), ``floor_grpc_airflow+jitter`` (the same, each first poll after a random
 0..interval wait, as the trigger does), ``ours_grpc`` (the trigger as packaged: evenly spread starts
 plus its own random first wait), ``ours_grpc-jitter`` (the trigger with its random first wait
-replaced by none, in this process only), ``ours_grpc+lean`` (PROTOTYPE: the client's first attempt
-without the retry wrapper's per-call closures, see ``lean_first_attempt``), ``ours_grpc+direct``
-(PROTOTYPE: the status query as the bare stub call plus the package's conversion, see
-``direct_status_call``).
+replaced by none, in this process only). The client prototypes this script once had are gone
+(bench/RESULTS.md keeps what they measured): ``+lean``, the first attempt without the retry
+wrapper, is how the gRPC transport sends every call now; ``+direct``, the bare stub call plus the
+whole conversion, was overtaken by ``ExecutionClient.poll_execution``, with which the trigger now
+polls and which converts the whole status only when it is needed.
 
     .venv/bin/python bench/bench_gc_promotions.py                      # N=1000, 1 s poll, 25 s window
-    .venv/bin/python bench/bench_gc_promotions.py --duration 60 --variants ours_grpc,ours_grpc+lean
+    .venv/bin/python bench/bench_gc_promotions.py --duration 60 --variants floor_grpc_airflow+jitter,ours_grpc
 """
 
 from __future__ import annotations
@@ -126,57 +127,6 @@ class GenerationStats(fleet.GCPauses):
             self.oldest_after_full.append(len(gc.get_objects(2)))
 
 
-def lean_first_attempt() -> None:
-    """PROTOTYPE of a client change (``AsyncTransport.call``): the first attempt awaits the stub
-    directly, without the retry wrapper's closures (``send``, the policy lambda) and coroutines alive
-    during the call; a failed first attempt goes through the unchanged path (a prototype: that path
-    then makes its own first attempt again)."""
-    import grpc
-
-    from cerebelum_provider.client import _grpc_transport
-
-    plain_call = _grpc_transport.AsyncTransport.call
-
-    async def call(self, operation):
-        form = _grpc_transport._grpc_form(operation, self.address)
-        method = getattr(self._ensure_stub(), form.rpc)
-        try:
-            response = await method(form.request, timeout=self.settings.timeout, metadata=self._metadata)
-        except grpc.RpcError:
-            return await plain_call(self, operation)
-        return form.convert(response, self.address)
-
-    _grpc_transport.AsyncTransport.call = call
-
-
-def direct_status_call() -> None:
-    """PROTOTYPE, the bound of what client changes can give: ``ExecutionClient.get_execution_status``
-    over gRPC as the bare stub call plus the package's conversion (no operation object, no retry
-    wrapper); a failed call goes through the unchanged path."""
-    import grpc
-
-    from cerebelum_provider.client import _convert, aio
-    from cerebelum_provider.proto import worker_service_pb2 as pb
-
-    plain = aio.ExecutionClient.get_execution_status
-
-    async def get_execution_status(self, execution_id):
-        transport = self._transport
-        try:
-            response = await transport._ensure_stub().GetExecutionStatus(
-                pb.GetExecutionStatusRequest(execution_id=execution_id),
-                timeout=transport.settings.timeout,
-                metadata=transport._metadata,
-            )
-        except grpc.RpcError:
-            return await plain(self, execution_id)
-        return _convert.found_status_from_proto(
-            response, execution_id=execution_id, core_address=transport.address
-        )
-
-    aio.ExecutionClient.get_execution_status = get_execution_status
-
-
 def run_variant(args: argparse.Namespace) -> None:
     fleet.GCPauses = GenerationStats  # drive() builds its pause probe from this name
     fleet_args = argparse.Namespace(
@@ -199,10 +149,6 @@ def run_variant(args: argparse.Namespace) -> None:
         jitter_first_poll()
     if args.variant == "ours_grpc-jitter":
         even_first_poll()
-    if args.variant == "ours_grpc+direct":
-        direct_status_call()
-    if args.variant == "ours_grpc+lean":
-        lean_first_attempt()
     if args.variant.startswith("ours_grpc"):
         result = fleet.run_ours(fleet_args, "grpc", set(), "spread")
     else:
