@@ -32,6 +32,7 @@ from cerebelum_provider._arguments import (
 )
 from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus, PollAnswer
+from cerebelum_provider.triggers._gc import freeze_gc_once_if_configured
 from cerebelum_provider.triggers.event import INVALID_CONNECTION, EventStatus, ExecutionTriggerEvent
 from cerebelum_provider.triggers.execution_events import CerebelumExecutionEventTrigger
 
@@ -140,6 +141,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll Core until the execution is final or a deadline passes; yield exactly one event."""
+        freeze_gc_once_if_configured()
         yield await self._watch()
 
     async def on_kill(self) -> None:

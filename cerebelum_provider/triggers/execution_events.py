@@ -50,6 +50,7 @@ from cerebelum_provider._arguments import (
 )
 from cerebelum_provider.exceptions import CerebelumError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.triggers._gc import freeze_gc_once_if_configured
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient
@@ -323,6 +324,7 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
         A poll that fails (Core unreachable, refused, an invalid connection) is logged and tried
         again one interval later; it yields nothing, so no watcher mistakes it for an empty Core.
         """
+        freeze_gc_once_if_configured()
         trigger = cls(**kwargs)
         wire_states = tuple(ExecutionState[name].value for name in trigger.states)
         poller = _Poller(trigger.cerebelum_conn_id, trigger.workflow_name, wire_states)
