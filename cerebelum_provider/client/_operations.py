@@ -181,18 +181,12 @@ def _refused(
 def get_execution_status(execution_id: str) -> Operation[ExecutionStatus]:
     """GetExecutionStatus; converters raise ``ExecutionNotFoundError`` for an unknown id."""
     execution_id = check_execution_id(execution_id, field_name="execution_id")
-
-    def grpc() -> GrpcCall[ExecutionStatus]:
-        def convert(response: pb.ExecutionStatus, core_address: str) -> ExecutionStatus:
-            return _convert.found_status_from_proto(
-                response, execution_id=execution_id, core_address=core_address
-            )
-
-        return GrpcCall(
-            "GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert
-        )
-
-    return Operation("GetExecutionStatus", grpc, lambda: _status_http_call(execution_id), execution_id)
+    return Operation(
+        "GetExecutionStatus",
+        lambda: _status_grpc_call(execution_id, _convert.found_status_from_proto),
+        lambda: _status_http_call(execution_id),
+        execution_id,
+    )
 
 
 def poll_execution(execution_id: str) -> Operation[PollAnswer]:
@@ -200,23 +194,28 @@ def poll_execution(execution_id: str) -> Operation[PollAnswer]:
     gRPC (Core's REST answer is small and converted at once); an unknown id raises as above."""
     execution_id = check_execution_id(execution_id, field_name="execution_id")
 
-    def grpc() -> GrpcCall[PollAnswer]:
-        def convert(response: pb.ExecutionStatus, core_address: str) -> PollAnswer:
-            return _convert.poll_answer_from_proto(
-                response, execution_id=execution_id, core_address=core_address
-            )
-
-        return GrpcCall(
-            "GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert
-        )
-
     def http() -> HttpCall[PollAnswer]:
         call = _status_http_call(execution_id)
         return HttpCall(
             call.method, call.path, lambda answer, address: PollAnswer.of(call.convert(answer, address))
         )
 
-    return Operation("GetExecutionStatus", grpc, http, execution_id)
+    return Operation(
+        "GetExecutionStatus",
+        lambda: _status_grpc_call(execution_id, _convert.poll_answer_from_proto),
+        http,
+        execution_id,
+    )
+
+
+def _status_grpc_call(execution_id: str, answer: Callable[..., T]) -> GrpcCall[T]:
+    """GetExecutionStatus over gRPC; ``answer(response, execution_id=..., core_address=...)``
+    converts an OK answer (and raises for Core's OK-with-not_found)."""
+
+    def convert(response: pb.ExecutionStatus, core_address: str) -> T:
+        return answer(response, execution_id=execution_id, core_address=core_address)
+
+    return GrpcCall("GetExecutionStatus", pb.GetExecutionStatusRequest(execution_id=execution_id), convert)
 
 
 def _status_http_call(execution_id: str) -> HttpCall[ExecutionStatus]:
