@@ -39,8 +39,6 @@ from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT = 30.0
-#: Seconds ``stop()`` waits for grpc.aio to confirm that the gRPC server has shut down (see _shutdown).
-_SERVER_STOP_TIMEOUT = 10.0
 # How often the real-time clock looks for sleeps that are over (and steps that are due).
 _TICK_SECONDS = 0.1
 
@@ -157,7 +155,10 @@ class CoreEmulator:
         self._rest: RestServer | None = None
         self._list_broken = False
         self._engine: Engine | None = None
+        #: Held by start() and stop() (stop() while it waits for the loop to shut down).
         self._lock = threading.RLock()
+        #: Held only to open the engine; what the loop's handlers may wait for.
+        self._engine_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: grpc.aio.Server | None = None
@@ -197,14 +198,19 @@ class CoreEmulator:
     @property
     def engine(self) -> Engine:
         """The engine behind the server, opened (and replayed from the log) on first use."""
-        with self._lock:
-            if self._engine is None:
-                self._engine = Engine(
-                    EventStore(self._db_path),
-                    real_time=self._step_seconds is not None,
-                    accept_any_workflow=self._accept_any_workflow,
-                )
-            return self._engine
+        # Not under the start/stop lock: the server's handlers read this on the emulator's loop,
+        # and stop() holds that lock while it waits for the loop to shut down.
+        engine = self._engine
+        if engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = Engine(
+                        EventStore(self._db_path),
+                        real_time=self._step_seconds is not None,
+                        accept_any_workflow=self._accept_any_workflow,
+                    )
+                engine = self._engine
+        return engine
 
     def start(self) -> CoreEmulator:
         """Open the log (replaying it), seed demo/scenario data, start serving; return self.
@@ -255,9 +261,10 @@ class CoreEmulator:
                 thread.join()
                 loop.close()
             self._loop = self._thread = None
-            if self._engine is not None and self._db_path not in (None, ":memory:"):
-                self._engine.store.close()
-                self._engine = None
+            with self._engine_lock:
+                if self._engine is not None and self._db_path not in (None, ":memory:"):
+                    self._engine.store.close()
+                    self._engine = None
 
     def __enter__(self) -> CoreEmulator:  # noqa: PYI034 (Self needs Python 3.11)
         return self.start()
@@ -314,22 +321,8 @@ class CoreEmulator:
                 pass
             self._ticker = None
         if self._server is not None:
-            server, self._server = self._server, None
-            # grace=None cancels every call at once and stops accepting new ones; the confirmation
-            # that the shutdown is complete comes back through grpc.aio's completion-queue poller,
-            # which serves every event loop of the process. Once in a full test run (a test's loop
-            # had just closed with clients in it) it never came and stop() hung: wait for it a
-            # bounded time, then go on with a warning; nothing is served either way.
-            stopping = asyncio.ensure_future(server.stop(grace=None))
-            done, _ = await asyncio.wait({stopping}, timeout=_SERVER_STOP_TIMEOUT)
-            if not done:
-                stopping.cancel()
-                log.warning(
-                    "the emulator's gRPC server on port %d did not confirm its shutdown within %g s; "
-                    "going on without the confirmation",
-                    self.port,
-                    _SERVER_STOP_TIMEOUT,
-                )
+            await self._server.stop(grace=None)
+            self._server = None
         await self._stop_rest()
         # A clock move the ticker handed to a worker thread must end before the log is closed.
         await asyncio.get_running_loop().shutdown_default_executor()
