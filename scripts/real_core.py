@@ -7,8 +7,9 @@ its work directory, and stops them all, also when starting fails half-way:
 
 - the fake Thalamus (``examples/fake_thalamus.py``) that serves Core's JWT keys and prints a token;
 - Core itself (``run-core start``: a private PostgreSQL plus the release) on two free ports;
-- the SDK worker (``examples/sdk_worker.py``), which runs the steps ``ok_a``, ``ok_b``, ``ok_c``,
-  ``boom`` (raises while :attr:`RealCore.boom_flag` exists, which it does from the start) and ``ask``
+- the SDK worker (``examples/sdk_worker.py``, launched by ``real_core_worker.py``, which makes each
+  step take 50 ms: the release loses results that come back faster), which runs the steps ``ok_a``,
+  ``ok_b``, ``ok_c``, ``boom`` (raises while :attr:`RealCore.boom_flag` exists, which it does from the start) and ``ask``
   (asks for approval once per execution);
 - and, after every Core start, the blueprints in :data:`BLUEPRINTS` (Core keeps them in memory only).
 
@@ -396,13 +397,15 @@ class RealCore:
         )
 
     def _start_worker(self) -> None:
+        # The release's worker, its steps slowed to 50 ms each by our launcher: see its docstring.
         script = self._release.directory / "examples" / "sdk_worker.py"
+        launcher = Path(__file__).resolve().parent / "real_core_worker.py"
         env = {
             **os.environ, "BOOM_FLAG": str(self.boom_flag), "PYTHONUNBUFFERED": "1", "WORKER_ID": WORKER_ID
         }
         with open(self.worker_log_path, "ab") as log:
             self._worker = subprocess.Popen(
-                [self.python, str(script), self.grpc_target],
+                [self.python, str(launcher), str(script), self.grpc_target],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         self.wait_for_worker(1)
