@@ -5,7 +5,7 @@
 Core's listing while resuming, so none is skipped and none is resumed twice although resumed
 executions leave the FAILED set as it goes. The summary (ids resumed, already running, refused,
 errors) is the task's XCom; the task fails after trying everything if anything was not resumed.
-Set the ``dry_run`` param to only list what would be resumed.
+Set the ``plan_only`` param to only list what would be resumed (a dry run).
 
 ``example_cerebelum_bulk_resume_mapped`` splits the work over mapped task instances, one per
 workflow (``.expand(workflow_name=[...])``), so several workers (and Core connections) share a
@@ -34,7 +34,7 @@ with DAG(
     render_template_as_native_obj=True,
     params={
         "workflow_name": Param("orders", type="string", minLength=1),
-        "dry_run": Param(False, type="boolean"),
+        "plan_only": Param(False, type="boolean"),
     },
 ) as dag:
     CerebelumBulkResumeOperator(
@@ -43,7 +43,7 @@ with DAG(
         workflow_name="{{ params.workflow_name }}",
         states=["FAILED"],
         max_concurrency=16,
-        dry_run="{{ params.dry_run }}",
+        plan_only="{{ params.plan_only }}",
         fail_on_error=True,
     )
 

@@ -263,17 +263,21 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
     A resume whose answer was lost in the network is retried and then answers
     ``"already_running"``: it is counted under ``already_running`` (it is running again either way).
 
-    ``workflow_name`` and ``dry_run`` are templated; ``.expand(workflow_name=[...])`` splits one
-    bulk resume over mapped task instances.
+    ``plan_only=True`` is a dry run: it lists what would be resumed (``would_resume``) and resumes
+    nothing. (It was called ``dry_run``, which shadowed ``BaseOperator.dry_run()``; that name is
+    refused with a TypeError naming this one.)
+
+    ``workflow_name``, ``plan_only`` and ``cerebelum_conn_id`` are templated;
+    ``.expand(workflow_name=[...])`` splits one bulk resume over mapped task instances.
 
     Returns (XCom):
         The summary: ``matched``, the id lists ``resumed``, ``already_running``,
-        ``failed_to_resume``, ``not_resumed`` and ``would_resume`` (dry run), ``errors`` by id, and
-        ``dry_run``.
+        ``failed_to_resume``, ``not_resumed`` and ``would_resume`` (``plan_only``), ``errors`` by id,
+        and ``dry_run`` (true when ``plan_only`` was set).
         When the task fails on errors, the same summary is pushed under the key ``"summary"``.
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "dry_run")
+    template_fields: Sequence[str] = ("workflow_name", "plan_only")
     # No "Cerebelum execution" link: a bulk run has no one execution to link to (and a link with
     # nothing published only logs "XCom not found" errors).
     #: Seconds between two progress lines in the task log.
@@ -287,12 +291,17 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
         max_executions: int | None = None,
         max_concurrency: int = 16,
         skip_completed_steps: bool = True,
-        dry_run: bool = False,
+        plan_only: bool = False,
         fail_on_error: bool = True,
         cerebelum_conn_id: str = DEFAULT_CONN_ID,
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
         **kwargs: Any,
     ) -> None:
+        if "dry_run" in kwargs:
+            raise TypeError(
+                "CerebelumBulkResumeOperator: dry_run was renamed plan_only (it shadowed "
+                f"BaseOperator.dry_run()); pass plan_only={kwargs['dry_run']!r} instead"
+            )
         super().__init__(cerebelum_conn_id=cerebelum_conn_id, **kwargs)
         self.workflow_name = workflow_name
         # States are kept as names: plain strings serialize with the DAG.
@@ -300,32 +309,30 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
         self.max_executions = max_executions
         self.max_concurrency = max_concurrency
         self.skip_completed_steps = skip_completed_steps
-        # The argument is this operator's API since its first release; it shadows BaseOperator's
-        # dry_run() (a template-rendering preview), which this operator does not offer.
-        self.dry_run = dry_run  # type: ignore[method-assign,assignment]
+        self.plan_only = plan_only
         self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
-        # Templated values ("{{ params.dry_run }}", an XComArg) are checked again once rendered.
+        # Templated values ("{{ params.plan_only }}", an XComArg) are checked again once rendered.
         self._validate(
             workflow_name=None if is_template_value(workflow_name) else workflow_name,
-            dry_run=False if is_template_value(dry_run) or _is_jinja(dry_run) else dry_run,
+            plan_only=False if is_template_value(plan_only) or _is_jinja(plan_only) else plan_only,
         )
 
-    def _validate(self, *, workflow_name: object, dry_run: object) -> None:
+    def _validate(self, *, workflow_name: object, plan_only: object) -> None:
         validate_request(
             workflow_name=workflow_name,
             states=self.states,
             max_executions=self.max_executions,
             max_concurrency=self.max_concurrency,
             skip_completed_steps=self.skip_completed_steps,
-            dry_run=dry_run,
+            dry_run=check_bool(plan_only, field_name="plan_only"),
             resume_check_grace=self.resume_check_grace,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
         import asyncio
 
-        self._validate(workflow_name=self.workflow_name, dry_run=self.dry_run)
+        self._validate(workflow_name=self.workflow_name, plan_only=self.plan_only)
         which = f"workflow {self.workflow_name!r}" if self.workflow_name else "every workflow"
         self.log.info(
             "Bulk resume of %s in states %s (max_concurrency=%d%s%s)",
@@ -333,7 +340,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
             ", ".join(self.states),
             self.max_concurrency,
             f", max_executions={self.max_executions}" if self.max_executions else "",
-            ", dry run" if self.dry_run else "",  # type: ignore[truthy-function]
+            ", plan only (nothing is resumed)" if self.plan_only else "",
         )
         with task_errors():
             summary = asyncio.run(self._resume_all())
@@ -371,7 +378,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
             max_executions=self.max_executions,
             max_concurrency=self.max_concurrency,
             skip_completed_steps=self.skip_completed_steps,
-            dry_run=self.dry_run,  # type: ignore[arg-type]
+            dry_run=self.plan_only,
             on_progress=self._progress_logger(),
             resume_check_grace=self.resume_check_grace,
         )

@@ -182,9 +182,9 @@ def test_bulk_resume_example_resumes_the_failed_executions_of_one_workflow(examp
     assert demo_core.resume_count("demo-billing-failed") == 0
 
 
-def test_bulk_resume_example_dry_run_from_conf(example_dagbag, demo_core):
+def test_bulk_resume_example_plan_only_from_conf(example_dagbag, demo_core):
     results = run_example(
-        example_dagbag, "example_cerebelum_bulk_resume", {"workflow_name": "billing", "dry_run": True}
+        example_dagbag, "example_cerebelum_bulk_resume", {"workflow_name": "billing", "plan_only": True}
     )
 
     state, summary = results["resume_failed_executions"]

@@ -378,10 +378,10 @@ def test_bulk_operator_logs_progress_counts_while_it_runs(still_core, capfd):
     assert "resumed=6, already_running=0, failed_to_resume=0, errors=0" in lines[-1]
 
 
-def test_bulk_operator_dry_run_from_conf_resumes_nothing(still_core):
+def test_bulk_operator_plan_only_from_conf_resumes_nothing(still_core):
     orders = _seed_failed(still_core, 12, "orders")
 
-    _, results = run_dag("cerebelum_bulk_resume", {"workflow_name": "orders", "dry_run": True})
+    _, results = run_dag("cerebelum_bulk_resume", {"workflow_name": "orders", "plan_only": True})
 
     state, xcoms, _ = results["bulk_resume"]
     assert state == "success"
@@ -466,7 +466,8 @@ def test_bulk_operator_mapped_over_workflow_names(still_core):
         (CerebelumBulkResumeOperator, {"states": ["FAILED", "NOPE"]}, ValueError, "states"),
         (CerebelumBulkResumeOperator, {"states": ()}, ValueError, "states"),
         (CerebelumBulkResumeOperator, {"workflow_name": ""}, ValueError, "workflow_name"),
-        (CerebelumBulkResumeOperator, {"dry_run": "yes"}, TypeError, "dry_run"),
+        (CerebelumBulkResumeOperator, {"plan_only": "yes"}, TypeError, "plan_only"),
+        (CerebelumBulkResumeOperator, {"dry_run": True}, TypeError, "renamed plan_only"),
         (CerebelumBulkResumeOperator, {"fail_on_error": None}, TypeError, "fail_on_error"),
         (CerebelumExecuteWorkflowOperator, {"workflow_name": ""}, ValueError, "workflow_name"),
         (CerebelumExecuteWorkflowOperator, {"workflow_name": None}, TypeError, "workflow_name"),
@@ -503,7 +504,10 @@ def test_templated_fields_and_links():
         task_id="e", workflow_name="{{ params.w }}", inputs="{{ params.i }}"
     )
     assert tuple(execute.template_fields) == ("workflow_name", "inputs", "correlation_id", "tags")
-    assert tuple(CerebelumBulkResumeOperator.template_fields) == ("workflow_name", "dry_run")
+    assert tuple(CerebelumBulkResumeOperator.template_fields) == ("workflow_name", "plan_only")
+    # BaseOperator.dry_run() (Airflow's template-rendering preview) is not shadowed by an argument.
+    bulk = CerebelumBulkResumeOperator(task_id="b", plan_only=True)
+    assert bulk.plan_only is True and callable(bulk.dry_run)
     assert tuple(CerebelumResumeExecutionOperator.template_fields) == ("execution_id",)
     for operator in (CerebelumExecuteWorkflowOperator, CerebelumResumeExecutionOperator):
         assert [link.name for link in operator.operator_extra_links] == ["Cerebelum execution"]

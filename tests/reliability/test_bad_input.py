@@ -241,7 +241,8 @@ BAD_INPUTS = [
     ("bulk operator", "no-state", _bulk(states=[]), ValueError, ["states"]),
     ("bulk operator", "empty-workflow-name", _bulk(workflow_name=""), ValueError, ["workflow_name"]),
     ("bulk operator", "max-executions-0", _bulk(max_executions=0), ValueError, ["max_executions"]),
-    ("bulk operator", "dry-run-string", _bulk(dry_run="no"), TypeError, ["dry_run"]),
+    ("bulk operator", "plan-only-string", _bulk(plan_only="no"), TypeError, ["plan_only"]),
+    ("bulk operator", "dry-run-renamed", _bulk(dry_run=True), TypeError, ["dry_run", "plan_only"]),
     ("bulk operator", "rendered-blank-workflow", _bulk_run("  "), ValueError, ["workflow_name"]),
     # Start a workflow.
     ("execute operator", "empty-workflow-name", _execute(workflow_name=""), ValueError, ["workflow_name"]),

@@ -112,7 +112,7 @@ with _dag("cerebelum_bulk_resume", render_template_as_native_obj=True) as cerebe
     CerebelumBulkResumeOperator(
         task_id="bulk_resume",
         workflow_name="{{ dag_run.conf['workflow_name'] }}",
-        dry_run="{{ dag_run.conf.get('dry_run', False) }}",
+        plan_only="{{ dag_run.conf.get('plan_only', False) }}",
         max_concurrency=4,
         fail_on_error=True,
     )
