@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv floor-venv browser-deps lint test test-main test-unit test-realcore test-floor test-floor-all demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -13,6 +13,7 @@ help:
 	@echo "make test      lint, then the whole test suite (main, Airflow floor, real Core stages)"
 	@echo "make lint      ruff check, ruff format --check and mypy on the package"
 	@echo "make test-realcore  the real-Core stage alone (skips without ../shared/real-core)"
+	@echo "make test-package   build the sdist and wheel, check them, install the wheel in a clean virtualenv"
 	@echo "make bench     the benchmarks (writes bench/RESULTS.md)"
 	@echo "make protos    regenerate cerebelum_provider/proto from protos/"
 
@@ -53,11 +54,12 @@ lint: $(STAMP)
 # The main and floor stages run side by side, each on two pytest-xdist workers: most of their time is
 # spent waiting (backoffs, deadlines, Airflow processes), not computing. Each worker has its own
 # Airflow home and emulators; make prints each stage's output in one piece when it ends. The
+# package check runs beside them (about 80 s of CPU in 2-3 minutes, most of it pip). The
 # real-Core stage runs alone afterwards: this Core's reads slow down when the machine is loaded.
 XDIST := -n 2 --dist loadgroup
 
 test: $(STAMP) $(FLOOR_STAMP) browser-deps lint
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-floor test-package
 	@$(MAKE) --no-print-directory test-realcore
 
 # Everything but the real-Core stage, on the newest Airflow this project pins.
@@ -90,6 +92,12 @@ test-floor: $(FLOOR_STAMP)
 test-floor-all: $(FLOOR_STAMP)
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not browser" \
 		tests/provider tests/reliability tests/perf tests/test_import_cost.py
+
+# The package as users get it: build the sdist and wheel, check their metadata as PyPI does, install
+# the wheel with Airflow into a clean virtualenv (versions from requirements/dev.lock, pip's cache
+# reused) and see Airflow's CLI list the provider, its connection type and the example DAGs.
+test-package: $(STAMP)
+	$(PY) scripts/check_package.py
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
