@@ -45,6 +45,7 @@ from cerebelum_provider.operators._common import (
 from cerebelum_provider.triggers.event import EventStatus, ExecutionTriggerEvent
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from cerebelum_provider.hooks.cerebelum import CerebelumHook
@@ -244,6 +245,12 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
             "execution": execution,
         }
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """OpenLineage: Core as namespace, the resumed execution's workflow as job (see ``_lineage``)."""
+        from cerebelum_provider._lineage import single_execution_lineage
+
+        return single_execution_lineage(self.hook, task_instance, workflow_name=None)
+
 
 class CerebelumBulkResumeOperator(CerebelumBaseOperator):
     """Resume every execution of a workflow (or of all workflows) that is in ``states``.
@@ -394,6 +401,12 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
                 self.log.info("Bulk resume progress: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
 
         return log_progress
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """OpenLineage: Core as namespace, the workflow as job, the resumed executions (see ``_lineage``)."""
+        from cerebelum_provider._lineage import bulk_lineage
+
+        return bulk_lineage(self.hook, task_instance, workflow_name=self.workflow_name)
 
 
 class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
@@ -653,6 +666,12 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
         """Stop the execution this task started, when ``stop_on_kill`` (HTTP API only)."""
         if self.stop_on_kill and self._own_execution_id is not None:
             stop_own_execution(self.hook, self._own_execution_id, self.log)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """OpenLineage: Core as namespace, the workflow as job, the execution started (see ``_lineage``)."""
+        from cerebelum_provider._lineage import single_execution_lineage
+
+        return single_execution_lineage(self.hook, task_instance, workflow_name=self.workflow_name)
 
 
 class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
