@@ -16,6 +16,7 @@ import pytest
 from airflow.listeners import hookimpl
 
 from tests.core_apis import connection_uri, current_api
+from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 
 TOKEN = "lineage-test-token-93ad"
 
@@ -52,6 +53,20 @@ def recorded_lineage():
     manager.pm.unregister(recorder)
 
 
+def core_namespace(core: Any) -> str:
+    port = core.http_port if current_api() == "http" else core.port
+    return f"cerebelum://127.0.0.1:{port}"
+
+
+def started_execution_id(run: Any) -> str:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(run_id=run.run_id, task_id="execute", key="execution_id")
+        return rows.one().value
+
+
 def as_json(facets: dict[str, Any]) -> dict[str, Any]:
     """The run facets as the OpenLineage client serializes them into an event."""
     from openlineage.client.serde import Serde
@@ -62,9 +77,6 @@ def as_json(facets: dict[str, Any]) -> dict[str, Any]:
 def test_execute_resume_and_bulk_report_core_as_namespace_and_the_workflow_as_job(
     core_factory, monkeypatch, airflow_db, recorded_lineage
 ):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     from tests.lineage.dags.cerebelum_lineage_dags import cerebelum_lineage
 
     core = core_factory(step_seconds=0.05, token=TOKEN)
@@ -73,17 +85,14 @@ def test_execute_resume_and_bulk_report_core_as_namespace_and_the_workflow_as_jo
     failed_refunds = [core.start_execution("refunds", fail_at=0) for _ in range(3)]
     core.run_until_settled()
     monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, token=TOKEN))
-    port = core.http_port if current_api() == "http" else core.port
-    namespace = f"cerebelum://127.0.0.1:{port}"
+    namespace = core_namespace(core)
 
     run = cerebelum_lineage.test(run_conf={"execution_id": failed_billing})
 
     assert {ti.task_id: ti.state for ti in run.get_task_instances()} == dict.fromkeys(
         ("execute", "resume", "bulk_resume"), "success"
     )
-    with create_session() as session:
-        started = session.query(XComModel).filter_by(run_id=run.run_id, task_id="execute", key="execution_id")
-        execute_id = started.one().value
+    execute_id = started_execution_id(run)
     assert set(recorded_lineage) == {"execute", "resume", "bulk_resume"}
 
     execute = as_json(recorded_lineage["execute"].run_facets)
@@ -105,3 +114,24 @@ def test_execute_resume_and_bulk_report_core_as_namespace_and_the_workflow_as_jo
     for lineage in recorded_lineage.values():
         assert lineage.inputs == [] and lineage.outputs == []
         assert TOKEN not in json.dumps(as_json(lineage.run_facets))
+
+
+def test_a_deferred_execute_reports_its_execution_after_the_trigger(
+    core_factory, monkeypatch, airflow_db, recorded_lineage, caplog
+):
+    from tests.lineage.dags.cerebelum_lineage_dags import cerebelum_lineage_deferred
+
+    core = core_factory(token=TOKEN)  # manual clock: the execution completes when the trigger polls
+    core.define_workflow("orders", ["validate", "charge"])
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, token=TOKEN))
+
+    # Reads: the task's one check before deferring, then the trigger's.
+    with completed_once_the_trigger_polls(core, lambda: core.execution_ids()[0], status_reads=2):
+        run = cerebelum_lineage_deferred.test()
+
+    assert deferred(caplog)
+    execute_id = started_execution_id(run)
+    facets = as_json(recorded_lineage["execute"].run_facets)
+    assert facets["cerebelum"]["job"] == {"namespace": core_namespace(core), "name": "orders"}
+    assert facets["cerebelum"]["executionIds"] == [execute_id]
+    assert facets["externalQuery"]["externalQueryId"] == execute_id

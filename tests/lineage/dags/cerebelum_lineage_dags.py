@@ -1,7 +1,9 @@
-"""The DAG the OpenLineage tests run through ``dag.test()``: one task of each operator with lineage.
+"""The DAGs the OpenLineage tests run through ``dag.test()``.
 
-``execute`` starts ``orders`` and waits; ``resume`` resumes the FAILED execution the run's conf names
-(its workflow is read from Core); ``bulk_resume`` resumes every FAILED ``refunds`` execution.
+``cerebelum_lineage`` has one task of each operator with lineage: ``execute`` starts ``orders`` and
+waits; ``resume`` resumes the FAILED execution the run's conf names (its workflow is read from
+Core); ``bulk_resume`` resumes every FAILED ``refunds`` execution. ``cerebelum_lineage_deferred``
+starts ``orders`` and waits deferred: its facets come from the task that ran after the trigger.
 """
 
 from __future__ import annotations
@@ -16,12 +18,9 @@ from cerebelum_provider.operators.cerebelum import (
     CerebelumResumeExecutionOperator,
 )
 
-with DAG(
-    "cerebelum_lineage",
-    schedule=None,
-    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),
-    catchup=False,
-) as cerebelum_lineage:
+START = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+with DAG("cerebelum_lineage", schedule=None, start_date=START, catchup=False) as cerebelum_lineage:
     CerebelumExecuteWorkflowOperator(
         task_id="execute", workflow_name="orders", inputs={"order_id": 7}, poll_interval=0.1, timeout=20
     )
@@ -29,3 +28,10 @@ with DAG(
         task_id="resume", execution_id="{{ dag_run.conf['execution_id'] }}", resume_check_grace=0
     )
     CerebelumBulkResumeOperator(task_id="bulk_resume", workflow_name="refunds", resume_check_grace=0)
+
+with DAG(
+    "cerebelum_lineage_deferred", schedule=None, start_date=START, catchup=False
+) as cerebelum_lineage_deferred:
+    CerebelumExecuteWorkflowOperator(
+        task_id="execute", workflow_name="orders", deferrable=True, poll_interval=0.1, timeout=20
+    )
