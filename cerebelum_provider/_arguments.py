@@ -154,3 +154,16 @@ def check_tags(tags: object, *, field_name: str = "tags") -> list[str]:
         if not tag.strip():
             raise ValueError(f"{field_name} must be non-empty strings, got {tag!r}")
     return list(tags)
+
+
+#: What a checked resume does when Core did not resume the execution: fail, or rerun it.
+ON_NOT_RESUMED_CHOICES = ("fail", "rerun")
+
+
+def check_on_not_resumed(value: object, *, field_name: str = "on_not_resumed") -> str:
+    """``"fail"`` or ``"rerun"``; ValueError naming the value and the choices otherwise."""
+    if not isinstance(value, str) or value not in ON_NOT_RESUMED_CHOICES:
+        raise ValueError(
+            f"{field_name} must be one of {', '.join(map(repr, ON_NOT_RESUMED_CHOICES))}, got {shown(value)}"
+        )
+    return value

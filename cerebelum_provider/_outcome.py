@@ -31,6 +31,7 @@ FINAL_ERRORS: tuple[type[exceptions.CerebelumError], ...] = (
     exceptions.CerebelumTLSError,
     exceptions.CoreInternalError,
     exceptions.UnsupportedOperationError,
+    exceptions.RerunRefusedError,
 )
 _FINAL_ERROR_TYPES = frozenset({cls.__name__ for cls in FINAL_ERRORS} | {INVALID_CONNECTION})
 _ERRORS_BY_NAME: dict[str, type[exceptions.CerebelumError]] = {

@@ -28,6 +28,16 @@ over a changing set skips and repeats items, and every resumed execution leaves 
   due, in order), so the grace is paid once per run, not once per execution; a read that fails goes
   to ``errors``. Resumes and reads share the ``max_concurrency`` bound on calls to Core.
 
+- With ``on_not_resumed="rerun"`` (HTTP API only, refused before anything is sent over gRPC), an
+  execution still FAILED after its check is rerun: a new execution of its workflow with its inputs
+  (``client.rerun_execution``). The reruns Core already holds are found once per run (one listing
+  of the workflow, one event-log read per execution) and kept, with the ones this run starts, in
+  one map, so a second run, a retried task or one whose worker died mid-run finds each rerun
+  instead of starting another. A rerun is never counted as resumed: it has its own verdicts,
+  ``rerun`` (started by this run) and ``already_rerun`` (found). Its id is taken at once, so the
+  listing never hands this run's own reruns back; an execution that is itself a rerun is not
+  rerun again (an error naming it).
+
 One case is reported as Core answers it: when a resume reached Core but its answer was lost
 (a network error after Core acted), the retry answers ``"already_running"`` and the execution is
 counted under ``already_running``, not ``resumed``. Either way it is running again. And one case
@@ -44,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from cerebelum_provider._arguments import check_bool, coerce_states
+from cerebelum_provider._arguments import check_bool, check_on_not_resumed, coerce_states
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
@@ -72,8 +82,11 @@ class BulkResumeSummary:
 
     ``matched`` counts the distinct executions taken from the listing. ``not_resumed`` holds the
     executions Core answered "resumed" or "already_running" for but that were still FAILED when
-    read back after the grace. In a dry run nothing is sent: the ids that would be resumed are in
-    ``would_resume`` and every other list is empty.
+    read back after the grace. With ``on_not_resumed="rerun"`` those are rerun instead: ``rerun``
+    maps each to the new execution this run started, ``already_rerun`` to the one an earlier run
+    started (found, nothing started); neither counts as resumed. In a dry run nothing is started:
+    the ids that would be resumed are in ``would_resume``, those that would be rerun if Core does
+    not resume them (no rerun yet) in ``would_rerun``, and every other list is empty.
     """
 
     dry_run: bool = False
@@ -84,10 +97,14 @@ class BulkResumeSummary:
     errors: dict[str, str] = field(default_factory=dict)
     would_resume: list[str] = field(default_factory=list)
     not_resumed: list[str] = field(default_factory=list)
+    rerun: dict[str, str] = field(default_factory=dict)
+    already_rerun: dict[str, str] = field(default_factory=dict)
+    would_rerun: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        """True when any execution was not resumed (refused by Core, still FAILED, or an error)."""
+        """True when any execution was neither resumed nor rerun (refused by Core, still FAILED, or
+        an error)."""
         return bool(self.failed_to_resume or self.not_resumed or self.errors)
 
     def counts(self) -> dict[str, int]:
@@ -99,7 +116,10 @@ class BulkResumeSummary:
             "failed_to_resume": len(self.failed_to_resume),
             "errors": len(self.errors),
             "not_resumed": len(self.not_resumed),
+            "rerun": len(self.rerun),
+            "already_rerun": len(self.already_rerun),
             "would_resume": len(self.would_resume),
+            "would_rerun": len(self.would_rerun),
         }
 
     def describe(self) -> str:
@@ -107,11 +127,13 @@ class BulkResumeSummary:
         counts = self.counts()
         if not self.dry_run:
             counts.pop("would_resume")
+            counts.pop("would_rerun")
         text = ", ".join(f"{name}={value}" for name, value in counts.items())
         return f"dry run: {text}" if self.dry_run else text
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (for XCom): the id lists, ``errors`` by id, ``matched`` and ``dry_run``."""
+        """A JSON-safe dict (for XCom): the id lists, ``errors`` by id, ``rerun`` and
+        ``already_rerun`` as ``{failed id: rerun id}``, ``matched`` and ``dry_run``."""
         return {
             "matched": self.matched,
             "resumed": list(self.resumed),
@@ -119,7 +141,10 @@ class BulkResumeSummary:
             "failed_to_resume": list(self.failed_to_resume),
             "errors": dict(self.errors),
             "not_resumed": list(self.not_resumed),
+            "rerun": dict(self.rerun),
+            "already_rerun": dict(self.already_rerun),
             "would_resume": list(self.would_resume),
+            "would_rerun": list(self.would_rerun),
             "dry_run": self.dry_run,
         }
 
@@ -135,6 +160,7 @@ class BulkResumeRequest:
     skip_completed_steps: bool
     dry_run: bool
     resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE
+    on_not_resumed: str = "fail"
 
 
 def _check_positive_int(name: str, value: object, *, maximum: int | None = None) -> int:
@@ -185,6 +211,19 @@ def not_resumed_message(
     return message
 
 
+def rerun_message(
+    execution_id: str, rerun_execution_id: str, *, started: bool, workflow_name: str | None = None
+) -> str:
+    """What a task log says of a rerun (as a warning): never a resume, every step runs again."""
+    how = "started" if started else "found (an earlier run started it; nothing started now)"
+    workflow = f"workflow {workflow_name!r}" if workflow_name else "its workflow"
+    return (
+        f"Cerebelum execution {execution_id} was not resumed; its rerun {rerun_execution_id} was {how}: "
+        f"a new execution of {workflow} with its inputs as Core stored them, in which every step runs "
+        "again, completed ones included"
+    )
+
+
 def validate_request(
     *,
     workflow_name: object = None,
@@ -194,6 +233,7 @@ def validate_request(
     skip_completed_steps: object = True,
     dry_run: object = False,
     resume_check_grace: object = DEFAULT_RESUME_CHECK_GRACE,
+    on_not_resumed: object = "fail",
 ) -> BulkResumeRequest:
     """Check every argument of a bulk resume before anything is sent.
 
@@ -219,6 +259,7 @@ def validate_request(
         skip_completed_steps=check_bool(skip_completed_steps, field_name="skip_completed_steps"),
         dry_run=check_bool(dry_run, field_name="dry_run"),
         resume_check_grace=check_resume_check_grace(resume_check_grace),
+        on_not_resumed=check_on_not_resumed(on_not_resumed),
     )
 
 
@@ -233,6 +274,7 @@ async def resume_matching(
     dry_run: bool = False,
     on_progress: Callable[[dict[str, int]], None] | None = None,
     resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
+    on_not_resumed: str = "fail",
 ) -> BulkResumeSummary:
     """Resume every execution in ``states`` (of ``workflow_name``, or of every workflow).
 
@@ -246,12 +288,15 @@ async def resume_matching(
             (and once more at the end); it must be quick, it runs on the event loop.
         resume_check_grace: seconds between a "resumed" or "already_running" answer and the read
             that checks the execution left FAILED (0: read at once).
+        on_not_resumed: ``"fail"`` (count it under ``not_resumed``) or ``"rerun"`` (rerun it: HTTP
+            API only).
 
     Returns:
         The :class:`BulkResumeSummary`. Refusals and errors are recorded in it, not raised.
 
     Raises:
         TypeError, ValueError: a bad argument, before anything is sent.
+        UnsupportedOperationError: ``on_not_resumed="rerun"`` over gRPC, before anything is sent.
         CerebelumAuthError, CerebelumTLSError: Core refused the credentials; the run stops at once.
         CoreUnavailableError: listing failed after every retry.
     """
@@ -265,7 +310,10 @@ async def resume_matching(
         skip_completed_steps=skip_completed_steps,
         dry_run=dry_run,
         resume_check_grace=resume_check_grace,
+        on_not_resumed=on_not_resumed,
     )
+    if request.on_not_resumed == "rerun":
+        client.require_http("on_not_resumed='rerun'")
     return await _BulkResume(client, request, on_progress).run()
 
 
@@ -291,6 +339,9 @@ class _BulkResume:
         self.checks: asyncio.Queue[tuple[float, str, str]] = asyncio.Queue()
         # Resumes and checks together never have more calls in flight than max_concurrency.
         self.calls = asyncio.Semaphore(request.max_concurrency)
+        # {failed id: rerun id}: the reruns Core held when first needed, plus those this run starts.
+        self.reruns: dict[str, str] | None = None
+        self.reruns_found = asyncio.Lock()
 
     async def run(self) -> BulkResumeSummary:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.request.max_concurrency)]
@@ -377,6 +428,8 @@ class _BulkResume:
         summary = self.summary
         if self.request.dry_run:
             summary.would_resume.append(execution_id)
+            if self.request.on_not_resumed == "rerun":
+                await self._note_would_rerun(execution_id)
             return True
         try:
             answer = await self._call_core(
@@ -433,11 +486,52 @@ class _BulkResume:
             summary.errors[execution_id] = f"{about} to check it failed: {error.message}"
             return
         if execution.status is ExecutionState.FAILED:
-            summary.not_resumed.append(execution_id)
+            if self.request.on_not_resumed == "rerun":
+                await self._rerun_one(execution_id)
+            else:
+                summary.not_resumed.append(execution_id)
         elif answer == "resumed":
             summary.resumed.append(execution_id)
         else:
             summary.already_running.append(execution_id)
+
+    async def _known_reruns(self) -> dict[str, str]:
+        """The reruns Core holds for this run's workflow, listed once per run (under a lock)."""
+        async with self.reruns_found:
+            if self.reruns is None:
+                found = await self._call_core(lambda: self.client.find_reruns(self.request.workflow_name))
+                self.reruns = dict(found)
+            return self.reruns
+
+    async def _note_would_rerun(self, execution_id: str) -> None:
+        try:
+            reruns = await self._known_reruns()
+        except (CerebelumAuthError, CerebelumTLSError):
+            raise
+        except CerebelumError as error:
+            self.summary.errors[execution_id] = f"finding the reruns Core holds failed: {error.message}"
+            return
+        if execution_id not in reruns and execution_id not in reruns.values():
+            self.summary.would_rerun.append(execution_id)
+
+    async def _rerun_one(self, execution_id: str) -> None:
+        """Rerun an execution Core did not resume: found when Core holds its rerun, else started."""
+        summary = self.summary
+        try:
+            reruns = await self._known_reruns()
+            rerun = await self._call_core(
+                lambda: self.client.rerun_execution(execution_id, known_reruns=reruns)
+            )
+        except (CerebelumAuthError, CerebelumTLSError):
+            raise
+        except CerebelumError as error:
+            summary.errors[execution_id] = f"Core did not resume it, and rerunning it failed: {error.message}"
+            return
+        # Taken at once: the listing must never hand this run its own rerun as a new execution.
+        self.taken.add(rerun.rerun_execution_id)
+        reruns[execution_id] = rerun.rerun_execution_id
+        verdict = summary.rerun if rerun.started else summary.already_rerun
+        verdict[execution_id] = rerun.rerun_execution_id
 
     def _report_progress(self) -> None:
         if self.on_progress is not None:

@@ -84,5 +84,10 @@ class UnsupportedOperationError(CerebelumError):
     """
 
 
+class RerunRefusedError(CerebelumError):
+    """An execution the client will not rerun: it is itself a rerun, or its event log does not say
+    which workflow and inputs it was started with. Raised before anything is started."""
+
+
 class WorkflowStartError(CerebelumError):
     """Core refused to start a workflow (it answered ``status="failed"``, e.g. an unknown workflow)."""

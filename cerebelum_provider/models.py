@@ -376,6 +376,28 @@ class ExecutionHandle:
         return {"execution_id": self.execution_id, "status": self.status, "started_at": _iso(self.started_at)}
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """A new execution of a failed execution's workflow with its inputs: every step runs again.
+
+    ``started`` is False when the rerun was found (an earlier run started it), not started now.
+    """
+
+    execution_id: str
+    rerun_execution_id: str
+    workflow_name: str
+    started: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict."""
+        return {
+            "execution_id": self.execution_id,
+            "rerun_execution_id": self.rerun_execution_id,
+            "workflow_name": self.workflow_name,
+            "started": self.started,
+        }
+
+
 class _Budget:
     """Bytes of JSON left for values; a value that does not fit is replaced by a marker."""
 

@@ -8,6 +8,11 @@ by one poll may arrive in one run), resumes each (``CerebelumResumeExecutionOper
 reads the execution back and fails the task when the resume did not take), and hands the ones
 already resumed ``MAX_RESUMES`` times to ``notify``, which logs them and returns the notice.
 
+Core releases up to be56c90 resume nothing (see the README's "Which Core"): with a connection to
+Core's HTTP API, set ``ON_NOT_RESUMED = "rerun"`` to start the workflow again with the failed
+execution's inputs instead (every step runs again; an execution that is itself a rerun is not
+rerun again, so a workflow that keeps failing ends in a failed task, not in a loop).
+
 How often each execution was resumed is kept in the Airflow Variable
 ``cerebelum_event_resume_counts`` (the most recent 1000 executions); ``max_active_runs=1`` keeps
 two runs from counting at once.
@@ -28,6 +33,8 @@ from cerebelum_provider.triggers.cerebelum import CerebelumExecutionEventTrigger
 MAX_RESUMES = 3
 COUNTS_VARIABLE = "cerebelum_event_resume_counts"
 KEPT_COUNTS = 1000
+#: "fail" (the task fails when Core did not resume the execution) or "rerun" (api=http only).
+ON_NOT_RESUMED = "fail"
 
 ORDERS_FAILED = Asset(
     "cerebelum_orders_failed",
@@ -112,5 +119,6 @@ with DAG(
         task_id="resume",
         cerebelum_conn_id="cerebelum_default",
         wait_for_completion=False,
+        on_not_resumed=ON_NOT_RESUMED,
     ).expand(execution_id=executions_to_resume(decision))
     notify(decision)

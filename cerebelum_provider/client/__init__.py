@@ -22,8 +22,17 @@ scheme: ``http://``/``https://`` for REST, ``grpc://``/``grpcs://`` or ``host:po
 ``SyncExecutionClient`` takes the same arguments and has the same methods, blocking.
 """
 
+from cerebelum_provider.client._rerun import RERUN_OF_INPUT
 from cerebelum_provider.client.aio import ExecutionClient
 from cerebelum_provider.client.config import CoreAPI, RetryConfig, TLSConfig, parse_core_url
 from cerebelum_provider.client.sync import SyncExecutionClient
 
-__all__ = ["CoreAPI", "ExecutionClient", "RetryConfig", "SyncExecutionClient", "TLSConfig", "parse_core_url"]
+__all__ = [
+    "RERUN_OF_INPUT",
+    "CoreAPI",
+    "ExecutionClient",
+    "RetryConfig",
+    "SyncExecutionClient",
+    "TLSConfig",
+    "parse_core_url",
+]

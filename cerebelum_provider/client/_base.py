@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig, TLSConfig
+from cerebelum_provider.exceptions import UnsupportedOperationError
 
 
 class ClientBase:
@@ -35,6 +36,18 @@ class ClientBase:
     def api(self) -> CoreAPI:
         """Which of Core's APIs this client speaks (``CoreAPI.GRPC`` or ``CoreAPI.HTTP``)."""
         return self._settings.address.api
+
+    def require_http(self, what: str, execution_id: str | None = None) -> None:
+        """Raise ``UnsupportedOperationError`` naming ``what`` and ``api=http`` unless this client
+        speaks Core's HTTP API; for calls that need it before the first one is sent."""
+        if self.api is not CoreAPI.HTTP:
+            raise UnsupportedOperationError(
+                f"{what} needs Core's HTTP API (the execution's event log), which Core's gRPC API at "
+                f"{self.address} lacks: connect with http://HOST:HTTP_PORT or https://... (api=http in "
+                "the Airflow connection)",
+                core_address=self.address,
+                execution_id=execution_id,
+            )
 
     def __repr__(self) -> str:
         auth = ", token=***" if self._settings.token else ""

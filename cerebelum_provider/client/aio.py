@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
 from cerebelum_provider.client import _operations as ops
+from cerebelum_provider.client import _rerun
 from cerebelum_provider.client._base import ClientBase
 from cerebelum_provider.client._grpc_transport import AsyncTransport
 from cerebelum_provider.client._http_transport import AsyncHttpTransport
@@ -16,6 +17,7 @@ from cerebelum_provider.models import (
     ExecutionState,
     ExecutionStatus,
     PollAnswer,
+    Rerun,
     ResumeAnswer,
 )
 
@@ -174,6 +176,42 @@ class ExecutionClient(ClientBase):
             ExecutionNotFoundError: Core has no events for this id.
         """
         return await self._transport.call(ops.get_execution_events(execution_id))
+
+    async def rerun_execution(
+        self, execution_id: str, *, known_reruns: Mapping[str, str] | None = None
+    ) -> Rerun:
+        """Find the rerun of a failed execution, or start it (HTTP API only): a new execution of its
+        workflow with its inputs as Core's event log stored them (booleans as ``"true"``/``"false"``,
+        numbers as floats when it was started over gRPC), plus the input ``_cerebelum_rerun_of``
+        naming ``execution_id``. Every step runs again, completed ones included.
+
+        Exactly once: the executions of the workflow are searched (their start events) for a rerun
+        of ``execution_id`` first, unless ``known_reruns`` (``{failed id: rerun id}``, from
+        :meth:`find_reruns`) is given. The state of ``execution_id`` is not checked: the caller knows
+        it failed (see ``resume`` with ``on_not_resumed``).
+
+        Returns:
+            The :class:`~cerebelum_provider.models.Rerun` (``started`` False when found).
+
+        Raises:
+            UnsupportedOperationError: over gRPC (before sending).
+            RerunRefusedError: the execution is itself a rerun, or its log names no workflow.
+            ExecutionNotFoundError: Core has no events for it.
+            WorkflowStartError: Core refused to start the workflow.
+        """
+        self.require_http("Rerunning an execution", execution_id)
+        plan = _rerun.rerun(execution_id, known_reruns, self.address)
+        return await _rerun.run_plan_async(plan, self._transport.call)
+
+    async def find_reruns(self, workflow_name: str | None = None) -> dict[str, str]:
+        """``{failed execution id: id of its rerun}`` for the reruns of ``workflow_name`` (None: of
+        every workflow) Core holds (HTTP API only); reads the event log of every listed execution.
+
+        Raises:
+            UnsupportedOperationError: over gRPC (before sending).
+        """
+        self.require_http("Finding reruns")
+        return await _rerun.run_plan_async(_rerun.find_reruns(workflow_name), self._transport.call)
 
     async def close(self) -> None:
         """Close the channel or connection pool; a later call opens a new one."""

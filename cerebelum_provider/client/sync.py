@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
 from cerebelum_provider.client import _operations as ops
+from cerebelum_provider.client import _rerun
 from cerebelum_provider.client._base import ClientBase
 from cerebelum_provider.client._grpc_transport import SyncTransport
 from cerebelum_provider.client._http_transport import SyncHttpTransport
@@ -16,6 +17,7 @@ from cerebelum_provider.models import (
     ExecutionState,
     ExecutionStatus,
     PollAnswer,
+    Rerun,
     ResumeAnswer,
 )
 
@@ -115,6 +117,19 @@ class SyncExecutionClient(ClientBase):
     def get_execution_events(self, execution_id: str) -> list[dict[str, Any]]:
         """The execution's event log (HTTP API only)."""
         return self._transport.call(ops.get_execution_events(execution_id))
+
+    def rerun_execution(self, execution_id: str, *, known_reruns: Mapping[str, str] | None = None) -> Rerun:
+        """Find the rerun of a failed execution, or start it (HTTP API only); see
+        ``ExecutionClient.rerun_execution``."""
+        self.require_http("Rerunning an execution", execution_id)
+        plan = _rerun.rerun(execution_id, known_reruns, self.address)
+        return _rerun.run_plan(plan, self._transport.call)
+
+    def find_reruns(self, workflow_name: str | None = None) -> dict[str, str]:
+        """The reruns Core holds, ``{failed id: rerun id}`` (HTTP API only); see
+        ``ExecutionClient.find_reruns``."""
+        self.require_http("Finding reruns")
+        return _rerun.run_plan(_rerun.find_reruns(workflow_name), self._transport.call)
 
     def close(self) -> None:
         """Close the channel or connection pool; a later call opens a new one."""

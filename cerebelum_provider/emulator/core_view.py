@@ -71,6 +71,18 @@ def matches_status(last_core_type: str | None, word: str) -> bool:
     return wanted is not None and last_core_type == wanted
 
 
+def stored_as_core_stores(value: Any) -> Any:
+    """A value as Core's event store writes it: atoms as strings, so ``true``/``false`` become
+    ``"true"``/``"false"``, at any depth (numbers are as they arrived: floats over gRPC's Struct)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return {str(key): stored_as_core_stores(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [stored_as_core_stores(item) for item in value]
+    return value
+
+
 def iso(at: float) -> str:
     """Epoch seconds as Elixir's ``DateTime.to_iso8601`` writes a microsecond UTC time."""
     return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -115,7 +127,7 @@ def core_events(execution_id: str, log: list[Event]) -> list[dict[str, Any]]:
                 {
                     "workflow_module": DELEGATING_WORKFLOW,
                     "workflow_version": "unknown",
-                    "inputs": data.get("inputs") or {},
+                    "inputs": stored_as_core_stores(data.get("inputs") or {}),
                     # Core's ExecuteWorkflow does not pass the request's options to the engine.
                     "correlation_id": None,
                     "tags": [],

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from cerebelum_provider._arguments import check_on_not_resumed
 from cerebelum_provider._outcome import FINAL_ERRORS, task_errors
-from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.bulk import CHECKED_ANSWERS, not_resumed_message, rerun_message
+from cerebelum_provider.models import ExecutionState, ExecutionStatus, Rerun
 
 
 class Logger(Protocol):
@@ -47,23 +50,44 @@ def finish(execution: ExecutionStatus, *, include_outputs: bool = False) -> dict
     return execution.to_xcom(include_outputs=include_outputs)
 
 
+@dataclass(frozen=True)
+class CheckedResume:
+    """What a checked resume did: Core's answer (its word), and the rerun started or found when
+    Core did not resume the execution and ``on_not_resumed="rerun"``."""
+
+    answer: str
+    rerun: Rerun | None = None
+
+
 def resume_checked(
-    client: Any, execution_id: str, *, skip_completed_steps: bool, grace: float, log: Logger
-) -> str:
-    """Resume an execution and check that it left FAILED; return Core's answer (its word).
+    client: Any,
+    execution_id: str,
+    *,
+    skip_completed_steps: bool,
+    grace: float,
+    log: Logger,
+    on_not_resumed: str = "fail",
+) -> CheckedResume:
+    """Resume an execution and check that it left FAILED; when it did not, fail or rerun it.
 
     ``"resumed"`` and ``"already_running"`` are read back after ``grace`` seconds: the released
-    Core gives both for a FAILED execution it runs nothing again for.
+    Core gives both for a FAILED execution it runs nothing again for. With
+    ``on_not_resumed="rerun"`` an execution still FAILED is rerun (``client.rerun_execution``: found
+    when an earlier try started it, else started), with a warning that every step runs again; a
+    connection to Core's gRPC API is refused before anything is sent (the rerun needs the event log).
 
     Raises:
         AirflowException: Core refused (``failed_to_resume``), answered something unknown, the
-            execution is still FAILED, or the check could not be read.
-        AirflowFailException: a final error (refused token, TLS, unknown execution, Core crash).
+            execution is still FAILED (``on_not_resumed="fail"``), or the check could not be read.
+        AirflowFailException: a final error (refused token, TLS, unknown execution, Core crash,
+            a rerun over gRPC, an execution that is itself a rerun).
     """
-    from cerebelum_provider.bulk import CHECKED_ANSWERS, not_resumed_message
     from cerebelum_provider.exceptions import CerebelumError
 
+    on_not_resumed = check_on_not_resumed(on_not_resumed)
     with task_errors():
+        if on_not_resumed == "rerun":
+            client.require_http("on_not_resumed='rerun'", execution_id)
         answer = client.resume_execution(execution_id, skip_completed_steps=skip_completed_steps)
     if answer == "failed_to_resume":
         raise AirflowException(
@@ -83,10 +107,26 @@ def resume_checked(
             f"Cerebelum Core answered {answer!r} for execution {execution_id}, but reading it back "
             f"to check that it left FAILED failed: {error.message}"
         ) from None
+    answer = str(answer)  # Core's word as a plain str: XCom values stay JSON
     if execution.status is ExecutionState.FAILED:
-        raise AirflowException(not_resumed_message(execution_id, answer, grace, execution.error))
+        message = not_resumed_message(execution_id, answer, grace, execution.error)
+        if on_not_resumed == "fail":
+            raise AirflowException(message)
+        log.warning("%s; rerunning it (on_not_resumed='rerun')", message)
+        with task_errors():
+            rerun = client.rerun_execution(execution_id)
+        log.warning(
+            "%s",
+            rerun_message(
+                rerun.execution_id,
+                rerun.rerun_execution_id,
+                started=rerun.started,
+                workflow_name=rerun.workflow_name,
+            ),
+        )
+        return CheckedResume(answer, rerun)
     log.info("Cerebelum execution %s is %s after the resume", execution_id, execution.status.name)
-    return str(answer)  # Core's word as a plain str: XCom values stay JSON
+    return CheckedResume(answer)
 
 
 def wait_limit(timeout: float, execution_timeout: timedelta | None) -> float:

@@ -20,6 +20,7 @@ from cerebelum_provider._arguments import (
     check_bool,
     check_conn_id,
     check_execution_id,
+    check_on_not_resumed,
     check_tags,
     coerce_states,
     is_template_value,
@@ -29,6 +30,7 @@ from cerebelum_provider._outcome import task_errors, task_outcome
 from cerebelum_provider.bulk import (
     DEFAULT_RESUME_CHECK_GRACE,
     check_resume_check_grace,
+    rerun_message,
     validate_request,
 )
 from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
+    from cerebelum_provider.bulk import BulkResumeSummary
     from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
 DEFAULT_CONN_ID = "cerebelum_default"
@@ -182,9 +185,16 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
     task the same way. A check that cannot be read fails the task with the reason. Transient errors
     are retried (resuming twice is safe: the second call answers ``"already_running"``).
 
+    ``on_not_resumed="rerun"`` (HTTP API only; over gRPC the task fails before anything is sent)
+    reruns an execution still FAILED instead of failing: a new execution of its workflow with its
+    inputs from its event log, in which every step runs again, completed ones included (a warning
+    in the task log says so). A retry finds the rerun an earlier try started instead of starting
+    another; the wait follows the rerun, and the failed execution stays FAILED.
+
     Returns (XCom):
-        ``{"execution_id", "resume_status"}``, plus ``"execution"`` (the final execution dict)
-        when ``wait_for_completion`` is set.
+        ``{"execution_id", "resume_status"}``, plus ``"rerun_execution_id"`` (also under that XCom
+        key) when it was rerun, and ``"execution"`` (the final execution dict of the one waited
+        for: the rerun when there is one) when ``wait_for_completion`` is set.
     """
 
     template_fields: Sequence[str] = ("execution_id",)
@@ -200,6 +210,7 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = DEFAULT_TIMEOUT,
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
+        on_not_resumed: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -215,35 +226,47 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
         self.execution_id = execution_id
         self.skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
+        self.on_not_resumed = check_on_not_resumed(on_not_resumed)
 
     def execute(self, context: Context) -> dict[str, Any]:
         execution_id = check_execution_id(self.execution_id)
         publish_execution_id(context, execution_id)
         with self.hook.get_client() as client:
-            answer = resume_checked(
+            outcome = resume_checked(
                 client,
                 execution_id,
                 skip_completed_steps=self.skip_completed_steps,
                 grace=self.resume_check_grace,
                 log=self.log,
+                on_not_resumed=self.on_not_resumed,
             )
-            result: dict[str, Any] = {"execution_id": execution_id, "resume_status": answer}
+            result: dict[str, Any] = {"execution_id": execution_id, "resume_status": outcome.answer}
+            waited_for = execution_id
+            if outcome.rerun is not None:
+                waited_for = result["rerun_execution_id"] = outcome.rerun.rerun_execution_id
+                context["ti"].xcom_push(key="rerun_execution_id", value=waited_for)
             if not self.wait_for_completion:
                 return result
             # Kept in XCom (which survives deferral) for execute_complete: dag.test() does not
             # hand defer()'s kwargs back with the event, the triggerer does.
-            context["ti"].xcom_push(key="resume_status", value=answer)
-            result["execution"] = self._wait(client, execution_id)
+            context["ti"].xcom_push(key="resume_status", value=outcome.answer)
+            result["execution"] = self._wait(client, waited_for)
             return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Called when the trigger fires: ``{"execution_id", "resume_status", "execution"}``."""
+        """Called when the trigger fires: ``{"execution_id", "resume_status", "execution"}``, plus
+        ``"rerun_execution_id"`` when the execution waited for is a rerun."""
         execution = super().execute_complete(context, event)
-        return {
-            "execution_id": execution.get("execution_id"),
-            "resume_status": context["ti"].xcom_pull(task_ids=self.task_id, key="resume_status"),
+        ti = context["ti"]
+        result = {
+            "execution_id": ti.xcom_pull(task_ids=self.task_id, key="execution_id"),
+            "resume_status": ti.xcom_pull(task_ids=self.task_id, key="resume_status"),
             "execution": execution,
         }
+        rerun_execution_id = ti.xcom_pull(task_ids=self.task_id, key="rerun_execution_id")
+        if rerun_execution_id is not None:
+            result["rerun_execution_id"] = rerun_execution_id
+        return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
         """OpenLineage: Core as namespace, the resumed execution's workflow as job (see ``_lineage``)."""
@@ -270,17 +293,26 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
     A resume whose answer was lost in the network is retried and then answers
     ``"already_running"``: it is counted under ``already_running`` (it is running again either way).
 
-    ``plan_only=True`` is a dry run: it lists what would be resumed (``would_resume``) and resumes
-    nothing. (It was called ``dry_run``, which shadowed ``BaseOperator.dry_run()``; that name is
-    refused with a TypeError naming this one.)
+    ``on_not_resumed="rerun"`` (HTTP API only; over gRPC the task fails before anything is sent)
+    reruns each execution still FAILED after its check, once: a new execution of its workflow with
+    its inputs, in which every step runs again (a warning per rerun in the task log). The summary
+    lists it under ``rerun`` (``{failed id: new id}``), or under ``already_rerun`` when an earlier
+    run (or try) started that rerun: it is found, not started again. Neither counts as resumed, nor
+    as a failure.
+
+    ``plan_only=True`` is a dry run: it lists what would be resumed (``would_resume``) and, with
+    ``on_not_resumed="rerun"``, what would be rerun if Core does not resume it (``would_rerun``: no
+    rerun yet), and starts nothing. (It was called ``dry_run``, which shadowed
+    ``BaseOperator.dry_run()``; that name is refused with a TypeError naming this one.)
 
     ``workflow_name``, ``plan_only`` and ``cerebelum_conn_id`` are templated;
     ``.expand(workflow_name=[...])`` splits one bulk resume over mapped task instances.
 
     Returns (XCom):
         The summary: ``matched``, the id lists ``resumed``, ``already_running``,
-        ``failed_to_resume``, ``not_resumed`` and ``would_resume`` (``plan_only``), ``errors`` by id,
-        and ``dry_run`` (true when ``plan_only`` was set).
+        ``failed_to_resume``, ``not_resumed``, ``would_resume`` and ``would_rerun`` (``plan_only``),
+        ``rerun`` and ``already_rerun`` (``{failed id: rerun id}``), ``errors`` by id, and
+        ``dry_run`` (true when ``plan_only`` was set).
         When the task fails on errors, the same summary is pushed under the key ``"summary"``.
     """
 
@@ -302,6 +334,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
         fail_on_error: bool = True,
         cerebelum_conn_id: str = DEFAULT_CONN_ID,
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
+        on_not_resumed: str = "fail",
         **kwargs: Any,
     ) -> None:
         if "dry_run" in kwargs:
@@ -319,6 +352,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
         self.plan_only = plan_only
         self.fail_on_error = check_bool(fail_on_error, field_name="fail_on_error")
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
+        self.on_not_resumed = check_on_not_resumed(on_not_resumed)
         # Templated values ("{{ params.plan_only }}", an XComArg) are checked again once rendered.
         self._validate(
             workflow_name=None if is_template_value(workflow_name) else workflow_name,
@@ -334,6 +368,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
             skip_completed_steps=self.skip_completed_steps,
             dry_run=check_bool(plan_only, field_name="plan_only"),
             resume_check_grace=self.resume_check_grace,
+            on_not_resumed=self.on_not_resumed,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -363,6 +398,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
                 self.resume_check_grace,
                 ", ".join(summary.not_resumed[:10]),
             )
+        self._log_reruns(summary)
         result = summary.to_dict()
         if self.fail_on_error and summary.failed:
             context["ti"].xcom_push(key="summary", value=result)
@@ -388,7 +424,24 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
             dry_run=self.plan_only,
             on_progress=self._progress_logger(),
             resume_check_grace=self.resume_check_grace,
+            on_not_resumed=self.on_not_resumed,
         )
+
+    def _log_reruns(self, summary: BulkResumeSummary) -> None:
+        for started, reruns in ((True, summary.rerun), (False, summary.already_rerun)):
+            for execution_id, rerun_execution_id in reruns.items():
+                self.log.warning(
+                    "%s",
+                    rerun_message(
+                        execution_id, rerun_execution_id, started=started, workflow_name=self.workflow_name
+                    ),
+                )
+        if summary.would_rerun:
+            self.log.info(
+                "Dry run: %d execution(s) would be rerun (every step again) if Core does not resume them: %s",
+                len(summary.would_rerun),
+                ", ".join(summary.would_rerun),
+            )
 
     def _progress_logger(self):
         last_logged = time.monotonic()
@@ -429,7 +482,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
     - FAILED, ``on_retry="resume"`` (the default): resume it, checked like
       ``CerebelumResumeExecutionOperator`` (completed steps are not run again), and wait; when
       Core refuses or the execution stays FAILED the task fails, saying so: it never starts a new
-      execution that would run the completed steps again;
+      execution that would run the completed steps again, unless ``on_not_resumed="rerun"`` (HTTP
+      API only): then the execution still FAILED is rerun once (a new execution with its inputs,
+      every step again; a later retry finds that rerun) and the task waits for the rerun;
     - COMPLETED, ``on_retry="resume"``: re-attach (the task succeeds with it, nothing runs again);
     - ended, ``on_retry="restart"``: start a new execution (the workflow runs from the start).
 
@@ -470,6 +525,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
         reattach_on_retry: bool = True,
         on_retry: str = "resume",
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
+        on_not_resumed: str = "fail",
         stop_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -490,6 +546,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
             raise ValueError(f"on_retry must be one of {ON_RETRY_CHOICES}, got {on_retry!r}")
         self.on_retry = on_retry
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
+        self.on_not_resumed = check_on_not_resumed(on_not_resumed)
         self.stop_on_kill = check_bool(stop_on_kill, field_name="stop_on_kill")
         #: The execution this task instance started or re-attached to, for on_kill.
         self._own_execution_id: str | None = None
@@ -527,7 +584,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
         identity = task_instance_identity(context)
         with self.hook.get_client() as client, task_errors():
             earlier = self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
-            execution_id = self._continue(client, earlier) if earlier is not None else None
+            execution_id = self._continue(context, client, earlier) if earlier is not None else None
             if execution_id is None:
                 execution_id = self._start(context, client, identity)
             self._own_execution_id = execution_id
@@ -553,9 +610,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
             stop_own_execution(self.hook, event["execution_id"], self.log)
         return super().execute_complete(context, event)
 
-    def _continue(self, client: Any, earlier: ExecutionStatus) -> str | None:
-        """The id of the earlier try's execution to wait on now, resumed if it failed; None to start
-        a new one (``on_retry="restart"`` and it ended)."""
+    def _continue(self, context: Context, client: Any, earlier: ExecutionStatus) -> str | None:
+        """The id of the earlier try's execution to wait on now, resumed if it failed (or its rerun,
+        with ``on_not_resumed="rerun"``); None to start a new one (``on_retry="restart"`` and it ended)."""
         execution_id, state = earlier.execution_id, earlier.status
         if not state.is_terminal:
             self.log.info(
@@ -579,10 +636,22 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
             "are not run again",
             execution_id,
         )
-        resume_checked(
-            client, execution_id, skip_completed_steps=True, grace=self.resume_check_grace, log=self.log
+        outcome = resume_checked(
+            client,
+            execution_id,
+            skip_completed_steps=True,
+            grace=self.resume_check_grace,
+            log=self.log,
+            on_not_resumed=self.on_not_resumed,
         )
-        return execution_id
+        if outcome.rerun is None:
+            return execution_id
+        rerun_execution_id = outcome.rerun.rerun_execution_id
+        context["ti"].xcom_push(key="rerun_of", value=execution_id)
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(STATE_STORE_KEY, rerun_execution_id)
+        return rerun_execution_id
 
     def _start(self, context: Context, client: Any, identity: str) -> str:
         from cerebelum_provider.client import CoreAPI
@@ -647,6 +716,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
         listed execution's inputs are read from its start event instead, and its status read.
         """
         from cerebelum_provider.client import CoreAPI
+        from cerebelum_provider.client._rerun import start_event_inputs
 
         states: tuple[ExecutionState, ...] = _ALIVE_STATES
         if self.on_retry == "resume":
@@ -659,7 +729,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
                         yield execution
                     continue
                 events = client.get_execution_events(execution.execution_id)
-                if _started_with_identity(events, identity):
+                if (start_event_inputs(events) or {}).get(CORRELATION_INPUT) == identity:
                     yield client.get_execution_status(execution.execution_id)
 
     def on_kill(self) -> None:
@@ -783,15 +853,6 @@ def stop_own_execution(hook: CerebelumHook, execution_id: str, log: Any) -> None
             log.warning("Could not stop Cerebelum execution %s: %s", execution_id, error)
             return
     log.info("Stopped Cerebelum execution %s, which this task started", execution_id)
-
-
-def _started_with_identity(events: list[dict[str, Any]], identity: str) -> bool:
-    for event in events:
-        if event.get("type") == "ExecutionStartedEvent":
-            data = event.get("data")
-            inputs = data.get("inputs") if isinstance(data, dict) else None
-            return isinstance(inputs, dict) and inputs.get(CORRELATION_INPUT) == identity
-    return False
 
 
 def task_instance_identity(context: Context) -> str:

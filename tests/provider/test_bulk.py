@@ -67,7 +67,10 @@ async def test_resumes_each_failed_execution_once_across_pages(core):
             "failed_to_resume": 0,
             "errors": 0,
             "not_resumed": 0,
+            "rerun": 0,
+            "already_rerun": 0,
             "would_resume": 0,
+            "would_rerun": 0,
         }
     )
 
@@ -431,22 +434,32 @@ def test_summary_to_dict_is_json_safe_and_complete():
     import json
 
     summary = BulkResumeSummary(
-        matched=4, resumed=["a"], already_running=["b"], errors={"c": "boom"}, not_resumed=["d"]
+        matched=6,
+        resumed=["a"],
+        already_running=["b"],
+        errors={"c": "boom"},
+        not_resumed=["d"],
+        rerun={"e": "e-rerun"},
+        already_rerun={"f": "f-rerun"},
     )
     data = json.loads(json.dumps(summary.to_dict()))
     assert data == {
-        "matched": 4,
+        "matched": 6,
         "resumed": ["a"],
         "already_running": ["b"],
         "failed_to_resume": [],
         "errors": {"c": "boom"},
         "not_resumed": ["d"],
+        "rerun": {"e": "e-rerun"},
+        "already_rerun": {"f": "f-rerun"},
         "would_resume": [],
+        "would_rerun": [],
         "dry_run": False,
     }
     assert summary.failed is True
     assert summary.describe() == (
-        "matched=4, resumed=1, already_running=1, failed_to_resume=0, errors=1, not_resumed=1"
+        "matched=6, resumed=1, already_running=1, failed_to_resume=0, errors=1, not_resumed=1, "
+        "rerun=1, already_rerun=1"
     )
 
 
@@ -454,3 +467,5 @@ def test_a_summary_with_only_not_resumed_has_failed():
     summary = BulkResumeSummary(matched=1, not_resumed=["a"])
     assert summary.failed is True
     assert BulkResumeSummary(matched=1, resumed=["a"], already_running=["b"]).failed is False
+    # A rerun is no failure of the run, and no resume either.
+    assert BulkResumeSummary(matched=2, rerun={"a": "a2"}, already_rerun={"b": "b2"}).failed is False

@@ -242,7 +242,10 @@ def test_bulk_resume_of_1000_with_30_percent_unavailable_resumes_each_exactly_on
         "failed_to_resume": [],
         "not_resumed": [],
         "errors": {},
+        "rerun": {},
+        "already_rerun": {},
         "would_resume": [],
+        "would_rerun": [],
         "dry_run": False,
     }
     assert sorted(summary["resumed"]) == sorted(ids)
