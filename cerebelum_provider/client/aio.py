@@ -188,7 +188,7 @@ class ExecutionClient(ClientBase):
         Exactly once: the executions of the workflow are searched (their start events) for a rerun
         of ``execution_id`` first, unless ``known_reruns`` (``{failed id: rerun id}``, from
         :meth:`find_reruns`) is given. The state of ``execution_id`` is not checked: the caller knows
-        it failed (see ``resume`` with ``on_not_resumed``).
+        that it failed and that Core did not resume it (the operators' ``on_not_resumed="rerun"``).
 
         Returns:
             The :class:`~cerebelum_provider.models.Rerun` (``started`` False when found).
