@@ -484,7 +484,8 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
       Core refuses or the execution stays FAILED the task fails, saying so: it never starts a new
       execution that would run the completed steps again, unless ``on_not_resumed="rerun"`` (HTTP
       API only): then the execution still FAILED is rerun once (a new execution with its inputs,
-      every step again; a later retry finds that rerun) and the task waits for the rerun;
+      every step again; a later retry finds that rerun) and the task waits for the rerun, whose id
+      becomes the task's ``execution_id`` (the failed one is in XCom under ``rerun_of``);
     - COMPLETED, ``on_retry="resume"``: re-attach (the task succeeds with it, nothing runs again);
     - ended, ``on_retry="restart"``: start a new execution (the workflow runs from the start).
 
