@@ -304,7 +304,7 @@ def test_bulk_operator_reruns_once_logs_each_and_a_dry_run_starts_nothing(airflo
     core = airflow_core
     failed = seed_failed(core, 3)
 
-    dry = run_dag("cerebelum_bulk_rerun", {"dry_run": True})
+    dry = run_dag("cerebelum_bulk_rerun", {"plan_only": True})
     assert core.call_counts().get("ExecuteWorkflow", 0) == 0
     first = run_dag("cerebelum_bulk_rerun")
     second = run_dag("cerebelum_bulk_rerun")

@@ -142,7 +142,7 @@ def test_bulk_reruns_three_failed_executions_once_and_a_second_run_none(
     workflow = "rc_rerun_bulk"
     failed = sorted(failed_executions(airflow, workflow, 3))
 
-    dry = run_dag("realcore_bulk_rerun", {"workflow_name": workflow, "dry_run": True})
+    dry = run_dag("realcore_bulk_rerun", {"workflow_name": workflow, "plan_only": True})
     assert airflow.executions_total(workflow) == 3  # the dry run started nothing
     first = run_dag("realcore_bulk_rerun", {"workflow_name": workflow})
     reruns = first["bulk_resume"][1]["return_value"]["rerun"]

@@ -44,7 +44,7 @@ with _dag("cerebelum_bulk_rerun", render_template_as_native_obj=True) as cerebel
         task_id="bulk_resume",
         workflow_name="orders",
         max_concurrency=4,
-        dry_run="{{ dag_run.conf.get('dry_run', False) }}",
+        plan_only="{{ dag_run.conf.get('plan_only', False) }}",
         resume_check_grace=GRACE,
         on_not_resumed="rerun",
     )

@@ -46,7 +46,7 @@ with _dag("realcore_bulk_rerun", render_template_as_native_obj=True) as realcore
     CerebelumBulkResumeOperator(
         task_id="bulk_resume",
         workflow_name="{{ dag_run.conf['workflow_name'] }}",
-        dry_run="{{ dag_run.conf.get('dry_run', False) }}",
+        plan_only="{{ dag_run.conf.get('plan_only', False) }}",
         cerebelum_conn_id=HTTP_CONN_ID,
         max_concurrency=4,
         resume_check_grace=RESUME_CHECK_GRACE,
