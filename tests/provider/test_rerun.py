@@ -247,12 +247,12 @@ def airflow_core(core_factory, monkeypatch, airflow_db):
 
 
 @pytest.mark.apis("http")
-@pytest.mark.parametrize("mode", ["poll", "deferrable"])
-def test_resume_operator_reruns_and_waits_for_the_rerun(airflow_core, mode, capfd):
+def test_resume_operator_reruns_and_waits_for_the_rerun(airflow_core, capfd):
     core = airflow_core
     (failed,) = seed_failed(core, 1)
 
-    results = run_dag(f"cerebelum_rerun_{mode}", {"execution_id": failed})
+    # Deferred: the task checks the rerun once in the worker, then the trigger follows it.
+    results = run_dag("cerebelum_rerun_deferrable", {"execution_id": failed})
 
     state, xcoms, _ = results["resume"]
     assert state == "success"
@@ -349,7 +349,13 @@ def test_execute_retry_reruns_once_and_never_reruns_the_rerun(airflow_core, capf
     assert core.call_counts()["ExecuteWorkflow"] == 2
     output = output_of(capfd)
     assert f"its rerun {rerun} was started" in output
-    assert f"{rerun} is itself a rerun (of {original}) and is not rerun again" in output
+    # The third try starts nothing: on Airflow 3.3 it reads the rerun's id from the task state store
+    # and refuses to rerun a rerun; on 3.2 it finds the try's executions in Core (id order) and,
+    # taking the original first, finds its rerun instead of starting one.
+    assert (
+        f"{rerun} is itself a rerun (of {original}) and is not rerun again" in output
+        or f"its rerun {rerun} was found (an earlier run started it" in output
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def _dag(dag_id: str, **kwargs: Any) -> DAG:
     return DAG(dag_id, schedule=None, start_date=START, catchup=False, **kwargs)
 
 
-for _mode in ("no_wait", "poll", "deferrable"):
+for _mode in ("no_wait", "deferrable"):
     with _dag(f"cerebelum_rerun_{_mode}") as _resume_dag:
         CerebelumResumeExecutionOperator(
             task_id="resume",
