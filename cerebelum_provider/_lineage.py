@@ -1,9 +1,11 @@
 """OpenLineage facets of the execute, resume and bulk operators.
 
 Core is the job namespace (``cerebelum://host:port``, never the token), the workflow is the job,
-and the executions the task started or resumed are the run: a ``cerebelum`` run facet carries
-``job`` (``namespace``, ``name``) and ``executionIds``; one execution is also the standard
-``externalQuery`` run facet (its id, with Core's namespace as the source).
+and the executions that run because of the task are the run: a ``cerebelum`` run facet carries
+``job`` (``namespace``, ``name``), ``executionIds`` (started, resumed, or the reruns of those Core
+did not resume) and, when there were reruns, ``rerunOf`` (``{rerun id: failed id}``). A task that
+ran one execution also sends it as the standard ``externalQuery`` run facet (its id, with Core's
+namespace as the source).
 
 Only the OpenLineage provider's listener calls ``get_openlineage_facets_on_complete``. Everything
 OpenLineage is imported inside these functions: without the provider, importing an operator
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 #: The run facet that names Core's job (namespace and workflow) and the executions.
 RUN_FACET = "cerebelum"
+#: XCom key under which the resume operator publishes the rerun it started or found.
+RERUN_XCOM_KEY = "rerun_execution_id"
 
 
 def core_namespace(host: str, port: int) -> str:
@@ -35,7 +39,7 @@ def core_namespace(host: str, port: int) -> str:
 def single_execution_lineage(
     hook: CerebelumHook, task_instance: Any, *, workflow_name: str | None
 ) -> OperatorLineage | None:
-    """Facets of a task that acted on one execution (the id it published to XCom).
+    """Facets of a task that acted on one execution (the id it published to XCom), or on its rerun.
 
     ``workflow_name`` None (the resume operator knows only the id): the workflow is read from
     the XCom result when the task waited for the execution, else from Core.
@@ -47,21 +51,32 @@ def single_execution_lineage(
         return _lineage(hook, workflow_name=workflow_name, execution_ids=())
     if workflow_name is None:
         workflow_name = _workflow_of(hook, task_instance, execution_id)
+    rerun_id = _pull(task_instance, RERUN_XCOM_KEY)
+    if isinstance(rerun_id, str):
+        return _lineage(
+            hook, workflow_name=workflow_name, execution_ids=(rerun_id,), rerun_of={rerun_id: execution_id}
+        )
     return _lineage(hook, workflow_name=workflow_name, execution_ids=(execution_id,))
 
 
 def bulk_lineage(
     hook: CerebelumHook, task_instance: Any, *, workflow_name: str | None
 ) -> OperatorLineage | None:
-    """Facets of a bulk resume: the executions it resumed (Core answered ``resumed`` or
-    ``already_running``); ``workflow_name`` None (every workflow) leaves the job's name None."""
+    """Facets of a bulk resume: the executions Core answered ``resumed`` or ``already_running`` for,
+    and the reruns of those it did not resume; ``workflow_name`` None (every workflow) leaves the
+    job's name None."""
     if not _openlineage_installed():
         return None
     summary = _pull(task_instance, "return_value")
-    resumed: list[str] = []
-    if isinstance(summary, dict):
-        resumed = [*summary.get("resumed", ()), *summary.get("already_running", ())]
-    return _lineage(hook, workflow_name=workflow_name, execution_ids=resumed)
+    if not isinstance(summary, dict):
+        return _lineage(hook, workflow_name=workflow_name, execution_ids=())
+    rerun_of = {
+        rerun_id: failed_id
+        for key in ("rerun", "already_rerun")
+        for failed_id, rerun_id in (summary.get(key) or {}).items()
+    }
+    running = [*summary.get("resumed", ()), *summary.get("already_running", ()), *rerun_of]
+    return _lineage(hook, workflow_name=workflow_name, execution_ids=running, rerun_of=rerun_of)
 
 
 def _openlineage_installed() -> bool:
@@ -73,18 +88,24 @@ def _openlineage_installed() -> bool:
 
 
 def _lineage(
-    hook: CerebelumHook, *, workflow_name: str | None, execution_ids: Sequence[str]
+    hook: CerebelumHook,
+    *,
+    workflow_name: str | None,
+    execution_ids: Sequence[str],
+    rerun_of: dict[str, str] | None = None,
 ) -> OperatorLineage:
     from airflow.providers.common.compat.openlineage.facet import ExternalQueryRunFacet, RunFacet
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     settings = hook.get_settings()
     namespace = core_namespace(settings.host, settings.port)
-    run_facets: dict[str, Any] = {
-        RUN_FACET: RunFacet().with_additional_properties(
-            job={"namespace": namespace, "name": workflow_name}, executionIds=list(execution_ids)
-        )
+    properties: dict[str, Any] = {
+        "job": {"namespace": namespace, "name": workflow_name},
+        "executionIds": list(execution_ids),
     }
+    if rerun_of:
+        properties["rerunOf"] = dict(rerun_of)
+    run_facets: dict[str, Any] = {RUN_FACET: RunFacet().with_additional_properties(**properties)}
     if len(execution_ids) == 1:
         run_facets["externalQuery"] = ExternalQueryRunFacet(
             externalQueryId=execution_ids[0], source=namespace
@@ -97,10 +118,23 @@ def _pull(task_instance: Any, key: str) -> Any:
     return task_instance.xcom_pull(task_ids=task_instance.task_id, key=key)
 
 
-def _workflow_of(hook: CerebelumHook, task_instance: Any, execution_id: str) -> str:
+def _workflow_of(hook: CerebelumHook, task_instance: Any, execution_id: str) -> str | None:
+    """The execution's workflow: from the task's XCom result when it waited for it, else from Core
+    (its status; over HTTP, whose status does not name the workflow, its log's start event)."""
+    from cerebelum_provider.client import CoreAPI
+    from cerebelum_provider.client._rerun import StartRecord
+    from cerebelum_provider.exceptions import CerebelumError
+
     result = _pull(task_instance, "return_value")
     execution = result.get("execution") if isinstance(result, dict) else None
-    if isinstance(execution, dict) and isinstance(execution.get("workflow_name"), str):
-        return execution["workflow_name"]
+    if isinstance(execution, dict) and execution.get("workflow_name"):
+        return str(execution["workflow_name"])
     with hook.get_client() as client:
-        return client.get_execution_status(execution_id).workflow_name
+        workflow = client.get_execution_status(execution_id).workflow_name
+        if workflow or client.api is not CoreAPI.HTTP:
+            return workflow or None
+        try:
+            events = client.get_execution_events(execution_id)
+            return StartRecord.of(events, execution_id, client.address).workflow_name
+        except CerebelumError:
+            return None

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from airflow.listeners import hookimpl
 
-from tests.core_apis import connection_uri, current_api
+from tests.core_apis import connection_uri, current_api, set_current_api
 from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 
 TOKEN = "lineage-test-token-93ad"
@@ -135,3 +135,51 @@ def test_a_deferred_execute_reports_its_execution_after_the_trigger(
     assert facets["cerebelum"]["job"] == {"namespace": core_namespace(core), "name": "orders"}
     assert facets["cerebelum"]["executionIds"] == [execute_id]
     assert facets["externalQuery"]["externalQueryId"] == execute_id
+
+
+def test_reruns_are_the_executions_reported_with_the_failed_ones_they_rerun(
+    core_factory, monkeypatch, airflow_db, recorded_lineage
+):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from tests.lineage.dags.cerebelum_lineage_dags import cerebelum_lineage_rerun
+
+    # The released Core's behaviour: a resume of a FAILED execution runs nothing. Rerunning reads
+    # the event log, which only Core's HTTP API serves.
+    core = core_factory(real_core_bugs=True, step_seconds=0.05, token=TOKEN)
+    failed_billing = core.start_execution("billing", {"invoice": 1}, fail_at=0)
+    failed_refunds = [core.start_execution("refunds", {"refund": n}, fail_at=0) for n in range(2)]
+    core.run_until_settled()
+    set_current_api("http")
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, token=TOKEN))
+        namespace = core_namespace(core)
+    finally:
+        set_current_api("grpc")
+
+    run = cerebelum_lineage_rerun.test(run_conf={"execution_id": failed_billing})
+
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == dict.fromkeys(
+        ("resume", "bulk_resume"), "success"
+    )
+    with create_session() as session:
+        xcoms = {
+            (row.task_id, row.key): row.value for row in session.query(XComModel).filter_by(run_id=run.run_id)
+        }
+    billing_rerun = xcoms[("resume", "rerun_execution_id")]
+    refunds_reruns = xcoms[("bulk_resume", "return_value")]["rerun"]
+    assert sorted(refunds_reruns) == sorted(failed_refunds)
+
+    resume = as_json(recorded_lineage["resume"].run_facets)
+    assert resume["cerebelum"]["job"] == {"namespace": namespace, "name": "billing"}
+    assert resume["cerebelum"]["executionIds"] == [billing_rerun]
+    assert resume["cerebelum"]["rerunOf"] == {billing_rerun: failed_billing}
+    assert resume["externalQuery"]["externalQueryId"] == billing_rerun
+
+    bulk = as_json(recorded_lineage["bulk_resume"].run_facets)
+    assert bulk["cerebelum"]["job"] == {"namespace": namespace, "name": "refunds"}
+    assert sorted(bulk["cerebelum"]["executionIds"]) == sorted(refunds_reruns.values())
+    assert bulk["cerebelum"]["rerunOf"] == {rerun: failed for failed, rerun in refunds_reruns.items()}
+    for lineage in recorded_lineage.values():
+        assert TOKEN not in json.dumps(as_json(lineage.run_facets))
