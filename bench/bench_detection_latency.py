@@ -63,7 +63,7 @@ def main() -> None:
     facts = machine()
     with RemoteCore.start(latency=args.latency) as core:
         execution_ids = core.seed("detect", count, "running")
-        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{core.address}"
+        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{core.address}?api=grpc"
         result = asyncio.run(measure(core, execution_ids, spread))
     latencies = result["latencies"]
     worst = max(latencies)

@@ -56,7 +56,7 @@ async def _measure(core: Any, api: str, size: int, repeat: int) -> dict[str, Any
 
     address = core.http_url if api == "http" else core.address
     os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = (
-        f"cerebelum://127.0.0.1:{core.http_port}?api=http" if api == "http" else f"cerebelum://{core.address}"
+        f"cerebelum://127.0.0.1:{core.http_port}?api=http" if api == "http" else f"cerebelum://{core.address}?api=grpc"
     )
     async with ExecutionClient(address) as client:
 

@@ -215,7 +215,7 @@ FLOOR_ERRORS = [0]
 
 def run_ours(args: argparse.Namespace, api: str, options: set[str], start: str) -> dict[str, Any]:
     if api == "grpc":
-        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{args.address}"
+        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{args.address}?api=grpc"
     else:
         host_port = args.http_url.split("://", 1)[1]
         os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{host_port}?api=http"

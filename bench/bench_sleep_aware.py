@@ -79,7 +79,7 @@ def rpc_count(count: int, window: float) -> dict[str, Any]:
     for name, trigger_class in (("ours", ours_class), ("fixed", fixed_class)):
         with RemoteCore.start() as core:
             execution_ids = core.seed("naps", count, "sleeping", sleep_ms=600_000)
-            os.environ["AIRFLOW_CONN_CEREBELUM_NAPS"] = f"cerebelum://{core.address}"
+            os.environ["AIRFLOW_CONN_CEREBELUM_NAPS"] = f"cerebelum://{core.address}?api=grpc"
             events: list[tuple[float, Any]] = []
 
             async def fleet() -> None:
@@ -114,7 +114,7 @@ def wake_up(count: int, shortest: float, longest: float) -> dict[str, Any]:
         for _ in range(count):
             ids += core.seed("wakes", 1, "sleeping", sleep_ms=int(rng.uniform(shortest, longest) * 1000))
         ends = core.sleep_ends(ids)
-        os.environ["AIRFLOW_CONN_CEREBELUM_WAKE"] = f"cerebelum://{core.address}"
+        os.environ["AIRFLOW_CONN_CEREBELUM_WAKE"] = f"cerebelum://{core.address}?api=grpc"
         events: list[tuple[float, Any]] = []
         asyncio.run(watch(ours_class, ids, "cerebelum_wake", events, success_states=["EXECUTION_RUNNING"]))
         rpcs = core.call_counts().get("GetExecutionStatus", 0)

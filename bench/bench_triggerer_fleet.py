@@ -70,8 +70,8 @@ LABELS = {
 
 def _connection_uri(address: str, ca_path: str | None) -> str:
     if ca_path is None:
-        return f"cerebelum://{address}"
-    return f"cerebelum://{address}?tls=true&ca_cert={ca_path}&server_name=localhost"
+        return f"cerebelum://{address}?api=grpc"
+    return f"cerebelum://{address}?api=grpc&tls=true&ca_cert={ca_path}&server_name=localhost"
 
 
 class GCPauses:

@@ -64,6 +64,15 @@ class CerebelumRPCError(CerebelumError):
     """Any other failure of a call; ``code`` holds the gRPC status code or the HTTP status."""
 
 
+class CoreAPIMismatchError(CerebelumRPCError):
+    """The address answers the other of Core's two APIs, or no Core API at all: a gRPC client at
+    Core's HTTP port, or an HTTP client at its gRPC port.
+
+    Never retried, and final for a task: the same address answers the same way until the
+    connection's ``api`` or port is changed, which the message names.
+    """
+
+
 class CoreInternalError(CerebelumRPCError):
     """Core crashed answering the call (gRPC ``UNKNOWN "Internal Server Error"``, HTTP 500).
 

@@ -19,10 +19,10 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "api": {
         "label": "Core API",
         "description": (
-            "grpc: Core's gRPC API (port 9090 by default). http: Core's REST API (port 4001 by default), "
-            "which the released Cores need for status queries and which alone can stop and approve."
+            "http: Core's REST API (port 4001 by default), which the released Cores need for status "
+            "queries and which alone can stop and approve. grpc: Core's gRPC API (port 9090 by default)."
         ),
-        "schema": {"type": ["string", "null"], "enum": ["grpc", "http", None], "default": "grpc"},
+        "schema": {"type": ["string", "null"], "enum": ["http", "grpc", None], "default": "http"},
     },
     "tls": {
         "label": "Use TLS",
@@ -47,6 +47,24 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "client_key": {
         "label": "Client key path",
         "description": "PEM private key of the client certificate, as a file path.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "ca_cert_pem": {
+        "label": "CA bundle (pasted PEM)",
+        "description": (
+            "The CA certificates themselves, pasted (-----BEGIN CERTIFICATE----- ...), instead of a path: "
+            "nothing to copy to every worker, triggerer and api-server."
+        ),
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "client_cert_pem": {
+        "label": "Client certificate (pasted PEM)",
+        "description": "The client certificate itself, pasted, instead of a path; needs the client key too.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "client_private_key_pem": {
+        "label": "Client key (pasted PEM)",
+        "description": "The client certificate's private key itself, pasted (-----BEGIN PRIVATE KEY-----).",
         "schema": {"type": ["string", "null"], "format": "password"},
     },
     "server_name": {
@@ -118,7 +136,7 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": {"host": "Core host", "port": "Core port", "password": "Bearer token"},
                     "placeholders": {
                         "host": "core.example.com",
-                        "port": "9090 (gRPC) or 4001 (REST)",
+                        "port": "4001 (HTTP) or 9090 (gRPC) when empty",
                         "password": "token sent as 'Authorization: Bearer <token>' (needed by the REST API)",
                     },
                 },

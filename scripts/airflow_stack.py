@@ -9,7 +9,7 @@ Typical use::
 
     with EmulatorProcess(db_path=work / "core.sqlite", demo=True) as core, AirflowStack(
         home=work / "airflow", dags_folder=REPO / "example_dags",
-        connections={"cerebelum_default": f"cerebelum://{core.address}"},
+        connections={"cerebelum_default": f"cerebelum://127.0.0.1:{core.http_port}"},
     ) as airflow:
         run_id = airflow.trigger_dag("example_cerebelum_wait", conf={"execution_id": "..."})
         result = airflow.wait_for_run(
@@ -53,7 +53,7 @@ DB_TEMPLATE_DIR = REPO / ".airflow" / "db-templates"
 
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
-_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+_LISTENING = re.compile(r"listening on (\S+):(\d+) \(REST (http://\S+):(\d+)\)")
 
 
 class StackError(RuntimeError):
@@ -147,10 +147,10 @@ def spawn(
 
 
 class EmulatorProcess:
-    """The Core emulator CLI as a subprocess on a free port.
+    """The Core emulator CLI as a subprocess serving both APIs, each on a free port.
 
-    ``address`` is read from the line it prints when it listens. Use as a context manager or
-    call :meth:`start` and :meth:`stop`.
+    ``address`` (gRPC, ``host:port``), ``http_url`` and ``http_port`` (REST) are read from the line
+    it prints when it listens. Use as a context manager or call :meth:`start` and :meth:`stop`.
     """
 
     def __init__(
@@ -170,10 +170,14 @@ class EmulatorProcess:
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
         self.address: str = ""
+        self.http_url: str = ""
+        self.http_port: int = 0
         self._process: ManagedProcess | None = None
 
     def argv(self) -> list[str]:
-        argv = [EMULATOR_BIN, "serve", "--port", "0", "--host", "127.0.0.1", "--db", str(self.db_path)]
+        argv = [
+            EMULATOR_BIN, "serve", "--port", "0", "--http-port", "0", "--host", "127.0.0.1", "--db", str(self.db_path)
+        ]
         if self.demo:
             argv.append("--demo")
         if self.step_seconds is not None:
@@ -195,6 +199,7 @@ class EmulatorProcess:
             match = _LISTENING.search(self.log_path.read_text(errors="replace"))
             if match:
                 self.address = f"{match.group(1)}:{match.group(2)}"
+                self.http_url, self.http_port = f"{match.group(3)}:{match.group(4)}", int(match.group(4))
                 return self
             if not self._process.alive():
                 break

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         airflow = AirflowStack(
             home=work / "airflow",
             dags_folder=DAGS_FOLDER,
-            connections={"cerebelum_default": f"cerebelum://{emulator.address}"},
+            connections={"cerebelum_default": f"cerebelum://{emulator.address}?api=grpc"},
             api_port=port,
         )
         print(f"Starting Airflow (AIRFLOW_HOME={airflow.home.relative_to(REPO)}) ...", flush=True)

@@ -262,7 +262,7 @@ class RealCore:
         if api == "http":
             return f"cerebelum://:{quote(self.token, safe='')}@127.0.0.1:{self.http_port}?api=http&timeout=15"
         if api == "grpc":
-            return f"cerebelum://{self.grpc_target}?timeout=15"
+            return f"cerebelum://{self.grpc_target}?api=grpc&timeout=15"
         raise ValueError(f"api must be 'http' or 'grpc', got {api!r}")
 
     # ---- lifecycle -----------------------------------------------------------------------------

@@ -36,6 +36,6 @@ def connection_uri(core: Any, token: str | None = None, **extras: Any) -> str:
     address = core.address
     if _current["api"] == "http":
         address = f"127.0.0.1:{core.http_port}"
-        extras = {"api": "http", **extras}
+    extras = {"api": _current["api"], **extras}
     query = f"?{urlencode(extras)}" if extras else ""
     return f"cerebelum://{credentials}{address}{query}"

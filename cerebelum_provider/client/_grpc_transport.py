@@ -25,6 +25,7 @@ from cerebelum_provider.exceptions import (
     CerebelumError,
     CerebelumRPCError,
     CerebelumTLSError,
+    CoreAPIMismatchError,
     CoreInternalError,
     CoreUnavailableError,
     ExecutionNotFoundError,
@@ -60,6 +61,10 @@ _TLS_FAILURE_MARKERS = (
     "certificate_verify_failed",
     "verification check failed",
 )
+# What gRPC says when the address answers plain HTTP, as Core's REST port does: an HTTP/2 server
+# (the real Core's Phoenix) answers the gRPC path with a 404, an HTTP/1.1-only one fails gRPC's
+# handshake. Only a 404: a gateway's 503 during a restart is an outage, and is retried.
+_HTTP_SERVER_MARKERS = ("received http2 header with status: 404", "trying to connect an http1.x server")
 
 # Keepalive pings while calls are in flight make a half-open connection (peer gone without a
 # FIN) fail within keepalive_time + keepalive_timeout; setting keepalive_time also makes gRPC
@@ -102,9 +107,20 @@ def is_tls_failure(error: grpc.RpcError) -> bool:
     return any(marker in details for marker in _TLS_FAILURE_MARKERS)
 
 
+def is_http_server(error: grpc.RpcError) -> bool:
+    """True when the address answered as a plain HTTP server (Core's REST port), not gRPC."""
+    details = (_details(error) or "").lower()
+    return any(marker in details for marker in _HTTP_SERVER_MARKERS)
+
+
 def is_retryable(error: BaseException) -> bool:
     """True for a transient gRPC failure that another attempt may cure."""
-    return isinstance(error, grpc.RpcError) and _code(error) in TRANSIENT_CODES and not is_tls_failure(error)
+    return (
+        isinstance(error, grpc.RpcError)
+        and _code(error) in TRANSIENT_CODES
+        and not is_tls_failure(error)
+        and not is_http_server(error)
+    )
 
 
 def is_internal_crash(error: grpc.RpcError) -> bool:
@@ -123,6 +139,13 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
     about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
     if is_internal_crash(error):
         return CoreInternalError(_crash_message(operation, address), **context)
+    if is_http_server(error):
+        return CoreAPIMismatchError(
+            f"Cerebelum Core at {address} answered {operation.name}{about} as an HTTP server, not gRPC "
+            f"({code_name}: {details}): this is Core's HTTP (REST) port. Connect with http://HOST:PORT "
+            "(api=http in the Airflow connection), or use Core's gRPC port (9090 by default)",
+            **context,
+        )
     if code in _AUTH_CODES:
         return CerebelumAuthError(
             f"Cerebelum Core at {address} refused {operation.name}{about}: {code_name} ({details}); "

@@ -13,6 +13,8 @@ REST form and return its converted answer. The mapping, the same on both APIs:
   off (``max_attempts=1``) waits for no window;
 - a failed TLS handshake -> ``CerebelumTLSError`` at once;
 - 500 -> ``CoreInternalError`` (Core crashed answering; the same call crashes again);
+- an empty 404 (what Core's gRPC port answers HTTP/1.1) and an answer that is not HTTP/1.1 at all
+  (an HTTP/2-only gRPC server) -> ``CoreAPIMismatchError`` at once, naming the setting to change;
 - 404 without Core's ``error`` word (a path Core has no route for: a wrong address) and answers
   that are not JSON -> ``CerebelumRPCError``;
 - 2xx, 404, 422 and other answers -> the operation's converter, which knows what they mean for
@@ -44,6 +46,7 @@ from cerebelum_provider.exceptions import (
     CerebelumError,
     CerebelumRPCError,
     CerebelumTLSError,
+    CoreAPIMismatchError,
     CoreInternalError,
     CoreUnavailableError,
 )
@@ -120,6 +123,14 @@ def _ssl_alert(error: BaseException, *, any_ssl_error: bool = False) -> bool:
     return False
 
 
+def speaks_no_http1(error: BaseException) -> bool:
+    """True when the server answered bytes that cannot start an HTTP/1.1 response: an HTTP/2-only
+    server such as a gRPC port (its first frame is binary), or a TLS port answering plaintext."""
+    return isinstance(error, httpx.RemoteProtocolError) and str(error).startswith(
+        ("illegal request line", "illegal status line")
+    )
+
+
 # Failures of the connection (a bare ssl.SSLError: see _FAILURES); TLS alerts among them are not retried.
 _NETWORK_FAILURES = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, ssl.SSLError)
 
@@ -129,7 +140,7 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, _TransientAnswer):
         return True
     if isinstance(error, _NETWORK_FAILURES):
-        return not is_tls_failure(error)
+        return not is_tls_failure(error) and not speaks_no_http1(error)
     return False
 
 
@@ -235,6 +246,15 @@ class _HttpTransportBase:
                 f"HTTP {response.status_code} {shown(answer.body, 300)}",
                 **context,
             )
+        if response.status_code == 404 and not response.content:
+            # Core's REST API names what it did not find; its gRPC port answers HTTP/1.1 an empty 404.
+            raise CoreAPIMismatchError(
+                f"Cerebelum Core at {self.address} answered {operation.name}{about} ({call.method} "
+                f"{call.path}) with an empty HTTP 404, as Core's gRPC port does, not its REST API: use "
+                "Core's HTTP port (4001 by default), or connect with host:port (api=grpc in the Airflow "
+                "connection); behind a gateway, check the path in core_url",
+                **context,
+            )
         if answer.body is None:
             raise CerebelumRPCError(
                 f"Cerebelum Core at {self.address} answered {operation.name}{about} with HTTP "
@@ -292,6 +312,14 @@ class _HttpTransportBase:
             return CerebelumTLSError(
                 f"TLS handshake with Cerebelum Core at {self.address} failed ({error}); check the CA "
                 "bundle, the client certificate and the server name",
+                **context,
+            )
+        if speaks_no_http1(error):
+            return CoreAPIMismatchError(
+                f"Cerebelum Core at {self.address} answered {operation.name}{about} with bytes that are "
+                f"not HTTP/1.1 ({error}): this is Core's gRPC port, or a port that wants TLS. Use Core's "
+                "HTTP port (4001 by default) or connect with host:port (api=grpc in the Airflow "
+                "connection); for a TLS port use https:// (tls=true)",
                 **context,
             )
         if is_retryable(error):

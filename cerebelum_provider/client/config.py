@@ -46,23 +46,39 @@ _EXPECTED_FORMS = (
 class TLSConfig:
     """TLS options for the channel to Core; ``TLSConfig()`` trusts the system roots.
 
-    Paths are read once, when the client is built, so a wrong path fails at construction.
+    Each of the CA bundle, the client certificate and the client key is given either as a path or
+    as PEM (``str`` or ``bytes``), not both. Paths are read once, when the client is built, so a
+    wrong path fails at construction. The PEM of the client key never shows in ``repr()``.
     """
 
     ca_cert_path: str | None = None
     client_cert_path: str | None = None
     client_key_path: str | None = None
     server_name_override: str | None = None
+    ca_cert_pem: str | bytes | None = None
+    client_cert_pem: str | bytes | None = None
+    client_key_pem: str | bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("ca_cert_path", "client_cert_path", "client_key_path", "server_name_override"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise TypeError(f"TLSConfig.{name} must be a non-empty string or None, got {value!r}")
-        if (self.client_cert_path is None) != (self.client_key_path is None):
+        for name in ("ca_cert_pem", "client_cert_pem", "client_key_pem"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (str, bytes)) or not value.strip()):
+                # Never echo PEM: the client key's is a secret.
+                raise TypeError(f"TLSConfig.{name} must be non-empty PEM (str or bytes) or None")
+        for what in ("ca_cert", "client_cert", "client_key"):
+            if getattr(self, f"{what}_path") is not None and getattr(self, f"{what}_pem") is not None:
+                raise ValueError(f"TLSConfig takes {what}_path or {what}_pem, not both")
+        has_cert = self.client_cert_path is not None or self.client_cert_pem is not None
+        has_key = self.client_key_path is not None or self.client_key_pem is not None
+        if has_cert != has_key:
             raise ValueError(
-                "TLSConfig needs both client_cert_path and client_key_path for mutual TLS, got "
-                f"client_cert_path={self.client_cert_path!r}, client_key_path={self.client_key_path!r}"
+                "TLSConfig needs both a client certificate (client_cert_path or client_cert_pem) and its "
+                "key (client_key_path or client_key_pem) for mutual TLS, got only the "
+                f"{'certificate' if has_cert else 'key'}"
             )
 
 

@@ -5,24 +5,29 @@ operators can use it directly. Extras may come from the UI form (real JSON types
 (``?tls=true&timeout=10&api=http``, every value a string) or with the legacy
 ``extra__cerebelum__`` prefix; all three forms parse to the same settings.
 
-The ``api`` extra picks which of Core's APIs the connection speaks: ``grpc`` (the default, port
-9090 when none is given) or ``http``, Core's REST API (port 4001 when none is given; ``tls``
-makes it https).
+The ``api`` extra picks which of Core's APIs the connection speaks: ``http``, Core's REST API (the
+default, port 4001 when none is given; ``tls`` makes it https), or ``grpc`` (port 9090 when none is
+given). The CA bundle, client certificate and client key are given as file paths (``ca_cert``,
+``client_cert``, ``client_key``) or pasted as PEM (``ca_cert_pem``, ``client_cert_pem``,
+``client_private_key_pem``: a name Airflow masks, as it holds a secret).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 #: Core's default gRPC port.
-DEFAULT_PORT = 9090
+DEFAULT_GRPC_PORT = 9090
 #: Core's default REST (Phoenix) port.
 DEFAULT_HTTP_PORT = 4001
-#: The values of the ``api`` extra, the first being the default.
-API_CHOICES = ("grpc", "http")
+#: The values of the ``api`` extra, the first being the default: the released Cores answer status
+#: queries over HTTP only.
+API_CHOICES = ("http", "grpc")
 #: Deadline of one call attempt, in seconds, when the connection sets none.
 DEFAULT_TIMEOUT = 10.0
 #: Attempts of one call (the first and its retries) when the connection sets none: the one retry
@@ -38,6 +43,13 @@ TASK_MAX_BACKOFF = 10.0
 _EXTRA_PREFIX = "extra__cerebelum__"
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
+#: The pasted-PEM extras, each with the path extra it stands for and the PEM block it must hold.
+PEM_EXTRAS = {
+    "ca_cert_pem": ("ca_cert", "CERTIFICATE"),
+    "client_cert_pem": ("client_cert", "CERTIFICATE"),
+    "client_private_key_pem": ("client_key", "PRIVATE KEY"),
+}
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,13 @@ class CerebelumConnectionSettings:
     server_name: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     ui_url: str | None = None
-    api: str = "grpc"
+    api: str = API_CHOICES[0]
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ca_cert_pem: str | None = field(default=None, repr=False)
+    client_cert_pem: str | None = field(default=None, repr=False)
+    client_key_pem: str | None = field(default=None, repr=False)
+    #: True when the connection named no ``api`` and got the default (the hook logs it).
+    api_defaulted: bool = field(default=False, compare=False)
 
     @property
     def address(self) -> str:
@@ -70,8 +87,13 @@ class CerebelumConnectionSettings:
         return f"{host}:{self.port}"
 
     def tls_key(self) -> tuple[Any, ...]:
-        """The TLS settings as a hashable tuple (part of the shared-client key)."""
-        return (self.tls, self.ca_cert, self.client_cert, self.client_key, self.server_name)
+        """The TLS settings as a hashable tuple (part of the shared-client key); pasted PEM is
+        represented by its digest, so the key never holds the private key."""
+        pems = tuple(
+            hashlib.sha256(pem.encode()).hexdigest() if pem else None
+            for pem in (self.ca_cert_pem, self.client_cert_pem, self.client_key_pem)
+        )
+        return (self.tls, self.ca_cert, self.client_cert, self.client_key, self.server_name, *pems)
 
     def retry_config(self) -> Any:
         """The one retry budget of a call: ``max_attempts`` attempts with the task backoff."""
@@ -95,6 +117,9 @@ class CerebelumConnectionSettings:
                 client_cert_path=self.client_cert,
                 client_key_path=self.client_key,
                 server_name_override=self.server_name,
+                ca_cert_pem=self.ca_cert_pem,
+                client_cert_pem=self.client_cert_pem,
+                client_key_pem=self.client_key_pem,
             )
         return {"core_url": self.address, "tls": tls, "token": self.token, "timeout": self.timeout}
 
@@ -140,7 +165,7 @@ def parse_bool(value: Any, *, field_name: str) -> bool:
 def _port(connection: Any, api: str) -> int:
     raw = connection.port
     if raw is None or raw == "":
-        return DEFAULT_HTTP_PORT if api == "http" else DEFAULT_PORT
+        return DEFAULT_HTTP_PORT if api == "http" else DEFAULT_GRPC_PORT
     try:
         port = int(str(raw).strip())
     except ValueError:
@@ -194,6 +219,51 @@ def _max_attempts(extras: dict[str, Any], conn_id: str) -> int:
     return attempts
 
 
+def _pem(extras: dict[str, Any], name: str, conn_id: str) -> str | None:
+    """A pasted PEM extra, made whole again: a password box drops the line breaks of what is pasted
+    into it, so each block's base64 is re-wrapped at 64 characters."""
+    text = _text(extras, name, conn_id)
+    if text is None:
+        return None
+    wanted = PEM_EXTRAS[name][1]
+    blocks = [(label, re.sub(r"\s+", "", body)) for label, body in _PEM_BLOCK.findall(text)]
+    if not any(label.endswith(wanted) for label, _ in blocks):
+        # Never echo the value: it may be a private key.
+        raise ValueError(
+            f"connection {conn_id!r}: extra field {name!r} must hold a PEM block "
+            f"'-----BEGIN {wanted}-----' ... '-----END {wanted}-----' ({len(text)} characters given, none "
+            "such found)"
+        )
+    return "".join(
+        f"-----BEGIN {label}-----\n"
+        + "".join(body[start : start + 64] + "\n" for start in range(0, len(body), 64))
+        + f"-----END {label}-----\n"
+        for label, body in blocks
+    )
+
+
+def _host(connection: Any) -> str:
+    conn_id = connection.conn_id
+    host = (connection.host or "").strip()
+    if not host:
+        raise ValueError(f"connection {conn_id!r}: host is missing; expected Core's host name or IP address")
+    if "://" in host or "/" in host or any(char.isspace() for char in host):
+        raise ValueError(
+            f"connection {conn_id!r}: host must be a bare host name, got {host!r} "
+            "(put the port in the port field, switch TLS on with the 'tls' extra and pick the API with "
+            "the 'api' extra)"
+        )
+    if host.startswith("[") and host.endswith("]") and host.count("]") == 1:
+        host = host[1:-1]
+    # One colon is host:port; an IPv6 address has at least two.
+    if host.count(":") == 1 or "[" in host or "]" in host:
+        raise ValueError(
+            f"connection {conn_id!r}: host must be a bare host name or IP address without a port, got "
+            f"{host!r}; put the port in the Port field"
+        )
+    return host
+
+
 def _readable_file(path: str | None, name: str, conn_id: str) -> None:
     if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
         raise ValueError(f"connection {conn_id!r}: extra field {name!r} names no readable file: {path!r}")
@@ -212,28 +282,29 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
         The :class:`CerebelumConnectionSettings`.
 
     Raises:
-        ValueError: naming the field: missing host, host carrying a scheme or path, port not a
-            number, api neither grpc nor http, timeout not above 0, max_attempts not in 1..100,
+        ValueError: naming the field: missing host, host carrying a scheme, path or port, port not
+            a number, api neither grpc nor http, timeout not above 0, max_attempts not in 1..100,
             TLS switched off while TLS files are given, a TLS file that cannot be read, a client
-            certificate without key (or the reverse), a ``ui_url`` that is not an http(s) URL.
+            certificate without key (or the reverse), a TLS file given both as a path and as PEM,
+            pasted PEM without the block it needs, a ``ui_url`` that is not an http(s) URL.
     """
     conn_id = connection.conn_id
-    host = (connection.host or "").strip()
-    if not host:
-        raise ValueError(f"connection {conn_id!r}: host is missing; expected Core's host name or IP address")
-    if "://" in host or "/" in host or any(char.isspace() for char in host):
-        raise ValueError(
-            f"connection {conn_id!r}: host must be a bare host name, got {host!r} "
-            "(put the port in the port field, switch TLS on with the 'tls' extra and pick the API with "
-            "the 'api' extra)"
-        )
+    host = _host(connection)
     extras = _extras(connection, extra)
     api = _api(extras, conn_id)
     ca_cert = _text(extras, "ca_cert", conn_id)
     client_cert = _text(extras, "client_cert", conn_id)
     client_key = _text(extras, "client_key", conn_id)
     server_name = _text(extras, "server_name", conn_id)
-    tls_files_given = any(value is not None for value in (ca_cert, client_cert, client_key, server_name))
+    pems = {name: _pem(extras, name, conn_id) for name in PEM_EXTRAS}
+    for name, (path_name, _) in PEM_EXTRAS.items():
+        if pems[name] is not None and _text(extras, path_name, conn_id) is not None:
+            raise ValueError(
+                f"connection {conn_id!r}: give {path_name!r} (a file path) or {name!r} (pasted PEM), not both"
+            )
+    tls_files_given = any(
+        value is not None for value in (ca_cert, client_cert, client_key, server_name, *pems.values())
+    )
     if extras.get("tls") is None:
         # A CA bundle or client certificate only makes sense over TLS: never fall back to plaintext.
         tls = tls_files_given
@@ -244,10 +315,13 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
                 f"connection {conn_id!r}: extra field 'tls' is false but TLS settings are given "
                 "(ca_cert, client_cert, client_key or server_name); set tls to true or remove them"
             )
-    if (client_cert is None) != (client_key is None):
+    has_cert = client_cert is not None or pems["client_cert_pem"] is not None
+    has_key = client_key is not None or pems["client_private_key_pem"] is not None
+    if has_cert != has_key:
         raise ValueError(
-            f"connection {conn_id!r}: mutual TLS needs both extra fields 'client_cert' and 'client_key', "
-            f"got client_cert={client_cert!r} and client_key={'set' if client_key else None!r}"
+            f"connection {conn_id!r}: mutual TLS needs both a client certificate ('client_cert' or "
+            "'client_cert_pem') and its key ('client_key' or 'client_private_key_pem'), got only the "
+            f"{'certificate' if has_cert else 'key'}"
         )
     for name, path in (("ca_cert", ca_cert), ("client_cert", client_cert), ("client_key", client_key)):
         _readable_file(path, name, conn_id)
@@ -270,4 +344,8 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
         ui_url=ui_url,
         api=api,
         max_attempts=_max_attempts(extras, conn_id),
+        ca_cert_pem=pems["ca_cert_pem"],
+        client_cert_pem=pems["client_cert_pem"],
+        client_key_pem=pems["client_private_key_pem"],
+        api_defaulted=extras.get("api") in (None, ""),
     )

@@ -29,6 +29,8 @@ from cerebelum_provider.hooks._shared_clients import shared_client, token_finger
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient
 
+_API_NAMES = {"http": "HTTP", "grpc": "gRPC"}
+
 #: Seconds the hooks of one event loop reuse a connection's looked-up settings: an edited connection
 #: reaches the triggers that start after it within this time.
 CONNECTION_CACHE_SECONDS = 60.0
@@ -94,8 +96,8 @@ async def _adecode_extra(connection: Any) -> dict[str, Any]:
     if aextra_dejson is not None:
         return await aextra_dejson()
     # Airflow 3.2 has no async decoder, and its extra_dejson masks values through a blocking
-    # call to the supervisor. Nothing secret lives in these extras (certificates and keys are
-    # file paths; the token is the password field, masked by Airflow), so plain JSON is enough.
+    # call to the supervisor. Plain JSON is enough: the only secret an extra may hold, a pasted
+    # client key, is under a name Airflow masks wherever it shows extras, and is never logged here.
     try:
         extra = json.loads(connection.extra)
     except ValueError as error:
@@ -111,12 +113,13 @@ class CerebelumHook(BaseHook):
     """Build clients for Cerebelum Core from an Airflow connection of type ``cerebelum``.
 
     The connection holds the host, the port, the bearer token in the password field and, in
-    ``extra``, ``api`` (``grpc``, the default, port 9090; or ``http``, Core's REST API, port 4001),
-    ``tls``, ``ca_cert``, ``client_cert``, ``client_key``, ``server_name``, ``timeout`` (seconds)
-    and ``ui_url``. URI forms::
+    ``extra``, ``api`` (``http``, Core's REST API, the default, port 4001; or ``grpc``, port 9090),
+    ``tls``, ``ca_cert``, ``client_cert``, ``client_key`` (paths) or ``ca_cert_pem``,
+    ``client_cert_pem``, ``client_private_key_pem`` (pasted PEM), ``server_name``, ``timeout``
+    (seconds), ``max_attempts`` and ``ui_url``. URI forms::
 
-        cerebelum://:TOKEN@core.example.com:9090?tls=true&ca_cert=/etc/ssl/core-ca.pem&timeout=10
-        cerebelum://:TOKEN@core.example.com:4001?api=http          (REST; tls=true means https)
+        cerebelum://:TOKEN@core.example.com                     (REST on 4001; tls=true means https)
+        cerebelum://:TOKEN@core.example.com:9443?api=grpc&tls=true&ca_cert=/etc/ssl/core-ca.pem
 
     Every call a hook's client makes has one retry budget: the connection's ``max_attempts``
     (5 by default) with a backoff of 0.5, 1, 2, 4... seconds (at most 10); nothing above the
@@ -160,6 +163,7 @@ class CerebelumHook(BaseHook):
         """
         if self._settings is None:
             self._settings = parse_connection(self.get_connection(self.cerebelum_conn_id))
+            self._log_defaulted_api(self._settings)
         return self._settings
 
     async def aget_settings(self) -> CerebelumConnectionSettings:
@@ -183,7 +187,19 @@ class CerebelumHook(BaseHook):
 
     async def _look_up_settings(self) -> CerebelumConnectionSettings:
         connection = await self.aget_connection(self.cerebelum_conn_id)
-        return parse_connection(connection, await _adecode_extra(connection))
+        settings = parse_connection(connection, await _adecode_extra(connection))
+        self._log_defaulted_api(settings)
+        return settings
+
+    def _log_defaulted_api(self, settings: CerebelumConnectionSettings) -> None:
+        # Before 0.2.0 a connection without "api" spoke gRPC: say which API it speaks now.
+        if settings.api_defaulted:
+            self.log.info(
+                "Connection %r names no Core API: it speaks %s at %s, the default (set api=grpc for gRPC)",
+                self.cerebelum_conn_id,
+                settings.api.upper(),
+                settings.address,
+            )
 
     def get_conn(self) -> SyncExecutionClient:
         """Same as :meth:`get_client` (Airflow's generic hook entry point)."""
@@ -247,33 +263,40 @@ class CerebelumHook(BaseHook):
             ) from None
 
     def test_connection(self) -> tuple[bool, str]:
-        """List one execution to prove Core answers: ``(True, "Connected to ...")`` or ``(False, reason)``.
+        """Prove that Core answers what the sensors and operators will ask: list one execution and,
+        when there is one, read its status. ``(True, "Connected to ...")`` or ``(False, reason)``.
 
-        Never raises; the reason names the address and never contains the token.
+        Never raises. The reason is one line that says what to change (the token, the port, the
+        TLS setting or the API) and never contains the token.
         """
         from cerebelum_provider.client import RetryConfig, SyncExecutionClient
-        from cerebelum_provider.exceptions import CerebelumError
 
         # The UI's Test button shows a reason for whatever went wrong; it must never raise.
         try:
             settings = self.get_settings()
         except Exception as error:  # noqa: BLE001
-            return False, f"Invalid Cerebelum connection: {error}"
+            return False, _one_line(f"Invalid Cerebelum connection: {error}")
+        connected = f"Connected to Cerebelum Core at {settings.address} over {_API_NAMES[settings.api]}"
+        step = "listing executions"
         try:
             # One attempt: the UI's "Test" button should answer quickly, not wait out a retry budget.
             with SyncExecutionClient(**settings.client_kwargs(), retry=RetryConfig(max_attempts=1)) as client:
-                _, total_count, _ = client.list_executions(limit=1)
-        except CerebelumError as error:
-            return (
-                False,
-                f"Cerebelum Core at {settings.address} did not answer: {type(error).__name__}: {error}",
-            )
+                executions, total_count, _ = client.list_executions(limit=1)
+                if not executions:
+                    # Over gRPC the released Cores list an empty Core fine and crash on everything else.
+                    warning = (
+                        " (over gRPC the released Cores fail every status read of an existing execution: "
+                        "api=http is what they need)"
+                        if settings.api == "grpc"
+                        else ""
+                    )
+                    return True, f"{connected}: no executions yet, so no status read was tried{warning}"
+                execution_id = executions[0].execution_id
+                step = f"reading the status of execution {execution_id!r}"
+                state = client.get_execution_status(execution_id).status.name
         except Exception as error:  # noqa: BLE001
-            return (
-                False,
-                f"Could not reach Cerebelum Core at {settings.address}: {type(error).__name__}: {error}",
-            )
-        return True, f"Connected to Cerebelum Core at {settings.address} ({total_count} executions)"
+            return False, _one_line(_test_failure(settings, step, error))
+        return True, f"{connected}: {total_count} executions, the status of {execution_id!r} read ({state})"
 
     @classmethod
     def describe_settings(cls, settings: CerebelumConnectionSettings) -> dict[str, Any]:
@@ -284,8 +307,56 @@ class CerebelumHook(BaseHook):
             "tls": settings.tls,
             "ca_cert": settings.ca_cert,
             "client_cert": settings.client_cert,
+            "ca_cert_pem": "pasted" if settings.ca_cert_pem else None,
+            "client_cert_pem": "pasted" if settings.client_cert_pem else None,
+            "client_private_key_pem": "***" if settings.client_key_pem else None,
             "server_name": settings.server_name,
             "timeout": settings.timeout,
             "max_attempts": settings.max_attempts,
             "token": "***" if settings.token else None,
         }
+
+
+def _test_failure(settings: CerebelumConnectionSettings, step: str, error: Exception) -> str:
+    """The Test button's reason: what failed, what to change, then the error itself."""
+    from cerebelum_provider.exceptions import (
+        CerebelumAuthError,
+        CerebelumTLSError,
+        CoreAPIMismatchError,
+        CoreInternalError,
+        CoreUnavailableError,
+    )
+
+    where = f"Cerebelum Core at {settings.address}"
+    if isinstance(error, CerebelumAuthError):
+        advice = "refused the token: put a token Core accepts in the Bearer token field"
+    elif isinstance(error, CoreAPIMismatchError):
+        other = "grpc" if settings.api == "http" else "http"
+        advice = (
+            f"answers the other API at port {settings.port}: set Core API to {other} (api={other}), "
+            f"or give the port of Core's {settings.api.upper()} API"
+        )
+    elif isinstance(error, CerebelumTLSError) and "wrong_version_number" in str(error).lower():
+        advice = "answered the TLS handshake in plaintext: turn Use TLS off, or give Core's TLS port"
+    elif isinstance(error, CerebelumTLSError):
+        advice = (
+            "failed the TLS handshake: check Use TLS, the CA bundle, the client certificate and key, and "
+            "the server name"
+        )
+    elif isinstance(error, CoreInternalError) and settings.api == "grpc":
+        advice = (
+            f"failed {step} over gRPC, as the released Cores do for every existing execution: set Core "
+            "API to http (api=http) and the port to Core's HTTP port (4001 by default)"
+        )
+    elif isinstance(error, CoreUnavailableError):
+        advice = (
+            f"did not answer {step}: check the host, the port, Use TLS (on for a TLS port, off for a "
+            "plaintext one) and that Core is up"
+        )
+    else:
+        advice = f"failed {step}"
+    return f"{where} {advice}. ({type(error).__name__}: {error})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -74,7 +74,7 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
         home=tmp_path_factory.mktemp("airflow"),
         dags_folder=REPO / "example_dags",
         extra_dag_folders={"e2e": Path(__file__).parent / "dags"},
-        connections={"cerebelum_default": f"cerebelum://{emulator.address}"},
+        connections={"cerebelum_default": f"cerebelum://{emulator.address}?api=grpc"},
     )
     try:
         with stack:

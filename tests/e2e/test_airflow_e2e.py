@@ -65,14 +65,28 @@ def test_hook_meta_lists_cerebelum_with_its_extra_fields(airflow):
     assert standard["login"]["hidden"] is True
 
 
-def test_connection_test_answers_true_for_the_emulator(airflow, emulator):
-    host, port = emulator.address.rsplit(":", 1)
-    body = {"connection_id": "e2e_probe", "conn_type": "cerebelum", "host": host, "port": int(port)}
+def test_connection_test_with_host_and_port_only_speaks_http_and_reads_a_status(airflow, emulator):
+    with SyncExecutionClient(emulator.address) as client:
+        execution_id = client.execute_workflow(SLOW_WORKFLOW, {"from": "connection test"}).execution_id
+    body = {"connection_id": "e2e_probe", "conn_type": "cerebelum", "host": "127.0.0.1", "port": emulator.http_port}
 
     answer = airflow.request("POST", "/api/v2/connections/test", json=body)
 
-    assert answer["status"] is True
-    assert emulator.address in answer["message"]
+    assert answer["status"] is True, answer
+    assert f"Connected to Cerebelum Core at {emulator.http_url} over HTTP" in answer["message"]
+    assert execution_id and "the status of" in answer["message"]
+
+
+def test_connection_test_at_the_grpc_port_without_api_names_the_setting(airflow, emulator):
+    host, port = emulator.address.rsplit(":", 1)
+    body = {"connection_id": "e2e_grpc_port", "conn_type": "cerebelum", "host": host, "port": int(port)}
+
+    answer = airflow.request("POST", "/api/v2/connections/test", json=body)
+
+    assert answer["status"] is False
+    assert f"answers the other API at port {port}: set Core API to grpc (api=grpc)" in answer["message"]
+    body["extra"] = json.dumps({"api": "grpc"})
+    assert airflow.request("POST", "/api/v2/connections/test", json=body)["status"] is True
 
 
 def test_connection_test_answers_false_with_the_address_for_a_closed_port(airflow):

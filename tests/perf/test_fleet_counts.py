@@ -43,8 +43,8 @@ async def test_many_triggers_on_two_cores_open_one_connection_per_core(core_fact
     from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
     cores = [core_factory(), core_factory()]
-    monkeypatch.setenv("AIRFLOW_CONN_PERF_A", f"cerebelum://{cores[0].address}")
-    monkeypatch.setenv("AIRFLOW_CONN_PERF_B", f"cerebelum://{cores[1].address}")
+    monkeypatch.setenv("AIRFLOW_CONN_PERF_A", f"cerebelum://{cores[0].address}?api=grpc")
+    monkeypatch.setenv("AIRFLOW_CONN_PERF_B", f"cerebelum://{cores[1].address}?api=grpc")
     per_core = 60
     ids = {
         conn_id: [core.start_execution("orders") for _ in range(per_core)]
@@ -76,8 +76,8 @@ async def test_sleeping_executions_cost_at_most_two_polls_where_running_ones_cos
 
     # Manual clocks: the sleeps never end, the running executions never move.
     sleepy, busy = core_factory(), core_factory()
-    monkeypatch.setenv("AIRFLOW_CONN_PERF_SLEEPY", f"cerebelum://{sleepy.address}")
-    monkeypatch.setenv("AIRFLOW_CONN_PERF_BUSY", f"cerebelum://{busy.address}")
+    monkeypatch.setenv("AIRFLOW_CONN_PERF_SLEEPY", f"cerebelum://{sleepy.address}?api=grpc")
+    monkeypatch.setenv("AIRFLOW_CONN_PERF_BUSY", f"cerebelum://{busy.address}?api=grpc")
     count = 25
     sleeping = [sleepy.start_execution("naps", sleep_at=0, sleep_ms=600_000) for _ in range(count)]
     sleepy.advance(1)

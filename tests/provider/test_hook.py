@@ -9,13 +9,14 @@ import os
 import types
 import weakref
 
+import grpc
 import pytest
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from cerebelum_provider.emulator import EmulatorTLS
+from cerebelum_provider.emulator import EmulatorTLS, RealCoreBugs
 from cerebelum_provider.hooks import cerebelum as hook_module
-from cerebelum_provider.hooks._connection import DEFAULT_PORT, DEFAULT_TIMEOUT, parse_connection
+from cerebelum_provider.hooks._connection import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_TIMEOUT, parse_connection
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from tests.client.tls_material import write_tls_files
 from tests.core_apis import connection_uri, core_url
@@ -47,7 +48,7 @@ def test_uri_form_with_string_extras(tls_files):
         "&timeout=2.5&ui_url=https%3A%2F%2Fcore.example%2Fexecutions%2F%7Bexecution_id%7D"
     )
     settings = parse_connection(Connection.from_uri(uri, conn_id="cerebelum_test"))
-    assert (settings.host, settings.port, settings.address) == ("core.example.com", 9443, "core.example.com:9443")
+    assert (settings.host, settings.port, settings.address) == ("core.example.com", 9443, "https://core.example.com:9443")
     assert settings.token == TOKEN
     assert settings.tls is True and settings.ca_cert == tls_files.ca_path
     assert settings.timeout == 2.5
@@ -55,9 +56,18 @@ def test_uri_form_with_string_extras(tls_files):
     assert TOKEN not in repr(settings)
 
 
-def test_defaults():
+def test_defaults_speak_http_on_4001():
     settings = parse_connection(connection(host="core"))
-    assert (settings.port, settings.timeout, settings.tls, settings.token) == (DEFAULT_PORT, DEFAULT_TIMEOUT, False, None)
+    assert (settings.api, settings.port, settings.timeout, settings.tls, settings.token) == (
+        "http", DEFAULT_HTTP_PORT, DEFAULT_TIMEOUT, False, None
+    )
+    assert settings.address == "http://core:4001" and settings.api_defaulted
+
+
+def test_grpc_is_one_choice_away():
+    settings = parse_connection(connection(host="core", extra={"api": "grpc"}))
+    assert (settings.api, settings.port, settings.address) == ("grpc", DEFAULT_GRPC_PORT, "core:9090")
+    assert not settings.api_defaulted
 
 
 @pytest.mark.parametrize(
@@ -83,7 +93,7 @@ def test_client_kwargs_build_a_tls_config(tls_files):
         connection(
             host="core",
             password=TOKEN,
-            extra={"tls": True, "ca_cert": tls_files.ca_path, "client_cert": tls_files.client_cert_path,
+            extra={"api": "grpc", "tls": True, "ca_cert": tls_files.ca_path, "client_cert": tls_files.client_cert_path,
                    "client_key": tls_files.client_key_path, "server_name": "core.internal"},
         )
     )
@@ -100,6 +110,8 @@ def test_client_kwargs_build_a_tls_config(tls_files):
         ({"host": "   "}, "host is missing"),
         ({"host": "grpc://core"}, "bare host name"),
         ({"host": "core/path"}, "bare host name"),
+        ({"host": "localhost:14001"}, "'localhost:14001'; put the port in the Port field"),
+        ({"host": "[::1]:4001"}, "put the port in the Port field"),
         ({"host": "core", "port": "abc"}, "port must be a number"),
         ({"host": "core", "port": 70000}, "port must be in 1..65535"),
         ({"host": "core", "port": 0}, "port must be in 1..65535"),
@@ -119,6 +131,12 @@ def test_client_kwargs_build_a_tls_config(tls_files):
 def test_bad_connections_are_refused_naming_the_field(kwargs, names):
     with pytest.raises(ValueError, match=names):
         parse_connection(connection(**kwargs))
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]", "fe80::1"])
+def test_an_ipv6_host_is_not_taken_for_host_and_port(host):
+    settings = parse_connection(connection(host=host))
+    assert settings.host == host.strip("[]") and settings.address == f"http://[{host.strip('[]')}]:4001"
 
 
 def test_unreadable_ca_file_is_refused(tmp_path):
@@ -290,11 +308,53 @@ def test_execution_url(monkeypatch, core):
 # test_connection() ---------------------------------------------------------------------------
 
 
-def test_test_connection_names_core_and_counts(core, cerebelum_conn):
+def test_test_connection_lists_and_reads_the_status_of_one_execution(core, cerebelum_conn, core_api):
     for _ in range(3):
         core.start_execution("orders")
-    assert CerebelumHook().test_connection() == (True, f"Connected to Cerebelum Core at {core_url(core)} (3 executions)")
-    assert core.call_counts()["ListExecutions"] == 1
+    ok, message = CerebelumHook().test_connection()
+    assert ok, message
+    assert message.startswith(f"Connected to Cerebelum Core at {core_url(core)} over {core_api.upper().replace('GRPC', 'gRPC')}: 3 executions")
+    assert message.endswith("read (RUNNING)")
+    assert (core.call_counts()["ListExecutions"], core.call_counts()["GetExecutionStatus"]) == (1, 1)
+
+
+def test_test_connection_fails_when_the_status_read_fails(core, cerebelum_conn):
+    execution_id = core.start_execution("orders")
+    core.fail_next(1, grpc.StatusCode.INTERNAL, rpcs="GetExecutionStatus")
+    ok, message = CerebelumHook().test_connection()
+    assert not ok
+    assert f"failed reading the status of execution {execution_id!r}" in message and "\n" not in message
+
+
+@pytest.mark.apis("grpc")
+def test_test_connection_over_grpc_to_a_crashing_core_names_the_http_api(core_factory, monkeypatch, core_api):
+    """The released Core (be56c90) crashes on every non-empty page and status read over gRPC."""
+    crashing = core_factory(real_core_bugs=RealCoreBugs(status_crash=True))
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(crashing))
+    ok, message = CerebelumHook().test_connection()
+    assert ok and "no executions" in message and "api=http" in message
+    crashing.start_execution("orders")
+    ok, message = CerebelumHook().test_connection()
+    assert not ok
+    assert "over gRPC" in message and "set Core API to http (api=http)" in message and "CoreInternalError" in message
+
+
+@pytest.mark.parametrize(("api", "port_of", "fix"), [("grpc", "http_port", "api=http"), ("http", "grpc_port", "api=grpc")])
+def test_test_connection_at_the_other_apis_port_names_the_setting(core, monkeypatch, api, port_of, fix):
+    port = core.http_port if port_of == "http_port" else int(core.address.rsplit(":", 1)[1])
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", f"cerebelum://127.0.0.1:{port}?api={api}")
+    ok, message = CerebelumHook().test_connection()
+    assert not ok and "CoreAPIMismatchError" in message
+    assert f"answers the other API at port {port}: set Core API to {fix[4:]} ({fix})" in message
+
+
+def test_test_connection_refuses_a_port_in_the_host_field_before_sending(core, monkeypatch):
+    host = f"127.0.0.1:{core.http_port}"
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", json.dumps({"conn_type": "cerebelum", "host": host}))
+    ok, message = CerebelumHook().test_connection()
+    assert not ok
+    assert f"host must be a bare host name or IP address without a port, got {host!r}; put the port in the Port field" in message
+    assert sum(core.call_counts().values()) == 0
 
 
 def test_test_connection_reports_an_unreachable_core(core, monkeypatch):
@@ -341,3 +401,60 @@ def test_test_connection_over_tls_and_mtls(core_factory, monkeypatch, tls_files)
     assert CerebelumHook().test_connection()[0] is True
     monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(mtls_core, ca_cert=tls_files.ca_path))
     assert CerebelumHook().test_connection()[0] is False
+
+
+# Pasted PEM ----------------------------------------------------------------------------------
+
+
+def _flattened(pem: bytes) -> str:
+    """What a browser's password box keeps of a pasted PEM: its line breaks are gone."""
+    return pem.decode().replace("\n", "")
+
+
+def test_pasted_pem_connects_over_mtls_without_any_file(core_factory, monkeypatch, tls_files, core_api):
+    mtls_core = core_factory(
+        tls=EmulatorTLS(tls_files.server.cert_pem, tls_files.server.key_pem, client_ca_pem=tls_files.ca.cert_pem)
+    )
+    extras = {
+        "tls": True,
+        "ca_cert_pem": tls_files.ca.cert_pem.decode(),
+        "client_cert_pem": _flattened(tls_files.client.cert_pem),
+        "client_private_key_pem": _flattened(tls_files.client.key_pem),
+    }
+    port = mtls_core.http_port if core_api == "http" else int(mtls_core.address.rsplit(":", 1)[1])
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEREBELUM_DEFAULT",
+        json.dumps({"conn_type": "cerebelum", "host": "127.0.0.1", "port": port, "extra": {"api": core_api, **extras}}),
+    )
+    hook = CerebelumHook()
+    settings = hook.get_settings()
+    assert settings.client_key_pem == tls_files.client.key_pem.decode()
+    assert settings.ca_cert is None and settings.client_key is None
+    ok, message = hook.test_connection()
+    assert ok, message
+    shown = repr(settings) + json.dumps(CerebelumHook.describe_settings(settings)) + message
+    assert "PRIVATE KEY" not in shown and tls_files.client.key_pem.decode().splitlines()[1] not in shown
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ({"client_private_key_pem": "my-secret-key-text", "client_cert_pem": "x"}, "'client_cert_pem' must hold a PEM block"),
+        ({"client_cert_pem": "-----BEGIN CERTIFICATE-----QUJD-----END CERTIFICATE-----",
+          "client_private_key_pem": "my-secret-key-text"}, "'client_private_key_pem' must hold a PEM block '-----BEGIN PRIVATE KEY-----'"),
+        ({"ca_cert": "/etc/hostname", "ca_cert_pem": "-----BEGIN CERTIFICATE-----QUJD-----END CERTIFICATE-----"},
+         "give 'ca_cert' \\(a file path\\) or 'ca_cert_pem' \\(pasted PEM\\), not both"),
+        ({"client_private_key_pem": "-----BEGIN PRIVATE KEY-----QUJD-----END PRIVATE KEY-----"}, "got only the key"),
+        ({"tls": False, "ca_cert_pem": "-----BEGIN CERTIFICATE-----QUJD-----END CERTIFICATE-----"}, "'tls' is false"),
+    ],
+)
+def test_bad_pasted_pem_is_refused_naming_the_field_but_not_the_value(extra, names):
+    with pytest.raises(ValueError, match=names) as raised:
+        parse_connection(connection(host="core", extra=extra))
+    assert "my-secret-key-text" not in str(raised.value)
+
+
+def test_pasted_pem_is_rewrapped_and_switches_tls_on(tls_files):
+    settings = parse_connection(connection(host="core", extra={"ca_cert_pem": _flattened(tls_files.ca.cert_pem)}))
+    assert settings.tls is True
+    assert settings.ca_cert_pem == tls_files.ca.cert_pem.decode()

@@ -31,13 +31,16 @@ def test_connection_type_matches_the_provider_yaml_connection_schema():
     jsonschema.validate(connection_type, item_schema)
     assert connection_type["connection-type"] == "cerebelum"
     assert set(connection_type["conn-fields"]) == {
-        "api", "tls", "ca_cert", "client_cert", "client_key", "server_name", "timeout", "max_attempts", "ui_url"
+        "api", "tls", "ca_cert", "client_cert", "client_key", "ca_cert_pem", "client_cert_pem",
+        "client_private_key_pem", "server_name", "timeout", "max_attempts", "ui_url",
     }
-    assert connection_type["conn-fields"]["api"]["schema"]["enum"] == ["grpc", "http", None]
+    # A new connection speaks HTTP, what the released Cores answer status queries on.
+    assert connection_type["conn-fields"]["api"]["schema"]["enum"] == ["http", "grpc", None]
+    assert connection_type["conn-fields"]["api"]["schema"]["default"] == "http"
     behaviour = connection_type["ui-field-behaviour"]
     assert {"schema", "login"} <= set(behaviour["hidden-fields"])
     assert behaviour["relabeling"]["password"] == "Bearer token"
-    assert behaviour["placeholders"]["port"] == "9090 (gRPC) or 4001 (REST)"
+    assert behaviour["placeholders"]["port"] == "4001 (HTTP) or 9090 (gRPC) when empty"
 
 
 def test_every_listed_module_and_class_imports():
@@ -64,6 +67,8 @@ def test_providers_manager_builds_the_connection_form():
     assert hook.connection_id_attribute_name == "cerebelum_conn_id"
     widgets = manager.connection_form_widgets
     assert widgets["extra__cerebelum__client_key"].is_sensitive
+    for pasted in ("ca_cert_pem", "client_cert_pem", "client_private_key_pem"):
+        assert widgets[f"extra__cerebelum__{pasted}"].is_sensitive, pasted
     assert not widgets["extra__cerebelum__ca_cert"].is_sensitive
     assert widgets["extra__cerebelum__timeout"].field["value"] == 10
     behaviour = manager.field_behaviours["cerebelum"]

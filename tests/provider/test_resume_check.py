@@ -33,7 +33,7 @@ def uri_for(core: CoreEmulator, api: str) -> str:
     """A ``cerebelum://`` URI (with the token) for the emulator over ``api``: grpc or http."""
     if api == "http":
         return f"cerebelum://:{TOKEN}@127.0.0.1:{core.http_port}?api=http"
-    return f"cerebelum://:{TOKEN}@{core.address}"
+    return f"cerebelum://:{TOKEN}@{core.address}?api=grpc"
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ with CoreEmulator() as core:
     core.define_workflow("orders", ["validate"])
     execution_id = core.start_execution("orders")
     core.run_until_settled(execution_id)
-    os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{core.address}"
+    os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{core.address}?api=grpc"
 
     async def run_trigger():
         trigger = CerebelumExecutionTrigger(execution_id, poll_interval=0.01)

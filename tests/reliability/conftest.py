@@ -32,8 +32,10 @@ def migrated_airflow_db() -> Iterator[Path]:
 
 
 def connection_uri(address: str, token: str | None = None, **extras: Any) -> str:
-    """A ``cerebelum://`` URI for Core at ``address`` with an optional token and extras."""
+    """A ``cerebelum://`` URI for Core at ``address`` (gRPC unless ``api`` says otherwise) with an
+    optional token and extras."""
     credentials = f":{quote(token, safe='')}@" if token else ""
+    extras = {"api": "grpc", **extras}
     query = f"?{urlencode(extras)}" if extras else ""
     return f"cerebelum://{credentials}{address}{query}"
 
