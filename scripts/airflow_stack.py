@@ -175,9 +175,8 @@ class EmulatorProcess:
         self._process: ManagedProcess | None = None
 
     def argv(self) -> list[str]:
-        argv = [
-            EMULATOR_BIN, "serve", "--port", "0", "--http-port", "0", "--host", "127.0.0.1", "--db", str(self.db_path)
-        ]
+        argv = [EMULATOR_BIN, "serve", "--port", "0", "--http-port", "0", "--host", "127.0.0.1"]
+        argv += ["--db", str(self.db_path)]
         if self.demo:
             argv.append("--demo")
         if self.step_seconds is not None:
@@ -545,6 +544,22 @@ class AirflowStack:
 
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def pause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True})
+
+    def restart_service(self, service: str, **env: str) -> None:
+        """Stop one service's process (SIGTERM, as a deploy does) and start a new one in its place,
+        with ``env`` added to the stack's environment (e.g. a setting only this phase needs)."""
+        self.processes[service].stop()
+        log_path = self.logs_dir / f"{service}.log"
+        argv = [AIRFLOW_BIN, service]
+        self.processes[service] = spawn(service, argv, env={**self.env, **env}, log_path=log_path)
+
+    def asset_triggered_runs(self, dag_id: str) -> list[str]:
+        """The ids of ``dag_id``'s runs that an asset event started (the first 100)."""
+        runs = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})
+        return [run["dag_run_id"] for run in runs["dag_runs"] if run["run_type"] == "asset_triggered"]
 
     def trigger_dag(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Unpause ``dag_id`` and start a run of it now; returns the run id."""

@@ -19,8 +19,6 @@ from typing import Any
 
 import pytest
 
-from airflow_stack import AIRFLOW_BIN, spawn
-
 from .dags.e2e_event_scheduling import EVENTS_CONNECTION_ID, EVENTS_POLL_INTERVAL, EVENTS_WORKFLOW
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -78,19 +76,11 @@ def fired_ids(airflow: Any) -> Counter:
 
 
 def dag_run_ids(airflow: Any) -> list[str]:
-    runs = airflow.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
-    return [run["dag_run_id"] for run in runs if run["run_type"] == "asset_triggered"]
+    return airflow.asset_triggered_runs(DAG_ID)
 
 
 def restart(airflow: Any, service: str, **env: str) -> None:
-    """Stop one service's process (SIGTERM, as a deploy does) and start a new one in its place."""
-    airflow.processes[service].stop()
-    airflow.processes[service] = spawn(
-        service,
-        [AIRFLOW_BIN, service],
-        env={**airflow.env, **env},
-        log_path=airflow.logs_dir / f"{service}.log",
-    )
+    airflow.restart_service(service, **env)
 
 
 @pytest.fixture
@@ -112,7 +102,7 @@ def test_a_failure_starts_the_dag_and_a_triggerer_restart_fires_nothing_twice(
             "connection_id": EVENTS_CONNECTION_ID,
             "conn_type": "cerebelum",
             "host": "127.0.0.1",
-            "port": events_core.port,
+            "port": events_core.http_port,  # no "api": HTTP, the default
         },
         expect=(201,),
     )

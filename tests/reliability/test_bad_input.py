@@ -53,9 +53,9 @@ class World:
     monkeypatch: pytest.MonkeyPatch
 
     def connection(self, **fields: Any) -> str:
-        """Define connection ``bad`` (JSON form, any field values) pointing at the emulator by default."""
-        host, port = self.core.address.rsplit(":", 1)
-        definition = {"conn_type": "cerebelum", "host": host, "port": int(port), **fields}
+        """Define connection ``bad`` (JSON form, any field values) pointing at the emulator's HTTP API
+        (what a connection without ``api`` speaks) by default."""
+        definition = {"conn_type": "cerebelum", "host": "127.0.0.1", "port": self.core.http_port, **fields}
         self.monkeypatch.setenv("AIRFLOW_CONN_BAD", json.dumps(definition))
         return "bad"
 
@@ -193,6 +193,10 @@ BAD_INPUTS = [
     ("connection", "missing-host", _hook_client(host=""), ValueError, ["host"]),
     ("connection", "host-with-scheme", _hook_client(host="ftp://core.example"), ValueError,
      ["host", "ftp://core.example"]),
+    ("connection", "host-with-port", _hook_client(host="localhost:14001"), ValueError,
+     ["host", "'localhost:14001'", "Port field"]),
+    ("connection", "pasted-key-not-pem", _extra(client_cert_pem="x", client_private_key_pem="s3cret-key-text"),
+     ValueError, ["client_cert_pem", "PEM block"]),
     ("connection", "tls-unreadable-ca", _missing_ca, ValueError, ["ca_cert", "/nonexistent/ca.pem"]),
     ("connection", "tls-not-a-bool", _extra(tls="maybe"), ValueError, ["tls", "maybe"]),
     ("connection", "tls-off-with-ca", _extra(tls=False, ca_cert="/etc/hosts"), ValueError, ["tls", "ca_cert"]),
