@@ -23,6 +23,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from cerebelum_provider._arguments import check_conn_id
+from cerebelum_provider.exceptions import (
+    CerebelumAuthError,
+    CerebelumTLSError,
+    CoreAPIMismatchError,
+    CoreInternalError,
+    CoreUnavailableError,
+)
 from cerebelum_provider.hooks._connection import CerebelumConnectionSettings, parse_connection
 from cerebelum_provider.hooks._shared_clients import shared_client, token_fingerprint
 
@@ -192,12 +199,12 @@ class CerebelumHook(BaseHook):
         return settings
 
     def _log_defaulted_api(self, settings: CerebelumConnectionSettings) -> None:
-        # Before 0.2.0 a connection without "api" spoke gRPC: say which API it speaks now.
+        # A connection without "api" used to speak gRPC: say which API it speaks now.
         if settings.api_defaulted:
             self.log.info(
                 "Connection %r names no Core API: it speaks %s at %s, the default (set api=grpc for gRPC)",
                 self.cerebelum_conn_id,
-                settings.api.upper(),
+                _API_NAMES[settings.api],
                 settings.address,
             )
 
@@ -319,14 +326,6 @@ class CerebelumHook(BaseHook):
 
 def _test_failure(settings: CerebelumConnectionSettings, step: str, error: Exception) -> str:
     """The Test button's reason: what failed, what to change, then the error itself."""
-    from cerebelum_provider.exceptions import (
-        CerebelumAuthError,
-        CerebelumTLSError,
-        CoreAPIMismatchError,
-        CoreInternalError,
-        CoreUnavailableError,
-    )
-
     where = f"Cerebelum Core at {settings.address}"
     if isinstance(error, CerebelumAuthError):
         advice = "refused the token: put a token Core accepts in the Bearer token field"
