@@ -13,6 +13,9 @@ from typing import Literal, overload
 
 from cerebelum_provider.models import ExecutionState
 
+#: The Airflow connection every Cerebelum class uses when given none.
+DEFAULT_CONN_ID = "cerebelum_default"
+
 
 def coerce_states(
     states: object, field_name: str = "states", *, allow_unspecified: bool = True
@@ -110,6 +113,11 @@ def check_bool(value: object, *, field_name: str) -> bool:
 def is_template_value(value: object) -> bool:
     """True for values only known at run time (an XComArg, a mapped argument): checked in ``execute``."""
     return not isinstance(value, (str, int, float, bool, dict, list, tuple, type(None)))
+
+
+def is_jinja(value: object) -> bool:
+    """True for a string holding a Jinja template: checked in ``execute``, once rendered."""
+    return isinstance(value, str) and "{{" in value
 
 
 def check_execution_id(value: object, *, field_name: str = "execution_id") -> str:

@@ -4,9 +4,14 @@ Two doors lead here: a trigger's event (deferred waits) and an error raised by a
 the worker. Both follow the same rules:
 
 - an answer that asking again cannot change (unknown execution, refused token, failed TLS
-  handshake, Core crashing on the call, a call the connection's API lacks, an invalid
-  connection) fails the task without Airflow's retries (``AirflowFailException``);
-- Core unreachable (``CoreUnavailableError``) is raised as it is: Airflow's retries apply;
+  handshake, Core crashing on the call, a call the connection's API lacks, an address that
+  answers the other API, a resume that left
+  the execution FAILED, an invalid connection) fails the task without Airflow's retries
+  (``AirflowFailException``);
+- a bad argument, found once templates are rendered (an empty execution id), fails the task
+  without retries too: it renders the same on a retry (``task_arguments``);
+- Core unreachable (``CoreUnavailableError``) is raised as it is: Airflow's retries apply (the
+  waits first ride an outage out for ``unavailable_timeout``: ``cerebelum_provider._outage``);
 - a failed execution fails the task with Core's error kind and message: the caller says whether
   that is final (a sensor: the execution will not change by itself) or worth a retry (the
   execute operator's retry resumes it);
@@ -32,6 +37,8 @@ FINAL_ERRORS: tuple[type[exceptions.CerebelumError], ...] = (
     exceptions.CoreInternalError,
     exceptions.UnsupportedOperationError,
     exceptions.RerunRefusedError,
+    exceptions.ExecutionNotResumedError,
+    exceptions.CoreAPIMismatchError,
 )
 _FINAL_ERROR_TYPES = frozenset({cls.__name__ for cls in FINAL_ERRORS} | {INVALID_CONNECTION})
 _ERRORS_BY_NAME: dict[str, type[exceptions.CerebelumError]] = {
@@ -52,6 +59,15 @@ def task_errors() -> Iterator[None]:
         yield
     except FINAL_ERRORS as error:
         raise AirflowFailException(error.message) from error
+
+
+@contextmanager
+def task_arguments() -> Iterator[None]:
+    """Inside, an argument check that fails (TypeError, ValueError) fails the task without retries."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise AirflowFailException(str(error)) from error
 
 
 def task_outcome(

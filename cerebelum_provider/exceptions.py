@@ -100,3 +100,11 @@ class RerunRefusedError(CerebelumError):
 
 class WorkflowStartError(CerebelumError):
     """Core refused to start a workflow (it answered ``status="failed"``, e.g. an unknown workflow)."""
+
+
+class ExecutionNotResumedError(CerebelumError):
+    """A resume left the execution as it was: Core refused it (``failed_to_resume``), or the
+    execution was still FAILED when read back after Core's answer.
+
+    Not retried: the released Core answers the same for the same execution until it restarts.
+    """

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from cerebelum_provider._arguments import check_conn_id
+from cerebelum_provider._arguments import DEFAULT_CONN_ID, check_conn_id
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumTLSError,
@@ -140,7 +140,7 @@ class CerebelumHook(BaseHook):
     """
 
     conn_name_attr = "cerebelum_conn_id"
-    default_conn_name = "cerebelum_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "cerebelum"
     hook_name = "Cerebelum Core"
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from cerebelum_provider._arguments import check_on_not_resumed
+from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
 from cerebelum_provider._outcome import FINAL_ERRORS, task_errors
 from cerebelum_provider.bulk import CHECKED_ANSWERS, not_resumed_message, rerun_message
 from cerebelum_provider.models import ExecutionState, ExecutionStatus, Rerun
@@ -50,10 +51,14 @@ def finish(execution: ExecutionStatus, *, include_outputs: bool = False) -> dict
     return execution.to_xcom(include_outputs=include_outputs)
 
 
+#: The verdict of a resume of an execution that had already completed: nothing was resumed.
+ALREADY_COMPLETED = "already_completed"
+
+
 @dataclass(frozen=True)
 class CheckedResume:
-    """What a checked resume did: Core's answer (its word), and the rerun started or found when
-    Core did not resume the execution and ``on_not_resumed="rerun"``."""
+    """What a checked resume did: the verdict (Core's answer, or ``"already_completed"``), and the
+    rerun started or found when Core did not resume the execution and ``on_not_resumed="rerun"``."""
 
     answer: str
     rerun: Rerun | None = None
@@ -68,50 +73,71 @@ def resume_checked(
     log: Logger,
     on_not_resumed: str = "fail",
 ) -> CheckedResume:
-    """Resume an execution and check that it left FAILED; when it did not, fail or rerun it.
+    """Resume an execution and check what became of it; when it stayed FAILED, fail or rerun it.
 
     ``"resumed"`` and ``"already_running"`` are read back after ``grace`` seconds: the released
-    Core gives both for a FAILED execution it runs nothing again for. With
-    ``on_not_resumed="rerun"`` an execution still FAILED is rerun (``client.rerun_execution``: found
-    when an earlier try started it, else started), with a warning that every step runs again; a
-    connection to Core's gRPC API is refused before anything is sent (the rerun needs the event log).
+    Core gives both for a FAILED execution it runs nothing again for. An execution that was
+    already COMPLETED gets the verdict ``"already_completed"`` (Core answers "failed_to_resume" or
+    "already_running" for it, and nothing runs). With ``on_not_resumed="rerun"`` an execution still
+    FAILED is rerun (``client.rerun_execution``: found when an earlier try started it, else
+    started), with a warning that every step runs again; a connection to Core's gRPC API is refused
+    before anything is sent (the rerun needs the event log).
 
     Raises:
-        AirflowException: Core refused (``failed_to_resume``), answered something unknown, the
-            execution is still FAILED (``on_not_resumed="fail"``), or the check could not be read.
-        AirflowFailException: a final error (refused token, TLS, unknown execution, Core crash,
-            a rerun over gRPC, an execution that is itself a rerun).
+        AirflowFailException: what a retry would not change: Core refused the resume of an
+            execution that did not complete, the execution is still FAILED
+            (``on_not_resumed="fail"``), Core does not know it or answered something unknown, a
+            refused token, TLS, a Core crash, a rerun over gRPC, an execution that is itself a rerun.
+        AirflowException: the read-back failed for a reason worth a retry (Core unreachable).
     """
-    from cerebelum_provider.exceptions import CerebelumError
+    from cerebelum_provider.exceptions import CerebelumError, ExecutionNotResumedError
 
     on_not_resumed = check_on_not_resumed(on_not_resumed)
     with task_errors():
         if on_not_resumed == "rerun":
             client.require_http("on_not_resumed='rerun'", execution_id)
         answer = client.resume_execution(execution_id, skip_completed_steps=skip_completed_steps)
-    if answer == "failed_to_resume":
-        raise AirflowException(
-            f"Cerebelum Core at {client.address} refused to resume execution {execution_id} "
-            "(failed_to_resume: it is unknown, already completed, or cannot be rebuilt)"
-        )
-    if answer not in CHECKED_ANSWERS:
-        raise AirflowException(f"Cerebelum Core answered an unknown resume status {answer!r}")
-    log.info("Cerebelum execution %s: %s", execution_id, answer)
-    if grace > 0:
+        if answer != "failed_to_resume" and answer not in CHECKED_ANSWERS:
+            raise ExecutionNotResumedError(
+                f"Cerebelum Core at {client.address} answered an unknown resume status {answer!r} "
+                f"for execution {execution_id}"
+            )
+    answer = str(answer)  # Core's word as a plain str: XCom values stay JSON
+    log.info("Cerebelum execution %s: Core answered %r to the resume", execution_id, answer)
+    if answer in CHECKED_ANSWERS and grace > 0:
         time.sleep(grace)
+    refused = (
+        f"Cerebelum Core at {client.address} refused to resume execution {execution_id} "
+        "(failed_to_resume: it is unknown, or cannot be rebuilt)"
+    )
     try:
         execution = client.get_execution_status(execution_id)
     except CerebelumError as error:
+        if answer == "failed_to_resume":
+            with task_errors():
+                raise ExecutionNotResumedError(
+                    f"{refused}; reading it back failed: {error.message}"
+                ) from None
         final = isinstance(error, FINAL_ERRORS)
         raise (AirflowFailException if final else AirflowException)(
             f"Cerebelum Core answered {answer!r} for execution {execution_id}, but reading it back "
             f"to check that it left FAILED failed: {error.message}"
         ) from None
-    answer = str(answer)  # Core's word as a plain str: XCom values stay JSON
+    if execution.status is ExecutionState.COMPLETED and answer != "resumed":
+        log.info(
+            "Cerebelum execution %s was already COMPLETED: nothing was resumed (Core answered %r)",
+            execution_id,
+            answer,
+        )
+        return CheckedResume(ALREADY_COMPLETED)
+    if answer == "failed_to_resume":
+        with task_errors():
+            raise ExecutionNotResumedError(f"{refused}; it is {execution.status.name}")
     if execution.status is ExecutionState.FAILED:
         message = not_resumed_message(execution_id, answer, grace, execution.error)
         if on_not_resumed == "fail":
-            raise AirflowException(message)
+            with task_errors():
+                raise ExecutionNotResumedError(message)
         log.warning("%s; rerunning it (on_not_resumed='rerun')", message)
         with task_errors():
             rerun = client.rerun_execution(execution_id)
@@ -145,9 +171,12 @@ def wait_in_worker(
     timeout: float | None,
     log: Logger,
     include_outputs: bool = False,
+    unavailable_timeout: float | None = DEFAULT_UNAVAILABLE_TIMEOUT,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Poll until the execution is COMPLETED or FAILED, logging progress at every check.
+
+    Core unreachable is ridden out for ``unavailable_timeout`` seconds (None: until ``timeout``).
 
     Returns:
         The final execution dict when it completed.
@@ -155,11 +184,33 @@ def wait_in_worker(
     Raises:
         AirflowException: it failed (Core's error kind and message), or ``timeout`` passed first.
         AirflowFailException: Core does not know the execution (or another final error).
+        CoreUnavailableError: Core unreachable for longer than ``unavailable_timeout`` (or until
+            ``timeout``); the message says since when and at which address.
     """
+    from cerebelum_provider.exceptions import CoreUnavailableError
+
     deadline = None if timeout is None else time.monotonic() + timeout
+    outage = Outage(unavailable_timeout)
     while True:
-        with task_errors():
-            execution = client.get_execution_status(execution_id)
+        outage.attempt()
+        try:
+            with task_errors():
+                execution = client.get_execution_status(execution_id)
+        except CoreUnavailableError as error:
+            outage.failed()
+            left = None if deadline is None else deadline - time.monotonic()
+            if outage.exhausted or (left is not None and left <= 0):
+                message = f"{outage.describe(client.address)} while waiting for execution {execution_id}"
+                if outage.exhausted:
+                    message += f", longer than unavailable_timeout ({unavailable_timeout:g}s)"
+                raise CoreUnavailableError(
+                    f"{message}: {error.message}", core_address=client.address, execution_id=execution_id
+                ) from error
+            pause = min(delay for delay in (poll_interval, outage.remaining, left) if delay is not None)
+            log.warning("%s (%s); next try in %.1fs", outage.describe(client.address), error.message, pause)
+            sleep(pause)
+            continue
+        outage.ended()
         log.info("%s", execution.describe_progress())
         if execution.status.is_terminal:
             return finish(execution, include_outputs=include_outputs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -17,23 +18,30 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 
 from cerebelum_provider._arguments import (
+    DEFAULT_CONN_ID,
     check_bool,
     check_conn_id,
     check_execution_id,
     check_on_not_resumed,
     check_tags,
     coerce_states,
+    is_jinja,
     is_template_value,
     positive_seconds,
 )
-from cerebelum_provider._outcome import task_errors, task_outcome
+from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
+from cerebelum_provider._outcome import task_arguments, task_errors, task_outcome
 from cerebelum_provider.bulk import (
     DEFAULT_RESUME_CHECK_GRACE,
     check_resume_check_grace,
     rerun_message,
     validate_request,
 )
-from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
+from cerebelum_provider.links.cerebelum import (
+    CerebelumExecutionLink,
+    publish_execution_id,
+    remember_execution_id,
+)
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 from cerebelum_provider.operators._common import (
     DEFAULT_TIMEOUT,
@@ -53,7 +61,14 @@ if TYPE_CHECKING:
     from cerebelum_provider.bulk import BulkResumeSummary
     from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
-DEFAULT_CONN_ID = "cerebelum_default"
+__all__ = [
+    "DEFAULT_CONN_ID",
+    "CerebelumApproveExecutionOperator",
+    "CerebelumBulkResumeOperator",
+    "CerebelumExecuteWorkflowOperator",
+    "CerebelumResumeExecutionOperator",
+]
+
 DEFAULT_POLL_INTERVAL = 30.0
 #: Input field that ties an execution to the Airflow task instance that started it.
 CORRELATION_INPUT = "_airflow_correlation_id"
@@ -77,21 +92,26 @@ class CerebelumBaseOperator(BaseOperator):
     """What every Cerebelum operator has: the connection id, the hook built from it, the colour.
 
     The hook is the only place that reads the connection (so no secret reaches an operator
-    attribute); ``deferrable=None`` means ``[operators] default_deferrable``, read when the
-    operator is built.
+    attribute); it is built once per task, from the rendered ``cerebelum_conn_id`` (a template
+    field of every operator). ``deferrable=None`` means ``[operators] default_deferrable``, read
+    when the operator is built.
     """
 
     ui_color = "#d9ecff"
 
     def __init__(self, *, cerebelum_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
+        if not is_template_value(cerebelum_conn_id) and not is_jinja(cerebelum_conn_id):
+            check_conn_id(cerebelum_conn_id)
+        self.cerebelum_conn_id = cerebelum_conn_id
 
-    @property
+    @cached_property
     def hook(self) -> CerebelumHook:
+        """The hook for the rendered ``cerebelum_conn_id``; a bad id fails the task without retries."""
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
-        return CerebelumHook(cerebelum_conn_id=self.cerebelum_conn_id)
+        with task_arguments():
+            return CerebelumHook(cerebelum_conn_id=check_conn_id(self.cerebelum_conn_id))
 
 
 class _CerebelumWaitingOperator(CerebelumBaseOperator):
@@ -99,8 +119,11 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
 
     A wait lasts at most ``timeout`` seconds (7 days by default, as Airflow's sensors), or the
     task's ``execution_timeout`` when that is shorter, in the worker and deferred alike: a
-    deferred wait hands that deadline to the trigger and to ``defer(timeout=...)``. The step
-    outputs reach XCom only with ``include_outputs`` (bounded in size).
+    deferred wait hands that deadline to the trigger and to ``defer(timeout=...)``. Core
+    unreachable is ridden out for ``unavailable_timeout`` seconds (15 minutes by default; None:
+    until the deadline), then the task fails with ``CoreUnavailableError`` saying since when and
+    at which address (Airflow's retries apply). The step outputs reach XCom only with
+    ``include_outputs`` (bounded in size).
     """
 
     operator_extra_links = (CerebelumExecutionLink(),)
@@ -114,6 +137,7 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = DEFAULT_TIMEOUT,
         include_outputs: bool = False,
+        unavailable_timeout: float | None = DEFAULT_UNAVAILABLE_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(cerebelum_conn_id=cerebelum_conn_id, **kwargs)
@@ -124,6 +148,9 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout", allow_none=True) or DEFAULT_TIMEOUT
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
+        self.unavailable_timeout = positive_seconds(
+            unavailable_timeout, "unavailable_timeout", allow_none=True
+        )
 
     def _wait(self, client: Any, execution_id: str, *, stop_on_kill: bool = False) -> dict[str, Any]:
         """Wait for the execution: in the worker, or by deferring to the trigger after one check.
@@ -131,6 +158,8 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         ``stop_on_kill`` hands the trigger the duty to stop the execution when a user kills the
         deferred task (only for an execution this task started).
         """
+        from cerebelum_provider.exceptions import CoreUnavailableError
+
         limit = wait_limit(self.timeout, self.execution_timeout)
         if not self.deferrable:
             return wait_in_worker(
@@ -140,12 +169,23 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
                 timeout=limit,
                 log=self.log,
                 include_outputs=self.include_outputs,
+                unavailable_timeout=self.unavailable_timeout,
             )
-        with task_errors():
-            execution = client.get_execution_status(execution_id)
-        self.log.info("%s", execution.describe_progress())
-        if execution.status.is_terminal:
-            return finish(execution, include_outputs=self.include_outputs)
+        outage = Outage(self.unavailable_timeout)
+        outage.attempt()
+        try:
+            with task_errors():
+                execution = client.get_execution_status(execution_id)
+        except CoreUnavailableError as error:
+            # The trigger rides the outage out, counted from this first failed check.
+            outage.failed()
+            self.log.warning(
+                "%s (%s); waiting in the triggerer", outage.describe(client.address), error.message
+            )
+        else:
+            self.log.info("%s", execution.describe_progress())
+            if execution.status.is_terminal:
+                return finish(execution, include_outputs=self.include_outputs)
         from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
         # The trigger ends the wait at the deadline with the last state it saw; Airflow's own
@@ -160,6 +200,8 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
                 end_time=time.time() + limit,
                 stop_on_kill=stop_on_kill,
                 include_outputs=self.include_outputs,
+                unavailable_timeout=self.unavailable_timeout,
+                unavailable_since=outage.since_epoch,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=limit + DEFERRAL_TIMEOUT_GRACE),
@@ -168,6 +210,7 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Called when the trigger fires: the final execution dict, or the task fails with the reason."""
+        remember_execution_id(self, event)
         result = task_outcome(event, failure_is_final=False)
         self.log.info("Cerebelum execution %s finished: %s", result.get("execution_id"), result.get("status"))
         return result
@@ -176,7 +219,9 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
 class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
     """Resume one execution (typically a FAILED one) and optionally wait for it to finish.
 
-    ``"failed_to_resume"`` (unknown id, completed execution, any other refusal) fails the task.
+    An execution already COMPLETED succeeds with the verdict ``"already_completed"``: nothing runs
+    again. ``"failed_to_resume"`` for any other (unknown id, any other refusal) fails the task
+    without Airflow's retries, as does one still FAILED after the check.
     ``"resumed"`` and ``"already_running"`` are checked, never assumed: ``resume_check_grace``
     seconds later (0: at once) the execution is read back, and one still FAILED fails the task with
     Core's answer and error (the released Core answers "already_running" for a FAILED execution
@@ -197,7 +242,7 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
         for: the rerun when there is one) when ``wait_for_completion`` is set.
     """
 
-    template_fields: Sequence[str] = ("execution_id",)
+    template_fields: Sequence[str] = ("execution_id", "cerebelum_conn_id")
 
     def __init__(
         self,
@@ -229,8 +274,9 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
         self.on_not_resumed = check_on_not_resumed(on_not_resumed)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        execution_id = check_execution_id(self.execution_id)
-        publish_execution_id(context, execution_id)
+        with task_arguments():
+            execution_id = check_execution_id(self.execution_id)
+        publish_execution_id(self, context, execution_id)
         with self.hook.get_client() as client:
             outcome = resume_checked(
                 client,
@@ -316,7 +362,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
         When the task fails on errors, the same summary is pushed under the key ``"summary"``.
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "plan_only")
+    template_fields: Sequence[str] = ("workflow_name", "plan_only", "cerebelum_conn_id")
     # No "Cerebelum execution" link: a bulk run has no one execution to link to (and a link with
     # nothing published only logs "XCom not found" errors).
     #: Seconds between two progress lines in the task log.
@@ -356,7 +402,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
         # Templated values ("{{ params.plan_only }}", an XComArg) are checked again once rendered.
         self._validate(
             workflow_name=None if is_template_value(workflow_name) else workflow_name,
-            plan_only=False if is_template_value(plan_only) or _is_jinja(plan_only) else plan_only,
+            plan_only=False if is_template_value(plan_only) or is_jinja(plan_only) else plan_only,
         )
 
     def _validate(self, *, workflow_name: object, plan_only: object) -> None:
@@ -374,7 +420,8 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         import asyncio
 
-        self._validate(workflow_name=self.workflow_name, plan_only=self.plan_only)
+        with task_arguments():
+            self._validate(workflow_name=self.workflow_name, plan_only=self.plan_only)
         which = f"workflow {self.workflow_name!r}" if self.workflow_name else "every workflow"
         self.log.info(
             "Bulk resume of %s in states %s (max_concurrency=%d%s%s)",
@@ -508,7 +555,13 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
         The final execution dict when waiting, else the execution as Core reports it just after start.
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "inputs", "correlation_id", "tags")
+    template_fields: Sequence[str] = (
+        "workflow_name",
+        "inputs",
+        "correlation_id",
+        "tags",
+        "cerebelum_conn_id",
+    )
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
 
     def __init__(
@@ -555,7 +608,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
 
     def _check_arguments(self, *, skip_templates: bool) -> None:
         def known(value: object) -> bool:
-            return not (skip_templates and (is_template_value(value) or _is_jinja(value)))
+            return not (skip_templates and (is_template_value(value) or is_jinja(value)))
 
         if known(self.workflow_name):
             check_execution_id(self.workflow_name, field_name="workflow_name")
@@ -581,15 +634,19 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
             check_tags(self.tags)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self._check_arguments(skip_templates=False)
+        with task_arguments():
+            self._check_arguments(skip_templates=False)
         identity = task_instance_identity(context)
         with self.hook.get_client() as client, task_errors():
             earlier = self._find_own_execution(context, client, identity) if self.reattach_on_retry else None
+            if earlier is not None:
+                # Linked before the resume: a resume that fails still leaves the link to the execution.
+                publish_execution_id(self, context, earlier.execution_id)
             execution_id = self._continue(context, client, earlier) if earlier is not None else None
             if execution_id is None:
                 execution_id = self._start(context, client, identity)
             self._own_execution_id = execution_id
-            publish_execution_id(context, execution_id)
+            publish_execution_id(self, context, execution_id)
             if not self.wait_for_completion:
                 execution = client.get_execution_status(execution_id)
                 return execution.to_xcom(include_outputs=self.include_outputs)
@@ -760,7 +817,7 @@ class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
         execution dict) when ``wait_for_completion`` is set.
     """
 
-    template_fields: Sequence[str] = ("execution_id", "response")
+    template_fields: Sequence[str] = ("execution_id", "response", "cerebelum_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"response": "json"}
 
     def __init__(
@@ -785,15 +842,16 @@ class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
         )
         if not is_template_value(execution_id):
             check_execution_id(execution_id)
-        if not is_template_value(response) and not _is_jinja(response):
+        if not is_template_value(response) and not is_jinja(response):
             _check_response(response)
         self.execution_id = execution_id
         self.response = response
 
     def execute(self, context: Context) -> dict[str, Any]:
-        execution_id = check_execution_id(self.execution_id)
-        response = _check_response(self.response)
-        publish_execution_id(context, execution_id)
+        with task_arguments():
+            execution_id = check_execution_id(self.execution_id)
+            response = _check_response(self.response)
+        publish_execution_id(self, context, execution_id)
         with self.hook.get_client() as client, task_errors():
             answer = client.approve_execution(execution_id, response)
             self.log.info("Cerebelum execution %s: %s", execution_id, answer)
@@ -861,7 +919,3 @@ def task_instance_identity(context: Context) -> str:
     ti = context["ti"]
     map_index = ti.map_index if ti.map_index is not None else -1
     return f"airflow:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"
-
-
-def _is_jinja(value: object) -> bool:
-    return isinstance(value, str) and "{{" in value

@@ -10,10 +10,12 @@ Works in poke, reschedule and deferrable mode with the same outcomes:
 - ``timeout`` reached: ``AirflowSensorTimeout``; with ``soft_fail`` the task is skipped;
 - Core unreachable: in poke and reschedule mode a poke that finds Core unreachable (after the
   client's own retries) counts as "not done yet", so a Core restart never fails the task; the
-  sensor's ``timeout`` bounds the wait and, when ``unavailable_timeout`` is set, so does that.
-  In deferrable mode the trigger retries with backoff under the same two bounds. When a bound is
-  hit the task fails with ``CoreUnavailableError`` naming the address (Airflow retries apply;
-  ``soft_fail`` does not skip it: it is a fault, not an answer about the execution);
+  sensor's ``timeout`` bounds the wait and so does ``unavailable_timeout`` (15 minutes by
+  default), counted from the start of the first failed check. In deferrable mode the trigger
+  retries with backoff under the same two bounds, counting from the sensor's own first failed
+  check. When a bound is hit the task fails with ``CoreUnavailableError`` saying since when (UTC)
+  and at which address (Airflow retries apply; ``soft_fail`` does not skip it: it is a fault,
+  not an answer about the execution);
 - a refused token, a TLS failure, Core crashing on the status query (the released Cores do over
   gRPC) or another RPC error: the task fails with that error at once.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
@@ -34,17 +37,24 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, A
 
 from cerebelum_provider import exceptions
 from cerebelum_provider._arguments import (
+    DEFAULT_CONN_ID,
     check_bool,
     check_conn_id,
     check_disjoint_states,
     check_execution_id,
     coerce_states,
+    is_jinja,
     is_template_value,
     positive_seconds,
     state_values,
 )
-from cerebelum_provider._outcome import task_errors, task_outcome
-from cerebelum_provider.links.cerebelum import CerebelumExecutionLink, publish_execution_id
+from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
+from cerebelum_provider._outcome import task_arguments, task_errors, task_outcome
+from cerebelum_provider.links.cerebelum import (
+    CerebelumExecutionLink,
+    publish_execution_id,
+    remember_execution_id,
+)
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
 if TYPE_CHECKING:
@@ -63,15 +73,16 @@ class CerebelumExecutionSensor(BaseSensorOperator):
 
     Args:
         execution_id: the execution to watch (templated).
-        cerebelum_conn_id: the Airflow connection to Core.
+        cerebelum_conn_id: the Airflow connection to Core (templated).
         success_states: states that end the wait successfully (enum, name or value).
         failure_states: states that fail the task; must not overlap ``success_states``.
         poll_interval: seconds between checks, in every mode; same as ``poke_interval``
             (give one of them).
         max_sleep_wait: deferrable mode: longest single wait while the execution sleeps.
         unavailable_timeout: seconds Core may stay unreachable before the task fails with
-            ``CoreUnavailableError``; None (default) means only ``timeout`` bounds the wait.
-            Counted within one process: in reschedule mode only ``timeout`` applies.
+            ``CoreUnavailableError``: 15 minutes by default (``DEFAULT_UNAVAILABLE_TIMEOUT``);
+            None means only ``timeout`` bounds the wait. Counted within one process and carried
+            into the trigger: in reschedule mode only ``timeout`` applies.
         deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, read when
             the sensor is built).
         include_outputs: put the step outputs in the XCom value (bounded in size: see
@@ -84,7 +95,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         TypeError, ValueError: invalid arguments, at construction.
     """
 
-    template_fields: Sequence[str] = ("execution_id",)
+    template_fields: Sequence[str] = ("execution_id", "cerebelum_conn_id")
     operator_extra_links = (CerebelumExecutionLink(),)
     ui_color = "#d6eaf8"
 
@@ -92,12 +103,12 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         self,
         *,
         execution_id: str,
-        cerebelum_conn_id: str = "cerebelum_default",
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
         success_states: Iterable[ExecutionState | str] = (ExecutionState.COMPLETED,),
         failure_states: Iterable[ExecutionState | str] = (ExecutionState.FAILED,),
         poll_interval: float | None = None,
         max_sleep_wait: float = 300.0,
-        unavailable_timeout: float | None = None,
+        unavailable_timeout: float | None = DEFAULT_UNAVAILABLE_TIMEOUT,
         deferrable: bool | None = None,
         include_outputs: bool = False,
         **kwargs: Any,
@@ -110,7 +121,9 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         if not is_template_value(execution_id):  # an XComArg is checked once rendered, in execute
             check_execution_id(execution_id)
         self.execution_id = execution_id
-        self.cerebelum_conn_id = check_conn_id(cerebelum_conn_id)
+        if not is_template_value(cerebelum_conn_id) and not is_jinja(cerebelum_conn_id):
+            check_conn_id(cerebelum_conn_id)
+        self.cerebelum_conn_id = cerebelum_conn_id
         self.success_states = state_values(coerce_states(success_states, "success_states"))
         self.failure_states = state_values(coerce_states(failure_states, "failure_states"))
         check_disjoint_states(self.success_states, self.failure_states)
@@ -125,19 +138,21 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         self.deferrable = check_bool(deferrable, field_name="deferrable")
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
         self._client: SyncExecutionClient | None = None
-        self._unavailable_since: float | None = None
+        self._outage = Outage(self.unavailable_timeout)
 
-    @property
+    @cached_property
     def hook(self) -> CerebelumHook:
-        """The hook for ``cerebelum_conn_id``."""
+        """The hook for the rendered ``cerebelum_conn_id``, built once per task."""
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
-        return CerebelumHook(self.cerebelum_conn_id)
+        with task_arguments():
+            return CerebelumHook(check_conn_id(self.cerebelum_conn_id))
 
     def execute(self, context: Context) -> Any:
         """Wait in the mode chosen; return the final execution dict."""
-        self.execution_id = check_execution_id(self.execution_id)
-        publish_execution_id(context, self.execution_id)
+        with task_arguments():
+            self.execution_id = check_execution_id(self.execution_id)
+        publish_execution_id(self, context, self.execution_id)
         try:
             if not self.deferrable:
                 return super().execute(context)
@@ -148,6 +163,8 @@ class CerebelumExecutionSensor(BaseSensorOperator):
                 self._client = None
 
     def _check_then_defer(self, context: Context) -> Any:
+        # The deadline counts from here, not from after the first check (the client's retries).
+        started = time.time()
         try:
             result = self.poke(context)
         except (AirflowSensorTimeout, AirflowFailException) as error:
@@ -158,7 +175,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
             return result.xcom_value
         from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
-        end_time = time.time() + self.timeout
+        end_time = started + self.timeout
         self.defer(
             trigger=CerebelumExecutionTrigger(
                 execution_id=self.execution_id,
@@ -170,9 +187,10 @@ class CerebelumExecutionSensor(BaseSensorOperator):
                 max_sleep_wait=self.max_sleep_wait,
                 unavailable_timeout=self.unavailable_timeout,
                 include_outputs=self.include_outputs,
+                unavailable_since=self._outage.since_epoch,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFERRAL_TIMEOUT_GRACE,
+            timeout=timedelta(seconds=max(0.0, end_time - time.time())) + DEFERRAL_TIMEOUT_GRACE,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -189,24 +207,28 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         if self._client is None:
             self._client = self.hook.get_client()
         client = self._client
+        self._outage.attempt()
         try:
             with task_errors():
                 status = client.get_execution_status(self.execution_id)
         except exceptions.CoreUnavailableError as error:
-            self._note_unavailable(error)
+            self._note_unavailable(client.address, error)
             return PokeReturnValue(is_done=False)
-        self._unavailable_since = None
+        self._outage.ended()
         self.log.info("%s", status.describe_progress())
         return self._judge(status)
 
-    def _note_unavailable(self, error: exceptions.CoreUnavailableError) -> None:
-        now = time.monotonic()
-        if self._unavailable_since is None:
-            self._unavailable_since = now
-        down_for = now - self._unavailable_since
-        if self.unavailable_timeout is not None and down_for >= self.unavailable_timeout:
-            raise error
-        self.log.warning("Cerebelum Core unreachable (%s); will check again", error)
+    def _note_unavailable(self, address: str, error: exceptions.CoreUnavailableError) -> None:
+        outage = self._outage
+        outage.failed()
+        if outage.exhausted:
+            raise exceptions.CoreUnavailableError(
+                f"{outage.describe(address)} while waiting for execution {self.execution_id}, longer than "
+                f"unavailable_timeout ({self.unavailable_timeout:g}s): {error.message}",
+                core_address=address,
+                execution_id=self.execution_id,
+            ) from error
+        self.log.warning("%s (%s); will check again", outage.describe(address), error.message)
 
     def _judge(self, status: ExecutionStatus) -> PokeReturnValue:
         state = status.status.value
@@ -221,6 +243,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         Returns:
             The final execution dict on ``"success"``.
         """
+        remember_execution_id(self, event)
         execution = task_outcome(event, failure_is_final=True, timeout_error=AirflowSensorTimeout)
         self.log.info(
             "Cerebelum execution %s reached %s", execution.get("execution_id"), execution.get("status")

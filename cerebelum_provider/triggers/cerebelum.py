@@ -22,6 +22,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from cerebelum_provider._arguments import (
+    DEFAULT_CONN_ID,
     check_bool,
     check_conn_id,
     check_disjoint_states,
@@ -30,6 +31,7 @@ from cerebelum_provider._arguments import (
     positive_seconds,
     state_values,
 )
+from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
 from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus, PollAnswer
 from cerebelum_provider.triggers._gc import freeze_gc_once_if_configured
@@ -61,7 +63,11 @@ class CerebelumExecutionTrigger(BaseTrigger):
             None waits without limit.
         max_sleep_wait: longest single wait, in seconds, while the execution sleeps.
         unavailable_timeout: how long, in seconds, Core may stay unreachable (consecutive
-            transient failures) before the event is ``"error"``; None means until ``end_time``.
+            transient failures, counted from the start of the first) before the event is
+            ``"error"`` saying since when (UTC) and at which address; 15 minutes by default
+            (``DEFAULT_UNAVAILABLE_TIMEOUT``); None means until ``end_time``.
+        unavailable_since: when (epoch seconds) the task found Core unreachable before it
+            deferred: the outage is counted from then.
         stop_on_kill: when a user kills the deferred task (mark failed, clear; Airflow 3.3+
             calls ``on_kill``), stop the execution over Core's HTTP API; over gRPC, which cannot
             stop one, log a warning naming it. Only for an execution the task itself started.
@@ -75,15 +81,16 @@ class CerebelumExecutionTrigger(BaseTrigger):
     def __init__(
         self,
         execution_id: str,
-        cerebelum_conn_id: str = "cerebelum_default",
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 10.0,
         success_states: Iterable[ExecutionState | str] = DEFAULT_SUCCESS_STATES,
         failure_states: Iterable[ExecutionState | str] = DEFAULT_FAILURE_STATES,
         end_time: float | None = None,
         max_sleep_wait: float = 300.0,
-        unavailable_timeout: float | None = None,
+        unavailable_timeout: float | None = DEFAULT_UNAVAILABLE_TIMEOUT,
         stop_on_kill: bool = False,
         include_outputs: bool = False,
+        unavailable_since: float | None = None,
     ) -> None:
         super().__init__()
         self.execution_id = check_execution_id(execution_id)
@@ -105,6 +112,9 @@ class CerebelumExecutionTrigger(BaseTrigger):
         )
         self.stop_on_kill = check_bool(stop_on_kill, field_name="stop_on_kill")
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
+        self.unavailable_since = (
+            None if unavailable_since is None else positive_seconds(unavailable_since, "unavailable_since")
+        )
 
     def __repr__(self) -> str:
         return (
@@ -127,6 +137,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 "unavailable_timeout": self.unavailable_timeout,
                 "stop_on_kill": self.stop_on_kill,
                 "include_outputs": self.include_outputs,
+                "unavailable_since": self.unavailable_since,
             },
         )
 
@@ -134,6 +145,10 @@ class CerebelumExecutionTrigger(BaseTrigger):
     @staticmethod
     def _now() -> float:
         return time.time()
+
+    @staticmethod
+    def _monotonic() -> float:
+        return time.monotonic()
 
     @staticmethod
     async def _sleep(seconds: float) -> None:
@@ -189,9 +204,11 @@ class CerebelumExecutionTrigger(BaseTrigger):
         # The last answer, converted whole only when an event or a log line needs it: most polls
         # only learn that the execution is still running (ExecutionClient.poll_execution).
         last: PollAnswer | None = None
-        unavailable_since: float | None = None
-        failures = 0
+        outage = Outage(self.unavailable_timeout, monotonic=self._monotonic, wall_clock=self._now)
+        if self.unavailable_since is not None:
+            outage.started_earlier(self.unavailable_since)
         while True:
+            outage.attempt()
             try:
                 answer = await client.poll_execution(self.execution_id)
             except CerebelumTLSError as error:
@@ -199,32 +216,29 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 message = f"TLS handshake with Cerebelum Core at {address} failed: {error}"
                 return self._event("error", message, _whole(last), error=error, address=address)
             except CoreUnavailableError as error:
-                now = self._now()
-                unavailable_since = unavailable_since if unavailable_since is not None else now
-                failures += 1
-                give_up_at = self._unavailable_deadline(unavailable_since)
-                if give_up_at is not None and now >= give_up_at:
-                    message = (
-                        f"Cerebelum Core at {address} unreachable for {now - unavailable_since:.0f}s "
-                        f"({failures} attempts) while waiting for execution {self.execution_id}: {error}"
+                outage.failed()
+                past_deadline = self.end_time is not None and self._now() >= self.end_time
+                if outage.exhausted or past_deadline:
+                    message = f"{outage.describe(address)} while waiting for execution {self.execution_id}"
+                    if outage.exhausted:
+                        message += f", longer than unavailable_timeout ({self.unavailable_timeout:g}s)"
+                    return self._event(
+                        "error", f"{message}: {error}", _whole(last), error=error, address=address
                     )
-                    return self._event("error", message, _whole(last), error=error, address=address)
-                backoff = self._unavailable_backoff(failures)
-                self.log.warning(
-                    "Cerebelum Core at %s unreachable (%s), attempt %d; next try in %.1fs",
-                    address,
-                    error,
-                    failures,
-                    backoff,
-                )
-                await self._sleep(self._cap(backoff, give_up_at))
+                backoff = self._unavailable_backoff(outage.failures)
+                remaining = outage.remaining
+                if remaining is not None:
+                    backoff = min(backoff, remaining)
+                backoff = self._cap(backoff, self.end_time)
+                self.log.warning("%s (%s); next try in %.1fs", outage.describe(address), error, backoff)
+                await self._sleep(backoff)
                 continue
             except CerebelumError as error:
                 # Not found, auth refused, any other RPC error: asking again would get the same answer.
                 where = "" if address in str(error) else f" at {address}"
                 message = f"Cannot watch Cerebelum execution {self.execution_id}{where}: {error}"
                 return self._event("error", message, _whole(last), error=error, address=address)
-            unavailable_since, failures = None, 0
+            outage.ended()
             if last is None or last.state is not answer.state:
                 self.log.info("%s", answer.status().describe_progress())
             last = answer
@@ -274,13 +288,6 @@ class CerebelumExecutionTrigger(BaseTrigger):
         margin = self.poll_interval / 2
         # Never wait less than one interval, even when max_sleep_wait is set below it.
         return max(min(remaining - margin, self.max_sleep_wait), self.poll_interval)
-
-    def _unavailable_deadline(self, unavailable_since: float) -> float | None:
-        deadlines = [self.end_time]
-        if self.unavailable_timeout is not None:
-            deadlines.append(unavailable_since + self.unavailable_timeout)
-        present = [deadline for deadline in deadlines if deadline is not None]
-        return min(present) if present else None
 
     def _cap(self, delay: float, deadline: float | None) -> float:
         """``delay``, shortened so the wait ends at ``deadline`` (never negative)."""

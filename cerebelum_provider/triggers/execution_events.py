@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from cerebelum_provider._arguments import (
+    DEFAULT_CONN_ID,
     check_bool,
     check_conn_id,
     check_execution_id,
@@ -264,7 +265,7 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
 
     def __init__(
         self,
-        cerebelum_conn_id: str = "cerebelum_default",
+        cerebelum_conn_id: str = DEFAULT_CONN_ID,
         workflow_name: str | None = None,
         states: Iterable[ExecutionState | str] = ("FAILED",),
         poll_interval: float = 30,

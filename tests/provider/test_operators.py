@@ -11,6 +11,7 @@ import pytest
 
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators.cerebelum import (
+    CerebelumApproveExecutionOperator,
     CORRELATION_INPUT,
     CerebelumBulkResumeOperator,
     CerebelumExecuteWorkflowOperator,
@@ -133,17 +134,22 @@ def test_resume_operator_accepts_already_running(still_core):
     assert still_core.resume_count(execution_id) == 0
 
 
-@pytest.mark.parametrize("which", ["completed", "unknown"])
-def test_resume_operator_fails_clearly_when_core_refuses(still_core, which, capfd):
-    execution_id = "no-such-execution"
-    if which == "completed":
-        execution_id = still_core.start_execution("orders")
-        still_core.complete(execution_id)
+def test_resume_operator_fails_clearly_when_core_refuses(still_core, capfd):
+    _, results = run_dag("cerebelum_resume_no_wait", {"execution_id": "no-such-execution"})
+
+    assert results["resume"][0] == "failed"
+    assert "refused to resume execution no-such-execution (failed_to_resume" in output_of(capfd)
+
+
+def test_resume_operator_succeeds_for_a_completed_execution_saying_so(still_core):
+    execution_id = still_core.start_execution("orders")
+    still_core.complete(execution_id)
 
     _, results = run_dag("cerebelum_resume_no_wait", {"execution_id": execution_id})
 
-    assert results["resume"][0] == "failed"
-    assert f"refused to resume execution {execution_id} (failed_to_resume" in output_of(capfd)
+    state, xcoms, _ = results["resume"]
+    assert state == "success"
+    assert xcoms["return_value"]["resume_status"] == "already_completed"
 
 
 @pytest.mark.parametrize("mode", ["poll", "deferrable"])
@@ -503,16 +509,91 @@ def test_templated_fields_and_links():
     execute = CerebelumExecuteWorkflowOperator(
         task_id="e", workflow_name="{{ params.w }}", inputs="{{ params.i }}"
     )
-    assert tuple(execute.template_fields) == ("workflow_name", "inputs", "correlation_id", "tags")
-    assert tuple(CerebelumBulkResumeOperator.template_fields) == ("workflow_name", "plan_only")
+    assert tuple(execute.template_fields) == (
+        "workflow_name",
+        "inputs",
+        "correlation_id",
+        "tags",
+        "cerebelum_conn_id",
+    )
+    assert tuple(CerebelumBulkResumeOperator.template_fields) == (
+        "workflow_name",
+        "plan_only",
+        "cerebelum_conn_id",
+    )
     # BaseOperator.dry_run() (Airflow's template-rendering preview) is not shadowed by an argument.
     bulk = CerebelumBulkResumeOperator(task_id="b", plan_only=True)
     assert bulk.plan_only is True and callable(bulk.dry_run)
-    assert tuple(CerebelumResumeExecutionOperator.template_fields) == ("execution_id",)
+    assert tuple(CerebelumResumeExecutionOperator.template_fields) == ("execution_id", "cerebelum_conn_id")
     for operator in (CerebelumExecuteWorkflowOperator, CerebelumResumeExecutionOperator):
         assert [link.name for link in operator.operator_extra_links] == ["Cerebelum execution"]
     # A bulk run has no one execution to link to.
     assert CerebelumBulkResumeOperator.operator_extra_links == ()
+
+
+LINK_XCOM_KEY = "_link_CerebelumExecutionLink"
+UI_URL = "https://core.example/executions/{execution_id}"
+
+
+def test_a_retried_execute_task_logs_no_error_for_an_execution_id_not_there_yet(live_core, monkeypatch, capfd):
+    # The first try fails before Core started anything (the start is refused once, no client
+    # retry): nothing was published, and nothing asks Airflow for it.
+    uri = connection_uri(live_core, token=TOKEN, max_attempts=1, ui_url=UI_URL)
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", uri)
+    live_core.fail_next(1, rpcs="ExecuteWorkflow")
+
+    _, results = run_dag("cerebelum_execute_retried")
+
+    state, xcoms, try_number = results["execute"]
+    assert (state, try_number) == ("success", 2)
+    assert "XCom not found" not in output_of(capfd)
+    assert xcoms[LINK_XCOM_KEY] == UI_URL.format(execution_id=xcoms["execution_id"])
+
+
+def test_the_link_is_stored_when_the_task_defers_and_after_it_resumes(still_core, monkeypatch, caplog):
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(still_core, token=TOKEN, ui_url=UI_URL))
+    execution_id = still_core.start_execution("orders", fail_at="charge", error_message="card declined")
+    still_core.run_until_settled(execution_id)
+
+    with completed_once_the_trigger_polls(still_core, lambda: execution_id, status_reads=3):
+        _, results = run_dag("cerebelum_resume_deferrable", {"execution_id": execution_id})
+
+    state, xcoms, _ = results["resume"]
+    assert state == "success" and deferred(caplog)
+    assert xcoms[LINK_XCOM_KEY] == UI_URL.format(execution_id=execution_id)
+
+
+def test_the_connection_id_is_a_template_field_rendered_before_the_hook_is_built(live_core, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CORE_FROM_CONF", connection_uri(live_core, token=TOKEN))
+    monkeypatch.delenv("AIRFLOW_CONN_CEREBELUM_DEFAULT")
+
+    _, results = run_dag("cerebelum_execute_templated_connection", {"conn_id": "core_from_conf"})
+
+    state, xcoms, _ = results["execute"]
+    assert state == "success"
+    assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
+
+
+def test_every_class_defaults_to_the_one_connection_id_and_builds_its_hook_once():
+    from cerebelum_provider._arguments import DEFAULT_CONN_ID
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
+    from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
+    from cerebelum_provider.triggers.cerebelum import CerebelumExecutionEventTrigger, CerebelumExecutionTrigger
+
+    built = [
+        CerebelumExecuteWorkflowOperator(task_id="e", workflow_name="orders"),
+        CerebelumResumeExecutionOperator(task_id="r", execution_id="x"),
+        CerebelumBulkResumeOperator(task_id="b"),
+        CerebelumApproveExecutionOperator(task_id="a", execution_id="x"),
+        CerebelumExecutionSensor(task_id="s", execution_id="x"),
+        CerebelumExecutionTrigger("x"),
+        CerebelumExecutionEventTrigger(workflow_name="orders"),
+    ]
+    assert CerebelumHook.default_conn_name == DEFAULT_CONN_ID
+    assert {thing.cerebelum_conn_id for thing in built} == {DEFAULT_CONN_ID}
+    for task in built[:5]:
+        assert "cerebelum_conn_id" in task.template_fields
+        assert task.hook is task.hook
 
 
 def test_importing_the_operators_imports_no_grpc_or_protobuf():

@@ -67,6 +67,10 @@ def seed_failed(core: CoreEmulator, count: int) -> list[str]:
     return ids
 
 
+#: The try number each task of the last ``run_dag`` ended on.
+tries: dict[str, int] = {}
+
+
 def run_dag(dag_id: str, conf: dict | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
     """Run a DAG of tests/provider/dags/cerebelum_resume_check_dags.py: ``{task_id: (state, xcoms)}``."""
     from airflow.models.xcom import XComModel
@@ -76,12 +80,14 @@ def run_dag(dag_id: str, conf: dict | None = None) -> dict[str, tuple[str, dict[
 
     run = getattr(cerebelum_resume_check_dags, dag_id).test(run_conf=conf or {})
     results = {}
+    tries.clear()
     with create_session() as session:
         for ti in run.get_task_instances():
             rows = session.query(XComModel).filter_by(
                 dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index
             )
             results[ti.task_id] = (ti.state, {row.key: row.value for row in rows})
+            tries[ti.task_id] = ti.try_number
     return results
 
 
@@ -116,6 +122,87 @@ def test_resume_operator_fails_when_the_execution_stays_failed(emulator, api, an
     assert core.resume_count(execution_id) == 1
     assert core.call_counts()["ResumeExecution"] == 1
     assert core.call_counts()["GetExecutionStatus"] == 1
+
+
+@pytest.mark.parametrize("answer", BUGGY_ANSWERS)
+def test_an_execution_left_failed_fails_the_task_without_airflow_retries(emulator, answer, capfd):
+    core = emulator("http")
+    execution_id = failed_execution(core)
+    core.set_resume_without_effect(answer)
+
+    results = run_dag("cerebelum_resume_check_retried", {"execution_id": execution_id})
+
+    assert results["resume"][0] == "failed"
+    assert tries["resume"] == 1  # retries=1, unused: the same resume gets the same answer
+    assert core.call_counts()["ResumeExecution"] == 1
+    assert f"for execution {execution_id} but it is still FAILED" in output_of(capfd)
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+def test_an_unknown_execution_fails_the_task_without_airflow_retries(emulator, api, capfd):
+    core = emulator(api)
+
+    results = run_dag("cerebelum_resume_check_retried", {"execution_id": "no-such-execution"})
+
+    assert results["resume"][0] == "failed"
+    assert tries["resume"] == 1
+    assert core.call_counts()["ResumeExecution"] == 1
+    output = output_of(capfd)
+    assert "refused to resume execution no-such-execution (failed_to_resume" in output
+    assert "knows no execution 'no-such-execution'" in output
+
+
+@pytest.mark.parametrize("api", ["grpc", "http"])
+def test_a_connection_at_the_other_apis_port_fails_the_task_without_airflow_retries(
+    emulator, monkeypatch, api, capfd
+):
+    core = emulator(api)
+    other_port = core.http_port if api == "grpc" else int(core.address.rsplit(":", 1)[1])
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEREBELUM_DEFAULT", f"cerebelum://:{TOKEN}@127.0.0.1:{other_port}?api={api}"
+    )
+
+    results = run_dag("cerebelum_resume_check_retried", {"execution_id": "any-execution"})
+
+    assert results["resume"][0] == "failed"
+    assert tries["resume"] == 1
+    fix = "api=http" if api == "grpc" else "api=grpc"
+    assert fix in output_of(capfd)  # the message names the setting to change
+
+
+def test_an_empty_execution_id_fails_the_task_without_airflow_retries_and_sends_nothing(emulator, capfd):
+    core = emulator("http")
+
+    results = run_dag("cerebelum_resume_check_retried", {"execution_id": ""})
+
+    assert results["resume"][0] == "failed"
+    assert tries["resume"] == 1
+    assert "ResumeExecution" not in core.call_counts()
+    assert "execution_id must be a non-empty" in output_of(capfd)
+
+
+@pytest.mark.parametrize(
+    ("api", "answer"),
+    [("grpc", None), ("http", None), ("http", "already_running"), ("grpc", "already_running")],
+    ids=["grpc-refused", "http-refused", "http-already_running", "grpc-already_running"],
+)
+def test_a_completed_execution_is_already_completed_and_nothing_is_resumed(emulator, api, answer, capfd):
+    # Core refuses a completed execution (failed_to_resume); the released Core answers
+    # "already_running" for it instead. Either way nothing runs, and the verdict says so.
+    core = emulator(api)
+    execution_id = core.start_execution("orders")
+    core.run_until_settled(execution_id)
+    core.set_resume_without_effect(answer)
+    steps_before = core.step_runs(execution_id)
+
+    results = run_dag("cerebelum_resume_check_retried", {"execution_id": execution_id})
+
+    state, xcoms = results["resume"]
+    assert state == "success"
+    assert xcoms["return_value"] == {"execution_id": execution_id, "resume_status": "already_completed"}
+    assert core.call_counts()["ResumeExecution"] == 1
+    assert core.step_runs(execution_id) == steps_before == dict.fromkeys(ORDER_STEPS, 1)
+    assert f"Cerebelum execution {execution_id} was already COMPLETED: nothing was resumed" in output_of(capfd)
 
 
 @pytest.mark.parametrize("mode", ["poll", "deferrable"])

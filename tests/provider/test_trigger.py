@@ -61,6 +61,7 @@ def test_serialize_returns_exactly_the_init_arguments():
         unavailable_timeout=60,
         stop_on_kill=True,
         include_outputs=True,
+        unavailable_since=1_899_999_000.0,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "cerebelum_provider.triggers.cerebelum.CerebelumExecutionTrigger"
@@ -75,9 +76,10 @@ def test_serialize_returns_exactly_the_init_arguments():
         "unavailable_timeout": 60.0,
         "stop_on_kill": True,
         "include_outputs": True,
+        "unavailable_since": 1_899_999_000.0,
     }
     assert rebuilt(trigger).serialize() == (classpath, kwargs)
-    assert set(kwargs) == set(CerebelumExecutionTrigger.__init__.__code__.co_varnames[1:11])
+    assert set(kwargs) == set(CerebelumExecutionTrigger.__init__.__code__.co_varnames[1:12])
 
 
 def test_serialized_kwargs_survive_airflows_serde():

@@ -13,7 +13,11 @@ Each Core bug the provider copes with is pinned with the provider's answer to it
 - gRPC status crash: the sensor fails at once naming the HTTP API, the trigger yields one "error"
   event with that message, and Core received exactly one status query (nothing retried it);
 - resume of a FAILED execution: Core answers "already_running" and runs nothing; the resume
-  operator fails saying "still FAILED", the bulk resume lists it under ``not_resumed``;
+  operator fails saying "still FAILED" without Airflow's retries, the bulk resume lists it under
+  ``not_resumed``;
+- resume of a COMPLETED execution: Core answers "already_running" too; the resume operator
+  succeeds with the verdict "already_completed" (nothing was resumed);
+- resume of an unknown id: Core refuses; the task fails without Airflow's retries;
 - stop: Core answers "stopped" and keeps the state "running" forever;
 - approval of an execution that waits for none: Core would start a ghost execution; the provider
   refuses before sending anything.
@@ -63,7 +67,9 @@ ASK_THEN_BOOM = "rc_prov_ask_boom"
 FAILING = "rc_prov_fail"
 BULK = "rc_prov_bulk"
 APPROVED_LATE = "rc_prov_approve_done"
+COMPLETING = "rc_prov_done"
 BLUEPRINTS = {
+    COMPLETING: ("ok_a",),
     ASK_THEN_OK: ("ok_a", "ask", "ok_c"),
     ASK_THEN_BOOM: ("ok_a", "ask", "boom"),
     FAILING: ("ok_a", "boom"),
@@ -107,6 +113,10 @@ def airflow(core: RealCore, airflow_db: None) -> RealCore:
     return core
 
 
+#: The try number each task of the last ``run_dag`` ended on.
+tries: dict[str, int] = {}
+
+
 def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Run one DAG of ``dags/realcore_provider_dags.py``; return {task_id: (state, XComs by key)}."""
     from airflow.models.xcom import XComModel
@@ -114,12 +124,14 @@ def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, tuple[str, dict[str,
 
     run = getattr(dags, dag_id).test(run_conf=conf)
     results = {}
+    tries.clear()
     with create_session() as session:
         for ti in run.get_task_instances():
             rows = session.query(XComModel).filter_by(
                 dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id
             )
             results[ti.task_id] = (ti.state, {row.key: XComModel.deserialize_value(row) for row in rows})
+            tries[ti.task_id] = ti.try_number
     return results
 
 
@@ -411,11 +423,41 @@ def test_resume_of_a_failed_execution_fails_the_task_saying_still_failed(
 
     said = output(capfd, caplog)
     assert results["resume"][0] == "failed"
+    assert tries["resume"] == 1  # retries=1, unused: the same resume gets the same answer
     assert f"answered 'already_running' for execution {execution_id} but it is still FAILED" in said
     assert BOOM_ERROR in said
     time.sleep(QUIET_PERIOD)
     assert airflow.steps_run(execution_id) == ["ok_a", "boom"]
     assert airflow.execution(execution_id)["state"] == "failed"
+
+
+def test_resume_of_a_completed_execution_succeeds_saying_already_completed(
+    airflow: RealCore, capfd, caplog
+) -> None:
+    execution_id = settled(airflow, COMPLETING, "completed")
+
+    results = run_dag("realcore_resume", {"execution_id": execution_id})
+
+    said = output(capfd, caplog)
+    state, xcoms = results["resume"]
+    assert state == "success", said[-3000:]
+    assert xcoms["return_value"]["resume_status"] == "already_completed"
+    assert xcoms["return_value"]["execution"]["status"] == "EXECUTION_COMPLETED"
+    assert f"Cerebelum execution {execution_id} was already COMPLETED: nothing was resumed" in said
+    assert "Core answered 'already_running'" in said  # what this release answers for it
+    time.sleep(QUIET_PERIOD)
+    assert airflow.steps_run(execution_id) == ["ok_a"]
+
+
+def test_resume_of_an_unknown_execution_fails_without_airflow_retries(airflow: RealCore, capfd, caplog) -> None:
+    unknown = str(uuid.uuid4())
+
+    results = run_dag("realcore_resume", {"execution_id": unknown})
+
+    said = output(capfd, caplog)
+    assert results["resume"][0] == "failed"
+    assert tries["resume"] == 1
+    assert f"refused to resume execution {unknown}" in said
 
 
 @pytest.mark.parametrize("fail_on_error", [True, False])

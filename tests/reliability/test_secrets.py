@@ -122,7 +122,7 @@ def test_token_never_appears_across_a_whole_dag_run(migrated_airflow_db, core_fa
     assert core.resume_count(record.failed_id) == 1
     assert [core.resume_count(execution_id) for execution_id in record.nightly] == [1, 1, 1]
     # The search can fail: the task logs of the run are there (the operators' own lines).
-    assert f"Cerebelum execution {record.failed_id}: resumed" in record.logs
+    assert f"Cerebelum execution {record.failed_id}: Core answered 'resumed' to the resume" in record.logs
     assert "Bulk resume of workflow 'nightly' done" in record.logs and record.running_id in record.logs
     assert token not in record.logs
     # Reading the connection made Airflow's masker learn its password: any log line would hide it.

@@ -18,6 +18,7 @@ from cerebelum_provider.operators.cerebelum import (
     CerebelumExecuteWorkflowOperator,
     CerebelumResumeExecutionOperator,
 )
+from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
 
 START = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
 WAIT_MODES = ("no_wait", "poll", "deferrable")
@@ -91,6 +92,40 @@ for _mode in ("poll", "deferrable"):
             timeout=1,
         )
     globals()[_timeout_dag.dag_id] = _timeout_dag
+
+with _dag("cerebelum_execute_retried") as cerebelum_execute_retried:
+    CerebelumExecuteWorkflowOperator(
+        task_id="execute",
+        workflow_name="orders",
+        poll_interval=0.1,
+        timeout=20,
+        retries=1,
+        retry_delay=datetime.timedelta(0),
+    )
+
+with _dag("cerebelum_execute_outage") as cerebelum_execute_outage:
+    CerebelumExecuteWorkflowOperator(task_id="execute", workflow_name="orders", poll_interval=0.05, timeout=60)
+
+for _deferrable in (False, True):
+    with _dag(f"cerebelum_sensor_outage_{'deferrable' if _deferrable else 'poke'}") as _sensor_dag:
+        CerebelumExecutionSensor(
+            task_id="wait",
+            execution_id="exec-1",
+            poll_interval=0.05,
+            timeout=3600,  # far away: the outage budget ends the wait
+            unavailable_timeout=0.5,
+            deferrable=_deferrable,
+        )
+    globals()[_sensor_dag.dag_id] = _sensor_dag
+
+with _dag("cerebelum_execute_templated_connection") as cerebelum_execute_templated_connection:
+    CerebelumExecuteWorkflowOperator(
+        task_id="execute",
+        cerebelum_conn_id="{{ dag_run.conf['conn_id'] }}",
+        workflow_name="orders",
+        poll_interval=0.1,
+        timeout=20,
+    )
 
 for _crash in (CrashAfterStart, CrashBeforeStoring):
     for _on_retry in ("resume", "restart"):

@@ -37,6 +37,16 @@ for _mode in ("no_wait", "poll", "deferrable"):
         )
     globals()[_resume_dag.dag_id] = _resume_dag
 
+with _dag("cerebelum_resume_check_retried") as cerebelum_resume_check_retried:
+    # One Airflow retry at once: an answer that cannot change must not use it.
+    CerebelumResumeExecutionOperator(
+        task_id="resume",
+        execution_id="{{ dag_run.conf['execution_id'] }}",
+        resume_check_grace=GRACE,
+        retries=1,
+        retry_delay=datetime.timedelta(0),
+    )
+
 with _dag("cerebelum_resume_check_default_grace") as cerebelum_resume_check_default_grace:
     CerebelumResumeExecutionOperator(task_id="resume", execution_id="{{ dag_run.conf['execution_id'] }}")
 

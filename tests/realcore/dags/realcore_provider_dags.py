@@ -88,6 +88,9 @@ with _dag("realcore_resume") as realcore_resume:
         poll_interval=POLL_INTERVAL,
         timeout=TASK_TIMEOUT,
         resume_check_grace=RESUME_CHECK_GRACE,
+        # One retry at once: an answer that cannot change must not use it.
+        retries=1,
+        retry_delay=datetime.timedelta(0),
     )
 
 for _fail_on_error in (True, False):
