@@ -186,36 +186,40 @@ class _Poller:
 
 
 class _SeenStore:
-    """What a watcher has fired, in its assets' state store (Airflow 3.3) or in memory.
+    """What a watcher has fired, in its asset's state store (Airflow 3.3) or in memory.
 
     The value is ``{"format", "filter", "entries"}`` where ``entries`` is the base64 of sorted
     6-byte digests of (execution id, state, entry marker): one per execution now in a watched
     state, at most ``MAX_REMEMBERED_ENTRIES``.
+
+    Only Airflow's public accessor methods (``aget``, ``aset``) are used. They answer for a trigger
+    watched by one asset; one trigger shared by several assets gets a ``ValueError`` from them
+    (Airflow's public API needs the asset named, and a trigger is not told its assets' names), and
+    then remembers in memory only (``unavailable_reason`` says why).
     """
 
     def __init__(self, store: Any, key: str, filter_description: dict[str, Any]) -> None:
-        self._accessors = self._per_asset(store) if store is not None else []
+        self._store = store
         self.key = key
         self._filter = filter_description
+        self.unavailable_reason: str | None = None
 
     @property
     def persistent(self) -> bool:
-        return bool(self._accessors)
-
-    @staticmethod
-    def _per_asset(store: Any) -> list[Any]:
-        # A trigger watched by several assets gets one accessor per asset, and the accessors
-        # object refuses get/set without naming one: read and write every asset's copy.
-        per_asset = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
-        return per_asset or [store]
+        return self._store is not None
 
     async def load(self) -> set[bytes] | None:
-        """The digests stored by an earlier run, or None when this watcher never ran."""
-        for accessor in self._accessors:
-            value = await accessor.aget(self.key)
-            if isinstance(value, dict) and value.get("format") == _STATE_FORMAT:
-                packed = base64.b64decode(value.get("entries") or "")
-                return {packed[i : i + _DIGEST_BYTES] for i in range(0, len(packed), _DIGEST_BYTES)}
+        """The digests stored by an earlier run, or None when this watcher never ran (or the store
+        cannot be used: then ``persistent`` turns False)."""
+        try:
+            value = await self._store.aget(self.key)
+        except ValueError as error:
+            self.unavailable_reason = str(error)
+            self._store = None
+            return None
+        if isinstance(value, dict) and value.get("format") == _STATE_FORMAT:
+            packed = base64.b64decode(value.get("entries") or "")
+            return {packed[i : i + _DIGEST_BYTES] for i in range(0, len(packed), _DIGEST_BYTES)}
         return None
 
     async def save(self, digests: set[bytes]) -> None:
@@ -225,8 +229,7 @@ class _SeenStore:
             "filter": self._filter,
             "entries": base64.b64encode(b"".join(kept)).decode(),
         }
-        for accessor in self._accessors:
-            await accessor.aset(self.key, value)
+        await self._store.aset(self.key, value)
 
 
 class CerebelumExecutionEventTrigger(BaseEventTrigger):
@@ -354,15 +357,17 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         """Turn snapshots into one event per entry this watcher has not fired yet."""
         store = self._seen_store()
+        seen = await store.load() if store.persistent else None
         if not store.persistent:
+            why = store.unavailable_reason or "Airflow before 3.3, or run outside an AssetWatcher"
             self.log.warning(
-                "%r has no asset state store (Airflow before 3.3, or run outside an AssetWatcher): what it "
-                "fires is remembered in memory only, so after a triggerer restart entries made while it was "
-                "down are not fired and executions already in %s count as existing",
+                "%r has no asset state store it can use (%s): what it fires is remembered in memory only, "
+                "so after a triggerer restart entries made while it was down are not fired and executions "
+                "already in %s count as existing",
                 self,
+                why,
                 ", ".join(self.states),
             )
-        seen = await store.load() if store.persistent else None
         async for snapshot in shared_stream:
             current = {_digest(entry): entry for entry in snapshot["entries"]}
             if seen is None and not self.include_existing:
