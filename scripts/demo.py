@@ -1,9 +1,14 @@
 """``make demo``: the example DAGs in a real Airflow, against the Cerebelum Core emulator.
 
-Starts the emulator with its demo set, then Airflow (scheduler, dag-processor, triggerer and
-api-server as separate processes, SQLite metadata database, AIRFLOW_HOME in ``.demo/``),
-triggers each example DAG through the REST API, prints every task state change as it happens
-and a summary read from XCom and from Core, then stops everything it started.
+Starts the emulator with its demo set (both of Core's APIs), then Airflow (scheduler,
+dag-processor, triggerer and api-server as separate processes, SQLite metadata database,
+AIRFLOW_HOME in ``.demo/``). The example DAGs use ``cerebelum_default``, a connection with only a
+host and a port, so it speaks Core's HTTP API (the default); one demo DAG waits over gRPC through
+``cerebelum_grpc``. The demo triggers each DAG through the REST API (``plan_runs``: add a
+``DemoRun`` there to show one more), then shows the event-driven example: an ``orders`` execution
+fails, the asset watcher fires and the DAG it schedules resumes the execution
+(``run_event_driven``). It prints every task state change as it happens and a summary read from
+XCom and from Core, then stops everything it started.
 
 Exit status: 0 when every DAG run succeeded, 1 when one did not, 2 when the stack failed.
 ``--keep-running`` (``make demo-ui``) leaves Airflow and the emulator up afterwards and prints
@@ -13,6 +18,7 @@ the UI address, until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -33,7 +39,32 @@ from cerebelum_provider import ExecutionState, SyncExecutionClient
 
 DEMO_DIR = REPO / ".demo"
 DAGS_FOLDER = REPO / "example_dags"
+#: DAGs only the demo runs, beside the examples.
+DEMO_DAGS_FOLDER = REPO / "scripts" / "demo_dags"
 UI_PORT = 8080
+EVENT_DAG = "example_cerebelum_event_resume"
+#: Cron-scheduled examples: paused while the scheduler creates runs by itself (event-driven part).
+SCHEDULED_DAGS = ("example_cerebelum_bulk_resume",)
+#: An ``orders`` execution that waits for approval, then fails at its next step (once): the demo
+#: approves it once the event watcher is up, so that its failure is new to the watcher; the DAG
+#: that failure schedules resumes it, and it completes.
+EVENT_EXECUTION = "demo-orders-fails-after-approval"
+EVENT_SCENARIO = {
+    "workflows": {"orders": ["validate", "charge", "ship", "notify"]},
+    "executions": [
+        {
+            "workflow": "orders",
+            "execution_id": EVENT_EXECUTION,
+            "inputs": {"order_id": 1006},
+            "approval_at": "charge",
+            "fail_at": "ship",
+            "fail_times": 1,
+            "error_kind": "carrier_unavailable",
+            "error_message": "carrier API answered 503",
+            "settle": True,
+        }
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -46,13 +77,19 @@ class DemoRun:
 
 
 def plan_runs(client: SyncExecutionClient) -> list[DemoRun]:
-    """The DAG runs to trigger; starts the execution the sensor DAG waits on."""
-    fresh = client.execute_workflow("orders", {"order_id": 2001}, correlation_id="make-demo")
+    """The DAG runs to trigger; starts the executions the sensor DAGs wait on."""
+    fresh = client.execute_workflow("orders", {"order_id": 2001})
+    over_grpc = client.execute_workflow("billing", {"invoice": "INV-GRPC"})
     return [
         DemoRun(
             "example_cerebelum_wait",
             {"execution_id": fresh.execution_id},
             f"wait (deferred, in the triggerer) for execution {fresh.execution_id}, just started",
+        ),
+        DemoRun(
+            "demo_cerebelum_wait_grpc",
+            {"execution_id": over_grpc.execution_id},
+            f"the same wait over Core's gRPC API (connection cerebelum_grpc) for {over_grpc.execution_id}",
         ),
         DemoRun(
             "example_cerebelum_execute",
@@ -151,6 +188,50 @@ def summarize(airflow: AirflowStack, client: SyncExecutionClient, runs, results)
     return all_ok
 
 
+def run_event_driven(
+    airflow: AirflowStack, client: SyncExecutionClient, timeout: float
+) -> tuple[DemoRun, str, Any]:
+    """Show the event-driven example: a failure of an ``orders`` execution schedules its DAG.
+
+    The scheduler creates asset-triggered runs only with ``use_job_schedule`` on, so the cron
+    examples are paused and the scheduler restarted with it. The watcher's first poll takes the
+    executions already FAILED as its baseline (it logs "First start"); only then is
+    ``EVENT_EXECUTION`` approved, and it fails at its next step: that failure is the event.
+    """
+    for dag_id in SCHEDULED_DAGS:
+        airflow.pause(dag_id)
+    airflow.restart_service("scheduler", AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="True")
+    airflow.unpause(EVENT_DAG)
+    print(f"\nEvent-driven: unpaused {EVENT_DAG}; waiting for its watcher's first poll ...", flush=True)
+    _wait_until(lambda: "First start" in airflow.service_log("triggerer"), timeout, "the watcher's baseline")
+    client.approve_execution(EVENT_EXECUTION, {"approved_by": "make demo"})
+    print(f"Approved {EVENT_EXECUTION}: it fails at its next step, and the watcher sees it", flush=True)
+    runs = _wait_until(lambda: airflow.asset_triggered_runs(EVENT_DAG), timeout, "an asset event's run")
+    run_id = runs[0]
+    demo_run = DemoRun(EVENT_DAG, {}, f"scheduled by the failure of {EVENT_EXECUTION}: resume it")
+    print(f"Asset event: {EVENT_DAG} run {run_id} started", flush=True)
+    result = airflow.wait_for_run(EVENT_DAG, run_id, timeout=timeout, on_change=_print_change)
+    if result.succeeded:
+        # The run's resume checked that the execution left FAILED; it completes a step or two later.
+        final = _wait_until(
+            lambda: (status := client.get_execution_status(EVENT_EXECUTION)).status.is_terminal and status,
+            timeout,
+            f"{EVENT_EXECUTION} to end after its resume",
+        )
+        print(f"After the event-driven resume: {final.describe_progress()}", flush=True)
+    return demo_run, run_id, result
+
+
+def _wait_until(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise StackError(f"the demo waited {timeout:.0f}s for {what}")
+
+
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -165,16 +246,24 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     work = fresh_dir(DEMO_DIR)
-    emulator = EmulatorProcess(db_path=work / "core.sqlite", demo=True, step_seconds=args.step_seconds)
+    scenario = work / "event-scenario.json"
+    scenario.write_text(json.dumps(EVENT_SCENARIO))
+    emulator = EmulatorProcess(
+        db_path=work / "core.sqlite",
+        demo=True,
+        step_seconds=args.step_seconds,
+        extra_args=["--scenario", str(scenario)],
+    )
     airflow: AirflowStack | None = None
     try:
         emulator.start()
-        print(f"Cerebelum Core emulator (demo set) listening on {emulator.address}")
+        print(f"Cerebelum Core emulator (demo set): HTTP at {emulator.http_url}, gRPC at {emulator.address}")
         port = free_port() if not args.keep_running or _port_taken(UI_PORT) else UI_PORT
         airflow = AirflowStack(
             home=work / "airflow",
             dags_folder=DAGS_FOLDER,
-            connections={"cerebelum_default": f"cerebelum://{emulator.address}?api=grpc"},
+            extra_dag_folders={"demo": DEMO_DAGS_FOLDER},
+            connections=_connections(emulator),
             api_port=port,
         )
         print(f"Starting Airflow (AIRFLOW_HOME={airflow.home.relative_to(REPO)}) ...", flush=True)
@@ -183,12 +272,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Airflow healthy after {airflow.timings['startup']:.1f}s: scheduler, dag-processor, "
             f"triggerer, api-server at {airflow.base_url}"
         )
-        dag_ids = ["example_cerebelum_wait", "example_cerebelum_execute",
-                   "example_cerebelum_bulk_resume", "example_cerebelum_resume"]
-        airflow.wait_for_dags(dag_ids)
-        with SyncExecutionClient(emulator.address) as client:
+        with SyncExecutionClient(emulator.http_url) as client:
+            planned = plan_runs(client)
+            airflow.wait_for_dags([demo_run.dag_id for demo_run in planned] + [EVENT_DAG])
             runs = []
-            for demo_run in plan_runs(client):
+            for demo_run in planned:
                 run_id = airflow.trigger_dag(demo_run.dag_id, conf=demo_run.conf)
                 print(f"Triggered {demo_run.dag_id} {demo_run.conf}: {demo_run.purpose}")
                 runs.append((demo_run, run_id))
@@ -198,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
                 on_change=_print_change,
             )
+            event_run, event_run_id, event_result = run_event_driven(airflow, client, args.timeout)
+            runs.append((event_run, event_run_id))
+            results[(EVENT_DAG, event_run_id)] = event_result
             all_ok = summarize(airflow, client, runs, results)
         print(f"\nDemo finished in {time.monotonic() - started:.0f}s: "
               f"{'every DAG run succeeded' if all_ok else 'a DAG run FAILED'}")
@@ -218,6 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stopped. Logs are in {DEMO_DIR.relative_to(REPO)}/.")
 
 
+def _connections(emulator: EmulatorProcess) -> dict[str, str]:
+    """``cerebelum_default``: host and port only, so HTTP (the default); ``cerebelum_grpc``: gRPC."""
+    return {
+        "cerebelum_default": f"cerebelum://127.0.0.1:{emulator.http_port}",
+        "cerebelum_grpc": f"cerebelum://{emulator.address}?api=grpc",
+    }
+
+
 def _port_taken(port: int) -> bool:
     import socket
 
@@ -228,7 +327,8 @@ def _port_taken(port: int) -> bool:
 def _wait_for_ctrl_c(airflow: AirflowStack, emulator: EmulatorProcess) -> None:
     print(f"\nAirflow UI: {airflow.base_url}/")
     print("Login: none needed (SimpleAuthManager with all_admins: every visitor is admin)")
-    print(f"Connection cerebelum_default -> Core emulator at {emulator.address}")
+    print(f"Connection cerebelum_default -> Core emulator over HTTP at {emulator.http_url}")
+    print(f"Connection cerebelum_grpc -> the same emulator over gRPC at {emulator.address}")
     print("Everything keeps running; press Ctrl-C to stop.", flush=True)
     while True:
         time.sleep(3600)

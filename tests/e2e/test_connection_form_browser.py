@@ -2,8 +2,11 @@
 
 Users configure Cerebelum in the UI's "Add Connection" dialog. This test picks "Cerebelum Core"
 there, checks the fields the provider info declares are drawn with their labels (and the unused
-standard ones are not), saves a connection, then runs a deferrable sensor DAG that uses it:
-the triggerer reads the connection that the browser saved. Needs Debian's ``chromium`` and
+standard ones are not), saves a connection with only a host and a port (so it speaks Core's HTTP
+API, the default), presses its "Test Connection" button and reads the answer the UI shows (it
+read an execution's status over HTTP), presses the same button for a connection left at the
+default API but pointed at the gRPC port (the answer names ``api=grpc``), then runs a deferrable
+sensor DAG that uses the saved connection: the triggerer reads the connection that the browser saved. Needs Debian's ``chromium`` and
 ``chromium-driver`` (``make test`` installs them); selenium uses that chromedriver, so nothing
 is downloaded. Screenshots of the filled form are kept in ``test-artifacts/``.
 """
@@ -26,7 +29,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOTS = (ARTIFACTS / "connection-form-standard.png", ARTIFACTS / "connection-form-extra.png")
+SCREENSHOTS = (
+    ARTIFACTS / "connection-form-standard.png",
+    ARTIFACTS / "connection-form-extra.png",
+    ARTIFACTS / "connection-test-http.png",
+    ARTIFACTS / "connection-test-grpc-port.png",
+)
 #: The connection id that tests/e2e/dags/e2e_ui_connection.py's sensor uses.
 UI_CONNECTION_ID = "cerebelum_ui"
 
@@ -93,11 +101,33 @@ def visible_labels(dialog) -> set[str]:
     return {label.text.replace("*", "").strip() for label in labels if label.is_displayed()} - {""}
 
 
+def press_test_and_read_the_answer(browser, connection_id: str, screenshot) -> str:
+    """Press the connection list's "Test Connection" button of ``connection_id``; return the
+    toast's text (its title and the hook's message)."""
+    from selenium.webdriver.common.by import By
+
+    row_button = (
+        f"//tr[.//*[normalize-space(text())='{connection_id}']]//button[@aria-label='Test Connection']"
+    )
+    wait_for(lambda: browser.find_elements(By.XPATH, row_button), what=f"the Test button of {connection_id}")[0].click()
+    toast = wait_for(
+        lambda: [
+            element
+            for element in browser.find_elements(By.XPATH, "//*[contains(text(), 'Cerebelum Core at')]")
+            if element.is_displayed()
+        ],
+        what=f"the Test answer for {connection_id}",
+    )[0]
+    browser.save_screenshot(str(screenshot))
+    title = toast.find_element(By.XPATH, "./ancestor::*[contains(., 'Test Connection')][1]").text
+    return " ".join(title.split())
+
+
 def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, airflow, emulator):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    host, port = emulator.address.rsplit(":", 1)
+    host, port = "127.0.0.1", str(emulator.http_port)
     browser.get(f"{airflow.base_url}/connections")
     button(browser, "Add Connection").click()
     dialog = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=dialog]"), what="the dialog")[0]
@@ -130,7 +160,22 @@ def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, 
 
     saved = airflow.request("GET", f"/api/v2/connections/{UI_CONNECTION_ID}")
     assert (saved["conn_type"], saved["host"], saved["port"]) == ("cerebelum", host, int(port))
-    assert float(json.loads(saved["extra"])["timeout"]) == 7
+    extra = json.loads(saved["extra"])
+    assert float(extra["timeout"]) == 7
+    assert extra.get("api", "http") == "http"  # untouched, the form's Core API is HTTP
+
+    answer = press_test_and_read_the_answer(browser, UI_CONNECTION_ID, SCREENSHOTS[2])
+    assert "Test Connection Successful" in answer, answer
+    assert f"Connected to Cerebelum Core at {emulator.http_url} over HTTP" in answer and "the status of" in answer
+
+    grpc_host, grpc_port = emulator.address.rsplit(":", 1)
+    at_grpc_port = {"connection_id": "cerebelum_ui_grpc_port", "conn_type": "cerebelum", "host": grpc_host,
+                    "port": int(grpc_port)}
+    airflow.request("POST", "/api/v2/connections", json=at_grpc_port, expect=(201,))
+    browser.refresh()
+    answer = press_test_and_read_the_answer(browser, "cerebelum_ui_grpc_port", SCREENSHOTS[3])
+    assert "Test Connection Failed" in answer, answer
+    assert f"answers the other API at port {grpc_port}: set Core API to grpc (api=grpc)" in answer
 
     with SyncExecutionClient(emulator.address) as client:
         execution_id = client.execute_workflow(SLOW_WORKFLOW, {"from": "browser test"}).execution_id
