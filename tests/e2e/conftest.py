@@ -14,6 +14,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -24,6 +25,8 @@ from airflow_stack import AirflowStack, EmulatorProcess  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"
 
+#: The connection's Core UI address, for the "Cerebelum execution" link (never requested).
+UI_URL = "http://127.0.0.1:9/executions/{execution_id}"
 #: Failed executions the bulk-resume DAG must resume, each exactly once.
 NIGHTLY_WORKFLOW = "e2e_nightly"
 NIGHTLY_FAILED = 6
@@ -74,7 +77,7 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
         home=tmp_path_factory.mktemp("airflow"),
         dags_folder=REPO / "example_dags",
         extra_dag_folders={"e2e": Path(__file__).parent / "dags"},
-        connections={"cerebelum_default": f"cerebelum://{emulator.address}?api=grpc"},
+        connections={"cerebelum_default": f"cerebelum://{emulator.address}?api=grpc&ui_url={quote(UI_URL, safe='')}"},
     )
     try:
         with stack:

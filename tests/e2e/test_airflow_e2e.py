@@ -16,7 +16,7 @@ import pytest
 from cerebelum_provider import ExecutionState, SyncExecutionClient
 from cerebelum_provider.get_provider_info import CONNECTION_FIELDS
 
-from .conftest import NIGHTLY_FAILED, NIGHTLY_WORKFLOW, SLOW_WORKFLOW
+from .conftest import NIGHTLY_FAILED, NIGHTLY_WORKFLOW, SLOW_WORKFLOW, UI_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -118,8 +118,19 @@ def test_deferrable_sensor_is_handed_to_the_triggerer_process_and_succeeds(airfl
     airflow.wait_for_dags(["example_cerebelum_wait"])
 
     run_id = airflow.trigger_dag("example_cerebelum_wait", conf={"execution_id": execution_id})
-    result = airflow.wait_for_run("example_cerebelum_wait", run_id, timeout=120)
+    links_while_deferred: list[dict] = []
 
+    def read_the_link_while_deferred(change) -> None:
+        if change.task_id == "wait_for_execution" and change.state == "deferred":
+            path = f"/api/v2/dags/example_cerebelum_wait/dagRuns/{run_id}/taskInstances/wait_for_execution/links"
+            links_while_deferred.append(airflow.request("GET", path)["extra_links"])
+
+    result = airflow.wait_for_run(
+        "example_cerebelum_wait", run_id, timeout=120, on_change=read_the_link_while_deferred
+    )
+
+    # The api-server shows the "Cerebelum execution" link while the task is deferred.
+    assert links_while_deferred == [{"Cerebelum execution": UI_URL.format(execution_id=execution_id)}]
     states = result.task_states["wait_for_execution"]
     assert result.state == "success", states
     assert "deferred" in states and states[-1] == "success", states
