@@ -10,9 +10,10 @@ when Core reports an error, the order Core's own state derivation uses).
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Any
 
-from cerebelum_provider.models import ExecutionHandle, ExecutionState, ExecutionStatus
+from cerebelum_provider.models import ApprovalInfo, ExecutionHandle, ExecutionState, ExecutionStatus
 
 #: State words of Core's REST API (its engine's state names) -> model states. ``executing_step``
 #: and ``initializing`` are the engine's names for a running execution.
@@ -146,3 +147,54 @@ def handle_from_json(body: dict[str, Any]) -> ExecutionHandle:
         execution_id=str(data.get("id") or data.get("execution_id") or ""),
         status=str(data.get("status") or ""),
     )
+
+
+def approval_from_events(
+    events: list[dict[str, Any]], *, now: datetime | None = None
+) -> tuple[str, ApprovalInfo] | None:
+    """The step that last asked for approval and what it asked, from ``GET .../events``; None when
+    no step asked.
+
+    Core's REST status does not carry the request; its ``ApprovalRequestedEvent`` does (the step,
+    the approval type, the data and the timeout). ``remaining_timeout_ms`` is counted to ``now``.
+    """
+    for event in reversed(events):
+        if not isinstance(event, dict) or event.get("type") != "ApprovalRequestedEvent":
+            continue
+        data = _dict(event.get("data"))
+        asked = data.get("approval_data")
+        # A request can arrive wrapped as {"type", "data", "timeout_ms"} (what the step raised).
+        wrapped = _dict(asked) if isinstance(_dict(asked).get("data"), dict) else {}
+        payload = wrapped.get("data") if wrapped else asked
+        timeout_ms = _int(data.get("timeout_ms"), _int(wrapped.get("timeout_ms"), 0))
+        requested_at = _moment(data.get("timestamp") or event.get("timestamp"))
+        remaining = timeout_ms
+        if requested_at is not None:
+            elapsed = (now or datetime.now(timezone.utc)) - requested_at
+            remaining = max(0, timeout_ms - round(elapsed.total_seconds() * 1000))
+        info = ApprovalInfo(
+            approval_type=str(data.get("approval_type") or wrapped.get("type") or ""),
+            data=payload if isinstance(payload, dict) else None,
+            timeout_ms=timeout_ms,
+            requested_at=requested_at,
+            remaining_timeout_ms=remaining,
+        )
+        step = data.get("step_name")
+        return (step if isinstance(step, str) else ""), info
+    return None
+
+
+def _int(value: object, default: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return int(value)
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

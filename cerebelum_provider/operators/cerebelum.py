@@ -186,8 +186,31 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
             self.log.info("%s", execution.describe_progress())
             if execution.status.is_terminal:
                 return finish(execution, include_outputs=self.include_outputs)
+        self._defer_until(
+            execution_id,
+            success_states=(ExecutionState.COMPLETED,),
+            failure_states=(ExecutionState.FAILED,),
+            method_name="execute_complete",
+            stop_on_kill=stop_on_kill,
+            unavailable_since=outage.since_epoch,
+        )
+        return {}  # not reached: defer() raises TaskDeferred
+
+    def _defer_until(
+        self,
+        execution_id: str,
+        *,
+        success_states: tuple[ExecutionState, ...],
+        failure_states: tuple[ExecutionState, ...],
+        method_name: str,
+        stop_on_kill: bool = False,
+        unavailable_since: float | None = None,
+    ) -> None:
+        """Defer to ``CerebelumExecutionTrigger`` until the execution reaches one of the states, or
+        the wait's limit passes; ``method_name`` gets the trigger's event."""
         from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
+        limit = wait_limit(self.timeout, self.execution_timeout)
         # The trigger ends the wait at the deadline with the last state it saw; Airflow's own
         # deferral timeout, a little later, only backs it up.
         self.defer(
@@ -195,18 +218,17 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
                 execution_id=execution_id,
                 cerebelum_conn_id=self.cerebelum_conn_id,
                 poll_interval=self.poll_interval,
-                success_states=(ExecutionState.COMPLETED.name,),
-                failure_states=(ExecutionState.FAILED.name,),
+                success_states=tuple(state.name for state in success_states),
+                failure_states=tuple(state.name for state in failure_states),
                 end_time=time.time() + limit,
                 stop_on_kill=stop_on_kill,
                 include_outputs=self.include_outputs,
                 unavailable_timeout=self.unavailable_timeout,
-                unavailable_since=outage.since_epoch,
+                unavailable_since=unavailable_since,
             ),
-            method_name="execute_complete",
+            method_name=method_name,
             timeout=timedelta(seconds=limit + DEFERRAL_TIMEOUT_GRACE),
         )
-        return {}  # not reached: defer() raises TaskDeferred
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Called when the trigger fires: the final execution dict, or the task fails with the reason."""
@@ -843,14 +865,14 @@ class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
         if not is_template_value(execution_id):
             check_execution_id(execution_id)
         if not is_template_value(response) and not is_jinja(response):
-            _check_response(response)
+            check_response(response)
         self.execution_id = execution_id
         self.response = response
 
     def execute(self, context: Context) -> dict[str, Any]:
         with task_arguments():
             execution_id = check_execution_id(self.execution_id)
-            response = _check_response(self.response)
+            response = check_response(self.response)
         publish_execution_id(self, context, execution_id)
         with self.hook.get_client() as client, task_errors():
             answer = client.approve_execution(execution_id, response)
@@ -871,15 +893,15 @@ class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
         }
 
 
-def _check_response(response: object) -> dict[str, Any]:
+def check_response(response: object, field_name: str = "response") -> dict[str, Any]:
     """The approval response as a dict (None means ``{}``); TypeError/ValueError naming what is wrong."""
     if response is None:
         return {}
     if not isinstance(response, dict):
-        raise TypeError(f"response must be a dict or None, got {type(response).__name__} {response!r}")
+        raise TypeError(f"{field_name} must be a dict or None, got {type(response).__name__} {response!r}")
     if "id" in response:
         raise ValueError(
-            "response must not contain the key 'id': Core's HTTP API replaces it with the execution id"
+            f"{field_name} must not contain the key 'id': Core's HTTP API replaces it with the execution id"
         )
     return response
 
