@@ -116,7 +116,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Cerebelum Core",
-                "python-modules": ["cerebelum_provider.operators.cerebelum"],
+                "python-modules": [
+                    "cerebelum_provider.operators.cerebelum",
+                    "cerebelum_provider.operators.approval",
+                ],
             }
         ],
         "triggers": [

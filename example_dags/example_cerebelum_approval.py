@@ -1,13 +1,13 @@
-"""A Cerebelum approval decided by a person in Airflow's UI (human-in-the-loop).
+"""A Cerebelum approval decided by a person in Airflow's UI (human-in-the-loop), in one task.
 
-A Cerebelum step can stop and wait for approval. This DAG waits (deferred) until the execution
-asks, puts the decision in front of a person with Airflow's own ``ApprovalOperator`` (the
-"Required actions" page of the UI, with a note field), and on "Approve" approves the execution in
-Core with a response the waiting step receives as its inputs, then waits for the execution to
-finish. "Reject" skips the approval: the execution keeps waiting until its own approval timeout.
+A Cerebelum step can stop and wait for approval. ``CerebelumApprovalOperator`` waits (deferred)
+until the execution asks, then shows Core's request (the step, what it asks, its timeout) in the
+"Required actions" page of Airflow's UI, with a note field. "Approve" approves the execution in
+Core with the note as the waiting step's inputs, then waits (deferred) for the execution to finish.
+"Reject" stops the execution in Core and fails the task, naming who rejected it.
 
-Approving needs Core's HTTP API: the ``cerebelum_default`` connection must use ``api=http``
-(``cerebelum://:TOKEN@core:4001?api=http``); over gRPC the approve task fails, saying so.
+Approving needs Core's HTTP API, the default API of the ``cerebelum_default`` connection
+(``cerebelum://:TOKEN@core:4001``); over gRPC (``api=grpc``) the task fails at once, saying so.
 
 Trigger it with the execution that waits, e.g. ``{"execution_id": "demo-orders-approval"}`` (the
 emulator's demo set has one).
@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import datetime
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param
 
-from cerebelum_provider.operators.cerebelum import CerebelumApproveExecutionOperator
-from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
+from cerebelum_provider.operators.approval import CerebelumApprovalOperator
 
 with DAG(
     dag_id="example_cerebelum_approval",
@@ -32,36 +30,11 @@ with DAG(
     tags=["cerebelum", "example"],
     params={"execution_id": Param("demo-orders-approval", type="string", minLength=1)},
 ) as dag:
-    wait_until_it_asks = CerebelumExecutionSensor(
-        task_id="wait_until_it_asks",
-        execution_id="{{ params.execution_id }}",
-        success_states=["WAITING_FOR_APPROVAL"],
-        failure_states=["FAILED"],
-        poll_interval=5,
-        timeout=3600,
-        deferrable=True,
-    )
-
-    decide = ApprovalOperator(
-        task_id="decide",
-        subject="Approve Cerebelum execution {{ params.execution_id }}?",
-        body="The execution waits for approval. Approve it in Core, or reject to leave it waiting.",
-        params={"note": Param("approved from Airflow", type="string")},
-        response_timeout=datetime.timedelta(hours=4),
-    )
-
-    approve = CerebelumApproveExecutionOperator(
+    CerebelumApprovalOperator(
         task_id="approve",
         execution_id="{{ params.execution_id }}",
-        # The waiting step receives this dict as its inputs.
-        response={
-            "note": "{{ ti.xcom_pull(task_ids='decide')['params_input']['note'] }}",
-            "approved_in": "airflow:{{ dag.dag_id }}:{{ run_id }}",
-        },
-        wait_for_completion=True,
-        deferrable=True,
+        # The form the person fills in; its values are the waiting step's inputs on "Approve".
+        params={"note": Param("approved from Airflow", type="string")},
         poll_interval=5,
         timeout=3600,
     )
-
-    wait_until_it_asks >> decide >> approve

@@ -577,6 +577,7 @@ def test_the_connection_id_is_a_template_field_rendered_before_the_hook_is_built
 def test_every_class_defaults_to_the_one_connection_id_and_builds_its_hook_once():
     from cerebelum_provider._arguments import DEFAULT_CONN_ID
     from cerebelum_provider.hooks.cerebelum import CerebelumHook
+    from cerebelum_provider.operators.approval import CerebelumApprovalOperator
     from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
     from cerebelum_provider.triggers.cerebelum import CerebelumExecutionEventTrigger, CerebelumExecutionTrigger
 
@@ -585,13 +586,14 @@ def test_every_class_defaults_to_the_one_connection_id_and_builds_its_hook_once(
         CerebelumResumeExecutionOperator(task_id="r", execution_id="x"),
         CerebelumBulkResumeOperator(task_id="b"),
         CerebelumApproveExecutionOperator(task_id="a", execution_id="x"),
+        CerebelumApprovalOperator(task_id="p", execution_id="x"),
         CerebelumExecutionSensor(task_id="s", execution_id="x"),
         CerebelumExecutionTrigger("x"),
         CerebelumExecutionEventTrigger(workflow_name="orders"),
     ]
     assert CerebelumHook.default_conn_name == DEFAULT_CONN_ID
     assert {thing.cerebelum_conn_id for thing in built} == {DEFAULT_CONN_ID}
-    for task in built[:5]:
+    for task in built[:6]:
         assert "cerebelum_conn_id" in task.template_fields
         assert task.hook is task.hook
 
