@@ -22,6 +22,10 @@ from tests.provider.test_operators import ORDER_STEPS, output_of
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "approval-s3cret-token"
+#: Airflow 3.2's dag.test() cannot run the HITL trigger in line (its in-process supervisor does not
+#: answer the trigger's GetHITLDetail request); 3.3 parks the task instead, which dag.test() handles.
+#: A real 3.2 triggerer answers it; the floor stage runs only the tests that need no answer.
+answered_in_dag_test = pytest.mark.airflow_3_3
 
 
 @pytest.fixture
@@ -47,6 +51,7 @@ def run(dag_id: str, execution_id: str):
 
 
 @pytest.mark.apis("http")
+@answered_in_dag_test
 def test_approve_sends_the_persons_input_and_waits_for_completion(approval_core, capfd):
     # Still running when the task starts: the task waits (deferred) until the execution asks.
     execution_id = approval_core.start_execution("orders", approval_at="notify", approval_timeout_ms=600_000)
@@ -75,6 +80,7 @@ def test_approve_sends_the_persons_input_and_waits_for_completion(approval_core,
 
 
 @pytest.mark.apis("http")
+@answered_in_dag_test
 def test_approve_without_waiting_returns_at_once(approval_core):
     execution_id = approval_core.start_execution("orders", approval_at="charge")
     approval_core.run_until_settled(execution_id)
@@ -89,6 +95,7 @@ def test_approve_without_waiting_returns_at_once(approval_core):
 
 
 @pytest.mark.apis("http")
+@answered_in_dag_test
 def test_reject_stops_the_execution_and_fails_saying_who_rejected(approval_core, capfd):
     execution_id = approval_core.start_execution("orders", approval_at="charge")
     approval_core.run_until_settled(execution_id)
@@ -106,6 +113,7 @@ def test_reject_stops_the_execution_and_fails_saying_who_rejected(approval_core,
 
 
 @pytest.mark.apis("http")
+@answered_in_dag_test
 def test_nobody_answering_in_time_fails_and_leaves_the_execution_waiting(approval_core, capfd):
     execution_id = approval_core.start_execution("orders", approval_at="charge")
     approval_core.run_until_settled(execution_id)
