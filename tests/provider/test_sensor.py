@@ -17,7 +17,7 @@ import grpc
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from cerebelum_provider.exceptions import CerebelumAuthError, CoreUnavailableError
+from cerebelum_provider.exceptions import CerebelumAuthError, CoreAPIMismatchError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
 from tests.core_apis import connection_uri, core_url
@@ -153,6 +153,18 @@ def test_wrong_token_fails_at_once(core_factory, monkeypatch):
     assert isinstance(caught.value.__cause__, CerebelumAuthError)
     assert "wrong-token" not in str(caught.value)
     assert guarded.call_counts()["GetExecutionStatus"] == 1
+
+
+@pytest.mark.apis("http")  # the test picks each API itself, pointed at the other one's port
+@pytest.mark.parametrize(("api", "setting"), [("grpc", "api=http"), ("http", "api=grpc")])
+def test_a_connection_at_the_other_apis_port_fails_at_once(core, monkeypatch, api, setting):
+    execution_id = core.start_execution("orders")
+    other_port = core.http_port if api == "grpc" else core.port
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", f"cerebelum://127.0.0.1:{other_port}?api={api}")
+    # No Airflow retry either: the same port answers the same way until the connection changes.
+    with pytest.raises(AirflowFailException, match=setting) as caught:
+        sensor(execution_id=execution_id).poke({})
+    assert isinstance(caught.value.__cause__, CoreAPIMismatchError)
 
 
 # execute_complete(): trigger events to outcomes ----------------------------------------------
