@@ -364,18 +364,17 @@ def test_sensor_over_grpc_fails_at_once_naming_the_http_api(
 ) -> None:
     execution_id = settled(airflow, "rc_ok", "completed")
 
-    began = time.monotonic()
     results = run_dag(dags.sensor_dag_id("grpc", mode), {"execution_id": execution_id})
-    took = time.monotonic() - began
 
     said = output(capfd, caplog)
     assert results["wait"][0] == "failed"
     assert "CoreInternalError" in said
     assert f"GetExecutionStatus for execution {execution_id!r}" in said and HTTP_API_HINT in said
-    # one query, no retry, no deferral: a crash is not an outage to wait out
+    # one query, no retry, no deferral, and the crash ended the task, not the sensor's timeout:
+    # a crash is not an outage to wait out
     assert grpc_status_reads(airflow, execution_id) == 1
     assert not deferred(said)
-    assert took < dags.TASK_TIMEOUT / 2
+    assert "AirflowSensorTimeout" not in said
 
 
 async def _trigger_events(execution_id: str, conn_id: str) -> list[dict[str, Any]]:
