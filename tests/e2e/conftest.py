@@ -33,11 +33,15 @@ NIGHTLY_FAILED = 6
 #: A workflow long enough (one step per STEP_SECONDS) for the sensor to be seen deferred.
 SLOW_WORKFLOW = "e2e_slow"
 STEP_SECONDS = 1.0
+#: Executions that wait for approval at their second step: one a person approves, one rejects.
+APPROVAL_WORKFLOW = "e2e_orders"
+APPROVAL_EXECUTIONS = {"approve": "e2e-approval-approve", "reject": "e2e-approval-reject"}
 
 SCENARIO = {
     "workflows": {
         NIGHTLY_WORKFLOW: ["extract", "transform", "load"],
         SLOW_WORKFLOW: [f"step_{number}" for number in range(1, 13)],
+        APPROVAL_WORKFLOW: ["validate", "charge", "ship"],
     },
     "executions": [
         {
@@ -51,6 +55,15 @@ SCENARIO = {
             "settle": True,
         },
         {"workflow": NIGHTLY_WORKFLOW, "execution_id": "e2e-nightly-done", "complete": True},
+        *(
+            {
+                "workflow": APPROVAL_WORKFLOW,
+                "execution_id": execution_id,
+                "approval_at": "charge",
+                "settle": True,
+            }
+            for execution_id in APPROVAL_EXECUTIONS.values()
+        ),
     ],
 }
 

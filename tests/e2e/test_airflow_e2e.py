@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from cerebelum_provider import ExecutionState, SyncExecutionClient
 from cerebelum_provider.get_provider_info import CONNECTION_FIELDS
 
-from .conftest import NIGHTLY_FAILED, NIGHTLY_WORKFLOW, SLOW_WORKFLOW, UI_URL
+from .conftest import APPROVAL_EXECUTIONS, NIGHTLY_FAILED, NIGHTLY_WORKFLOW, SLOW_WORKFLOW, UI_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -181,3 +182,86 @@ def test_bulk_resume_dag_resumes_every_failed_execution_of_its_workflow_exactly_
     }
     with SyncExecutionClient(emulator.address) as client:
         assert not list(client.iter_executions(NIGHTLY_WORKFLOW, ExecutionState.FAILED))
+
+
+def _approval_run(airflow, emulator, execution_id: str, answer: dict) -> tuple[object, list[dict]]:
+    """Run e2e_approval on ``execution_id``; when its task parks, answer as a person does in the
+    Required Actions page (the public API's PATCH .../hitlDetails). Returns the run and what the
+    person was shown."""
+    from tests.e2e.dags.e2e_approval import APPROVAL_CONNECTION_ID
+
+    connection = {
+        "connection_id": APPROVAL_CONNECTION_ID,
+        "conn_type": "cerebelum",
+        "host": "127.0.0.1",
+        "port": emulator.http_port,
+    }
+    airflow.request("POST", "/api/v2/connections", json=connection, expect=(201, 409))
+    airflow.wait_for_dags(["e2e_approval"])
+    run_id = airflow.trigger_dag("e2e_approval", conf={"execution_id": execution_id})
+    path = f"/api/v2/dags/e2e_approval/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+    shown: list[dict] = []
+
+    def answer_when_asked(change) -> None:
+        if change.task_id == "approve" and change.state == "awaiting_input":
+            shown.append(airflow.request("GET", path))
+            # Answer once the scheduler has heard that the parked try's worker exited: Airflow 3.3
+            # fails a task resumed before that event arrives ("executor reported success, but the
+            # task instance's state is running"), which a loaded LocalExecutor reports seconds late.
+            parked_exit = (
+                "Received executor event with state success for task instance TaskInstanceKey("
+                f"dag_id='e2e_approval', task_id='approve', run_id='{run_id}'"
+            )
+            deadline = time.monotonic() + 60
+            while parked_exit not in airflow.service_log("scheduler") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            airflow.request("PATCH", path, json=answer)
+
+    result = airflow.wait_for_run("e2e_approval", run_id, timeout=180, on_change=answer_when_asked)
+    return result, shown
+
+
+def _approval_events(emulator, execution_id: str) -> list[dict]:
+    with SyncExecutionClient(emulator.http_url) as client:
+        return client.get_execution_events(execution_id)
+
+
+def test_a_persons_approve_in_required_actions_completes_the_execution_with_their_input(airflow, emulator):
+    execution_id = APPROVAL_EXECUTIONS["approve"]
+
+    result, shown = _approval_run(
+        airflow, emulator, execution_id, {"chosen_options": ["Approve"], "params_input": {"note": "ship it"}}
+    )
+
+    assert result.state == "success", result.task_states
+    assert result.task_states["approve"][-1] == "success"
+    # The person saw Core's request: the step it waits on and what it asks.
+    (detail,) = shown
+    assert detail["subject"] == f"Approve Cerebelum execution {execution_id} at step charge?"
+    assert "at step **charge**" in detail["body"] and "Core's timeout" in detail["body"]
+    assert detail["options"] == ["Approve", "Reject"]
+    # Core got the person's input as the waiting step's inputs, and the execution completed.
+    events = _approval_events(emulator, execution_id)
+    received = [event["data"] for event in events if event["type"] == "ApprovalReceivedEvent"]
+    assert [data["approval_response"] for data in received] == [{"note": "ship it"}]
+    final = airflow.xcom("e2e_approval", result.run_id, "approve")
+    assert final["response"] == {"note": "ship it"}
+    assert ExecutionState.coerce(final["execution"]["status"]) is ExecutionState.COMPLETED
+
+
+def test_a_persons_reject_stops_the_execution_and_fails_the_task(airflow, emulator):
+    execution_id = APPROVAL_EXECUTIONS["reject"]
+
+    result, shown = _approval_run(airflow, emulator, execution_id, {"chosen_options": ["Reject"]})
+
+    assert result.state == "failed", result.task_states
+    assert result.task_states["approve"][-1] == "failed" and len(shown) == 1
+    events = _approval_events(emulator, execution_id)
+    assert "ApprovalReceivedEvent" not in [event["type"] for event in events]
+    with SyncExecutionClient(emulator.http_url) as client:
+        # Stopped: Core no longer has it waiting, and refuses to approve it.
+        assert client.get_execution_status(execution_id).status is not ExecutionState.WAITING_FOR_APPROVAL
+    task_log = airflow.home / "logs" / "dag_id=e2e_approval" / f"run_id={result.run_id}" / "task_id=approve"
+    logged = "".join(path.read_text() for path in task_log.glob("attempt=*.log"))
+    assert f"Cerebelum execution {execution_id}: approval rejected by" in logged
+    assert "the execution was stopped in Core" in logged
