@@ -639,6 +639,38 @@ class AirflowStack:
         """:meth:`wait_for_runs` for one run."""
         return self.wait_for_runs([(dag_id, run_id)], **kwargs)[(dag_id, run_id)]
 
+    def answer_hitl(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        answer: dict[str, Any],
+        *,
+        map_index: int = -1,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        """Answer a parked human-in-the-loop task as a person does in the Required actions page
+        (``PATCH .../hitlDetails``, ``answer`` = ``{"chosen_options", "params_input"}``); returns the
+        request the person was shown.
+
+        Waits first until the scheduler has heard that the parked try's worker exited: Airflow 3.3
+        fails a task resumed before that event arrives ("executor reported success, but the task
+        instance's state is running"), and a loaded LocalExecutor reports it seconds late.
+        """
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
+        shown = self.request("GET", path)
+        parked_exit = (
+            "Received executor event with state success for task instance TaskInstanceKey("
+            f"dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}'"
+        )
+        deadline = time.monotonic() + timeout
+        while parked_exit not in self.service_log("scheduler"):
+            if time.monotonic() > deadline:
+                raise StackError(f"the scheduler did not see {dag_id}.{task_id} park within {timeout:.0f}s")
+            time.sleep(0.5)
+        self.request("PATCH", path, json=answer)
+        return shown
+
     def service_log(self, service: str) -> str:
         """The whole log file of one service (``"triggerer"``, ``"scheduler"``...)."""
         return (self.logs_dir / f"{service}.log").read_text(errors="replace")

@@ -5,8 +5,9 @@ dag-processor, triggerer and api-server as separate processes, SQLite metadata d
 AIRFLOW_HOME in ``.demo/``). The example DAGs use ``cerebelum_default``, a connection with only a
 host and a port, so it speaks Core's HTTP API (the default); one demo DAG waits over gRPC through
 ``cerebelum_grpc``. The demo triggers each DAG through the REST API (``plan_runs``: add a
-``DemoRun`` there to show one more), then shows the event-driven example: an ``orders`` execution
-fails, the asset watcher fires and the DAG it schedules resumes the execution
+``DemoRun`` there to show one more), answers the approval example's request as a person would in
+the Required actions page (``answer_required_action``), then shows the event-driven example: an
+``orders`` execution fails, the asset watcher fires and the DAG it schedules resumes the execution
 (``run_event_driven``). It prints every task state change as it happens and a summary read from
 XCom and from Core, then stops everything it started.
 
@@ -67,6 +68,13 @@ EVENT_SCENARIO = {
 }
 
 
+#: The approval example's execution (the emulator's demo set has it wait at "ship"), and what the
+#: demo answers in the Required actions page, as a person would.
+APPROVAL_DAG = "example_cerebelum_approval"
+APPROVAL_EXECUTION = "demo-orders-approval"
+APPROVAL_ANSWER = {"chosen_options": ["Approve"], "params_input": {"note": "approved by make demo"}}
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """One DAG run the demo triggers, and why."""
@@ -106,7 +114,21 @@ def plan_runs(client: SyncExecutionClient) -> list[DemoRun]:
             {"execution_id": "demo-billing-failed"},
             "resume execution demo-billing-failed and wait for it",
         ),
+        DemoRun(
+            APPROVAL_DAG,
+            {"execution_id": APPROVAL_EXECUTION},
+            f"approve {APPROVAL_EXECUTION} in Airflow's Required actions (answered by the demo), then wait",
+        ),
     ]
+
+
+def answer_required_action(airflow: AirflowStack, change: TaskStateChange) -> None:
+    """When the approval example's task waits for a person, answer it through the Airflow API the
+    Required actions page uses."""
+    if change.dag_id != APPROVAL_DAG or change.state != "awaiting_input":
+        return
+    shown = airflow.answer_hitl(change.dag_id, change.run_id, change.task_id, APPROVAL_ANSWER)
+    print(f"  Required action {shown['subject']!r}: answered {APPROVAL_ANSWER}", flush=True)
 
 
 def _print_change(change: TaskStateChange) -> None:
@@ -135,6 +157,14 @@ def _describe_execution(execution: dict[str, Any]) -> str:
 def _describe_xcom(value: Any) -> str:
     if isinstance(value, dict) and "resume_status" in value:
         text = f"resume of {value['execution_id']} answered {value['resume_status']!r}"
+        if isinstance(value.get("execution"), dict):
+            text += f"; then {_describe_execution(value['execution'])}"
+        return text
+    if isinstance(value, dict) and "approval_status" in value:
+        text = (
+            f"{value['execution_id']} {value['approval_status']} at step {value.get('step')!r} by "
+            f"{value.get('responded_by')}, response {value.get('response')}"
+        )
         if isinstance(value.get("execution"), dict):
             text += f"; then {_describe_execution(value['execution'])}"
         return text
@@ -281,10 +311,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Triggered {demo_run.dag_id} {demo_run.conf}: {demo_run.purpose}")
                 runs.append((demo_run, run_id))
             print("\nTask state changes, live:")
+            def on_change(change: TaskStateChange) -> None:
+                _print_change(change)
+                answer_required_action(airflow, change)
+
             results = airflow.wait_for_runs(
                 [(demo_run.dag_id, run_id) for demo_run, run_id in runs],
                 timeout=args.timeout,
-                on_change=_print_change,
+                on_change=on_change,
             )
             event_run, event_run_id, event_result = run_event_driven(airflow, client, args.timeout)
             runs.append((event_run, event_run_id))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections import Counter
 
 import pytest
@@ -199,23 +198,11 @@ def _approval_run(airflow, emulator, execution_id: str, answer: dict) -> tuple[o
     airflow.request("POST", "/api/v2/connections", json=connection, expect=(201, 409))
     airflow.wait_for_dags(["e2e_approval"])
     run_id = airflow.trigger_dag("e2e_approval", conf={"execution_id": execution_id})
-    path = f"/api/v2/dags/e2e_approval/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     shown: list[dict] = []
 
     def answer_when_asked(change) -> None:
         if change.task_id == "approve" and change.state == "awaiting_input":
-            shown.append(airflow.request("GET", path))
-            # Answer once the scheduler has heard that the parked try's worker exited: Airflow 3.3
-            # fails a task resumed before that event arrives ("executor reported success, but the
-            # task instance's state is running"), which a loaded LocalExecutor reports seconds late.
-            parked_exit = (
-                "Received executor event with state success for task instance TaskInstanceKey("
-                f"dag_id='e2e_approval', task_id='approve', run_id='{run_id}'"
-            )
-            deadline = time.monotonic() + 60
-            while parked_exit not in airflow.service_log("scheduler") and time.monotonic() < deadline:
-                time.sleep(0.5)
-            airflow.request("PATCH", path, json=answer)
+            shown.append(airflow.answer_hitl("e2e_approval", run_id, "approve", answer))
 
     result = airflow.wait_for_run("e2e_approval", run_id, timeout=180, on_change=answer_when_asked)
     return result, shown
