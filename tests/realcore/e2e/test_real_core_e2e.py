@@ -146,3 +146,59 @@ def test_execute_operator_starts_a_real_workflow_and_waits_for_it_in_the_trigger
     started = real_core.events(execution_id)[0]
     assert started["type"] == "ExecutionStartedEvent"
     assert started["data"]["inputs"]["source"] == "realcore-e2e"
+
+
+def _approval_by_a_person(
+    stack: AirflowStack, core: RealCore, answer: dict[str, Any]
+) -> tuple[str, Any, list[dict[str, Any]]]:
+    """An ``rc_ask`` execution waiting for approval, and a run of ``realcore_e2e_approval`` on it
+    that a person answers with ``answer`` through the Required actions API; with what they saw."""
+    execution_id = core.start_execution("rc_ask", {"case": "e2e approval"})
+    core.wait_for_state(execution_id, {"waiting_for_approval"})
+    stack.wait_for_dags(["realcore_e2e_approval"])
+    run_id = stack.trigger_dag("realcore_e2e_approval", conf={"execution_id": execution_id})
+
+    shown: list[dict[str, Any]] = []
+
+    def answer_when_asked(change: TaskStateChange) -> None:
+        if change.task_id == "approve" and change.state == "awaiting_input":
+            shown.append(stack.answer_hitl("realcore_e2e_approval", change.run_id, "approve", answer))
+
+    result = stack.wait_for_run("realcore_e2e_approval", run_id, timeout=200, on_change=answer_when_asked)
+    return execution_id, result, shown
+
+
+def test_a_persons_approve_hands_their_input_to_the_real_step(
+    realcore_airflow: AirflowStack, real_core: RealCore
+) -> None:
+    execution_id, result, shown = _approval_by_a_person(
+        realcore_airflow, real_core, {"chosen_options": ["Approve"], "params_input": {"note": "ship it"}}
+    )
+
+    assert result.state == "success", result.task_states
+    assert "awaiting_input" in result.task_states["approve"]
+    decision = realcore_airflow.xcom("realcore_e2e_approval", result.run_id, "approve")
+    assert (decision["step"], decision["approval_status"]) == ("ask", "approved")
+    # The person saw what the real step asked (ApprovalMarker("manual", {"amount": 5}, 600000)),
+    # read from the release's ApprovalRequestedEvent.
+    (request,) = shown
+    assert request["subject"] == f"Approve Cerebelum execution {execution_id} at step ask?"
+    assert "- Approval type: manual" in request["body"] and "Core's timeout: 600 s" in request["body"]
+    assert '"amount": 5' in request["body"]
+    real_core.wait_for_state(execution_id, {"completed"})
+    # The real step ran again with the person's input as its inputs.
+    assert real_core.execution(execution_id)["results"]["ask"] == {"approved_with": {"note": "ship it"}}
+    assert real_core.steps_run(execution_id) == ["ok_a", "ask", "ask", "ok_c"]
+
+
+def test_a_persons_reject_stops_the_real_execution(
+    realcore_airflow: AirflowStack, real_core: RealCore
+) -> None:
+    execution_id, result, _ = _approval_by_a_person(realcore_airflow, real_core, {"chosen_options": ["Reject"]})
+
+    assert result.state == "failed", result.task_states
+    # Release be56c90 records no event for a stop: the execution reads "running" and never goes on.
+    assert real_core.execution(execution_id)["state"] == "running"
+    refused = real_core.http.post(f"/api/v1/executions/{execution_id}/approve", json={"late": True})
+    assert (refused.status_code, refused.json()) == (422, {"error": ":not_found"})
+    assert real_core.steps_run(execution_id) == ["ok_a", "ask"]
