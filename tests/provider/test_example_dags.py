@@ -203,3 +203,20 @@ def test_mapped_bulk_resume_example_splits_over_workflows(example_dagbag, demo_c
     assert ExecutionState.FAILED not in {
         demo_core.status(i).status for i in ("demo-orders-failed", "demo-billing-failed")
     }
+
+
+# Airflow 3.2's dag.test() cannot run the HITL trigger in line (see tests/provider/test_approval.py).
+@pytest.mark.apis("http")
+@pytest.mark.airflow_3_3
+def test_approval_example_approves_the_demo_execution_with_the_persons_note(example_dagbag, demo_core):
+    from tests.provider._hitl import answered
+
+    with answered("example_cerebelum_approval", "approve", "Approve", {"note": "looks right"}) as request:
+        results = run_example(example_dagbag, "example_cerebelum_approval")
+
+    state, result = results["approve"]
+    assert state == "success"
+    assert request["subject"] == "Approve Cerebelum execution demo-orders-approval at step ship?"
+    assert result["response"] == {"note": "looks right"}
+    assert result["execution"]["status"] == "EXECUTION_COMPLETED"
+    assert demo_core.approval_response("demo-orders-approval") == {"note": "looks right"}
