@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -215,7 +215,7 @@ class CerebelumApprovalOperator(_CerebelumWaitingOperator, HITLOperator):
         )
         return None  # not reached: defer() raises TaskDeferred
 
-    def _stop_rejected(self, execution_id: str, who: str) -> None:
+    def _stop_rejected(self, execution_id: str, who: str) -> NoReturn:
         from cerebelum_provider.exceptions import CerebelumError
 
         try:
