@@ -21,7 +21,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from airflow_stack import AirflowStack, EmulatorProcess  # noqa: E402
+from airflow_stack import AirflowStack, EmulatorProcess
+
+from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
 
 ARTIFACTS = REPO / "test-artifacts"
 

@@ -6,29 +6,32 @@ standard ones are not), saves a connection with only a host and a port (so it sp
 API, the default), presses its "Test Connection" button and reads the answer the UI shows (it
 read an execution's status over HTTP), presses the same button for a connection left at the
 default API but pointed at the gRPC port (the answer names ``api=grpc``), then runs a deferrable
-sensor DAG that uses the saved connection: the triggerer reads the connection that the browser saved. Needs Debian's ``chromium`` and
-``chromium-driver`` (``make test`` installs them); selenium uses that chromedriver, so nothing
-is downloaded. Screenshots of the filled form are kept in ``test-artifacts/``.
+sensor DAG that uses the saved connection: the triggerer reads the connection that the browser
+saved. The browser and its helpers are tests/browser.py's. Screenshots of the filled form are
+kept in ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import time
-from collections.abc import Iterator
 
 import pytest
 
 from cerebelum_provider import ExecutionState, SyncExecutionClient
 from cerebelum_provider.get_provider_info import CONNECTION_FIELDS
+from tests.browser import (
+    button,
+    open_cerebelum_form,
+    press_test_and_read_the_answer,
+    save_form,
+    visible_labels,
+    wait_for,
+)
 
 from .conftest import ARTIFACTS, SLOW_WORKFLOW
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = (
     ARTIFACTS / "connection-form-standard.png",
     ARTIFACTS / "connection-form-extra.png",
@@ -39,107 +42,13 @@ SCREENSHOTS = (
 UI_CONNECTION_ID = "cerebelum_ui"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("chromium or chromium-driver is missing; `make test` installs them (make browser-deps)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1400",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def wait_for(find, timeout: float = 20.0, what: str = "element"):
-    """Poll ``find()`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = find()
-        except StaleElementReferenceException:  # React re-rendered under us: look again
-            found = None
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"the UI never showed {what} within {timeout:.0f}s")
-
-
-def button(container, text: str):
-    from selenium.webdriver.common.by import By
-
-    return wait_for(
-        lambda: [b for b in container.find_elements(By.TAG_NAME, "button") if b.text.strip() == text],
-        what=f"a {text!r} button",
-    )[0]
-
-
-def visible_labels(dialog) -> set[str]:
-    from selenium.webdriver.common.by import By
-
-    labels = dialog.find_elements(By.TAG_NAME, "label")
-    return {label.text.replace("*", "").strip() for label in labels if label.is_displayed()} - {""}
-
-
-def press_test_and_read_the_answer(browser, connection_id: str, screenshot) -> str:
-    """Press the connection list's "Test Connection" button of ``connection_id``; return the
-    toast's text (its title and the hook's message)."""
-    from selenium.webdriver.common.by import By
-
-    row_button = (
-        f"//tr[.//*[normalize-space(text())='{connection_id}']]//button[@aria-label='Test Connection']"
-    )
-    wait_for(lambda: browser.find_elements(By.XPATH, row_button), what=f"the Test button of {connection_id}")[0].click()
-    toast = wait_for(
-        lambda: [
-            element
-            for element in browser.find_elements(By.XPATH, "//*[contains(text(), 'Cerebelum Core at')]")
-            if element.is_displayed()
-        ],
-        what=f"the Test answer for {connection_id}",
-    )[0]
-    browser.save_screenshot(str(screenshot))
-    title = toast.find_element(By.XPATH, "./ancestor::*[contains(., 'Test Connection')][1]").text
-    return " ".join(title.split())
-
-
 def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, airflow, emulator):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     host, port = "127.0.0.1", str(emulator.http_port)
-    browser.get(f"{airflow.base_url}/connections")
-    button(browser, "Add Connection").click()
-    dialog = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=dialog]"), what="the dialog")[0]
-    wait_for(lambda: dialog.find_elements(By.NAME, "connection_id"), what="the id field")[0].send_keys(
-        UI_CONNECTION_ID
-    )
-    connection_type = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
-    connection_type.send_keys("Cerebelum Core")
-    wait_for(lambda: browser.find_elements(By.XPATH, "//*[text()='Cerebelum Core']"), what="the type option")
-    connection_type.send_keys(Keys.ENTER)
-
-    host_field = wait_for(lambda: dialog.find_elements(By.NAME, "host"), what="the host field")[0]
+    dialog = open_cerebelum_form(browser, airflow.base_url, UI_CONNECTION_ID)
+    host_field = dialog.find_element(By.NAME, "host")
     standard = visible_labels(dialog)
     assert {"Core host", "Core port", "Bearer token"} <= standard
     assert not {"Login", "Schema", "Host", "Port", "Password"} & standard
@@ -155,8 +64,7 @@ def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, 
     timeout_field.send_keys(Keys.CONTROL, "a")
     timeout_field.send_keys("7")
     browser.save_screenshot(str(SCREENSHOTS[1]))
-    button(dialog, "Save").click()
-    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, "[role=dialog]"), what="the dialog closing")
+    save_form(browser, dialog)
 
     saved = airflow.request("GET", f"/api/v2/connections/{UI_CONNECTION_ID}")
     assert (saved["conn_type"], saved["host"], saved["port"]) == ("cerebelum", host, int(port))
@@ -166,7 +74,8 @@ def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, 
 
     answer = press_test_and_read_the_answer(browser, UI_CONNECTION_ID, SCREENSHOTS[2])
     assert "Test Connection Successful" in answer, answer
-    assert f"Connected to Cerebelum Core at {emulator.http_url} over HTTP" in answer and "the status of" in answer
+    assert f"Connected to Cerebelum Core at {emulator.http_url} over HTTP" in answer
+    assert "the status of" in answer
 
     grpc_host, grpc_port = emulator.address.rsplit(":", 1)
     at_grpc_port = {"connection_id": "cerebelum_ui_grpc_port", "conn_type": "cerebelum", "host": grpc_host,

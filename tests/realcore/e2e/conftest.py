@@ -18,8 +18,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from airflow_stack import AirflowStack  # noqa: E402
-from real_core import RealCore  # noqa: E402
+from airflow_stack import AirflowStack
+from real_core import RealCore
+
+from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
 
 ARTIFACTS = REPO / "test-artifacts" / "realcore-e2e-logs"
 

@@ -1,0 +1,130 @@
+"""Headless Chromium on the Airflow UI, shared by the connection-form tests of the e2e and real-Core stages.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``make browser-deps`` installs them); selenium
+uses that chromedriver, so nothing is downloaded. A test module takes the ``browser`` fixture by
+importing it from here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("chromium or chromium-driver is missing; `make test` installs them (make browser-deps)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1400",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(find, timeout: float = 20.0, what: str = "element"):
+    """Poll ``find()`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = find()
+        except StaleElementReferenceException:  # React re-rendered under us: look again
+            found = None
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"the UI never showed {what} within {timeout:.0f}s")
+
+
+def button(container, text: str):
+    from selenium.webdriver.common.by import By
+
+    return wait_for(
+        lambda: [b for b in container.find_elements(By.TAG_NAME, "button") if b.text.strip() == text],
+        what=f"a {text!r} button",
+    )[0]
+
+
+def visible_labels(dialog) -> set[str]:
+    from selenium.webdriver.common.by import By
+
+    labels = dialog.find_elements(By.TAG_NAME, "label")
+    return {label.text.replace("*", "").strip() for label in labels if label.is_displayed()} - {""}
+
+
+def open_cerebelum_form(browser, base_url: str, connection_id: str):
+    """Open the connection list's "Add Connection" dialog, type ``connection_id``, pick "Cerebelum
+    Core"; return the dialog once its Host field is drawn."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{base_url}/connections")
+    button(browser, "Add Connection").click()
+    dialog = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=dialog]"), what="the dialog")[0]
+    wait_for(lambda: dialog.find_elements(By.NAME, "connection_id"), what="the id field")[0].send_keys(
+        connection_id
+    )
+    connection_type = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
+    connection_type.send_keys("Cerebelum Core")
+    wait_for(lambda: browser.find_elements(By.XPATH, "//*[text()='Cerebelum Core']"), what="the type option")
+    connection_type.send_keys(Keys.ENTER)
+    wait_for(lambda: dialog.find_elements(By.NAME, "host"), what="the host field")
+    return dialog
+
+
+def save_form(browser, dialog) -> None:
+    from selenium.webdriver.common.by import By
+
+    button(dialog, "Save").click()
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, "[role=dialog]"), what="the dialog closing")
+
+
+def press_test_and_read_the_answer(browser, connection_id: str, screenshot) -> str:
+    """Press the connection list's "Test Connection" button of ``connection_id``; return the
+    toast's text (its title and the hook's message)."""
+    from selenium.webdriver.common.by import By
+
+    row_button = (
+        f"//tr[.//*[normalize-space(text())='{connection_id}']]//button[@aria-label='Test Connection']"
+    )
+    wait_for(lambda: browser.find_elements(By.XPATH, row_button), what=f"the Test button of {connection_id}")[
+        0
+    ].click()
+    toast = wait_for(
+        lambda: [
+            element
+            for element in browser.find_elements(By.XPATH, "//*[contains(text(), 'Cerebelum Core at')]")
+            if element.is_displayed()
+        ],
+        what=f"the Test answer for {connection_id}",
+    )[0]
+    browser.save_screenshot(str(screenshot))
+    title = toast.find_element(By.XPATH, "./ancestor::*[contains(., 'Test Connection')][1]").text
+    return " ".join(title.split())
