@@ -19,7 +19,7 @@ import grpc.aio
 from cerebelum_provider.client import _retry
 from cerebelum_provider.client._operations import GrpcCall, Operation
 from cerebelum_provider.client._tls import TLSMaterial
-from cerebelum_provider.client.config import ClientSettings, RetryConfig
+from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
@@ -214,6 +214,8 @@ def _details(error: grpc.RpcError) -> str | None:
 class _TransportBase:
     """What both transports share: settings, TLS material and per-call metadata."""
 
+    api: CoreAPI = CoreAPI.GRPC
+
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self.address = settings.address.target
@@ -235,7 +237,7 @@ class _TransportBase:
         return lambda: retry_policy(self.settings.retry, operation, self.address)
 
 
-class AsyncTransport(_TransportBase):
+class AsyncGrpcTransport(_TransportBase):
     """Sends operations over one ``grpc.aio`` channel, created on first use in the running loop."""
 
     def __init__(self, settings: ClientSettings) -> None:
@@ -297,7 +299,7 @@ class AsyncTransport(_TransportBase):
             await channel.close()
 
 
-class SyncTransport(_TransportBase):
+class SyncGrpcTransport(_TransportBase):
     """Sends operations over one blocking gRPC channel, created on first use; thread-safe."""
 
     def __init__(self, settings: ClientSettings) -> None:

@@ -40,7 +40,7 @@ from cerebelum_provider._arguments import shown
 from cerebelum_provider.client import _retry
 from cerebelum_provider.client._operations import HttpAnswer, HttpCall, Operation
 from cerebelum_provider.client._tls import ssl_context
-from cerebelum_provider.client.config import ClientSettings, RetryConfig
+from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
@@ -184,6 +184,8 @@ def _decode(response: httpx.Response) -> Any:
 
 class _HttpTransportBase:
     """What both REST transports share: settings, TLS context, headers, and the answer mapping."""
+
+    api: CoreAPI = CoreAPI.HTTP
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
@@ -347,17 +349,21 @@ _FAILURES = (httpx.HTTPError, _TransientAnswer, ssl.SSLError)
 
 class AsyncHttpTransport(_HttpTransportBase):
     """Sends operations over one ``httpx.AsyncClient`` (one connection pool), created on first use
-    in the running loop."""
+    in the running loop; ``httpx_transport`` replaces httpx's network transport beneath it."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(
+        self, settings: ClientSettings, *, httpx_transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         super().__init__(settings)
+        self._httpx_transport = httpx_transport
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _ensure_client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None:
-            self._client, self._loop = httpx.AsyncClient(**self._client_options()), loop
+            client = httpx.AsyncClient(**self._client_options(), transport=self._httpx_transport)
+            self._client, self._loop = client, loop
         elif loop is not self._loop:
             # Pooled connections belong to the loop that opened them.
             raise RuntimeError(
@@ -400,17 +406,20 @@ class AsyncHttpTransport(_HttpTransportBase):
 
 class SyncHttpTransport(_HttpTransportBase):
     """Sends operations over one ``httpx.Client`` (one connection pool), created on first use;
-    thread-safe."""
+    thread-safe; ``httpx_transport`` replaces httpx's network transport beneath it."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(
+        self, settings: ClientSettings, *, httpx_transport: httpx.BaseTransport | None = None
+    ) -> None:
         super().__init__(settings)
+        self._httpx_transport = httpx_transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
     def _ensure_client(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(**self._client_options())
+                self._client = httpx.Client(**self._client_options(), transport=self._httpx_transport)
             return self._client
 
     def call(self, operation: Operation[T]) -> T:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
 from cerebelum_provider.client import _operations as ops
 from cerebelum_provider.client import _rerun
 from cerebelum_provider.client._base import ClientBase
-from cerebelum_provider.client._grpc_transport import AsyncTransport
+from cerebelum_provider.client._grpc_transport import AsyncGrpcTransport
 from cerebelum_provider.client._http_transport import AsyncHttpTransport
-from cerebelum_provider.client.config import CoreAPI
+from cerebelum_provider.client.config import ClientSettings, CoreAPI
+from cerebelum_provider.client.transport import AsyncTransport
 from cerebelum_provider.models import (
     ExecutionHandle,
     ExecutionState,
@@ -22,7 +23,7 @@ from cerebelum_provider.models import (
 )
 
 
-class ExecutionClient(ClientBase):
+class ExecutionClient(ClientBase[AsyncTransport]):
     """Ask Cerebelum Core about executions, resume them, start workflows; never blocks the loop.
 
     The address's scheme picks Core's API: ``http://`` or ``https://`` speak its REST API,
@@ -46,12 +47,16 @@ class ExecutionClient(ClientBase):
         token: sent as ``Authorization: Bearer <token>``; never logged nor shown in ``repr()``.
         timeout: deadline of each call attempt, in seconds.
         retry: the retry budget; None means ``RetryConfig()``.
+        transport: an :class:`~cerebelum_provider.client.transport.AsyncTransport` to send every
+            call through instead of the one built from the arguments above, which it replaces
+            (giving both raises ``ValueError``).
     """
 
-    transport_classes: ClassVar[dict[CoreAPI, type[Any]]] = {
-        CoreAPI.GRPC: AsyncTransport,
+    transport_classes: ClassVar[dict[CoreAPI, Callable[[ClientSettings], AsyncTransport]]] = {
+        CoreAPI.GRPC: AsyncGrpcTransport,
         CoreAPI.HTTP: AsyncHttpTransport,
     }
+    transport_is_async: ClassVar[bool] = True
 
     async def get_execution_status(self, execution_id: str) -> ExecutionStatus:
         """The execution's current status.

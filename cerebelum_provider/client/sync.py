@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
 from cerebelum_provider.client import _operations as ops
 from cerebelum_provider.client import _rerun
 from cerebelum_provider.client._base import ClientBase
-from cerebelum_provider.client._grpc_transport import SyncTransport
+from cerebelum_provider.client._grpc_transport import SyncGrpcTransport
 from cerebelum_provider.client._http_transport import SyncHttpTransport
-from cerebelum_provider.client.config import CoreAPI
+from cerebelum_provider.client.config import ClientSettings, CoreAPI
+from cerebelum_provider.client.transport import SyncTransport
 from cerebelum_provider.models import (
     ExecutionHandle,
     ExecutionState,
@@ -22,16 +23,18 @@ from cerebelum_provider.models import (
 )
 
 
-class SyncExecutionClient(ClientBase):
+class SyncExecutionClient(ClientBase[SyncTransport]):
     """Same arguments, methods, answers and errors as ``ExecutionClient``, blocking; thread-safe.
 
-    ``iter_executions`` is a plain iterator. See ``ExecutionClient`` for the arguments.
+    ``iter_executions`` is a plain iterator. See ``ExecutionClient`` for the arguments;
+    ``transport=`` takes a :class:`~cerebelum_provider.client.transport.SyncTransport`.
     """
 
-    transport_classes: ClassVar[dict[CoreAPI, type[Any]]] = {
-        CoreAPI.GRPC: SyncTransport,
+    transport_classes: ClassVar[dict[CoreAPI, Callable[[ClientSettings], SyncTransport]]] = {
+        CoreAPI.GRPC: SyncGrpcTransport,
         CoreAPI.HTTP: SyncHttpTransport,
     }
+    transport_is_async: ClassVar[bool] = False
 
     def get_execution_status(self, execution_id: str) -> ExecutionStatus:
         """The execution's current status.
