@@ -20,16 +20,19 @@ import time
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import grpc
 
 from cerebelum_provider import models
+from cerebelum_provider.client._http_transport import AsyncHttpTransport, SyncHttpTransport
+from cerebelum_provider.client.config import ClientSettings, RetryConfig
 from cerebelum_provider.emulator import render, scenario
 from cerebelum_provider.emulator.bugs import RealCoreBugs
 from cerebelum_provider.emulator.engine import Engine
 from cerebelum_provider.emulator.events import Phase
 from cerebelum_provider.emulator.faults import Faults
+from cerebelum_provider.emulator.in_process import IN_PROCESS_URL, InProcessHttpxTransport
 from cerebelum_provider.emulator.rest import CoreRestApp, RestServer
 from cerebelum_provider.emulator.servicer import CoreServicer
 from cerebelum_provider.emulator.store import EventStore
@@ -152,6 +155,8 @@ class CoreEmulator:
         self._faults = Faults(latency=latency, token=token)
         self._bugs = RealCoreBugs.coerce(real_core_bugs)
         self._http_port = http_port
+        # Built even without a REST server: in-process clients reach it without one.
+        self._rest_app = CoreRestApp(lambda: self.engine, self._faults, lambda: self._bugs).app
         self._rest: RestServer | None = None
         self._list_broken = False
         self._engine: Engine | None = None
@@ -298,9 +303,8 @@ class CoreEmulator:
         if port == 0:
             raise RuntimeError(f"Cerebelum Core emulator could not listen on {bind}")
         if self._http_port is not None:
-            app = CoreRestApp(lambda: self.engine, self._faults, lambda: self._bugs).app
             ssl_context = self._tls.ssl_context() if self._tls is not None else None
-            rest = RestServer(app, self._host, self._http_port, ssl_context)
+            rest = RestServer(self._rest_app, self._host, self._http_port, ssl_context)
             self._http_port = await rest.start()
             self._rest = rest
         try:
@@ -345,6 +349,53 @@ class CoreEmulator:
                     await asyncio.to_thread(engine.advance, 1)
             except Exception:
                 log.exception("the emulator's real-time clock failed to move executions on")
+
+    # In-process clients ----------------------------------------------------------------------
+
+    def httpx_transport(self) -> InProcessHttpxTransport:
+        """An httpx transport (blocking and async) to this emulator's REST API without sockets,
+        for tests that are not about the wire; works with ``http_port=None`` too (see ``in_process``)."""
+        return InProcessHttpxTransport(self._rest_app, lambda: self._loop)
+
+    @overload
+    def client_transport(
+        self,
+        *,
+        blocking: Literal[False] = False,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryConfig | None = None,
+    ) -> AsyncHttpTransport: ...
+
+    @overload
+    def client_transport(
+        self,
+        *,
+        blocking: Literal[True],
+        token: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryConfig | None = None,
+    ) -> SyncHttpTransport: ...
+
+    def client_transport(
+        self,
+        *,
+        blocking: bool = False,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryConfig | None = None,
+    ) -> AsyncHttpTransport | SyncHttpTransport:
+        """The client's HTTP transport over :meth:`httpx_transport`: ``ExecutionClient(transport=
+        core.client_transport())`` (``SyncExecutionClient`` with ``blocking=True``) talks to this
+        emulator in process, with the REST client's retries and error mapping; ``token``,
+        ``timeout`` and ``retry`` are the client's arguments of those names.
+
+        For tests that are not about the wire (TLS, pools, proxies, peers need ``http_url``).
+        """
+        settings = ClientSettings.build(IN_PROCESS_URL, tls=None, token=token, timeout=timeout, retry=retry)
+        if blocking:
+            return SyncHttpTransport(settings, httpx_transport=self.httpx_transport())
+        return AsyncHttpTransport(settings, httpx_transport=self.httpx_transport())
 
     # Executions ------------------------------------------------------------------------------
 
