@@ -5,6 +5,7 @@ validation, request building and conversion (``_operations``, with ``_convert`` 
 and ``_rest_convert`` for REST answers); only their transports differ, and each API has its own
 (``_grpc_transport`` on grpc/grpc.aio, ``_http_transport`` on httpx), picked by the address's
 scheme: ``http://``/``https://`` for REST, ``grpc://``/``grpcs://`` or ``host:port`` for gRPC.
+``transport=`` gives a client any other transport (``transport`` declares what one must do).
 
     from cerebelum_provider.client import ExecutionClient, RetryConfig, TLSConfig
 
