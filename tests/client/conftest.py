@@ -49,16 +49,23 @@ class AsyncFacade:
 
 @pytest.fixture(params=["async", "sync"])
 async def make_client(request):
-    """``make_client(address, **kwargs)`` -> an AsyncFacade over ExecutionClient or SyncExecutionClient."""
+    """``make_client(address, **kwargs)`` -> an AsyncFacade over ExecutionClient or SyncExecutionClient.
+
+    ``make_client(transport_for=factory)`` gives the client ``transport=factory(blocking)`` instead.
+    """
     made = []
 
-    def make(address, **kwargs):
-        kwargs.setdefault("retry", FAST_RETRY)
-        kwargs.setdefault("timeout", 5.0)
-        if request.param == "async":
-            facade = AsyncFacade(ExecutionClient(address, **kwargs), blocking=False)
+    def make(address=None, *, transport_for=None, **kwargs):
+        if transport_for is not None:
+            kwargs["transport"] = transport_for(request.param == "sync")
         else:
-            facade = AsyncFacade(SyncExecutionClient(address, **kwargs), blocking=True)
+            kwargs.setdefault("retry", FAST_RETRY)
+            kwargs.setdefault("timeout", 5.0)
+            kwargs["core_url"] = address
+        if request.param == "async":
+            facade = AsyncFacade(ExecutionClient(**kwargs), blocking=False)
+        else:
+            facade = AsyncFacade(SyncExecutionClient(**kwargs), blocking=True)
         made.append(facade)
         return facade
 
