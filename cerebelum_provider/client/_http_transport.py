@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import math
 import ssl
@@ -173,6 +174,14 @@ def retry_policy(config: RetryConfig, operation: Operation[Any], address: str) -
     )
 
 
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """httpx's default context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR as set when the first
+    client is made), shared: loading the roots was most of what making a client cost
+    (bench/RESULTS.md, "Client tests per transport")."""
+    return httpx.create_ssl_context()
+
+
 def _decode(response: httpx.Response) -> Any:
     if not response.content:
         return {}
@@ -191,7 +200,7 @@ class _HttpTransportBase:
         self.settings = settings
         self.address = settings.address.display
         # Read at construction, so a wrong path fails here rather than on the first call.
-        self._verify: ssl.SSLContext | bool = ssl_context(settings.tls) if settings.tls is not None else True
+        self._verify = ssl_context(settings.tls) if settings.tls is not None else _default_ssl_context()
         self._extensions: dict[str, Any] = {}
         if settings.tls is not None and settings.tls.server_name_override:
             # Verify Core's certificate against this name instead of the host dialled.
