@@ -40,6 +40,11 @@ The public API of :class:`CoreEmulator`:
 - The real release's bugs (off by default): ``real_core_bugs=RealCoreBugs(...)`` or ``True``,
   ``set_status_crash()``, ``set_resume_without_effect("already_running" | "resumed" | None)``;
   see ``bugs``.
+- In-process clients, for tests that are not about the wire (no sockets, also with
+  ``http_port=None``): ``client_transport(*, blocking=False, token=None, timeout=10.0,
+  retry=None)`` for ``ExecutionClient(transport=...)`` (``blocking=True``:
+  ``SyncExecutionClient``), and ``httpx_transport()``, the httpx transport beneath it
+  (``in_process``).
 - Assertions: ``status()``, ``execution_ids()``, ``resume_count()``, ``step_runs()``,
   ``stopped()``, ``approval_response()``, ``call_counts()`` (REST calls under the equivalent RPC's
   name; ``StopExecution``, ``ApproveExecution``, ``GetExecutionEvents`` for REST-only calls) and

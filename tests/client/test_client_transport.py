@@ -10,7 +10,8 @@ from cerebelum_provider.client import CoreAPI, ExecutionClient, RetryConfig, Syn
 from cerebelum_provider.client._grpc_transport import AsyncGrpcTransport, SyncGrpcTransport
 from cerebelum_provider.client.config import ClientSettings
 from cerebelum_provider.emulator import CoreEmulator
-from cerebelum_provider.exceptions import UnsupportedOperationError
+from cerebelum_provider.exceptions import CoreUnavailableError, UnsupportedOperationError
+from tests.client.conftest import FAST_RETRY
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,18 @@ async def test_the_client_speaks_its_transports_api(core, make_client):
     with pytest.raises(UnsupportedOperationError, match="api=http"):
         await over_grpc.find_reruns()
     assert core.call_counts() == {"ListExecutions": 1}  # the refused call sent nothing
+
+
+async def test_in_process_needs_no_rest_server_and_a_stopped_emulator_is_unavailable(make_client):
+    emulator = CoreEmulator(http_port=None)  # no REST server: the app is reached in process
+    client = make_client(
+        transport_for=lambda blocking: emulator.client_transport(blocking=blocking, retry=FAST_RETRY)
+    )
+    with pytest.raises(CoreUnavailableError, match="after 3 attempts: ConnectError"):
+        await client.list_executions()  # not started yet
+    with emulator:
+        execution_id = emulator.start_execution("orders")
+        assert (await client.get_execution_status(execution_id)).execution_id == execution_id
+    with pytest.raises(CoreUnavailableError, match="not running"):
+        await client.get_execution_status(execution_id)
+    assert emulator.call_counts() == {"GetExecutionStatus": 1}
