@@ -28,6 +28,7 @@ from cerebelum_provider.exceptions import (
     CoreAPIMismatchError,
     CoreInternalError,
     CoreUnavailableError,
+    ErrorCode,
     ExecutionNotFoundError,
     UnsupportedOperationError,
 )
@@ -134,11 +135,16 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
     """The ``CerebelumError`` for a gRPC failure of ``operation`` after ``attempts`` calls."""
     code = _code(error)
     details = _details(error) or "no details"
-    context = {"core_address": address, "execution_id": operation.execution_id, "code": code}
+    context: dict[str, Any] = {
+        "core_address": address,
+        "execution_id": operation.execution_id,
+        "transport_code": code,
+    }
     code_name = code.name if code is not None else "UNKNOWN"
     about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
     if is_internal_crash(error):
-        return CoreInternalError(_crash_message(operation, address), **context)
+        # Core's crashed handler says UNKNOWN over gRPC where its REST twin says 500: one meaning.
+        return CoreInternalError(_crash_message(operation, address), code=ErrorCode.INTERNAL, **context)
     if is_http_server(error):
         return CoreAPIMismatchError(
             f"Cerebelum Core at {address} answered {operation.name}{about} as an HTTP server, not gRPC "

@@ -50,6 +50,7 @@ from cerebelum_provider.exceptions import (
     CoreAPIMismatchError,
     CoreInternalError,
     CoreUnavailableError,
+    ErrorCode,
 )
 
 T = TypeVar("T")
@@ -143,6 +144,14 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, _NETWORK_FAILURES):
         return not is_tls_failure(error) and not speaks_no_http1(error)
     return False
+
+
+def network_error_code(error: BaseException) -> ErrorCode | None:
+    """The code gRPC gives a failure that got no HTTP status: DEADLINE_EXCEEDED for a timeout,
+    UNAVAILABLE for a connection that failed, broke or spoke no HTTP/1.1; None for anything else."""
+    if isinstance(error, httpx.TimeoutException):
+        return ErrorCode.DEADLINE_EXCEEDED
+    return ErrorCode.UNAVAILABLE if isinstance(error, _NETWORK_FAILURES) else None
 
 
 def never_reached_core(error: BaseException) -> bool:
@@ -240,7 +249,7 @@ class _HttpTransportBase:
         context: dict[str, Any] = {
             "core_address": self.address,
             "execution_id": operation.execution_id,
-            "code": response.status_code,
+            "transport_code": response.status_code,
         }
         if response.status_code in _AUTH_STATUSES:
             raise CerebelumAuthError(
@@ -318,7 +327,11 @@ class _HttpTransportBase:
         self, error: BaseException, operation: Operation[Any], attempts: int, windows_waited: int = 0
     ) -> CerebelumError:
         about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
-        context: dict[str, Any] = {"core_address": self.address, "execution_id": operation.execution_id}
+        context: dict[str, Any] = {
+            "core_address": self.address,
+            "execution_id": operation.execution_id,
+            "code": network_error_code(error),
+        }
         if is_tls_failure(error):
             return CerebelumTLSError(
                 f"TLS handshake with Cerebelum Core at {self.address} failed ({error}); check the CA "
@@ -335,7 +348,7 @@ class _HttpTransportBase:
             )
         if is_retryable(error):
             if isinstance(error, _TransientAnswer):
-                context["code"] = error.answer.status_code
+                context["transport_code"] = error.answer.status_code
             tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
             waited = (
                 f"; still rate-limited after waiting for {windows_waited} new rate-limit windows"

@@ -174,7 +174,7 @@ def _refused(
         f"{shown(answer.body, 300)}",
         core_address=core_address,
         execution_id=execution_id,
-        code=answer.status_code,
+        transport_code=answer.status_code,
     )
 
 

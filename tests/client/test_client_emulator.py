@@ -23,6 +23,7 @@ from cerebelum_provider.emulator.in_process import IN_PROCESS_URL
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CoreUnavailableError,
+    ErrorCode,
     ExecutionNotFoundError,
     WorkflowStartError,
 )
@@ -275,7 +276,7 @@ async def test_retry_budget_then_core_unavailable(core, connect):
     core.fail_next(10, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
     with pytest.raises(CoreUnavailableError) as caught:
         await connect(core).list_executions()
-    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert caught.value.code == ErrorCode.RESOURCE_EXHAUSTED
     assert core.call_counts()["ListExecutions"] == 3
 
 
@@ -285,8 +286,9 @@ async def test_hanging_core_hits_deadlines_then_core_unavailable(core, connect):
     client = connect(core, timeout=0.2)
     with pytest.raises(CoreUnavailableError) as caught:
         await client.get_execution_status("any")
+    assert caught.value.code == ErrorCode.DEADLINE_EXCEEDED
     if client.client.api is CoreAPI.GRPC:
-        assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert caught.value.transport_code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert core.call_counts()["GetExecutionStatus"] == 3
     core.hang(False)
 

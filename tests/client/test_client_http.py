@@ -13,6 +13,7 @@ import pytest
 from cerebelum_provider.client import CoreAPI
 from cerebelum_provider.exceptions import (
     CerebelumRPCError,
+    ErrorCode,
     ExecutionNotFoundError,
     RequestRefusedError,
     UnsupportedOperationError,
@@ -401,6 +402,6 @@ async def test_wrong_path_prefix_is_no_missing_execution(orders, make_client):
     ):
         with pytest.raises(CerebelumRPCError, match="no route") as caught:
             await getattr(client, method)(argument)
-        assert type(caught.value) is CerebelumRPCError and caught.value.code == 404
+        assert type(caught.value) is CerebelumRPCError and caught.value.code == ErrorCode.NOT_FOUND
         assert "/cerebelum" in str(caught.value)
     assert orders.call_counts() == {} and orders.resume_count(execution_id) == 0

@@ -23,6 +23,7 @@ from cerebelum_provider.exceptions import (
     CoreAPIMismatchError,
     CoreInternalError,
     CoreUnavailableError,
+    ErrorCode,
     ExecutionNotFoundError,
     RequestRefusedError,
     WorkflowStartError,
@@ -66,7 +67,8 @@ async def test_ok_answer_that_is_not_json_is_an_rpc_error_naming_the_status(rest
     assert type(caught.value) is CerebelumRPCError
     message = str(caught.value)
     assert "HTTP 200" in message and "not JSON" in message and rest.url in message
-    assert caught.value.code == 200 and caught.value.execution_id == "exec-1"
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.UNKNOWN, 200)
+    assert caught.value.execution_id == "exec-1"
     assert rest.count() == 1  # the same page answers the same again: not retried
 
 
@@ -108,7 +110,7 @@ async def test_not_found_without_cores_error_word_is_a_wrong_route(rest, make_cl
         assert type(caught.value) is CoreAPIMismatchError and "api=grpc" in str(caught.value)
     else:
         assert type(caught.value) is CerebelumRPCError and "no route" in str(caught.value)
-    assert caught.value.code == 404
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.NOT_FOUND, 404)
     assert "core_url" in str(caught.value) and rest.count() == 1
 
 
@@ -118,7 +120,7 @@ async def test_internal_error_is_core_internal_error_and_not_retried(rest, make_
     with pytest.raises(CoreInternalError) as caught:
         await client.get_execution_status("exec-1")
     assert (
-        caught.value.code == 500
+        (caught.value.code, caught.value.transport_code) == (ErrorCode.INTERNAL, 500)
         and "HTTP 500" in str(caught.value)
         and "Internal Server Error" in str(caught.value)
     )
@@ -133,12 +135,15 @@ async def test_internal_error_is_core_internal_error_and_not_retried(rest, make_
     ]
 
 
-@pytest.mark.parametrize("status", [501, 505, 520])
-async def test_other_server_errors_are_core_internal_errors(rest, make_client, status):
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(501, ErrorCode.UNIMPLEMENTED), (505, ErrorCode.INTERNAL), (520, ErrorCode.INTERNAL)],
+)
+async def test_other_server_errors_are_core_internal_errors(rest, make_client, status, code):
     rest.default("*", Reply(status, b"upstream says no"))
     with pytest.raises(CoreInternalError) as caught:
         await make_client(rest.url).list_executions()
-    assert caught.value.code == status and rest.count() == 1
+    assert (caught.value.code, caught.value.transport_code) == (code, status) and rest.count() == 1
 
 
 async def test_bad_gateway_is_retried_like_unavailable(rest, make_client):
@@ -188,7 +193,8 @@ async def test_rate_limit_that_outlasts_every_window_is_core_unavailable_naming_
     # The retry budget (3 attempts) once, then again after each window.
     assert rest.count() == 3 * (1 + windows)
     message = str(caught.value)
-    assert caught.value.code == 429 and "HTTP 429 rate_limit_exceeded (limit 1000)" in message
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.RESOURCE_EXHAUSTED, 429)
+    assert "HTTP 429 rate_limit_exceeded (limit 1000)" in message
     assert f"after {3 * (1 + windows)} attempts" in message
     assert f"still rate-limited after waiting for {windows} new rate-limit windows" in message
 
@@ -214,7 +220,8 @@ async def test_other_transient_answers_wait_for_no_window(rest, make_client, win
     rest.default(LIST_ROUTE, Reply(503, {"error": "unavailable"}))
     with pytest.raises(CoreUnavailableError, match="after 3 attempts: HTTP 503") as caught:
         await make_client(rest.url).list_executions()
-    assert caught.value.code == 503 and rest.count() == 3 and window_waits == []
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.UNAVAILABLE, 503)
+    assert rest.count() == 3 and window_waits == []
 
 
 async def test_rate_limit_wait_on_a_tiny_window(rest, make_client, monkeypatch):
@@ -255,7 +262,8 @@ async def test_auth_refusal_with_an_html_body_is_still_an_auth_error(rest, make_
     rest.default("*", Reply(403, b"<html>Forbidden by policy</html>"))
     with pytest.raises(CerebelumAuthError) as caught:
         await make_client(rest.url, token="tok-123").list_executions()
-    assert caught.value.code == 403 and "tok-123" not in str(caught.value) and rest.count() == 1
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.PERMISSION_DENIED, 403)
+    assert "tok-123" not in str(caught.value) and rest.count() == 1
 
 
 async def test_empty_ok_body_on_a_status(rest, make_client):
@@ -556,7 +564,7 @@ async def test_start_refused_for_its_input(rest, make_client):
     )
     with pytest.raises(RequestRefusedError, match="invalid_input") as caught:
         await make_client(rest.url).execute_workflow("orders")
-    assert caught.value.code == 422
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.FAILED_PRECONDITION, 422)
 
 
 async def test_start_not_sent_again_when_the_connection_drops_after_sending(rest, make_client):
@@ -596,7 +604,8 @@ async def test_resume_refused_otherwise(rest, make_client):
     rest.default("POST /api/v1/executions/exec-1/resume", Reply(409, {"error": "conflict"}))
     with pytest.raises(RequestRefusedError, match="HTTP 409") as caught:
         await make_client(rest.url).resume_execution("exec-1")
-    assert caught.value.code == 409 and caught.value.execution_id == "exec-1"
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.ABORTED, 409)
+    assert caught.value.execution_id == "exec-1"
 
 
 async def test_approve_reads_the_state_then_sends_the_response(rest, make_client):
@@ -616,7 +625,8 @@ async def test_approve_refused_by_core_is_a_refusal(rest, make_client):
     rest.default("POST /api/v1/executions/exec-1/approve", Reply(422, {"error": ":not_waiting_for_approval"}))
     with pytest.raises(RequestRefusedError, match="not_waiting_for_approval") as caught:
         await make_client(rest.url).approve_execution("exec-1")
-    assert caught.value.code == 422 and rest.count("POST /api/v1/executions/exec-1/approve") == 1
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.FAILED_PRECONDITION, 422)
+    assert rest.count("POST /api/v1/executions/exec-1/approve") == 1
 
 
 async def test_stop_refused_otherwise(rest, make_client):

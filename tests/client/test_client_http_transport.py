@@ -24,6 +24,7 @@ from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumTLSError,
     CoreUnavailableError,
+    ErrorCode,
     ExecutionNotFoundError,
 )
 from cerebelum_provider.models import ExecutionState
@@ -64,7 +65,8 @@ async def test_wrong_or_missing_token_is_an_auth_error_after_one_call(core_facto
             await client.get_execution_status(execution_id)
         message = str(caught.value)
         assert TOKEN not in message and wrong not in message and url(core, api) in message
-        assert caught.value.code == (401 if api == "http" else grpc.StatusCode.UNAUTHENTICATED)
+        assert caught.value.code == ErrorCode.UNAUTHENTICATED
+        assert caught.value.transport_code == (401 if api == "http" else grpc.StatusCode.UNAUTHENTICATED)
     assert core.call_counts()["GetExecutionStatus"] == 3  # one each: auth failures are not retried
 
 
@@ -83,7 +85,8 @@ async def test_permission_denied_is_an_auth_error_after_one_call(core, make_clie
     core.fail_next(5, code=grpc.StatusCode.PERMISSION_DENIED)
     with pytest.raises(CerebelumAuthError) as caught:
         await make_client(url(core, api), token=TOKEN).list_executions()
-    assert caught.value.code == (403 if api == "http" else grpc.StatusCode.PERMISSION_DENIED)
+    assert caught.value.code == ErrorCode.PERMISSION_DENIED
+    assert caught.value.transport_code == (403 if api == "http" else grpc.StatusCode.PERMISSION_DENIED)
     assert TOKEN not in str(caught.value)
     assert core.call_counts() == {"ListExecutions": 1}
 
@@ -99,6 +102,7 @@ async def test_unknown_id_is_not_found_on_both_apis(core, make_client, api):
     with pytest.raises(ExecutionNotFoundError) as caught:
         await make_client(url(core, api)).get_execution_status("no-such-execution")
     assert caught.value.execution_id == "no-such-execution" and caught.value.core_address == url(core, api)
+    assert caught.value.code == ErrorCode.NOT_FOUND
     assert core.call_counts() == {"GetExecutionStatus": 1}
 
 
@@ -137,7 +141,8 @@ async def test_retry_budget_then_core_unavailable(core, make_client, api, code, 
     with pytest.raises(CoreUnavailableError) as caught:
         await make_client(url(core, api), retry=retry).get_execution_status("exec-1")
     assert not isinstance(caught.value, CerebelumTLSError)
-    assert caught.value.code == (status if api == "http" else code)
+    assert caught.value.code == ErrorCode[code.name]
+    assert caught.value.transport_code == (status if api == "http" else code)
     assert "after 4 attempts" in str(caught.value) and caught.value.execution_id == "exec-1"
     assert core.call_counts() == {"GetExecutionStatus": 4}
 
@@ -157,6 +162,7 @@ async def test_refused_connection_is_retried_then_core_unavailable(make_client, 
         await make_client(address).get_execution_status("exec-1")
     assert not isinstance(caught.value, CerebelumTLSError)
     assert address in str(caught.value) and "after 3 attempts" in str(caught.value)
+    assert caught.value.code == ErrorCode.UNAVAILABLE
     retries = [r.getMessage() for r in caplog.records if r.name == "cerebelum_provider.client"]
     assert len(retries) == 2 and "attempt 2 of 3" in retries[1]
 
@@ -166,7 +172,8 @@ async def test_start_is_not_retried_once_core_may_have_it(core, make_client, api
     core.fail_next(1, code=grpc.StatusCode.UNAVAILABLE, rpcs="ExecuteWorkflow")
     with pytest.raises(CoreUnavailableError, match="after 1 attempt:") as caught:
         await make_client(url(core, api)).execute_workflow("orders", {"n": 1})
-    assert caught.value.code == (503 if api == "http" else grpc.StatusCode.UNAVAILABLE)
+    assert caught.value.code == ErrorCode.UNAVAILABLE
+    assert caught.value.transport_code == (503 if api == "http" else grpc.StatusCode.UNAVAILABLE)
     assert core.call_counts() == {"ExecuteWorkflow": 1} and core.execution_ids() == []
 
 
@@ -242,11 +249,11 @@ async def test_hanging_core_hits_the_deadline_on_every_attempt(core, make_client
         await make_client(url(core, api), timeout=0.3).get_execution_status("exec-1")
     elapsed = time.monotonic() - started
     assert core.call_counts() == {"GetExecutionStatus": 3}
-    assert "after 3 attempts" in str(caught.value)
+    assert "after 3 attempts" in str(caught.value) and caught.value.code == ErrorCode.DEADLINE_EXCEEDED
     if api == "http":
-        assert "ReadTimeout" in str(caught.value)
+        assert "ReadTimeout" in str(caught.value) and caught.value.transport_code is None
     else:
-        assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert caught.value.transport_code == grpc.StatusCode.DEADLINE_EXCEEDED
     # Three deadlines of 0.3 s, and no attempt waited much longer than its deadline.
     assert 0.85 < elapsed < 3.0
     core.hang(False)

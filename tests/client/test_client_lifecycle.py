@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from cerebelum_provider.client import ExecutionClient, SyncExecutionClient
-from cerebelum_provider.exceptions import CerebelumRPCError, CoreUnavailableError
+from cerebelum_provider.exceptions import CerebelumRPCError, CoreUnavailableError, ErrorCode
 from tests.client.conftest import FAST_RETRY
 from tests.client.scripted_core import Abort, status_message
 
@@ -91,7 +91,8 @@ async def test_not_found_without_an_execution_id_is_an_rpc_error(scripted, make_
     scripted.default("ListExecutions", Abort(grpc.StatusCode.NOT_FOUND, "no route"))
     with pytest.raises(CerebelumRPCError) as caught:
         await make_client(scripted.address).list_executions()
-    assert caught.value.code == grpc.StatusCode.NOT_FOUND
+    assert caught.value.code == ErrorCode.NOT_FOUND
+    assert caught.value.transport_code == grpc.StatusCode.NOT_FOUND
 
 
 async def test_each_retry_is_logged_without_the_token(scripted, make_client, caplog):

@@ -16,7 +16,9 @@ import pytest
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumRPCError,
+    CoreInternalError,
     CoreUnavailableError,
+    ErrorCode,
     ExecutionNotFoundError,
 )
 from cerebelum_provider.models import ExecutionState
@@ -77,7 +79,8 @@ async def test_grpc_not_found_becomes_execution_not_found(scripted, make_client)
     scripted.default("GetExecutionStatus", Abort(grpc.StatusCode.NOT_FOUND, "no such thing"))
     with pytest.raises(ExecutionNotFoundError) as caught:
         await make_client(scripted.address).get_execution_status("ghost-8")
-    assert caught.value.code == grpc.StatusCode.NOT_FOUND
+    assert caught.value.code == ErrorCode.NOT_FOUND
+    assert caught.value.transport_code == grpc.StatusCode.NOT_FOUND
     assert scripted.count() == 1
 
 
@@ -160,7 +163,8 @@ async def test_retry_budget_spent_raises_core_unavailable(scripted, make_client)
         await make_client(scripted.address).list_executions()
     assert scripted.count("ListExecutions") == 3  # FAST_RETRY.max_attempts
     assert scripted.address in str(caught.value) and "3 attempts" in str(caught.value)
-    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.code == ErrorCode.UNAVAILABLE
+    assert caught.value.transport_code == grpc.StatusCode.UNAVAILABLE
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED])
@@ -169,15 +173,24 @@ async def test_auth_failures_are_never_retried(scripted, make_client, code):
     with pytest.raises(CerebelumAuthError) as caught:
         await make_client(scripted.address, token="secret-token").resume_execution("exec-6")
     assert scripted.count("ResumeExecution") == 1
-    assert caught.value.code == code
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode[code.name], code)
     assert "secret-token" not in str(caught.value)
+
+
+async def test_cores_grpc_crash_is_internal_like_its_http_500(scripted, make_client):
+    # What release be56c90 answers a status query on an existing execution.
+    scripted.default("GetExecutionStatus", Abort(grpc.StatusCode.UNKNOWN, "Internal Server Error"))
+    with pytest.raises(CoreInternalError) as caught:
+        await make_client(scripted.address).get_execution_status("exec-7")
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+    assert scripted.count() == 1
 
 
 async def test_other_codes_become_rpc_error_with_code(scripted, make_client):
     scripted.default("GetExecutionStatus", Abort(grpc.StatusCode.INTERNAL, "kaboom"))
     with pytest.raises(CerebelumRPCError) as caught:
         await make_client(scripted.address).get_execution_status("exec-7")
-    assert caught.value.code == grpc.StatusCode.INTERNAL
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.INTERNAL, grpc.StatusCode.INTERNAL)
     assert caught.value.execution_id == "exec-7"
     assert scripted.count() == 1
 

@@ -19,6 +19,7 @@ from cerebelum_provider.client import ExecutionClient, SyncExecutionClient
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CoreInternalError,
+    ErrorCode,
     ExecutionNotFoundError,
     RequestRefusedError,
     UnsupportedOperationError,
@@ -74,6 +75,8 @@ def test_grpc_starts_but_cannot_read_status_and_says_to_use_rest(
     with pytest.raises(CoreInternalError) as crash:
         grpc_client.get_execution_status(handle.execution_id)
     assert handle.execution_id in str(crash.value) and "http://" in str(crash.value)
+    # Release be56c90 says UNKNOWN "Internal Server Error"; it means what its HTTP 500 twin means.
+    assert (crash.value.code, crash.value.transport_code.name) == (ErrorCode.INTERNAL, "UNKNOWN")
     # the same execution, read over REST
     assert _wait(rest, handle.execution_id, ExecutionState.COMPLETED).total_steps == 3
 
@@ -85,7 +88,7 @@ def test_unknown_execution_is_not_found(
     client = rest if api == "rest" else grpc_client
     with pytest.raises(ExecutionNotFoundError) as missing:
         client.get_execution_status(UNKNOWN_ID)
-    assert missing.value.execution_id == UNKNOWN_ID
+    assert missing.value.execution_id == UNKNOWN_ID and missing.value.code is ErrorCode.NOT_FOUND
 
 
 @pytest.mark.parametrize("api", ["rest", "grpc"])
@@ -179,7 +182,7 @@ def test_rest_without_a_valid_token_is_an_auth_error(real_core: RealCore, token:
     client = SyncExecutionClient(real_core.http_url, token=token, timeout=60)
     with client, pytest.raises(CerebelumAuthError) as refused:
         client.get_execution_status(UNKNOWN_ID)
-    assert refused.value.code == 401
+    assert (refused.value.code, refused.value.transport_code) == (ErrorCode.UNAUTHENTICATED, 401)
     assert real_core.token not in str(refused.value)
 
 

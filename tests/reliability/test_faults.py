@@ -28,7 +28,7 @@ import grpc
 import pytest
 
 from cerebelum_provider.client import RetryConfig, SyncExecutionClient
-from cerebelum_provider.exceptions import CoreUnavailableError
+from cerebelum_provider.exceptions import CoreUnavailableError, ErrorCode
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators.cerebelum import CerebelumBulkResumeOperator
@@ -327,7 +327,7 @@ def test_slow_or_silent_core_is_retried_then_fails_clearly(core, set_connection,
     assert core.call_counts() == {"GetExecutionStatus": 3}  # DEADLINE_EXCEEDED is retried, then it stops
     message = str(caught.value)
     assert "DEADLINE_EXCEEDED" in message and core.address in message and "3 attempts" in message
-    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert caught.value.code == ErrorCode.DEADLINE_EXCEEDED
 
 
 @pytest.mark.slow
