@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cerebelum_provider._version import __version__
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
@@ -37,8 +38,6 @@ from cerebelum_provider.models import (
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient, TLSConfig
-
-__version__ = "0.1.0"
 
 _LAZY_CLIENT_NAMES = ("ExecutionClient", "SyncExecutionClient", "TLSConfig", "RetryConfig")
 
@@ -77,4 +76,5 @@ __all__ = [
     "TLSConfig",
     "UnsupportedOperationError",
     "WorkflowStartError",
+    "__version__",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cerebelum_provider import __version__
+from cerebelum_provider._version import __version__
 
 _HOOK_CLASS = "cerebelum_provider.hooks.cerebelum.CerebelumHook"
 

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import ClassVar, Generic, TypeVar, cast
 
+from cerebelum_provider._core import DEFAULT_CALL_TIMEOUT
 from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig, TLSConfig
 from cerebelum_provider.client.transport import AsyncTransport, SyncTransport
 from cerebelum_provider.exceptions import UnsupportedOperationError

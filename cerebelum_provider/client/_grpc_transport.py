@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 import grpc
 import grpc.aio
 
+from cerebelum_provider._core import CORE_DEFAULT_GRPC_PORT, TESTED_CORE_RELEASE
 from cerebelum_provider.client import _retry
 from cerebelum_provider.client._operations import GrpcCall, Operation
 from cerebelum_provider.client._tls import TLSMaterial
@@ -36,9 +37,6 @@ from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 log = logging.getLogger("cerebelum_provider.client")
-
-#: The Core release whose gRPC status handler was measured to crash on every existing execution.
-CRASHING_CORE_RELEASES = "be56c90"
 
 #: Codes worth another attempt: Core restarting, slow, or shedding load. CANCELLED is here
 #: because this client never cancels a call itself (a caller's cancellation surfaces as
@@ -149,7 +147,8 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
         return CoreAPIMismatchError(
             f"Cerebelum Core at {address} answered {operation.name}{about} as an HTTP server, not gRPC "
             f"({code_name}: {details}): this is Core's HTTP (REST) port. Connect with http://HOST:PORT "
-            "(api=http in the Airflow connection), or use Core's gRPC port (9090 by default)",
+            f"(api=http in the Airflow connection), or use Core's gRPC port ({CORE_DEFAULT_GRPC_PORT} by "
+            "default)",
             **context,
         )
     if code in _AUTH_CODES:
@@ -189,7 +188,7 @@ def _crash_message(operation: Operation[Any], address: str) -> str:
         what = f"{operation.name} (a page that was not empty)"
     return (
         f"Cerebelum Core at {address} failed internally answering {what}: UNKNOWN "
-        f'"Internal Server Error". The Core releases tested ({CRASHING_CORE_RELEASES}) fail every '
+        f'"Internal Server Error". The Core releases tested ({TESTED_CORE_RELEASE}) fail every '
         "status query and every non-empty list over gRPC, so this is Core, not the network, and "
         "retrying will not help. Core's HTTP API answers these calls: connect with "
         "http://HOST:HTTP_PORT (api=http in the Airflow connection)."

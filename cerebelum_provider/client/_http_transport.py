@@ -36,8 +36,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from cerebelum_provider import __version__
 from cerebelum_provider._arguments import shown
+from cerebelum_provider._core import CORE_DEFAULT_HTTP_PORT
+from cerebelum_provider._version import __version__
 from cerebelum_provider.client import _retry
 from cerebelum_provider.client._operations import HttpAnswer, HttpCall, Operation
 from cerebelum_provider.client._tls import ssl_context
@@ -271,8 +272,8 @@ class _HttpTransportBase:
             raise CoreAPIMismatchError(
                 f"Cerebelum Core at {self.address} answered {operation.name}{about} ({call.method} "
                 f"{call.path}) with an empty HTTP 404, as Core's gRPC port does, not its REST API: use "
-                "Core's HTTP port (4001 by default), or connect with host:port (api=grpc in the Airflow "
-                "connection); behind a gateway, check the path in core_url",
+                f"Core's HTTP port ({CORE_DEFAULT_HTTP_PORT} by default), or connect with host:port "
+                "(api=grpc in the Airflow connection); behind a gateway, check the path in core_url",
                 **context,
             )
         if answer.body is None:
@@ -342,8 +343,8 @@ class _HttpTransportBase:
             return CoreAPIMismatchError(
                 f"Cerebelum Core at {self.address} answered {operation.name}{about} with bytes that are "
                 f"not HTTP/1.1 ({error}): this is Core's gRPC port, or a port that wants TLS. Use Core's "
-                "HTTP port (4001 by default) or connect with host:port (api=grpc in the Airflow "
-                "connection); for a TLS port use https:// (tls=true)",
+                f"HTTP port ({CORE_DEFAULT_HTTP_PORT} by default) or connect with host:port "
+                "(api=grpc in the Airflow connection); for a TLS port use https:// (tls=true)",
                 **context,
             )
         if is_retryable(error):

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cerebelum_provider._arguments import shown
+from cerebelum_provider._core import CORE_DEFAULT_GRPC_PORT
 
-#: Core's own default gRPC port, used when a plaintext gRPC address names none.
-DEFAULT_PLAINTEXT_PORT = 9090
-#: The usual HTTPS/TLS port, used for ``grpcs://host`` and ``https://host`` without a port.
-DEFAULT_TLS_PORT = 443
-#: The usual HTTP port, used for ``http://host`` without a port.
-DEFAULT_HTTP_PORT = 80
+#: The https scheme's port, used for ``grpcs://host`` and ``https://host`` without a port.
+TLS_SCHEME_DEFAULT_PORT = 443
+#: The http scheme's port, used for ``http://host`` without a port (an Airflow connection names
+#: Core's own, ``CORE_DEFAULT_HTTP_PORT``, instead).
+HTTP_SCHEME_DEFAULT_PORT = 80
 
 
 class CoreAPI(str, enum.Enum):
@@ -192,9 +192,9 @@ def parse_core_url(core_url: str) -> CoreAddress:
         if parts.netloc.endswith(":"):
             raise ValueError(f"core_url={core_url!r} has an empty port; expected a number in 1..65535")
         if scheme_tls:
-            port = DEFAULT_TLS_PORT
+            port = TLS_SCHEME_DEFAULT_PORT
         else:
-            port = DEFAULT_HTTP_PORT if api is CoreAPI.HTTP else DEFAULT_PLAINTEXT_PORT
+            port = HTTP_SCHEME_DEFAULT_PORT if api is CoreAPI.HTTP else CORE_DEFAULT_GRPC_PORT
     if not 1 <= port <= 65535:
         raise ValueError(f"core_url={core_url!r} has port {port}; expected a number in 1..65535")
     return CoreAddress(host=host, port=port, tls=scheme_tls, api=api, base_path=base_path)

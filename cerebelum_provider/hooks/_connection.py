@@ -21,15 +21,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Core's default gRPC port.
-DEFAULT_GRPC_PORT = 9090
-#: Core's default REST (Phoenix) port.
-DEFAULT_HTTP_PORT = 4001
+from cerebelum_provider._core import CORE_DEFAULT_GRPC_PORT, CORE_DEFAULT_HTTP_PORT, DEFAULT_CALL_TIMEOUT
+
 #: The values of the ``api`` extra, the first being the default: the released Cores answer status
 #: queries over HTTP only.
 API_CHOICES = ("http", "grpc")
-#: Deadline of one call attempt, in seconds, when the connection sets none.
-DEFAULT_TIMEOUT = 10.0
 #: Attempts of one call (the first and its retries) when the connection sets none: the one retry
 #: budget of every call a hook's client makes.
 DEFAULT_MAX_ATTEMPTS = 5
@@ -67,7 +63,7 @@ class CerebelumConnectionSettings:
     client_cert: str | None = None
     client_key: str | None = None
     server_name: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_CALL_TIMEOUT
     ui_url: str | None = None
     api: str = API_CHOICES[0]
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -165,7 +161,7 @@ def parse_bool(value: Any, *, field_name: str) -> bool:
 def _port(connection: Any, api: str) -> int:
     raw = connection.port
     if raw is None or raw == "":
-        return DEFAULT_HTTP_PORT if api == "http" else DEFAULT_GRPC_PORT
+        return CORE_DEFAULT_HTTP_PORT if api == "http" else CORE_DEFAULT_GRPC_PORT
     try:
         port = int(str(raw).strip())
     except ValueError:
@@ -178,7 +174,7 @@ def _port(connection: Any, api: str) -> int:
 def _timeout(extras: dict[str, Any], conn_id: str) -> float:
     raw = extras.get("timeout")
     if raw is None or raw == "":
-        return DEFAULT_TIMEOUT
+        return DEFAULT_CALL_TIMEOUT
     try:
         timeout = float(raw) if not isinstance(raw, bool) else math.nan
     except (TypeError, ValueError):

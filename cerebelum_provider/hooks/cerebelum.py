@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from cerebelum_provider._arguments import DEFAULT_CONN_ID, check_conn_id
+from cerebelum_provider._core import CORE_DEFAULT_HTTP_PORT
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumTLSError,
@@ -345,7 +346,7 @@ def _test_failure(settings: CerebelumConnectionSettings, step: str, error: Excep
     elif isinstance(error, CoreInternalError) and settings.api == "grpc":
         advice = (
             f"failed {step} over gRPC, as the released Cores do for every existing execution: set Core "
-            "API to http (api=http) and the port to Core's HTTP port (4001 by default)"
+            f"API to http (api=http) and the port to Core's HTTP port ({CORE_DEFAULT_HTTP_PORT} by default)"
         )
     elif isinstance(error, CoreUnavailableError):
         advice = (

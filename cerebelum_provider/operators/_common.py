@@ -31,7 +31,7 @@ class Logger(Protocol):
 
 
 #: How long an operator waits for an execution when told nothing else: 7 days, as Airflow's sensors.
-DEFAULT_TIMEOUT = 7 * 24 * 3600.0
+DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
 #: Extra time the scheduler grants a deferred task beyond its own deadline, so the trigger's own
 #: "timeout" event (naming the execution and its last state) wins over Airflow's generic one.
 DEFERRAL_TIMEOUT_GRACE = 60.0

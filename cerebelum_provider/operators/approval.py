@@ -22,7 +22,7 @@ from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT
 from cerebelum_provider._outcome import task_arguments, task_errors, task_outcome
 from cerebelum_provider.links.cerebelum import publish_execution_id, remember_execution_id
 from cerebelum_provider.models import ApprovalInfo, ExecutionState
-from cerebelum_provider.operators._common import DEFAULT_TIMEOUT, ExecutionWaitTimeout
+from cerebelum_provider.operators._common import DEFAULT_WAIT_TIMEOUT, ExecutionWaitTimeout
 from cerebelum_provider.operators.cerebelum import (
     DEFAULT_POLL_INTERVAL,
     _CerebelumWaitingOperator,
@@ -78,7 +78,7 @@ class CerebelumApprovalOperator(_CerebelumWaitingOperator, HITLOperator):
         response_timeout: timedelta | None = None,
         wait_for_completion: bool = True,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         include_outputs: bool = False,
         unavailable_timeout: float | None = DEFAULT_UNAVAILABLE_TIMEOUT,
         **kwargs: Any,

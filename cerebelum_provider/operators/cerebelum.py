@@ -44,7 +44,7 @@ from cerebelum_provider.links.cerebelum import (
 )
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 from cerebelum_provider.operators._common import (
-    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
     DEFERRAL_TIMEOUT_GRACE,
     ExecutionWaitTimeout,
     finish,
@@ -135,7 +135,7 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         wait_for_completion: bool,
         deferrable: bool | None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         include_outputs: bool = False,
         unavailable_timeout: float | None = DEFAULT_UNAVAILABLE_TIMEOUT,
         **kwargs: Any,
@@ -146,7 +146,7 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
             _default_deferrable() if deferrable is None else deferrable, field_name="deferrable"
         )
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
-        self.timeout = positive_seconds(timeout, "timeout", allow_none=True) or DEFAULT_TIMEOUT
+        self.timeout = positive_seconds(timeout, "timeout", allow_none=True) or DEFAULT_WAIT_TIMEOUT
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
         self.unavailable_timeout = positive_seconds(
             unavailable_timeout, "unavailable_timeout", allow_none=True
@@ -275,7 +275,7 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
         wait_for_completion: bool = False,
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
         on_not_resumed: str = "fail",
         **kwargs: Any,
@@ -597,7 +597,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
         wait_for_completion: bool = True,
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         reattach_on_retry: bool = True,
         on_retry: str = "resume",
         resume_check_grace: float = DEFAULT_RESUME_CHECK_GRACE,
@@ -851,7 +851,7 @@ class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
         wait_for_completion: bool = False,
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(

@@ -14,9 +14,10 @@ import pytest
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from cerebelum_provider._core import CORE_DEFAULT_GRPC_PORT, CORE_DEFAULT_HTTP_PORT, DEFAULT_CALL_TIMEOUT
 from cerebelum_provider.emulator import EmulatorTLS, RealCoreBugs
 from cerebelum_provider.hooks import cerebelum as hook_module
-from cerebelum_provider.hooks._connection import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_TIMEOUT, parse_connection
+from cerebelum_provider.hooks._connection import parse_connection
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from tests.client.tls_material import write_tls_files
 from tests.core_apis import connection_uri, core_url
@@ -59,14 +60,14 @@ def test_uri_form_with_string_extras(tls_files):
 def test_defaults_speak_http_on_4001():
     settings = parse_connection(connection(host="core"))
     assert (settings.api, settings.port, settings.timeout, settings.tls, settings.token) == (
-        "http", DEFAULT_HTTP_PORT, DEFAULT_TIMEOUT, False, None
+        "http", CORE_DEFAULT_HTTP_PORT, DEFAULT_CALL_TIMEOUT, False, None
     )
     assert settings.address == "http://core:4001" and settings.api_defaulted
 
 
 def test_grpc_is_one_choice_away():
     settings = parse_connection(connection(host="core", extra={"api": "grpc"}))
-    assert (settings.api, settings.port, settings.address) == ("grpc", DEFAULT_GRPC_PORT, "core:9090")
+    assert (settings.api, settings.port, settings.address) == ("grpc", CORE_DEFAULT_GRPC_PORT, "core:9090")
     assert not settings.api_defaulted
 
 
@@ -98,7 +99,7 @@ def test_client_kwargs_build_a_tls_config(tls_files):
         )
     )
     kwargs = settings.client_kwargs()
-    assert kwargs["core_url"] == "core:9090" and kwargs["token"] == TOKEN and kwargs["timeout"] == DEFAULT_TIMEOUT
+    assert kwargs["core_url"] == "core:9090" and kwargs["token"] == TOKEN and kwargs["timeout"] == DEFAULT_CALL_TIMEOUT
     assert kwargs["tls"].ca_cert_path == tls_files.ca_path
     assert kwargs["tls"].server_name_override == "core.internal"
 
