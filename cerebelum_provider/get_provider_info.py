@@ -154,9 +154,9 @@ def get_provider_info() -> dict[str, Any]:
                         "description": (
                             "Call gc.freeze() once, when the first Cerebelum trigger starts in a triggerer "
                             "process: full garbage collections then skip the objects Airflow and the "
-                            "providers loaded, which cut the worst event-loop stall of 1,000 polling "
-                            "triggers from about 200 ms to under 50 ms. It is process-wide (it affects "
-                            "every trigger of that triggerer), hence off by default."
+                            "providers loaded, which shortens the worst event-loop stall of many polling "
+                            "triggers (see bench/RESULTS.md). It is process-wide (it affects every "
+                            "trigger of that triggerer), hence off by default."
                         ),
                         "version_added": "0.1.0",
                         "type": "boolean",

@@ -19,9 +19,6 @@ from cerebelum_provider.emulator.events import Event, Phase, Projection
 #: Core's ``workflow_module`` for every blueprint execution (the engine runs blueprints through it).
 DELEGATING_WORKFLOW = "Elixir.Cerebelum.WorkflowDelegatingWorkflow"
 
-#: The ``status`` words of Core's listing filter and the latest event each one matches.
-STATUS_FILTER_WORDS = ("running", "completed", "failed", "sleeping", "waiting_for_approval")
-
 _TERMINAL_OR_PAUSED = frozenset(
     ["ExecutionCompletedEvent", "ExecutionFailedEvent", "SleepStartedEvent", "ApprovalRequestedEvent"]
 )

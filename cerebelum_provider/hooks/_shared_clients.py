@@ -64,15 +64,6 @@ def shared_client_count(loop: asyncio.AbstractEventLoop | None = None) -> int:
     return len(_clients_by_loop.get(loop, {}))
 
 
-async def close_shared_clients(loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Close every shared client of ``loop`` (default: the running loop) now."""
-    loop = loop or asyncio.get_running_loop()
-    keepers = [entry.keeper for entry in _clients_by_loop.get(loop, {}).values()]
-    for keeper in keepers:
-        keeper.cancel()
-    await asyncio.gather(*keepers, return_exceptions=True)
-
-
 async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, key: Hashable, client: ExecutionClient) -> None:
     try:
         await asyncio.Event().wait()

@@ -1,14 +1,13 @@
 """``[cerebelum] triggerer_gc_freeze``: an opt-in ``gc.freeze()`` when the first Cerebelum trigger
 of a process starts.
 
-A triggerer's heap is mostly Airflow itself (about 170,000 objects), and every full garbage
-collection walks all of it: 115-190 ms here, during which no trigger of the process runs. Many
-polling triggers allocate enough to bring a full collection every 20-60 s, so the triggerer's event
-loop stalls that long that often (bench/RESULTS.md, "where the full collections come from").
+A triggerer's heap is mostly Airflow itself, and every full garbage collection walks all of it,
+during which no trigger of the process runs. Many polling triggers allocate enough to bring full
+collections again and again, so the triggerer's event loop stalls that long that often.
 ``gc.freeze()`` moves every object alive at that moment out of the collector's sight, so a full
-collection walks only what came after: in a 1,000-trigger fleet the worst stall went from 210 to
-45 ms. By the time the first trigger runs, the triggerer has imported Airflow and its providers, so
-that is the moment to freeze.
+collection walks only what came after, and the worst stall of a trigger fleet shrinks (figures in
+bench/RESULTS.md, "where the full collections come from"). By the time the first trigger runs, the
+triggerer has imported Airflow and its providers, so that is the moment to freeze.
 
 It is process-wide, so the provider does it only when asked, once per process.
 """
