@@ -7,15 +7,14 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import ClassVar, Generic, TypeVar, cast
 
-from cerebelum_provider._core import DEFAULT_CALL_TIMEOUT
+from cerebelum_provider._core import CORE_DEFAULT_GRPC_PORT, DEFAULT_CALL_TIMEOUT
 from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig, TLSConfig
 from cerebelum_provider.client.transport import AsyncTransport, SyncTransport
 from cerebelum_provider.exceptions import UnsupportedOperationError
 
 TransportT = TypeVar("TransportT", bound="AsyncTransport | SyncTransport")
 
-DEFAULT_CORE_URL = "localhost:9090"
-DEFAULT_CALL_TIMEOUT = 10.0
+DEFAULT_CORE_URL = f"localhost:{CORE_DEFAULT_GRPC_PORT}"
 
 
 class ClientBase(Generic[TransportT]):
