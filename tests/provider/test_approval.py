@@ -17,8 +17,9 @@ from cerebelum_provider.client._rest_convert import approval_from_events
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators.approval import CerebelumApprovalOperator
 from tests.core_apis import connection_uri
+from tests.dagrun import output_of
 from tests.provider._hitl import answered, timeout_sweep_until_done
-from tests.provider.test_operators import ORDER_STEPS, output_of
+from tests.provider.test_operators import ORDER_STEPS
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "approval-s3cret-token"

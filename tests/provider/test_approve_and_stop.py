@@ -15,7 +15,8 @@ from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators.cerebelum import CerebelumExecuteWorkflowOperator
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 from tests.core_apis import connection_uri
-from tests.provider.test_operators import ORDER_STEPS, output_of, run_dag
+from tests.dagrun import output_of, run_dag
+from tests.provider.test_operators import ORDER_STEPS
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,6 +19,7 @@ from cerebelum_provider.operators.cerebelum import (
 )
 from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 from tests.core_apis import connection_uri
+from tests.dagrun import output_of, run_dag
 
 TOKEN = "operator-test-token-5f1c"
 #: Airflow 3.3 gives tasks a task_state_store that survives retries; the execute operator keeps
@@ -49,34 +50,6 @@ def still_core(core_factory, monkeypatch, airflow_db):
     emulator.define_workflow("orders", ORDER_STEPS)
     monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(emulator, token=TOKEN))
     return emulator
-
-
-def run_dag(dag_id: str, conf: dict | None = None):
-    """Run a DAG of tests/provider/dags/cerebelum_operator_dags.py; return (run, {task_id: (state, xcoms)})."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    from tests.provider.dags import cerebelum_operator_dags
-
-    run = getattr(cerebelum_operator_dags, dag_id).test(run_conf=conf or {})
-    results = {}
-    with create_session() as session:
-        for ti in run.get_task_instances():
-            rows = session.query(XComModel).filter_by(
-                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index
-            )
-            xcoms = {row.key: row.value for row in rows}
-            results[ti.task_id if ti.map_index < 0 else (ti.task_id, ti.map_index)] = (
-                ti.state,
-                xcoms,
-                ti.try_number,
-            )
-    return run, results
-
-
-def output_of(capfd) -> str:
-    captured = capfd.readouterr()
-    return captured.out + captured.err
 
 
 # Resume one execution ----------------------------------------------------------------------

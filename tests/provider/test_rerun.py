@@ -25,6 +25,7 @@ from cerebelum_provider.operators.cerebelum import (
     CerebelumResumeExecutionOperator,
 )
 from tests.core_apis import connection_uri, core_url
+from tests.dagrun import output_of, run_dag
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -215,27 +216,6 @@ async def test_bulk_dry_run_says_which_would_be_rerun_and_starts_nothing(core_fa
 # The operators ----------------------------------------------------------------------------------
 
 
-def run_dag(dag_id: str, conf: dict | None = None) -> dict[str, tuple[str, dict[str, Any], int]]:
-    """Run a DAG of tests/provider/dags/cerebelum_rerun_dags.py: ``{task_id: (state, xcoms, try)}``."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    from tests.provider.dags import cerebelum_rerun_dags
-
-    run = getattr(cerebelum_rerun_dags, dag_id).test(run_conf=conf or {})
-    results = {}
-    with create_session() as session:
-        for ti in run.get_task_instances():
-            rows = session.query(XComModel).filter_by(
-                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index
-            )
-            results[ti.task_id] = (ti.state, {row.key: row.value for row in rows}, ti.try_number)
-    return results
-
-
-def output_of(capfd) -> str:
-    captured = capfd.readouterr()
-    return captured.out + captured.err
 
 
 @pytest.fixture
@@ -252,7 +232,7 @@ def test_resume_operator_reruns_and_waits_for_the_rerun(airflow_core, capfd):
     (failed,) = seed_failed(core, 1)
 
     # Deferred: the task checks the rerun once in the worker, then the trigger follows it.
-    results = run_dag("cerebelum_rerun_deferrable", {"execution_id": failed})
+    _, results = run_dag("cerebelum_rerun_deferrable", {"execution_id": failed})
 
     state, xcoms, _ = results["resume"]
     assert state == "success"
@@ -276,8 +256,8 @@ def test_a_second_resume_run_finds_the_rerun_and_starts_none(airflow_core, capfd
     core = airflow_core
     (failed,) = seed_failed(core, 1)
 
-    first = run_dag("cerebelum_rerun_no_wait", {"execution_id": failed})
-    second = run_dag("cerebelum_rerun_no_wait", {"execution_id": failed})
+    _, first = run_dag("cerebelum_rerun_no_wait", {"execution_id": failed})
+    _, second = run_dag("cerebelum_rerun_no_wait", {"execution_id": failed})
 
     assert first["resume"][0] == second["resume"][0] == "success"
     rerun_execution_id = first["resume"][1]["return_value"]["rerun_execution_id"]
@@ -291,7 +271,7 @@ def test_resume_operator_over_grpc_fails_naming_api_http_and_sends_nothing(airfl
     core = airflow_core
     (failed,) = seed_failed(core, 1)
 
-    results = run_dag("cerebelum_rerun_no_wait", {"execution_id": failed})
+    _, results = run_dag("cerebelum_rerun_no_wait", {"execution_id": failed})
 
     state, _, try_number = results["resume"]
     assert state == "failed" and try_number == 1
@@ -304,10 +284,10 @@ def test_bulk_operator_reruns_once_logs_each_and_a_dry_run_starts_nothing(airflo
     core = airflow_core
     failed = seed_failed(core, 3)
 
-    dry = run_dag("cerebelum_bulk_rerun", {"plan_only": True})
+    _, dry = run_dag("cerebelum_bulk_rerun", {"plan_only": True})
     assert core.call_counts().get("ExecuteWorkflow", 0) == 0
-    first = run_dag("cerebelum_bulk_rerun")
-    second = run_dag("cerebelum_bulk_rerun")
+    _, first = run_dag("cerebelum_bulk_rerun")
+    _, second = run_dag("cerebelum_bulk_rerun")
 
     assert sorted(dry["bulk_resume"][1]["return_value"]["would_rerun"]) == sorted(failed)
     state, xcoms, _ = first["bulk_resume"]
@@ -333,7 +313,7 @@ def test_execute_retry_reruns_once_and_never_reruns_the_rerun(airflow_core, capf
     # Every execution ExecuteWorkflow starts fails at "ship": the first try's and its rerun alike.
     core.define_workflow("orders", ORDER_STEPS, fail_at="ship")
 
-    results = run_dag("cerebelum_execute_retry_reruns")
+    _, results = run_dag("cerebelum_execute_retry_reruns")
 
     state, _, try_number = results["execute"]
     assert state == "failed" and try_number == 3

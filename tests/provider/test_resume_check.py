@@ -20,6 +20,7 @@ from cerebelum_provider.operators.cerebelum import (
     CerebelumBulkResumeOperator,
     CerebelumResumeExecutionOperator,
 )
+from tests.dagrun import output_of, run_dag
 from tests.provider._deferral import deferred
 
 TOKEN = "resume-check-token-3b7a"
@@ -67,35 +68,6 @@ def seed_failed(core: CoreEmulator, count: int) -> list[str]:
     return ids
 
 
-#: The try number each task of the last ``run_dag`` ended on.
-tries: dict[str, int] = {}
-
-
-def run_dag(dag_id: str, conf: dict | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Run a DAG of tests/provider/dags/cerebelum_resume_check_dags.py: ``{task_id: (state, xcoms)}``."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    from tests.provider.dags import cerebelum_resume_check_dags
-
-    run = getattr(cerebelum_resume_check_dags, dag_id).test(run_conf=conf or {})
-    results = {}
-    tries.clear()
-    with create_session() as session:
-        for ti in run.get_task_instances():
-            rows = session.query(XComModel).filter_by(
-                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id, map_index=ti.map_index
-            )
-            results[ti.task_id] = (ti.state, {row.key: row.value for row in rows})
-            tries[ti.task_id] = ti.try_number
-    return results
-
-
-def output_of(capfd) -> str:
-    captured = capfd.readouterr()
-    return captured.out + captured.err
-
-
 # Resume one execution ----------------------------------------------------------------------
 
 
@@ -106,9 +78,9 @@ def test_resume_operator_fails_when_the_execution_stays_failed(emulator, api, an
     execution_id = failed_execution(core)
     core.set_resume_without_effect(answer)
 
-    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
 
-    state, xcoms = results["resume"]
+    state, xcoms, _ = results["resume"]
     assert state == "failed"
     assert "return_value" not in xcoms
     output = output_of(capfd)
@@ -130,10 +102,10 @@ def test_an_execution_left_failed_fails_the_task_without_airflow_retries(emulato
     execution_id = failed_execution(core)
     core.set_resume_without_effect(answer)
 
-    results = run_dag("cerebelum_resume_check_retried", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_retried", {"execution_id": execution_id})
 
     assert results["resume"][0] == "failed"
-    assert tries["resume"] == 1  # retries=1, unused: the same resume gets the same answer
+    assert results["resume"].try_number == 1  # retries=1, unused: the same resume gets the same answer
     assert core.call_counts()["ResumeExecution"] == 1
     assert f"for execution {execution_id} but it is still FAILED" in output_of(capfd)
 
@@ -142,10 +114,10 @@ def test_an_execution_left_failed_fails_the_task_without_airflow_retries(emulato
 def test_an_unknown_execution_fails_the_task_without_airflow_retries(emulator, api, capfd):
     core = emulator(api)
 
-    results = run_dag("cerebelum_resume_check_retried", {"execution_id": "no-such-execution"})
+    _, results = run_dag("cerebelum_resume_check_retried", {"execution_id": "no-such-execution"})
 
     assert results["resume"][0] == "failed"
-    assert tries["resume"] == 1
+    assert results["resume"].try_number == 1
     assert core.call_counts()["ResumeExecution"] == 1
     output = output_of(capfd)
     assert "refused to resume execution no-such-execution (failed_to_resume" in output
@@ -162,10 +134,10 @@ def test_a_connection_at_the_other_apis_port_fails_the_task_without_airflow_retr
         "AIRFLOW_CONN_CEREBELUM_DEFAULT", f"cerebelum://:{TOKEN}@127.0.0.1:{other_port}?api={api}"
     )
 
-    results = run_dag("cerebelum_resume_check_retried", {"execution_id": "any-execution"})
+    _, results = run_dag("cerebelum_resume_check_retried", {"execution_id": "any-execution"})
 
     assert results["resume"][0] == "failed"
-    assert tries["resume"] == 1
+    assert results["resume"].try_number == 1
     fix = "api=http" if api == "grpc" else "api=grpc"
     assert fix in output_of(capfd)  # the message names the setting to change
 
@@ -173,10 +145,10 @@ def test_a_connection_at_the_other_apis_port_fails_the_task_without_airflow_retr
 def test_an_empty_execution_id_fails_the_task_without_airflow_retries_and_sends_nothing(emulator, capfd):
     core = emulator("http")
 
-    results = run_dag("cerebelum_resume_check_retried", {"execution_id": ""})
+    _, results = run_dag("cerebelum_resume_check_retried", {"execution_id": ""})
 
     assert results["resume"][0] == "failed"
-    assert tries["resume"] == 1
+    assert results["resume"].try_number == 1
     assert "ResumeExecution" not in core.call_counts()
     assert "execution_id must be a non-empty" in output_of(capfd)
 
@@ -195,9 +167,9 @@ def test_a_completed_execution_is_already_completed_and_nothing_is_resumed(emula
     core.set_resume_without_effect(answer)
     steps_before = core.step_runs(execution_id)
 
-    results = run_dag("cerebelum_resume_check_retried", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_retried", {"execution_id": execution_id})
 
-    state, xcoms = results["resume"]
+    state, xcoms, _ = results["resume"]
     assert state == "success"
     assert xcoms["return_value"] == {"execution_id": execution_id, "resume_status": "already_completed"}
     assert core.call_counts()["ResumeExecution"] == 1
@@ -211,7 +183,7 @@ def test_resume_and_wait_fails_at_the_check_without_waiting(emulator, mode, capf
     execution_id = failed_execution(core)
     core.set_resume_without_effect("already_running")
 
-    results = run_dag(f"cerebelum_resume_check_{mode}", {"execution_id": execution_id})
+    _, results = run_dag(f"cerebelum_resume_check_{mode}", {"execution_id": execution_id})
 
     assert results["resume"][0] == "failed"
     assert f"for execution {execution_id} but it is still FAILED after 0.2 s" in output_of(capfd)
@@ -224,7 +196,7 @@ def test_the_default_grace_is_one_second(emulator, capfd):
     execution_id = failed_execution(core)
     core.set_resume_without_effect("already_running")
 
-    results = run_dag("cerebelum_resume_check_default_grace", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_default_grace", {"execution_id": execution_id})
 
     assert results["resume"][0] == "failed"
     assert f"'already_running' for execution {execution_id} but it is still FAILED after 1.0 s" in (
@@ -236,7 +208,7 @@ def test_the_measured_release_over_http_reads_it_still_failed(emulator, capfd):
     core = emulator("http", real_core_bugs=True)
     execution_id = failed_execution(core)
 
-    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
 
     assert results["resume"][0] == "failed"
     assert f"answered 'already_running' for execution {execution_id} but it is still FAILED" in (
@@ -249,7 +221,7 @@ def test_the_measured_release_over_grpc_cannot_be_read_back_and_says_why(emulato
     core = emulator("grpc", real_core_bugs=True)
     execution_id = failed_execution(core)
 
-    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
 
     assert results["resume"][0] == "failed"
     output = output_of(capfd)
@@ -267,9 +239,9 @@ def test_a_real_resume_succeeds_with_the_same_xcom_as_before(emulator, api):
     core = emulator(api)
     execution_id = failed_execution(core)
 
-    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
 
-    state, xcoms = results["resume"]
+    state, xcoms, _ = results["resume"]
     assert state == "success"
     assert xcoms["return_value"] == {"execution_id": execution_id, "resume_status": "resumed"}
     assert core.resume_count(execution_id) == 1
@@ -284,7 +256,7 @@ def test_a_transient_error_while_checking_is_retried(emulator):
     # Fewer failures than the connection's one budget of 5 attempts.
     core.fail_next(4, code=grpc.StatusCode.UNAVAILABLE, rpcs="GetExecutionStatus")
 
-    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
 
     assert results["resume"][0] == "success"
     assert core.call_counts()["GetExecutionStatus"] == 5
@@ -298,7 +270,7 @@ def test_one_resume_against_a_core_that_stays_down_sends_at_most_the_budget(emul
     execution_id = failed_execution(core)
     core.fail_next(1000, code=grpc.StatusCode.UNAVAILABLE, rpcs="ResumeExecution")
 
-    results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
+    _, results = run_dag("cerebelum_resume_check_no_wait", {"execution_id": execution_id})
 
     assert results["resume"][0] == "failed"
     # The connection's max_attempts (5 by default) is the whole budget: no loop retries around it.
@@ -315,9 +287,9 @@ def test_bulk_resume_lists_executions_left_failed_under_not_resumed_and_fails(em
     ids = seed_failed(core, 12)
     core.set_resume_without_effect(answer)
 
-    results = run_dag("cerebelum_bulk_resume_check_fail_on_error_true")
+    _, results = run_dag("cerebelum_bulk_resume_check_fail_on_error_true")
 
-    state, xcoms = results["bulk_resume"]
+    state, xcoms, _ = results["bulk_resume"]
     assert state == "failed"
     summary = xcoms["summary"]
     assert sorted(summary["not_resumed"]) == sorted(ids)
@@ -336,9 +308,9 @@ def test_bulk_resume_without_fail_on_error_succeeds_with_not_resumed_in_xcom(emu
     ids = seed_failed(core, 12)
     core.set_resume_without_effect("already_running")
 
-    results = run_dag("cerebelum_bulk_resume_check_fail_on_error_false")
+    _, results = run_dag("cerebelum_bulk_resume_check_fail_on_error_false")
 
-    state, xcoms = results["bulk_resume"]
+    state, xcoms, _ = results["bulk_resume"]
     assert state == "success"
     summary = xcoms["return_value"]
     assert sorted(summary["not_resumed"]) == sorted(ids)
@@ -350,9 +322,9 @@ def test_bulk_resume_against_a_core_that_resumes_is_unchanged(emulator, api):
     core = emulator(api)
     ids = seed_failed(core, 12)
 
-    results = run_dag("cerebelum_bulk_resume_check_fail_on_error_true")
+    _, results = run_dag("cerebelum_bulk_resume_check_fail_on_error_true")
 
-    state, xcoms = results["bulk_resume"]
+    state, xcoms, _ = results["bulk_resume"]
     assert state == "success"
     summary = xcoms["return_value"]
     assert sorted(summary["resumed"]) == sorted(ids)

@@ -14,7 +14,8 @@ import pytest
 
 from cerebelum_provider.models import ExecutionState
 from tests.core_apis import connection_uri
-from tests.provider.test_operators import ORDER_STEPS, output_of, run_dag
+from tests.dagrun import output_of, run_dag
+from tests.provider.test_operators import ORDER_STEPS
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,7 +23,7 @@ from cerebelum_provider.operators.cerebelum import (
 from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 from tests.core_apis import connection_uri
-from tests.provider.test_operators import run_dag
+from tests.dagrun import run_dag
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -41,6 +41,7 @@ import pytest
 from real_core import RealCore
 
 from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.dagrun import output_of, run_realcore_dag
 
 DAGS = Path(__file__).parent / "dags"
 # Airflow reads its home when first imported: before anything below imports it.
@@ -111,34 +112,6 @@ def airflow_db() -> None:
 def airflow(core: RealCore, airflow_db: None) -> RealCore:
     """The real Core, for a test that runs DAGs."""
     return core
-
-
-#: The try number each task of the last ``run_dag`` ended on.
-tries: dict[str, int] = {}
-
-
-def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Run one DAG of ``dags/realcore_provider_dags.py``; return {task_id: (state, XComs by key)}."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    run = getattr(dags, dag_id).test(run_conf=conf)
-    results = {}
-    tries.clear()
-    with create_session() as session:
-        for ti in run.get_task_instances():
-            rows = session.query(XComModel).filter_by(
-                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id
-            )
-            results[ti.task_id] = (ti.state, {row.key: XComModel.deserialize_value(row) for row in rows})
-            tries[ti.task_id] = ti.try_number
-    return results
-
-
-def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
-    """Everything the run printed or logged (Airflow's structlog writes to the terminal)."""
-    captured = capfd.readouterr()
-    return captured.out + captured.err + caplog.text
 
 
 def waiting_for_approval(core: RealCore, workflow: str) -> str:
@@ -217,10 +190,10 @@ def test_sensor_over_http_follows_a_real_execution_to_its_end(
     with caplog.at_level(logging.INFO), ApproveAfterReads(
         airflow, execution_id, "http", 2 if mode == "deferrable" else 1, {"go": True}
     ) as approver:
-        results = run_dag(dags.sensor_dag_id("http", mode), {"execution_id": execution_id})
-    said = output(capfd, caplog)
+        _, results = run_realcore_dag(dags.sensor_dag_id("http", mode), {"execution_id": execution_id})
+    said = output_of(capfd, caplog)
     assert approver.answer == 200
-    state, xcoms = results["wait"]
+    state, xcoms, _ = results["wait"]
     assert deferred(said) is (mode == "deferrable")
     assert airflow.execution(execution_id)["state"] == outcome
     if outcome == "completed":
@@ -242,9 +215,9 @@ def test_execute_operator_starts_a_real_workflow_and_waits_for_it(airflow: RealC
     order = str(uuid.uuid4())
     with caplog.at_level(logging.INFO):
         conf = {"workflow_name": "rc_ok", "inputs": {"order": order}}
-        results = run_dag("realcore_execute_deferrable", conf)
-    said = output(capfd, caplog)
-    state, xcoms = results["execute"]
+        _, results = run_realcore_dag("realcore_execute_deferrable", conf)
+    said = output_of(capfd, caplog)
+    state, xcoms, _ = results["execute"]
     assert state == "success", said[-3000:]
     execution = xcoms["return_value"]
     execution_id = xcoms["execution_id"]
@@ -303,7 +276,7 @@ def test_execute_operator_on_kill_stops_its_execution_but_core_keeps_it_running(
         # Airflow calls on_kill from the task process while execute() still waits
         operator.on_kill()
         task.join(15)
-    said = output(capfd, caplog)
+    said = output_of(capfd, caplog)
     assert f"Stopped Cerebelum execution {execution_id}, which this task started" in said
     assert f"POST /api/v1/executions/{execution_id}/stop" in airflow.core_log()
     # Core ended the execution's process but records no stop: the state reads "running" forever,
@@ -322,9 +295,9 @@ def test_approve_operator_hands_its_response_to_the_waiting_step(airflow: RealCo
     response = {"ticket": str(uuid.uuid4()), "approved": True}
 
     with caplog.at_level(logging.INFO):
-        results = run_dag("realcore_approve", {"execution_id": execution_id, "response": response})
-    said = output(capfd, caplog)
-    state, xcoms = results["approve"]
+        _, results = run_realcore_dag("realcore_approve", {"execution_id": execution_id, "response": response})
+    said = output_of(capfd, caplog)
+    state, xcoms, _ = results["approve"]
     assert state == "success", said[-3000:]
     result = xcoms["return_value"]
     assert (result["execution_id"], result["approval_status"]) == (execution_id, "approved")
@@ -342,9 +315,9 @@ def test_approving_a_completed_execution_is_refused_before_anything_is_sent(
     airflow.wait_for_event(execution_id, "ExecutionCompletedEvent")
     before = airflow.executions_total(APPROVED_LATE)
 
-    results = run_dag("realcore_approve", {"execution_id": execution_id, "response": {"late": True}})
+    _, results = run_realcore_dag("realcore_approve", {"execution_id": execution_id, "response": {"late": True}})
 
-    said = output(capfd, caplog)
+    said = output_of(capfd, caplog)
     assert results["approve"][0] == "failed"
     refusal = f"Cerebelum execution {execution_id} is COMPLETED, not waiting for approval; nothing was sent"
     assert refusal in said
@@ -364,9 +337,9 @@ def test_sensor_over_grpc_fails_at_once_naming_the_http_api(
 ) -> None:
     execution_id = settled(airflow, "rc_ok", "completed")
 
-    results = run_dag(dags.sensor_dag_id("grpc", mode), {"execution_id": execution_id})
+    _, results = run_realcore_dag(dags.sensor_dag_id("grpc", mode), {"execution_id": execution_id})
 
-    said = output(capfd, caplog)
+    said = output_of(capfd, caplog)
     assert results["wait"][0] == "failed"
     assert "CoreInternalError" in said
     assert f"GetExecutionStatus for execution {execution_id!r}" in said and HTTP_API_HINT in said
@@ -418,11 +391,11 @@ def test_resume_of_a_failed_execution_fails_the_task_saying_still_failed(
 ) -> None:
     execution_id = settled(airflow, FAILING, "failed")
 
-    results = run_dag("realcore_resume", {"execution_id": execution_id})
+    _, results = run_realcore_dag("realcore_resume", {"execution_id": execution_id})
 
-    said = output(capfd, caplog)
+    said = output_of(capfd, caplog)
     assert results["resume"][0] == "failed"
-    assert tries["resume"] == 1  # retries=1, unused: the same resume gets the same answer
+    assert results["resume"].try_number == 1  # retries=1, unused: the same resume gets the same answer
     assert f"answered 'already_running' for execution {execution_id} but it is still FAILED" in said
     assert BOOM_ERROR in said
     time.sleep(QUIET_PERIOD)
@@ -435,10 +408,10 @@ def test_resume_of_a_completed_execution_succeeds_saying_already_completed(
 ) -> None:
     execution_id = settled(airflow, COMPLETING, "completed")
 
-    results = run_dag("realcore_resume", {"execution_id": execution_id})
+    _, results = run_realcore_dag("realcore_resume", {"execution_id": execution_id})
 
-    said = output(capfd, caplog)
-    state, xcoms = results["resume"]
+    said = output_of(capfd, caplog)
+    state, xcoms, _ = results["resume"]
     assert state == "success", said[-3000:]
     assert xcoms["return_value"]["resume_status"] == "already_completed"
     assert xcoms["return_value"]["execution"]["status"] == "EXECUTION_COMPLETED"
@@ -451,11 +424,11 @@ def test_resume_of_a_completed_execution_succeeds_saying_already_completed(
 def test_resume_of_an_unknown_execution_fails_without_airflow_retries(airflow: RealCore, capfd, caplog) -> None:
     unknown = str(uuid.uuid4())
 
-    results = run_dag("realcore_resume", {"execution_id": unknown})
+    _, results = run_realcore_dag("realcore_resume", {"execution_id": unknown})
 
-    said = output(capfd, caplog)
+    said = output_of(capfd, caplog)
     assert results["resume"][0] == "failed"
-    assert tries["resume"] == 1
+    assert results["resume"].try_number == 1
     assert f"refused to resume execution {unknown}" in said
 
 
@@ -469,12 +442,12 @@ def test_bulk_resume_lists_failed_executions_core_did_not_resume_as_not_resumed(
     for execution_id in failed:
         airflow.wait_for_event(execution_id, "ExecutionFailedEvent")
 
-    results = run_dag(
+    _, results = run_realcore_dag(
         f"realcore_bulk_resume_fail_on_error_{str(fail_on_error).lower()}", {"workflow_name": workflow}
     )
 
-    said = output(capfd, caplog)
-    state, xcoms = results["bulk_resume"]
+    said = output_of(capfd, caplog)
+    state, xcoms, _ = results["bulk_resume"]
     summary = xcoms["summary" if fail_on_error else "return_value"]
     assert state == ("failed" if fail_on_error else "success"), said[-3000:]
     assert summary["matched"] == 2

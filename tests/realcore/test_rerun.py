@@ -22,6 +22,7 @@ import pytest
 from real_core import RealCore
 
 from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.dagrun import output_of, run_realcore_dag
 
 DAGS = Path(__file__).parent / "dags"
 # Airflow reads its home when first imported: before anything below imports it.
@@ -64,27 +65,6 @@ def airflow(core: RealCore) -> RealCore:
     return core
 
 
-def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Run one DAG of ``dags/realcore_rerun_dags.py``; return {task_id: (state, XComs by key)}."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    run = getattr(dags, dag_id).test(run_conf=conf)
-    results = {}
-    with create_session() as session:
-        for ti in run.get_task_instances():
-            rows = session.query(XComModel).filter_by(
-                dag_id=run.dag_id, run_id=run.run_id, task_id=ti.task_id
-            )
-            results[ti.task_id] = (ti.state, {row.key: XComModel.deserialize_value(row) for row in rows})
-    return results
-
-
-def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
-    captured = capfd.readouterr()
-    return captured.out + captured.err + caplog.text
-
-
 def failed_executions(core: RealCore, workflow: str, count: int) -> list[str]:
     """``count`` executions of ``workflow`` FAILED at ``boom``, each with inputs of its own."""
     core.add_blueprint(workflow, STEPS)
@@ -110,10 +90,10 @@ def test_resume_operator_reruns_a_failed_execution_whose_step_now_succeeds(
     workflow = "rc_rerun_one"
     (failed,) = failed_executions(airflow, workflow, 1)
 
-    results = run_dag("realcore_rerun", {"execution_id": failed})
+    _, results = run_realcore_dag("realcore_rerun", {"execution_id": failed})
 
-    said = output(capfd, caplog)
-    state, xcoms = results["resume"]
+    said = output_of(capfd, caplog)
+    state, xcoms, _ = results["resume"]
     assert state == "success", said[-3000:]
     result = xcoms["return_value"]
     rerun = result["rerun_execution_id"]
@@ -142,15 +122,15 @@ def test_bulk_reruns_three_failed_executions_once_and_a_second_run_none(
     workflow = "rc_rerun_bulk"
     failed = sorted(failed_executions(airflow, workflow, 3))
 
-    dry = run_dag("realcore_bulk_rerun", {"workflow_name": workflow, "plan_only": True})
+    _, dry = run_realcore_dag("realcore_bulk_rerun", {"workflow_name": workflow, "plan_only": True})
     assert airflow.executions_total(workflow) == 3  # the dry run started nothing
-    first = run_dag("realcore_bulk_rerun", {"workflow_name": workflow})
+    _, first = run_realcore_dag("realcore_bulk_rerun", {"workflow_name": workflow})
     reruns = first["bulk_resume"][1]["return_value"]["rerun"]
     for rerun in reruns.values():
         airflow.wait_for_state(rerun, {"completed"})
-    second = run_dag("realcore_bulk_rerun", {"workflow_name": workflow})
+    _, second = run_realcore_dag("realcore_bulk_rerun", {"workflow_name": workflow})
 
-    said = output(capfd, caplog)
+    said = output_of(capfd, caplog)
     dry_summary = dry["bulk_resume"][1]["return_value"]
     assert dry_summary["dry_run"] is True
     assert sorted(dry_summary["would_rerun"]) == sorted(dry_summary["would_resume"]) == failed
