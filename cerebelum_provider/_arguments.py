@@ -67,17 +67,39 @@ def check_disjoint_states(success_states: tuple[str, ...], failure_states: tuple
 
 
 @overload
-def positive_seconds(value: object, field_name: str, *, allow_none: Literal[False] = False) -> float: ...
+def positive_seconds(
+    value: object,
+    field_name: str,
+    *,
+    allow_none: Literal[False] = False,
+    allow_zero: bool = False,
+    maximum: float | None = None,
+) -> float: ...
 @overload
-def positive_seconds(value: object, field_name: str, *, allow_none: bool) -> float | None: ...
-def positive_seconds(value: object, field_name: str, *, allow_none: bool = False) -> float | None:
-    """Seconds as a float from a number or a ``timedelta`` above 0 (or None, when allowed).
+def positive_seconds(
+    value: object,
+    field_name: str,
+    *,
+    allow_none: bool,
+    allow_zero: bool = False,
+    maximum: float | None = None,
+) -> float | None: ...
+def positive_seconds(
+    value: object,
+    field_name: str,
+    *,
+    allow_none: bool = False,
+    allow_zero: bool = False,
+    maximum: float | None = None,
+) -> float | None:
+    """Seconds as a float from a number or a ``timedelta`` above 0 (or None, when allowed; 0, when
+    ``allow_zero``; at most ``maximum``, when given).
 
     The one check of a duration for every class of the provider.
 
     Raises:
         TypeError: not a number or ``timedelta`` (``True`` and ``"5"`` are refused).
-        ValueError: zero, negative, NaN or infinite.
+        ValueError: zero (unless allowed), negative, above ``maximum``, NaN or infinite.
     """
     if value is None and allow_none:
         return None
@@ -88,9 +110,30 @@ def positive_seconds(value: object, field_name: str, *, allow_none: bool = False
     else:
         expected = "a number of seconds or a timedelta" + (", or None" if allow_none else "")
         raise TypeError(f"{field_name} must be {expected}, got {type(value).__name__} {shown(value)}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{field_name} must be a number of seconds above 0, got {value!r}")
+    too_small = seconds < 0 if allow_zero else seconds <= 0
+    if not math.isfinite(seconds) or too_small or (maximum is not None and seconds > maximum):
+        bound = "0 or more" if allow_zero else "above 0"
+        if maximum is not None:
+            bound += f" and at most {maximum:g}"
+        raise ValueError(f"{field_name} must be a number of seconds {bound}, got {value!r}")
     return seconds
+
+
+def check_int(value: object, *, field_name: str, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` when it is an int (not a bool) of at least ``minimum`` (and at most ``maximum``).
+
+    The one check of a count or a size, client and provider alike.
+
+    Raises:
+        TypeError: not an int (``True`` and ``"10"`` are refused).
+        ValueError: outside the range.
+    """
+    allowed = f"in {minimum}..{maximum}" if maximum is not None else f"at least {minimum}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field_name} must be an int {allowed}, got {type(value).__name__} {shown(value)}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{field_name} must be {allowed}, got {value}")
+    return value
 
 
 #: Longest execution id (or workflow name) accepted; Core's ids are UUIDs, far shorter.

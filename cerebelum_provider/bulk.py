@@ -48,13 +48,17 @@ within the grace reads FAILED like one that never ran, so it is counted under ``
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from cerebelum_provider._arguments import check_bool, check_on_not_resumed, coerce_states
+from cerebelum_provider._arguments import (
+    check_bool,
+    check_int,
+    check_on_not_resumed,
+    coerce_states,
+    positive_seconds,
+)
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumError,
@@ -62,6 +66,9 @@ from cerebelum_provider.exceptions import (
     ExecutionNotFoundError,
 )
 from cerebelum_provider.models import ExecutionState
+
+if TYPE_CHECKING:
+    from cerebelum_provider.client import ExecutionClient
 
 T = TypeVar("T")
 
@@ -163,16 +170,6 @@ class BulkResumeRequest:
     on_not_resumed: str = "fail"
 
 
-def _check_positive_int(name: str, value: object, *, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be at most {maximum}, got {value}")
-    return value
-
-
 def check_resume_check_grace(value: object, *, field_name: str = "resume_check_grace") -> float:
     """Seconds (a number or timedelta, 0 to MAX_RESUME_CHECK_GRACE) to wait before reading a resume back.
 
@@ -180,20 +177,7 @@ def check_resume_check_grace(value: object, *, field_name: str = "resume_check_g
         TypeError: not a number or timedelta.
         ValueError: negative, not finite, or above MAX_RESUME_CHECK_GRACE.
     """
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise TypeError(
-            f"{field_name} must be a number of seconds (0 or more) or a timedelta, "
-            f"got {type(value).__name__} {value!r}"
-        )
-    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_RESUME_CHECK_GRACE:
-        raise ValueError(
-            f"{field_name} must be between 0 and {MAX_RESUME_CHECK_GRACE:g} seconds, got {value!r}"
-        )
-    return seconds
+    return positive_seconds(value, field_name, allow_zero=True, maximum=MAX_RESUME_CHECK_GRACE)
 
 
 def not_resumed_message(
@@ -254,8 +238,10 @@ def validate_request(
         states=coerce_states(states, allow_unspecified=False),
         max_executions=None
         if max_executions is None
-        else _check_positive_int("max_executions", max_executions),
-        max_concurrency=_check_positive_int("max_concurrency", max_concurrency, maximum=MAX_CONCURRENCY),
+        else check_int(max_executions, field_name="max_executions", minimum=1),
+        max_concurrency=check_int(
+            max_concurrency, field_name="max_concurrency", minimum=1, maximum=MAX_CONCURRENCY
+        ),
         skip_completed_steps=check_bool(skip_completed_steps, field_name="skip_completed_steps"),
         dry_run=check_bool(dry_run, field_name="dry_run"),
         resume_check_grace=check_resume_check_grace(resume_check_grace),
@@ -264,7 +250,7 @@ def validate_request(
 
 
 async def resume_matching(
-    client: Any,
+    client: ExecutionClient,
     *,
     workflow_name: str | None = None,
     states: object = (ExecutionState.FAILED,),
@@ -323,7 +309,7 @@ class _BulkResume:
 
     def __init__(
         self,
-        client: Any,
+        client: ExecutionClient,
         request: BulkResumeRequest,
         on_progress: Callable[[dict[str, int]], None] | None,
     ) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from google.protobuf.message import Message
 
-from cerebelum_provider._arguments import check_bool, check_execution_id, check_tags, shown
+from cerebelum_provider._arguments import check_bool, check_execution_id, check_int, check_tags, shown
 from cerebelum_provider.client import _convert, _rest_convert
 from cerebelum_provider.exceptions import (
     CerebelumRPCError,
@@ -120,22 +120,6 @@ class ExecutionPage:
 
 
 # -- validation -------------------------------------------------------------------------------
-
-
-def check_int(name: str, value: object, *, minimum: int, maximum: int) -> int:
-    """Return ``value`` when it is an int (not a bool) in ``minimum..maximum``.
-
-    Raises:
-        TypeError: not an int (``True`` and ``"10"`` are refused).
-        ValueError: outside the range.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name} must be an int in {minimum}..{maximum}, got {type(value).__name__} {shown(value)}"
-        )
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be in {minimum}..{maximum}, got {value}")
-    return value
 
 
 def check_filters(workflow_name: object, status: object) -> tuple[str | None, ExecutionState | None]:
@@ -241,8 +225,8 @@ def list_executions(
     the REST form is built, before sending: give None for no filter.
     """
     workflow_name, state = check_filters(workflow_name, status)
-    limit = check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
-    offset = check_int("offset", offset, minimum=0, maximum=_INT32_MAX)
+    limit = check_int(limit, field_name="limit", minimum=1, maximum=MAX_PAGE_SIZE)
+    offset = check_int(offset, field_name="offset", minimum=0, maximum=_INT32_MAX)
 
     def grpc() -> GrpcCall[ExecutionPage]:
         request = pb.ListExecutionsRequest(limit=limit, offset=offset)
@@ -355,7 +339,7 @@ def execute_workflow(
     )
     checked_tags = None if tags is None else check_tags(tags)
     if timeout_ms is not None:
-        timeout_ms = check_int("timeout_ms", timeout_ms, minimum=1, maximum=_INT32_MAX)
+        timeout_ms = check_int(timeout_ms, field_name="timeout_ms", minimum=1, maximum=_INT32_MAX)
 
     def not_started(core_address: str, answered: str) -> WorkflowStartError:
         return WorkflowStartError(
@@ -553,7 +537,7 @@ class ExecutionPager:
 
     def __post_init__(self) -> None:
         self.workflow_name, self.status = check_filters(self.workflow_name, self.status)
-        self.page_size = check_int("page_size", self.page_size, minimum=1, maximum=MAX_PAGE_SIZE)
+        self.page_size = check_int(self.page_size, field_name="page_size", minimum=1, maximum=MAX_PAGE_SIZE)
 
     def next_operation(self) -> Operation[ExecutionPage] | None:
         """The next page to ask for, or None when iteration is over."""

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from cerebelum_provider._arguments import shown
+from cerebelum_provider._arguments import check_int, shown
 from cerebelum_provider._core import CORE_DEFAULT_GRPC_PORT
 
 #: The https scheme's port, used for ``grpcs://host`` and ``https://host`` without a port.
@@ -96,10 +96,7 @@ class RetryConfig:
     multiplier: float = 2.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise TypeError(f"RetryConfig.max_attempts must be an int, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryConfig.max_attempts must be at least 1, got {self.max_attempts}")
+        check_int(self.max_attempts, field_name="RetryConfig.max_attempts", minimum=1)
         for name in ("initial_backoff", "max_backoff"):
             _require_number(f"RetryConfig.{name}", getattr(self, name), minimum=0.0)
         _require_number("RetryConfig.multiplier", self.multiplier, minimum=1.0)
