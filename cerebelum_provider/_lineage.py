@@ -32,8 +32,9 @@ RERUN_XCOM_KEY = "rerun_execution_id"
 
 def core_namespace(host: str, port: int) -> str:
     """Core as an OpenLineage namespace: ``cerebelum://host:port`` (IPv6 hosts in brackets)."""
-    host = f"[{host}]" if ":" in host else host
-    return f"cerebelum://{host}:{port}"
+    from cerebelum_provider.client.config import host_port
+
+    return f"cerebelum://{host_port(host, port)}"
 
 
 def single_execution_lineage(

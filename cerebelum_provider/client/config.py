@@ -118,17 +118,26 @@ class CoreAddress:
 
     @property
     def target(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def base_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.target}{self.base_path}"
+        return http_url(self.host, self.port, tls=bool(self.tls)) + self.base_path
 
     @property
     def display(self) -> str:
         """How errors and logs name this Core: ``host:port`` for gRPC, the base URL for HTTP."""
         return self.base_url if self.api is CoreAPI.HTTP else self.target
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as gRPC dials it and a URL writes it: the one place an IPv6 host gets brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def http_url(host: str, port: int, *, tls: bool) -> str:
+    """``http(s)://host:port``: the root of a REST API (Core's, or the emulator's)."""
+    return f"{'https' if tls else 'http'}://{host_port(host, port)}"
 
 
 def parse_core_url(core_url: str) -> CoreAddress:

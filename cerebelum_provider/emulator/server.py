@@ -26,7 +26,7 @@ import grpc
 
 from cerebelum_provider import models
 from cerebelum_provider.client._http_transport import AsyncHttpTransport, SyncHttpTransport
-from cerebelum_provider.client.config import ClientSettings, RetryConfig
+from cerebelum_provider.client.config import ClientSettings, RetryConfig, http_url
 from cerebelum_provider.emulator import render, scenario
 from cerebelum_provider.emulator.bugs import RealCoreBugs
 from cerebelum_provider.emulator.engine import Engine
@@ -196,9 +196,7 @@ class CoreEmulator:
         """``http://host:port`` of the REST API (``https`` with TLS), or None without a REST server."""
         if self._http_port is None:
             return None
-        scheme = "https" if self._tls is not None else "http"
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"{scheme}://{host}:{self._http_port}"
+        return http_url(self._host, self._http_port, tls=self._tls is not None)
 
     @property
     def engine(self) -> Engine:

@@ -77,10 +77,11 @@ class CerebelumConnectionSettings:
     def address(self) -> str:
         """Core's address as the client names it: ``host:port`` (gRPC), or the REST API's base URL
         ``http(s)://host:port`` (IPv6 hosts in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        from cerebelum_provider.client.config import host_port, http_url
+
         if self.api == "http":
-            return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
-        return f"{host}:{self.port}"
+            return http_url(self.host, self.port, tls=self.tls)
+        return host_port(self.host, self.port)
 
     def tls_key(self) -> tuple[Any, ...]:
         """The TLS settings as a hashable tuple (part of the shared-client key); pasted PEM is
