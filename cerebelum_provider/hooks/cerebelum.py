@@ -36,6 +36,7 @@ from cerebelum_provider.hooks._shared_clients import shared_client, token_finger
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient
+    from cerebelum_provider.operators._common import Logger
 
 _API_NAMES = {"http": "HTTP", "grpc": "gRPC"}
 
@@ -250,6 +251,30 @@ class CerebelumHook(BaseHook):
         from cerebelum_provider.client import ExecutionClient
 
         return ExecutionClient(**settings.client_kwargs(), retry=self.retry or settings.retry_config())
+
+    async def astop_own_execution(self, execution_id: str, log: Logger) -> None:
+        """Stop an execution a task started, as the task is killed (or its wait timed out), with
+        this loop's shared client; over gRPC, which has no stop call, warn that it runs on.
+
+        Never raises: a kill must not fail because Core could not be told.
+        """
+        from cerebelum_provider.client import CoreAPI
+
+        try:
+            client = await self.get_async_client()
+            if client.api is not CoreAPI.HTTP:
+                log.warning(
+                    "Cerebelum execution %s is left running: stopping an execution needs Core's HTTP API "
+                    "(api=http on connection %r)",
+                    execution_id,
+                    self.cerebelum_conn_id,
+                )
+                return
+            await client.stop_execution(execution_id)
+        except Exception as error:  # noqa: BLE001 (a kill must go through whatever the lookup or Core answers)
+            log.warning("Could not stop Cerebelum execution %s: %s", execution_id, error)
+            return
+        log.info("Stopped Cerebelum execution %s, which this task started", execution_id)
 
     # UI helpers -----------------------------------------------------------------------------
 

@@ -163,24 +163,9 @@ class CerebelumExecutionTrigger(BaseTrigger):
         """A user killed the deferred task: stop the execution it started (``stop_on_kill``)."""
         if not self.stop_on_kill:
             return
-        from cerebelum_provider.client import CoreAPI
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
-        try:
-            client = await CerebelumHook(self.cerebelum_conn_id).get_async_client()
-            if client.api is not CoreAPI.HTTP:
-                self.log.warning(
-                    "Cerebelum execution %s is left running: stopping an execution needs Core's HTTP API "
-                    "(api=http on connection %r)",
-                    self.execution_id,
-                    self.cerebelum_conn_id,
-                )
-                return
-            await client.stop_execution(self.execution_id)
-        except Exception as error:  # noqa: BLE001 (a kill must go through whatever Core answers)
-            self.log.warning("Could not stop Cerebelum execution %s: %s", self.execution_id, error)
-            return
-        self.log.info("Stopped Cerebelum execution %s, which the killed task started", self.execution_id)
+        await CerebelumHook(self.cerebelum_conn_id).astop_own_execution(self.execution_id, self.log)
 
     async def _watch(self) -> TriggerEvent:
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
