@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Literal, overload
+from typing import Literal, TypeVar, overload
 
 from cerebelum_provider.models import ExecutionState
 
 #: The Airflow connection every Cerebelum class uses when given none.
 DEFAULT_CONN_ID = "cerebelum_default"
+
+_Given = TypeVar("_Given")
 
 
 def coerce_states(
@@ -179,6 +181,14 @@ def check_execution_id(value: object, *, field_name: str = "execution_id") -> st
         raise ValueError(
             f"{field_name} is {len(value)} characters long; at most {MAX_EXECUTION_ID_LENGTH} are accepted"
         )
+    return value
+
+
+def check_execution_id_argument(value: _Given) -> _Given:
+    """``value`` as a constructor got it, checked now (``check_execution_id``) unless it is only known
+    at run time (an XComArg, a mapped argument): ``execute`` checks it once rendered."""
+    if not is_template_value(value):
+        check_execution_id(value)
     return value
 
 

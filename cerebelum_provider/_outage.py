@@ -92,3 +92,11 @@ class Outage:
         when = datetime.fromtimestamp(since, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         checks = "1 failed check" if self.failures == 1 else f"{self.failures} failed checks"
         return f"Cerebelum Core at {address} unreachable since {when} ({self.elapsed:.0f}s, {checks})"
+
+    def gave_up(self, address: str, execution_id: str) -> str:
+        """Why a wait on ``execution_id`` ends because Core is unreachable: since when, and whether
+        the outage outlasted ``unavailable_timeout`` (else the wait's own deadline passed)."""
+        message = f"{self.describe(address)} while waiting for execution {execution_id}"
+        if self.exhausted:
+            message += f", longer than unavailable_timeout ({self.budget:g}s)"
+        return message

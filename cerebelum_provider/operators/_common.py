@@ -11,15 +11,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cerebelum_provider._arguments import check_on_not_resumed
+from cerebelum_provider._arguments import check_bool, check_on_not_resumed
 from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
 from cerebelum_provider._outcome import FINAL_ERRORS, task_errors
 from cerebelum_provider.bulk import CHECKED_ANSWERS, not_resumed_message, rerun_message
+from cerebelum_provider.exceptions import CerebelumError, CoreUnavailableError, ExecutionNotResumedError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus, Rerun
+
+if TYPE_CHECKING:
+    from cerebelum_provider.client import SyncExecutionClient
 
 
 class Logger(Protocol):
@@ -34,7 +39,24 @@ class Logger(Protocol):
 DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
 #: Extra time the scheduler grants a deferred task beyond its own deadline, so the trigger's own
 #: "timeout" event (naming the execution and its last state) wins over Airflow's generic one.
-DEFERRAL_TIMEOUT_GRACE = 60.0
+DEFERRAL_TIMEOUT_GRACE = timedelta(seconds=60)
+
+
+def deferral_timeout(end_time: float) -> timedelta:
+    """``defer(timeout=...)`` for a trigger whose deadline is ``end_time`` (epoch seconds): the time
+    left until then, plus ``DEFERRAL_TIMEOUT_GRACE``."""
+    return timedelta(seconds=max(0.0, end_time - time.time())) + DEFERRAL_TIMEOUT_GRACE
+
+
+def resolve_deferrable(deferrable: object) -> bool:
+    """``deferrable`` as a checked bool; None means ``[operators] default_deferrable`` (read now).
+
+    Raises:
+        TypeError: not True, False or None.
+    """
+    if deferrable is None:
+        deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
+    return check_bool(deferrable, field_name="deferrable")
 
 
 class ExecutionWaitTimeout(AirflowException):
@@ -65,7 +87,7 @@ class CheckedResume:
 
 
 def resume_checked(
-    client: Any,
+    client: SyncExecutionClient,
     execution_id: str,
     *,
     skip_completed_steps: bool,
@@ -90,19 +112,17 @@ def resume_checked(
             refused token, TLS, a Core crash, a rerun over gRPC, an execution that is itself a rerun.
         AirflowException: the read-back failed for a reason worth a retry (Core unreachable).
     """
-    from cerebelum_provider.exceptions import CerebelumError, ExecutionNotResumedError
-
     on_not_resumed = check_on_not_resumed(on_not_resumed)
     with task_errors():
         if on_not_resumed == "rerun":
             client.require_http("on_not_resumed='rerun'", execution_id)
-        answer = client.resume_execution(execution_id, skip_completed_steps=skip_completed_steps)
-        if answer != "failed_to_resume" and answer not in CHECKED_ANSWERS:
+        core_answer = client.resume_execution(execution_id, skip_completed_steps=skip_completed_steps)
+        if core_answer != "failed_to_resume" and core_answer not in CHECKED_ANSWERS:
             raise ExecutionNotResumedError(
-                f"Cerebelum Core at {client.address} answered an unknown resume status {answer!r} "
+                f"Cerebelum Core at {client.address} answered an unknown resume status {core_answer!r} "
                 f"for execution {execution_id}"
             )
-    answer = str(answer)  # Core's word as a plain str: XCom values stay JSON
+    answer = str(core_answer)  # Core's word as a plain str: XCom values stay JSON
     log.info("Cerebelum execution %s: Core answered %r to the resume", execution_id, answer)
     if answer in CHECKED_ANSWERS and grace > 0:
         time.sleep(grace)
@@ -163,8 +183,29 @@ def wait_limit(timeout: float, execution_timeout: timedelta | None) -> float:
     return min(timeout, execution_timeout.total_seconds())
 
 
+def check_once(
+    client: SyncExecutionClient, execution_id: str, outage: Outage, log: Logger
+) -> ExecutionStatus:
+    """One status check of a wait, counted by ``outage``; logs the execution's progress line.
+
+    Raises:
+        CoreUnavailableError: Core unreachable (counted as a failed attempt of ``outage``).
+        AirflowFailException: Core does not know the execution (or another final error).
+    """
+    outage.attempt()
+    try:
+        with task_errors():
+            execution = client.get_execution_status(execution_id)
+    except CoreUnavailableError:
+        outage.failed()
+        raise
+    outage.ended()
+    log.info("%s", execution.describe_progress())
+    return execution
+
+
 def wait_in_worker(
-    client: Any,
+    client: SyncExecutionClient,
     execution_id: str,
     *,
     poll_interval: float,
@@ -187,31 +228,23 @@ def wait_in_worker(
         CoreUnavailableError: Core unreachable for longer than ``unavailable_timeout`` (or until
             ``timeout``); the message says since when and at which address.
     """
-    from cerebelum_provider.exceptions import CoreUnavailableError
-
     deadline = None if timeout is None else time.monotonic() + timeout
     outage = Outage(unavailable_timeout)
     while True:
-        outage.attempt()
         try:
-            with task_errors():
-                execution = client.get_execution_status(execution_id)
+            execution = check_once(client, execution_id, outage, log)
         except CoreUnavailableError as error:
-            outage.failed()
             left = None if deadline is None else deadline - time.monotonic()
             if outage.exhausted or (left is not None and left <= 0):
-                message = f"{outage.describe(client.address)} while waiting for execution {execution_id}"
-                if outage.exhausted:
-                    message += f", longer than unavailable_timeout ({unavailable_timeout:g}s)"
                 raise CoreUnavailableError(
-                    f"{message}: {error.message}", core_address=client.address, execution_id=execution_id
+                    f"{outage.gave_up(client.address, execution_id)}: {error.message}",
+                    core_address=client.address,
+                    execution_id=execution_id,
                 ) from error
             pause = min(delay for delay in (poll_interval, outage.remaining, left) if delay is not None)
             log.warning("%s (%s); next try in %.1fs", outage.describe(client.address), error.message, pause)
             sleep(pause)
             continue
-        outage.ended()
-        log.info("%s", execution.describe_progress())
         if execution.status.is_terminal:
             return finish(execution, include_outputs=include_outputs)
         if deadline is not None and time.monotonic() + poll_interval > deadline:

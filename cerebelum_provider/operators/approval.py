@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cerebelum_provider._arguments import DEFAULT_CONN_ID, check_execution_id, is_template_value
+from cerebelum_provider._arguments import DEFAULT_CONN_ID, check_execution_id, check_execution_id_argument
 from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT
 from cerebelum_provider._outcome import task_arguments, task_errors, task_outcome
 from cerebelum_provider.links.cerebelum import publish_execution_id, remember_execution_id
@@ -106,9 +106,7 @@ class CerebelumApprovalOperator(_CerebelumWaitingOperator, HITLOperator):
             response_timeout=response_timeout,
             **kwargs,
         )
-        if not is_template_value(execution_id):
-            check_execution_id(execution_id)
-        self.execution_id = execution_id
+        self.execution_id = check_execution_id_argument(execution_id)
 
     # 1. Wait until the execution asks ------------------------------------------------------
 

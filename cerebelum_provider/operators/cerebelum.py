@@ -8,13 +8,11 @@ field, XCom or a log line. grpc, protobuf and tenacity are imported inside ``exe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 
 from cerebelum_provider._arguments import (
@@ -22,6 +20,7 @@ from cerebelum_provider._arguments import (
     check_bool,
     check_conn_id,
     check_execution_id,
+    check_execution_id_argument,
     check_on_not_resumed,
     check_tags,
     coerce_states,
@@ -45,9 +44,11 @@ from cerebelum_provider.links.cerebelum import (
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 from cerebelum_provider.operators._common import (
     DEFAULT_WAIT_TIMEOUT,
-    DEFERRAL_TIMEOUT_GRACE,
     ExecutionWaitTimeout,
+    check_once,
+    deferral_timeout,
     finish,
+    resolve_deferrable,
     resume_checked,
     wait_in_worker,
     wait_limit,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from cerebelum_provider.bulk import BulkResumeSummary
+    from cerebelum_provider.client import SyncExecutionClient
     from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
 __all__ = [
@@ -82,10 +84,6 @@ _ALIVE_STATES = (
     ExecutionState.WAITING_FOR_APPROVAL,
     ExecutionState.PAUSED,
 )
-
-
-def _default_deferrable() -> bool:
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 class CerebelumBaseOperator(BaseOperator):
@@ -142,9 +140,7 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
     ) -> None:
         super().__init__(cerebelum_conn_id=cerebelum_conn_id, **kwargs)
         self.wait_for_completion = check_bool(wait_for_completion, field_name="wait_for_completion")
-        self.deferrable = check_bool(
-            _default_deferrable() if deferrable is None else deferrable, field_name="deferrable"
-        )
+        self.deferrable = resolve_deferrable(deferrable)
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout", allow_none=True) or DEFAULT_WAIT_TIMEOUT
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
@@ -152,7 +148,9 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
             unavailable_timeout, "unavailable_timeout", allow_none=True
         )
 
-    def _wait(self, client: Any, execution_id: str, *, stop_on_kill: bool = False) -> dict[str, Any]:
+    def _wait(
+        self, client: SyncExecutionClient, execution_id: str, *, stop_on_kill: bool = False
+    ) -> dict[str, Any]:
         """Wait for the execution: in the worker, or by deferring to the trigger after one check.
 
         ``stop_on_kill`` hands the trigger the duty to stop the execution when a user kills the
@@ -160,30 +158,25 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         """
         from cerebelum_provider.exceptions import CoreUnavailableError
 
-        limit = wait_limit(self.timeout, self.execution_timeout)
         if not self.deferrable:
             return wait_in_worker(
                 client,
                 execution_id,
                 poll_interval=self.poll_interval,
-                timeout=limit,
+                timeout=wait_limit(self.timeout, self.execution_timeout),
                 log=self.log,
                 include_outputs=self.include_outputs,
                 unavailable_timeout=self.unavailable_timeout,
             )
         outage = Outage(self.unavailable_timeout)
-        outage.attempt()
         try:
-            with task_errors():
-                execution = client.get_execution_status(execution_id)
+            execution = check_once(client, execution_id, outage, self.log)
         except CoreUnavailableError as error:
             # The trigger rides the outage out, counted from this first failed check.
-            outage.failed()
             self.log.warning(
                 "%s (%s); waiting in the triggerer", outage.describe(client.address), error.message
             )
         else:
-            self.log.info("%s", execution.describe_progress())
             if execution.status.is_terminal:
                 return finish(execution, include_outputs=self.include_outputs)
         self._defer_until(
@@ -210,7 +203,7 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         the wait's limit passes; ``method_name`` gets the trigger's event."""
         from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
-        limit = wait_limit(self.timeout, self.execution_timeout)
+        end_time = time.time() + wait_limit(self.timeout, self.execution_timeout)
         # The trigger ends the wait at the deadline with the last state it saw; Airflow's own
         # deferral timeout, a little later, only backs it up.
         self.defer(
@@ -220,14 +213,14 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
                 poll_interval=self.poll_interval,
                 success_states=tuple(state.name for state in success_states),
                 failure_states=tuple(state.name for state in failure_states),
-                end_time=time.time() + limit,
+                end_time=end_time,
                 stop_on_kill=stop_on_kill,
                 include_outputs=self.include_outputs,
                 unavailable_timeout=self.unavailable_timeout,
                 unavailable_since=unavailable_since,
             ),
             method_name=method_name,
-            timeout=timedelta(seconds=limit + DEFERRAL_TIMEOUT_GRACE),
+            timeout=deferral_timeout(end_time),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -288,9 +281,7 @@ class CerebelumResumeExecutionOperator(_CerebelumWaitingOperator):
             timeout=timeout,
             **kwargs,
         )
-        if not is_template_value(execution_id):
-            check_execution_id(execution_id)
-        self.execution_id = execution_id
+        self.execution_id = check_execution_id_argument(execution_id)
         self.skip_completed_steps = check_bool(skip_completed_steps, field_name="skip_completed_steps")
         self.resume_check_grace = check_resume_check_grace(resume_check_grace)
         self.on_not_resumed = check_on_not_resumed(on_not_resumed)
@@ -477,7 +468,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
             )
         return result
 
-    async def _resume_all(self):
+    async def _resume_all(self) -> BulkResumeSummary:
         from cerebelum_provider.bulk import resume_matching
 
         # asyncio.run made a new loop, so the hook hands out a client bound to this loop alone;
@@ -512,7 +503,7 @@ class CerebelumBulkResumeOperator(CerebelumBaseOperator):
                 ", ".join(summary.would_rerun),
             )
 
-    def _progress_logger(self):
+    def _progress_logger(self) -> Callable[[dict[str, int]], None]:
         last_logged = time.monotonic()
 
         def log_progress(counts: dict[str, int]) -> None:
@@ -676,7 +667,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
                 return self._wait(client, execution_id, stop_on_kill=self.stop_on_kill)
             except ExecutionWaitTimeout:
                 if self.stop_on_kill:
-                    stop_own_execution(self.hook, execution_id, self.log)
+                    self._stop_own_execution(execution_id)
                 raise
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -687,10 +678,12 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
         except (TypeError, ValueError):
             timed_out = False
         if timed_out and self.stop_on_kill and event is not None:
-            stop_own_execution(self.hook, event["execution_id"], self.log)
+            self._stop_own_execution(event["execution_id"])
         return super().execute_complete(context, event)
 
-    def _continue(self, context: Context, client: Any, earlier: ExecutionStatus) -> str | None:
+    def _continue(
+        self, context: Context, client: SyncExecutionClient, earlier: ExecutionStatus
+    ) -> str | None:
         """The id of the earlier try's execution to wait on now, resumed if it failed (or its rerun,
         with ``on_not_resumed="rerun"``); None to start a new one (``on_retry="restart"`` and it ended)."""
         execution_id, state = earlier.execution_id, earlier.status
@@ -733,7 +726,7 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
             store.set(STATE_STORE_KEY, rerun_execution_id)
         return rerun_execution_id
 
-    def _start(self, context: Context, client: Any, identity: str) -> str:
+    def _start(self, context: Context, client: SyncExecutionClient, identity: str) -> str:
         from cerebelum_provider.client import CoreAPI
 
         inputs = dict(self.inputs or {})
@@ -762,14 +755,16 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
             store.set(STATE_STORE_KEY, handle.execution_id)
         return handle.execution_id
 
-    def _find_own_execution(self, context: Context, client: Any, identity: str) -> ExecutionStatus | None:
+    def _find_own_execution(
+        self, context: Context, client: SyncExecutionClient, identity: str
+    ) -> ExecutionStatus | None:
         """The execution an earlier try of this task instance started, as Core reports it now; None
         when there is none (or Core no longer knows it)."""
         from cerebelum_provider.exceptions import ExecutionNotFoundError
 
         store = context.get("task_state_store")
         stored_id = store.get(STATE_STORE_KEY) if store is not None else None
-        if stored_id:
+        if isinstance(stored_id, str) and stored_id:
             try:
                 return client.get_execution_status(stored_id)
             except ExecutionNotFoundError:
@@ -788,7 +783,9 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
             return execution
         return None
 
-    def _executions_with_identity(self, client: Any, identity: str) -> Iterator[ExecutionStatus]:
+    def _executions_with_identity(
+        self, client: SyncExecutionClient, identity: str
+    ) -> Iterator[ExecutionStatus]:
         """Executions of the workflow whose correlation input is ``identity``: the alive ones first,
         then (when a retry resumes) the failed and completed ones.
 
@@ -815,7 +812,13 @@ class CerebelumExecuteWorkflowOperator(_CerebelumWaitingOperator):
     def on_kill(self) -> None:
         """Stop the execution this task started, when ``stop_on_kill`` (HTTP API only)."""
         if self.stop_on_kill and self._own_execution_id is not None:
-            stop_own_execution(self.hook, self._own_execution_id, self.log)
+            self._stop_own_execution(self._own_execution_id)
+
+    def _stop_own_execution(self, execution_id: str) -> None:
+        # The hook's one stop for a killed task, run on a loop of its own: this task has none.
+        import asyncio
+
+        asyncio.run(self.hook.astop_own_execution(execution_id, self.log))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
         """OpenLineage: Core as namespace, the workflow as job, the execution started (see ``_lineage``)."""
@@ -862,11 +865,9 @@ class CerebelumApproveExecutionOperator(_CerebelumWaitingOperator):
             timeout=timeout,
             **kwargs,
         )
-        if not is_template_value(execution_id):
-            check_execution_id(execution_id)
         if not is_template_value(response) and not is_jinja(response):
             check_response(response)
-        self.execution_id = execution_id
+        self.execution_id = check_execution_id_argument(execution_id)
         self.response = response
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -904,36 +905,6 @@ def check_response(response: object, field_name: str = "response") -> dict[str, 
             f"{field_name} must not contain the key 'id': Core's HTTP API replaces it with the execution id"
         )
     return response
-
-
-def stop_own_execution(hook: CerebelumHook, execution_id: str, log: Any) -> None:
-    """Stop an execution a killed task started; over gRPC (no stop call) warn that it runs on.
-
-    Never raises: a kill must not fail because Core could not be told.
-    """
-    from cerebelum_provider.client import CoreAPI
-    from cerebelum_provider.exceptions import CerebelumError
-
-    try:
-        client = hook.get_client()
-    except ValueError as error:
-        log.warning("Could not stop Cerebelum execution %s: %s", execution_id, error)
-        return
-    with client:
-        if client.api is not CoreAPI.HTTP:
-            log.warning(
-                "Cerebelum execution %s is left running: stopping an execution needs Core's HTTP API "
-                "(api=http on connection %r)",
-                execution_id,
-                hook.cerebelum_conn_id,
-            )
-            return
-        try:
-            client.stop_execution(execution_id)
-        except CerebelumError as error:
-            log.warning("Could not stop Cerebelum execution %s: %s", execution_id, error)
-            return
-    log.info("Stopped Cerebelum execution %s, which this task started", execution_id)
 
 
 def task_instance_identity(context: Context) -> str:

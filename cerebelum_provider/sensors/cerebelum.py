@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from cerebelum_provider import exceptions
@@ -42,6 +41,7 @@ from cerebelum_provider._arguments import (
     check_conn_id,
     check_disjoint_states,
     check_execution_id,
+    check_execution_id_argument,
     coerce_states,
     is_jinja,
     is_template_value,
@@ -49,23 +49,20 @@ from cerebelum_provider._arguments import (
     state_values,
 )
 from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
-from cerebelum_provider._outcome import task_arguments, task_errors, task_outcome
+from cerebelum_provider._outcome import task_arguments, task_outcome
 from cerebelum_provider.links.cerebelum import (
     CerebelumExecutionLink,
     publish_execution_id,
     remember_execution_id,
 )
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
+from cerebelum_provider.operators._common import check_once, deferral_timeout, resolve_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from cerebelum_provider.client import SyncExecutionClient
     from cerebelum_provider.hooks.cerebelum import CerebelumHook
-
-#: Extra time the scheduler grants a deferred sensor beyond its own deadline, so the trigger's
-#: own "timeout" event (with the last state seen) normally wins over Airflow's generic one.
-DEFERRAL_TIMEOUT_GRACE = timedelta(seconds=60)
 
 
 class CerebelumExecutionSensor(BaseSensorOperator):
@@ -118,9 +115,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
                 raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
             kwargs["poke_interval"] = positive_seconds(poll_interval, "poll_interval")
         super().__init__(**kwargs)
-        if not is_template_value(execution_id):  # an XComArg is checked once rendered, in execute
-            check_execution_id(execution_id)
-        self.execution_id = execution_id
+        self.execution_id = check_execution_id_argument(execution_id)
         if not is_template_value(cerebelum_conn_id) and not is_jinja(cerebelum_conn_id):
             check_conn_id(cerebelum_conn_id)
         self.cerebelum_conn_id = cerebelum_conn_id
@@ -133,9 +128,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         self.unavailable_timeout = positive_seconds(
             unavailable_timeout, "unavailable_timeout", allow_none=True
         )
-        if deferrable is None:
-            deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
-        self.deferrable = check_bool(deferrable, field_name="deferrable")
+        self.deferrable = resolve_deferrable(deferrable)
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
         self._client: SyncExecutionClient | None = None
         self._outage = Outage(self.unavailable_timeout)
@@ -190,7 +183,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
                 unavailable_since=self._outage.since_epoch,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=max(0.0, end_time - time.time())) + DEFERRAL_TIMEOUT_GRACE,
+            timeout=deferral_timeout(end_time),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -207,24 +200,18 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         if self._client is None:
             self._client = self.hook.get_client()
         client = self._client
-        self._outage.attempt()
         try:
-            with task_errors():
-                status = client.get_execution_status(self.execution_id)
+            status = check_once(client, self.execution_id, self._outage, self.log)
         except exceptions.CoreUnavailableError as error:
             self._note_unavailable(client.address, error)
             return PokeReturnValue(is_done=False)
-        self._outage.ended()
-        self.log.info("%s", status.describe_progress())
         return self._judge(status)
 
     def _note_unavailable(self, address: str, error: exceptions.CoreUnavailableError) -> None:
         outage = self._outage
-        outage.failed()
         if outage.exhausted:
             raise exceptions.CoreUnavailableError(
-                f"{outage.describe(address)} while waiting for execution {self.execution_id}, longer than "
-                f"unavailable_timeout ({self.unavailable_timeout:g}s): {error.message}",
+                f"{outage.gave_up(address, self.execution_id)}: {error.message}",
                 core_address=address,
                 execution_id=self.execution_id,
             ) from error

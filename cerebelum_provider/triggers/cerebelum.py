@@ -204,12 +204,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 outage.failed()
                 past_deadline = self.end_time is not None and self._now() >= self.end_time
                 if outage.exhausted or past_deadline:
-                    message = f"{outage.describe(address)} while waiting for execution {self.execution_id}"
-                    if outage.exhausted:
-                        message += f", longer than unavailable_timeout ({self.unavailable_timeout:g}s)"
-                    return self._event(
-                        "error", f"{message}: {error}", _whole(last), error=error, address=address
-                    )
+                    message = f"{outage.gave_up(address, self.execution_id)}: {error}"
+                    return self._event("error", message, _whole(last), error=error, address=address)
                 backoff = self._unavailable_backoff(outage.failures)
                 remaining = outage.remaining
                 if remaining is not None:

@@ -109,3 +109,17 @@ async def test_trigger_on_kill_stops_only_when_asked(approval_core, core_api, st
     assert approval_core.stopped(execution_id) is (stop_on_kill and core_api == "http")
     left_running = f"Cerebelum execution {execution_id} is left running" in logged(caplog, capfd)
     assert left_running is (stop_on_kill and core_api == "grpc")
+
+
+def test_a_kill_whose_connection_cannot_be_read_only_warns(caplog, capfd):
+    # The worker's kill goes through the hook's one stop, as the trigger's does: whatever the
+    # lookup raises, the kill goes through with a warning naming the execution.
+    operator = CerebelumExecuteWorkflowOperator(
+        task_id="execute", workflow_name="orders", cerebelum_conn_id="cerebelum_no_such_connection"
+    )
+    operator._own_execution_id = "execution-of-a-killed-task"
+
+    with caplog.at_level(logging.INFO):
+        operator.on_kill()
+
+    assert "Could not stop Cerebelum execution execution-of-a-killed-task" in logged(caplog, capfd)
