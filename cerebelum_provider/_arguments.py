@@ -199,6 +199,14 @@ def check_conn_id(value: object, *, field_name: str = "cerebelum_conn_id") -> st
     return value
 
 
+def check_conn_id_argument(value: _Given) -> _Given:
+    """``value`` as a constructor got it, checked now (``check_conn_id``) unless it is a template
+    (an XComArg, a Jinja string): the hook checks it once rendered."""
+    if not is_template_value(value) and not is_jinja(value):
+        check_conn_id(value)
+    return value
+
+
 def check_tags(tags: object, *, field_name: str = "tags") -> list[str]:
     """Tags as a list of non-empty strings: the one check for the client and the execute operator.
 

@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cerebelum_provider._arguments import check_bool, check_on_not_resumed
+from cerebelum_provider._arguments import check_bool, check_conn_id, check_on_not_resumed
 from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
-from cerebelum_provider._outcome import FINAL_ERRORS, task_errors
+from cerebelum_provider._outcome import FINAL_ERRORS, task_arguments, task_errors
 from cerebelum_provider.bulk import CHECKED_ANSWERS, not_resumed_message, rerun_message
 from cerebelum_provider.exceptions import CerebelumError, CoreUnavailableError, ExecutionNotResumedError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus, Rerun
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import SyncExecutionClient
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
 
 class Logger(Protocol):
@@ -46,6 +47,15 @@ def deferral_timeout(end_time: float) -> timedelta:
     """``defer(timeout=...)`` for a trigger whose deadline is ``end_time`` (epoch seconds): the time
     left until then, plus ``DEFERRAL_TIMEOUT_GRACE``."""
     return timedelta(seconds=max(0.0, end_time - time.time())) + DEFERRAL_TIMEOUT_GRACE
+
+
+def task_hook(cerebelum_conn_id: object) -> CerebelumHook:
+    """The hook of a task (operator or sensor) for its rendered ``cerebelum_conn_id``; a bad id
+    fails the task without retries."""
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+    with task_arguments():
+        return CerebelumHook(cerebelum_conn_id=check_conn_id(cerebelum_conn_id))
 
 
 def resolve_deferrable(deferrable: object) -> bool:

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowException
 from cerebelum_provider._arguments import (
     DEFAULT_CONN_ID,
     check_bool,
-    check_conn_id,
+    check_conn_id_argument,
     check_execution_id,
     check_execution_id_argument,
     check_on_not_resumed,
@@ -50,6 +50,7 @@ from cerebelum_provider.operators._common import (
     finish,
     resolve_deferrable,
     resume_checked,
+    task_hook,
     wait_in_worker,
     wait_limit,
 )
@@ -99,17 +100,12 @@ class CerebelumBaseOperator(BaseOperator):
 
     def __init__(self, *, cerebelum_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not is_template_value(cerebelum_conn_id) and not is_jinja(cerebelum_conn_id):
-            check_conn_id(cerebelum_conn_id)
-        self.cerebelum_conn_id = cerebelum_conn_id
+        self.cerebelum_conn_id = check_conn_id_argument(cerebelum_conn_id)
 
     @cached_property
     def hook(self) -> CerebelumHook:
         """The hook for the rendered ``cerebelum_conn_id``; a bad id fails the task without retries."""
-        from cerebelum_provider.hooks.cerebelum import CerebelumHook
-
-        with task_arguments():
-            return CerebelumHook(cerebelum_conn_id=check_conn_id(self.cerebelum_conn_id))
+        return task_hook(self.cerebelum_conn_id)
 
 
 class _CerebelumWaitingOperator(CerebelumBaseOperator):

@@ -38,13 +38,11 @@ from cerebelum_provider import exceptions
 from cerebelum_provider._arguments import (
     DEFAULT_CONN_ID,
     check_bool,
-    check_conn_id,
+    check_conn_id_argument,
     check_disjoint_states,
     check_execution_id,
     check_execution_id_argument,
     coerce_states,
-    is_jinja,
-    is_template_value,
     positive_seconds,
     state_values,
 )
@@ -56,7 +54,7 @@ from cerebelum_provider.links.cerebelum import (
     remember_execution_id,
 )
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
-from cerebelum_provider.operators._common import check_once, deferral_timeout, resolve_deferrable
+from cerebelum_provider.operators._common import check_once, deferral_timeout, resolve_deferrable, task_hook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -116,9 +114,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
             kwargs["poke_interval"] = positive_seconds(poll_interval, "poll_interval")
         super().__init__(**kwargs)
         self.execution_id = check_execution_id_argument(execution_id)
-        if not is_template_value(cerebelum_conn_id) and not is_jinja(cerebelum_conn_id):
-            check_conn_id(cerebelum_conn_id)
-        self.cerebelum_conn_id = cerebelum_conn_id
+        self.cerebelum_conn_id = check_conn_id_argument(cerebelum_conn_id)
         self.success_states = state_values(coerce_states(success_states, "success_states"))
         self.failure_states = state_values(coerce_states(failure_states, "failure_states"))
         check_disjoint_states(self.success_states, self.failure_states)
@@ -136,10 +132,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
     @cached_property
     def hook(self) -> CerebelumHook:
         """The hook for the rendered ``cerebelum_conn_id``, built once per task."""
-        from cerebelum_provider.hooks.cerebelum import CerebelumHook
-
-        with task_arguments():
-            return CerebelumHook(check_conn_id(self.cerebelum_conn_id))
+        return task_hook(self.cerebelum_conn_id)
 
     def execute(self, context: Context) -> Any:
         """Wait in the mode chosen; return the final execution dict."""
