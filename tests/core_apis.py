@@ -1,8 +1,9 @@
 """Which of Core's APIs the running test speaks, and the emulator's address for it.
 
-The provider tests run once per API (``core_api`` in tests/provider/conftest.py sets it for each
-test). The state lives in this plain module, not in a conftest: pytest may import a conftest under
-a second name, and two copies would disagree about the current API.
+The provider tests run over one API, or both where the API matters (``core_api`` in
+tests/provider/conftest.py sets it for each test). The state lives in this plain module, not in a
+conftest: pytest may import a conftest under a second name, and two copies would disagree about
+the current API.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 APIS = ("grpc", "http")
+#: The API a provider test speaks unless it asks for both: a connection's default.
+DEFAULT_API = "http"
 _current = {"api": "grpc"}
 
 

@@ -4,10 +4,14 @@ Airflow reads AIRFLOW_HOME when it is first imported, so the shared home (tests/
 is configured here at import time, before any test module of this directory imports Airflow. The
 database is migrated once per session; each ``dag.test()`` makes its own DAG run in it.
 
-Every test here that talks to an emulator runs twice, once over each of Core's APIs: the
-``core_api`` parameter (``grpc`` or ``http``) decides what :func:`connection_uri` and
-:func:`core_url` point at. ``@pytest.mark.apis("grpc")`` keeps a test to the APIs it names, for
-behaviour only one API has (the test says why).
+A test here that talks to an emulator runs over Core's HTTP API, the one a connection speaks by
+default: the hook, trigger, sensor and operator code under test is the same whichever API the
+client speaks, and the client's two transports are tested over both APIs in tests/client. The
+``core_api`` parameter decides what :func:`connection_uri` and :func:`core_url` point at.
+``@pytest.mark.apis("grpc", "http")`` runs a test over both APIs, where what the provider does
+differs between them (stopping on kill, tags, approvals, what a status carries);
+``@pytest.mark.apis("grpc")`` keeps a test to gRPC, for behaviour only that API has. Either way the
+test says why.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.airflow_env import add_dag_bundles, configure_airflow_home
-from tests.core_apis import APIS, connection_uri, core_url, current_api, set_current_api
+from tests.core_apis import APIS, DEFAULT_API, connection_uri, core_url, current_api, set_current_api
 
 __all__ = ["connection_uri", "core_url"]
 
@@ -56,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "core_api" in metafunc.fixturenames and _EMULATOR_FIXTURES & set(metafunc.fixturenames):
         marker = metafunc.definition.get_closest_marker("apis")
-        apis = marker.args if marker else APIS
+        apis = marker.args if marker else (DEFAULT_API,)
         # CEREBELUM_TEST_APIS=grpc (or http) runs each test over one API only, e.g. on the Airflow
         # floor, where the Airflow code under test is the same whichever API the client speaks; a
         # test of the other API alone still runs, over its own.

@@ -36,6 +36,7 @@ def waiting_execution(core) -> str:
     return execution_id
 
 
+@pytest.mark.apis("grpc", "http")  # approving is REST-only: over gRPC the operator fails naming api=http
 def test_approve_operator_approves_with_its_response_and_waits(approval_core, core_api, capfd):
     execution_id = waiting_execution(approval_core)
 
@@ -73,6 +74,7 @@ def logged(caplog, capfd) -> str:
     return caplog.text + output_of(capfd)
 
 
+@pytest.mark.apis("grpc", "http")  # only REST can stop an execution
 def test_execute_operator_on_kill_stops_the_execution_it_started(approval_core, core_api, caplog, capfd):
     execution_id = approval_core.start_execution("orders")
     operator = CerebelumExecuteWorkflowOperator(task_id="execute", workflow_name="orders")
@@ -98,6 +100,7 @@ def test_execute_operator_on_kill_stops_nothing_it_did_not_start_or_when_told_no
 
 
 @pytest.mark.parametrize("stop_on_kill", [True, False])
+@pytest.mark.apis("grpc", "http")  # only REST can stop an execution
 async def test_trigger_on_kill_stops_only_when_asked(approval_core, core_api, stop_on_kill, caplog, capfd):
     execution_id = approval_core.start_execution("orders")
     classpath, kwargs = CerebelumExecutionTrigger(execution_id, stop_on_kill=stop_on_kill).serialize()

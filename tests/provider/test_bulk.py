@@ -143,6 +143,7 @@ async def test_a_blip_within_the_clients_budget_is_cured(core):
     assert core.resume_count(execution_id) == 1
 
 
+@pytest.mark.apis("grpc", "http")  # each API names an outage in its own words
 async def test_an_execution_still_unavailable_after_every_retry_is_an_error(core, core_api):
     ids = seed_failed(core, 2)
     # One budget of 5 attempts, all failing, for the first one resumed: nothing retries around it.
@@ -185,6 +186,7 @@ async def test_max_executions_stops_taking_after_the_limit(core):
     assert len(core.execution_ids(ExecutionState.FAILED)) == 49
 
 
+@pytest.mark.apis("grpc", "http")  # each API names a refusal in its own words
 async def test_refusals_and_errors_are_recorded_not_raised(core, core_api):
     failed = seed_failed(core, 5)
     completed = core.start_execution("orders")
@@ -339,6 +341,7 @@ async def test_a_transient_error_while_checking_is_retried_like_the_resume(core)
     assert core.resume_count(execution_id) == 1
 
 
+@pytest.mark.apis("grpc", "http")  # each API names Core's crash in its own words
 async def test_a_check_that_cannot_be_read_is_an_error_naming_what_core_answered(core, core_api):
     ids = seed_failed(core, 3)
     core.fail_next(1, code=grpc.StatusCode.INTERNAL, rpcs="GetExecutionStatus")

@@ -192,6 +192,7 @@ def test_get_client_sends_the_token(core_factory, monkeypatch):
         assert client.get_execution_status(execution_id).execution_id == execution_id
 
 
+@pytest.mark.apis("grpc", "http")  # a gRPC channel is one connection, an httpx pool several
 async def test_get_async_client_is_shared_within_the_loop(core, cerebelum_conn, core_api):
     execution_id = core.start_execution("orders")
     clients = await asyncio.gather(*(CerebelumHook().get_async_client() for _ in range(20)))
@@ -309,6 +310,7 @@ def test_execution_url(monkeypatch, core):
 # test_connection() ---------------------------------------------------------------------------
 
 
+@pytest.mark.apis("grpc", "http")  # the Test button names the API it connected over
 def test_test_connection_lists_and_reads_the_status_of_one_execution(core, cerebelum_conn, core_api):
     for _ in range(3):
         core.start_execution("orders")
@@ -412,6 +414,7 @@ def _flattened(pem: bytes) -> str:
     return pem.decode().replace("\n", "")
 
 
+@pytest.mark.apis("grpc", "http")  # pasted PEM must work for both a gRPC channel and an httpx pool
 def test_pasted_pem_connects_over_mtls_without_any_file(core_factory, monkeypatch, tls_files, core_api):
     mtls_core = core_factory(
         tls=EmulatorTLS(tls_files.server.cert_pem, tls_files.server.key_pem, client_ca_pem=tls_files.ca.cert_pem)

@@ -56,6 +56,7 @@ def still_core(core_factory, monkeypatch, airflow_db):
 
 
 @pytest.mark.parametrize("mode", WAIT_MODES)
+@pytest.mark.apis("grpc", "http")  # a gRPC status lists the completed steps, a REST one does not
 def test_resume_operator_resumes_a_failed_execution(live_core, mode, capfd, core_api):
     execution_id = live_core.start_execution("orders", fail_at="charge", error_message="card declined")
     live_core.run_until_settled(execution_id)
@@ -162,6 +163,7 @@ def test_resume_operator_retries_transient_errors(still_core):
 
 
 @pytest.mark.parametrize("mode", WAIT_MODES)
+@pytest.mark.apis("grpc", "http")  # REST cannot send tags: the operator says so
 def test_execute_operator_starts_once_and_returns_the_execution(live_core, mode, capfd, core_api):
     _, results = run_dag(f"cerebelum_execute_{mode}", {"workflow_name": "orders", "inputs": {"order_id": 42}})
 

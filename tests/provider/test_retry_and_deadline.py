@@ -63,6 +63,7 @@ def test_a_retry_that_cannot_resume_fails_and_starts_nothing(failing_once_core, 
     assert core.step_runs(execution_id) == dict.fromkeys(ORDER_STEPS, 1)
 
 
+@pytest.mark.apis("grpc", "http")  # only REST can stop the execution when the deadline kills the task
 def test_a_deferred_wait_ends_at_the_execution_timeout_and_stops_its_execution(
     core_factory, monkeypatch, airflow_db, core_api, capfd
 ):

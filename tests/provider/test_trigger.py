@@ -172,6 +172,7 @@ async def test_any_state_can_be_a_success_state(core, cerebelum_conn, state_setu
     assert (event["status"], event["state"]) == ("success", state)
 
 
+@pytest.mark.apis("grpc", "http")  # a waiting execution's event carries its approval details over gRPC only
 async def test_deadline_gives_a_timeout_event_with_the_last_state(core, cerebelum_conn, core_api):
     execution_id = core.start_execution("orders", approval_at=0)
     core.advance(1)
@@ -273,6 +274,7 @@ class GatedTrigger(CerebelumExecutionTrigger):
 
 
 @pytest.mark.slow
+@pytest.mark.apis("grpc", "http")  # each API shares its own kind of connection (one channel, one pool)
 async def test_500_triggers_share_one_connection(core, cerebelum_conn, monkeypatch, core_api):
     count = 500
     # The emulator answers from a thread of this process: 500 calls at once can hold an answer past
