@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.airflow_env import add_dag_bundles, configure_airflow_home, migrate_airflow_db
 
 LINEAGE_DAGS = Path(__file__).parent / "dags"
 configure_airflow_home()
@@ -22,7 +22,5 @@ add_dag_bundles(("lineage-tests", LINEAGE_DAGS))
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[None]:
     """A migrated Airflow metadata database (SQLite in AIRFLOW_HOME), once per session."""
-    from airflow.utils.db import initdb
-
-    initdb()
+    migrate_airflow_db()
     yield

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.airflow_env import add_dag_bundles, configure_airflow_home, migrate_airflow_db
 from tests.core_apis import APIS, DEFAULT_API, connection_uri, core_url, current_api, set_current_api
 
 __all__ = ["connection_uri", "core_url"]
@@ -38,9 +38,7 @@ add_dag_bundles(("provider-tests", TEST_DAGS), ("example-dags", EXAMPLE_DAGS))
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[None]:
     """A migrated Airflow metadata database (SQLite in AIRFLOW_HOME), once per session."""
-    from airflow.utils.db import initdb
-
-    initdb()
+    migrate_airflow_db()
     yield
 
 

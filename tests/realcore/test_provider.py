@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 from real_core import RealCore
 
-from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.airflow_env import add_dag_bundles, configure_airflow_home, migrate_airflow_db
 from tests.dagrun import output_of, run_realcore_dag
 
 DAGS = Path(__file__).parent / "dags"
@@ -103,9 +103,7 @@ def core(real_core: RealCore) -> Iterator[RealCore]:
 @pytest.fixture(scope="module")
 def airflow_db() -> None:
     """A migrated Airflow metadata database (SQLite in the shared AIRFLOW_HOME)."""
-    from airflow.utils.db import initdb
-
-    initdb()
+    migrate_airflow_db()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from real_core import RealCore
 
-from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.airflow_env import add_dag_bundles, configure_airflow_home, migrate_airflow_db
 from tests.dagrun import output_of, run_realcore_dag
 
 DAGS = Path(__file__).parent / "dags"
@@ -59,9 +59,7 @@ def core(real_core: RealCore) -> Iterator[RealCore]:
 @pytest.fixture(scope="module")
 def airflow(core: RealCore) -> RealCore:
     """The real Core, with a migrated Airflow metadata database for dag.test()."""
-    from airflow.utils.db import initdb
-
-    initdb()
+    migrate_airflow_db()
     return core
 
 

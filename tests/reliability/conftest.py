@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.airflow_env import add_dag_bundles, configure_airflow_home
+from tests.airflow_env import add_dag_bundles, configure_airflow_home, migrate_airflow_db
 
 RELIABILITY_DAGS = Path(__file__).parent / "dags"
 configure_airflow_home()
@@ -25,9 +25,7 @@ add_dag_bundles(("reliability-tests", RELIABILITY_DAGS))
 @pytest.fixture(scope="session")
 def migrated_airflow_db() -> Iterator[Path]:
     """A migrated Airflow metadata database; yields AIRFLOW_HOME."""
-    from airflow.utils.db import initdb
-
-    initdb()
+    migrate_airflow_db()
     yield Path(os.environ["AIRFLOW_HOME"])
 
 
