@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv floor-venv browser-deps lint test test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -14,6 +14,7 @@ help:
 	@echo "make test      lint, then the whole test suite (main, Airflow floor, real Core stages)"
 	@echo "make lint      ruff check, ruff format --check and mypy on the package"
 	@echo "make test-realcore  the real-Core stage alone (skips without ../shared/real-core)"
+	@echo "make coverage  the main, floor and real-Core stages with line and branch coverage of the package"
 	@echo "make test-package   build the sdist and wheel, check them, install the wheel in a clean virtualenv"
 	@echo "make bench     the benchmarks (writes bench/RESULTS.md)"
 	@echo "make protos    regenerate cerebelum_provider/proto from protos/"
@@ -65,9 +66,22 @@ test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-floor test-package
 	@$(MAKE) --no-print-directory test-realcore
 
+# Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
+# floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
+# processes the tests start is not counted. COV is empty for make test: tracing costs time.
+COV :=
+COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
+
+coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
+	rm -f .coverage .coverage.main .coverage.floor .coverage.realcore
+	-@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor COV="$(COVERAGE_ARGS)"
+	-@$(MAKE) --no-print-directory test-realcore COV="$(COVERAGE_ARGS)"
+	$(VENV)/bin/coverage combine --keep $$(ls .coverage.main .coverage.floor .coverage.realcore 2>/dev/null)
+	$(PY) scripts/coverage_figures.py
+
 # Everything but the real-Core stage, on the newest Airflow this project pins.
 test-main: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider -q $(XDIST) --ignore=tests/realcore
+	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q $(XDIST) --ignore=tests/realcore $(COV)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
@@ -76,7 +90,7 @@ test-main: $(STAMP)
 # line that says why and how to point it at a release.
 test-realcore: $(STAMP)
 	@if missing=$$($(PY) scripts/real_core.py --check 2>&1); then \
-		$(PY) -m pytest -p no:cacheprovider -q tests/realcore; \
+		COVERAGE_FILE=.coverage.realcore $(PY) -m pytest -p no:cacheprovider -q tests/realcore $(COV); \
 	else echo "real-Core stage skipped: $$missing"; fi
 
 test-unit: $(STAMP)
@@ -89,8 +103,8 @@ test-unit: $(STAMP)
 # The Airflow code under test is the same whichever of Core's APIs the client speaks, so the floor
 # runs each test over the HTTP API only (tests of what only gRPC has still run, over gRPC).
 test-floor: $(FLOOR_STAMP)
-	CEREBELUM_TEST_APIS=http $(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q $(XDIST) \
-		-m "not e2e and not browser and not airflow_3_3" tests/provider
+	CEREBELUM_TEST_APIS=http COVERAGE_FILE=.coverage.floor $(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider \
+		-q $(XDIST) -m "not e2e and not browser and not airflow_3_3" tests/provider $(COV)
 
 test-floor-all: $(FLOOR_STAMP)
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not browser" \
