@@ -109,27 +109,6 @@ async def test_executions_that_fail_again_are_not_resumed_twice(core):
     assert set(ids) <= set(core.execution_ids(ExecutionState.FAILED))
 
 
-@pytest.mark.slow
-async def test_thirty_percent_unavailable_still_resumes_all_once(core):
-    ids = seed_failed(core, 1000)
-    core.set_failure_rate(0.3, code=grpc.StatusCode.UNAVAILABLE, seed=7)
-    # The one budget per call, sized for a network this lossy (0.3 ** 20: practically never spent).
-    lossy_network = RetryConfig(max_attempts=20, initial_backoff=0.01, max_backoff=0.05)
-
-    async with client_for(core, retry=lossy_network) as client:
-        summary = await resume_matching(client, workflow_name="orders", max_concurrency=16)
-
-    core.set_failure_rate(0)
-    assert summary.errors == {}
-    assert summary.failed_to_resume == []
-    assert summary.matched == 1000
-    # A resume whose answer was lost answers "already_running" on retry; the emulator fails calls
-    # before acting on them, so here every first successful answer is "resumed".
-    assert sorted(summary.resumed) == sorted(ids)
-    assert [core.resume_count(execution_id) for execution_id in ids] == [1] * 1000
-    assert core.execution_ids(ExecutionState.FAILED) == []
-
-
 async def test_a_blip_within_the_clients_budget_is_cured(core):
     (execution_id,) = seed_failed(core, 1)
     # 4 failures: the 5th attempt of the client's one budget succeeds.

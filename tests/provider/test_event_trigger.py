@@ -469,7 +469,9 @@ async def test_watchers_of_one_filter_share_one_poll(core, cerebelum_conn):
         for watcher in alone:
             await watcher.stop()
     alone_lists = lists() - before_alone
-    assert alone_lists > 2 * shared_lists, (shared_lists, alone_lists)
+    # About three times as many lists; a stream that stopped being shared would make it about one.
+    # 1.5 leaves room for a loaded machine, which slows the second window more than the first.
+    assert alone_lists >= 1.5 * shared_lists, (shared_lists, alone_lists)
 
 
 # The example DAG's bookkeeping ------------------------------------------------------------------
