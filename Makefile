@@ -53,18 +53,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check cerebelum_provider
 	$(VENV)/bin/mypy
 
-# The main and floor stages run side by side, each on two pytest-xdist workers: most of their time is
-# spent waiting (backoffs, deadlines, Airflow processes), not computing. Each worker has its own
-# Airflow home and emulators; make prints each stage's output in one piece when it ends. The
-# package check runs beside them (about 80 s of CPU in 2-3 minutes, most of it pip). The
-# real-Core stage runs alone afterwards: this Core's reads slow down when the machine is loaded.
+# The two virtualenvs are built side by side (pip mostly unpacks and writes). The main and floor
+# stages run side by side, each on two pytest-xdist workers: most of their time is spent waiting
+# (backoffs, deadlines, Airflow processes), not computing. Each worker has its own Airflow home and
+# emulators; make prints each stage's output in one piece when it ends. The real-Core stage runs
+# afterwards, beside only the package check (about 80 s of CPU in 2-4 minutes, most of it pip):
+# this Core's reads slow down when the machine is loaded.
 XDIST := -n 2 --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
 	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-floor test-package
-	@$(MAKE) --no-print-directory test-realcore
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-realcore test-package
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
 # floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core

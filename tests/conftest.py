@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.airflow_env import configure_airflow_home
+
 if TYPE_CHECKING:
     from cerebelum_provider.emulator import CoreEmulator
+
+# This process's own Airflow home, before any test module is collected: a module that imports
+# Airflow first would otherwise bind this pytest-xdist worker to its controller's home (and its
+# SQLite database, which then two workers and the controller write at once).
+configure_airflow_home()
 
 
 @pytest.fixture

@@ -101,10 +101,10 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
         logs = ARTIFACTS / "e2e-logs"
         shutil.rmtree(logs, ignore_errors=True)
         if stack.logs_dir.exists():
-            shutil.copytree(stack.logs_dir, logs)
+            shutil.copytree(stack.logs_dir, logs, dirs_exist_ok=True)
             shutil.copyfile(emulator.log_path, logs / "emulator.log")
         if (stack.home / "logs").exists():
-            shutil.copytree(stack.home / "logs", logs / "task-logs")
+            shutil.copytree(stack.home / "logs", logs / "task-logs", dirs_exist_ok=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
