@@ -82,7 +82,7 @@ coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 
 # Everything but the real-Core stage, on the newest Airflow this project pins.
 test-main: $(STAMP)
-	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q $(XDIST) --ignore=tests/realcore $(COV)
+	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q $(XDIST) --ignore=tests/realcore --durations=15 $(COV)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
@@ -91,7 +91,7 @@ test-main: $(STAMP)
 # line that says why and how to point it at a release.
 test-realcore: $(STAMP)
 	@if missing=$$($(PY) scripts/real_core.py --check 2>&1); then \
-		COVERAGE_FILE=.coverage.realcore $(PY) -m pytest -p no:cacheprovider -q tests/realcore $(COV); \
+		COVERAGE_FILE=.coverage.realcore $(PY) -m pytest -p no:cacheprovider -q --durations=15 tests/realcore $(COV); \
 	else echo "real-Core stage skipped: $$missing"; fi
 
 test-unit: $(STAMP)
@@ -99,13 +99,13 @@ test-unit: $(STAMP)
 
 # The provider's unit suite (every Airflow API the provider uses: connection form, hook,
 # trigger, sensor, operators, example DAGs) on the Airflow floor. The client and emulator import
-# no Airflow; tests/reliability and tests/perf also pass on the floor (make test-floor-all) but
-# 3.2.0's dag.test() is about 3x slower and they would take make test past its time budget.
-# The Airflow code under test is the same whichever of Core's APIs the client speaks, so the floor
-# runs each test over the HTTP API only (tests of what only gRPC has still run, over gRPC).
+# no Airflow; tests/reliability and tests/perf also pass on the floor (make test-floor-all). The
+# Airflow code under test is the same whichever of Core's APIs the client speaks, so the floor
+# runs each test over the HTTP API only, also those the main stage runs over both (tests of what
+# only gRPC has still run, over gRPC).
 test-floor: $(FLOOR_STAMP)
 	CEREBELUM_TEST_APIS=http COVERAGE_FILE=.coverage.floor $(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider \
-		-q $(XDIST) -m "not e2e and not browser and not airflow_3_3" tests/provider $(COV)
+		-q $(XDIST) -m "not e2e and not browser and not airflow_3_3" --durations=15 tests/provider $(COV)
 
 test-floor-all: $(FLOOR_STAMP)
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not browser" \

@@ -1,10 +1,12 @@
 """One real Airflow stack and one Core emulator process shared by the end-to-end tests.
 
 Starting Airflow's four services takes about 20 seconds on a 2-core machine, so the stack is
-started once per session and shared by ``test_airflow_e2e.py`` and
-``test_connection_form_browser.py``; each test uses its own executions and connection ids so
-that they do not depend on each other's order. The service logs are copied to
-``test-artifacts/e2e-logs/`` at the end, for a failure to be readable.
+started once for this directory and shared by ``test_airflow_e2e.py`` and
+``test_connection_form_browser.py``, and stopped when the worker moves on to tests elsewhere: an
+idle stack still parses DAGs every few seconds and would load the rest of the suite. Each test
+uses its own executions and connection ids so that they do not depend on each other's order.
+The service logs are copied to ``test-artifacts/e2e-logs/`` at the end, for a failure to be
+readable.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ SCENARIO = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     """The emulator CLI in a subprocess (event log in a file the tests may read), real-time steps."""
     work = tmp_path_factory.mktemp("core")
@@ -85,7 +87,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
         yield process
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     """A started Airflow whose ``cerebelum_default`` connection points at the emulator."""
     stack = AirflowStack(
