@@ -72,12 +72,14 @@ test:
 # processes the tests start is not counted. COV is empty for make test: tracing costs time.
 COV :=
 COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
+# Each stage's data file (its COVERAGE_FILE below); the real-Core stage writes none when skipped.
+COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore
 
 coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
-	rm -f .coverage .coverage.main .coverage.floor .coverage.realcore
+	rm -f .coverage $(COVERAGE_DATA)
 	-@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor COV="$(COVERAGE_ARGS)"
 	-@$(MAKE) --no-print-directory test-realcore COV="$(COVERAGE_ARGS)"
-	$(VENV)/bin/coverage combine --keep $$(ls .coverage.main .coverage.floor .coverage.realcore 2>/dev/null)
+	$(VENV)/bin/coverage combine --keep $$(ls $(COVERAGE_DATA) 2>/dev/null)
 	$(PY) scripts/coverage_figures.py
 
 # Everything but the real-Core stage, on the newest Airflow this project pins.
