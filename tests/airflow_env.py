@@ -66,9 +66,10 @@ def migrate_airflow_db() -> None:
     temporary directory, keyed by Airflow's version and virtualenv): every pytest-xdist worker and
     stage would otherwise run the same migrations again. Any other database is migrated in place.
     """
-    home_db = _sqlite_path(os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", ""))
-    if os.environ["AIRFLOW_HOME"] in _migrated:
+    home = os.environ["AIRFLOW_HOME"]
+    if home in _migrated:
         return
+    home_db = _sqlite_path(os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", ""))
     from airflow import settings
     from airflow.utils.db import initdb
 
@@ -86,7 +87,7 @@ def migrate_airflow_db() -> None:
             settings.engine.dispose()
             shutil.copyfile(template, home_db)
     _reuse_in_process_execution_api()
-    _migrated.append(os.environ["AIRFLOW_HOME"])
+    _migrated.append(home)
 
 
 def _sqlite_path(url: str) -> Path | None:
