@@ -3,7 +3,7 @@
 A helper thread waits until the task has written its request (and parked: AWAITING_INPUT on
 Airflow 3.3, DEFERRED on the HITL trigger before), then calls the public API's own
 ``update_hitl_detail`` route function with a user, as a ``PATCH .../hitlDetails`` would; on 3.3 that
-call is what resumes the task. ``timeout_sweep`` runs the scheduler's own sweep of expired requests
+call is what resumes the task. ``expired_requests_swept`` runs the scheduler's own sweep of expired requests
 (dag.test() has no scheduler).
 """
 
@@ -18,10 +18,34 @@ _PARKED = ("awaiting_input", "deferred")
 SETTLE_SECONDS = 1.0
 
 
-def _waiting_request(dag_id: str, task_id: str, session: Any) -> tuple[Any, Any] | None:
+def _imported_before_any_thread() -> None:
+    """Import and map, in the calling thread, every Airflow model the helper threads use.
+
+    A helper thread that imported a module or configured SQLAlchemy's mappers (under its global
+    mutex) while ``dag.test()`` imported and mapped Airflow models in the main thread deadlocked
+    the two (seen once in CI): both context managers call this before they start their thread.
+    """
+    import airflow.api_fastapi.core_api.routes.public.hitl
+    import airflow.jobs.job
+    import airflow.jobs.scheduler_job_runner
+    import airflow.models.hitl
+    import airflow.models.taskinstance  # noqa: F401
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()
+
+
+def _waiting_request_models() -> tuple[Any, Any]:
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
+
+    return HITLDetail, TaskInstance
+
+
+def _waiting_request(dag_id: str, task_id: str, session: Any) -> tuple[Any, Any] | None:
     from sqlalchemy import select
+
+    HITLDetail, TaskInstance = _waiting_request_models()
 
     ti = session.scalar(
         select(TaskInstance)
@@ -52,6 +76,7 @@ def answered(
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
     from airflow.utils.session import create_session
 
+    _imported_before_any_thread()
     seen: dict[str, Any] = {}
     stop = threading.Event()
 
@@ -98,13 +123,28 @@ def answered(
         helper.join()
 
 
-def timeout_sweep_until_done(dag_id: str, stop: threading.Event) -> None:
-    """Run the scheduler's sweep of expired human-in-the-loop requests until ``stop`` is set."""
-    from airflow.jobs.job import Job
+@contextlib.contextmanager
+def expired_requests_swept() -> Iterator[None]:
+    """Run the scheduler's sweep of expired human-in-the-loop requests while the block runs."""
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
     if not hasattr(SchedulerJobRunner, "check_awaiting_input_timeouts"):
-        return  # before Airflow 3.3 the HITL trigger ends an expired request itself
+        yield  # before Airflow 3.3 the HITL trigger ends an expired request itself
+        return
+    from airflow.jobs.job import Job
+
+    _imported_before_any_thread()
     runner = SchedulerJobRunner(job=Job())
-    while not stop.wait(0.2):
-        runner.check_awaiting_input_timeouts()
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(0.2):
+            runner.check_awaiting_input_timeouts()
+
+    sweeper = threading.Thread(target=sweep, daemon=True)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sweeper.join()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
 
 import pytest
 
@@ -18,7 +17,7 @@ from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators.approval import CerebelumApprovalOperator
 from tests.core_apis import connection_uri
 from tests.dagrun import output_of
-from tests.provider._hitl import answered, timeout_sweep_until_done
+from tests.provider._hitl import answered, expired_requests_swept
 from tests.provider.test_operators import ORDER_STEPS
 
 pytestmark = pytest.mark.timeout(120)
@@ -120,15 +119,8 @@ def test_nobody_answering_in_time_fails_and_leaves_the_execution_waiting(approva
     approval_core.run_until_settled(execution_id)
 
     # Airflow 3.3 ends an expired request in the scheduler's sweep; before, the HITL trigger does.
-    stop = threading.Event()
-    sweep = threading.Thread(target=timeout_sweep_until_done, args=("cerebelum_approval_short", stop))
-    sweep.start()
-    try:
-        with answered("cerebelum_approval_short", "decide", None) as request:
-            state, _ = run("cerebelum_approval_short", execution_id)
-    finally:
-        stop.set()
-        sweep.join()
+    with expired_requests_swept(), answered("cerebelum_approval_short", "decide", None) as request:
+        state, _ = run("cerebelum_approval_short", execution_id)
 
     assert state == "failed"
     assert request["subject"], "the request was shown"
