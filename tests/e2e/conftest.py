@@ -109,9 +109,10 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
             shutil.copytree(stack.home / "logs", logs / "task-logs", dirs_exist_ok=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the mark into the node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``) one worker runs every test here: they share one
-    session-wide Airflow stack, and two stacks at once would only load the machine."""
+    Airflow stack, and two stacks at once would only load the machine."""
     here = Path(__file__).resolve().parent
     for item in items:
         if here in Path(item.fspath).resolve().parents:
