@@ -79,6 +79,11 @@ def _real_core_release() -> None:
 @pytest.fixture(scope="module")
 def real_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
     """A real Core stack for this module; its logs stay under pytest's temp dir."""
+    yield from started_real_core(tmp_path_factory)
+
+
+def started_real_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
+    """Start a real Core stack, yield it, stop it (the body of the ``real_core`` fixtures)."""
     workdir = tmp_path_factory.mktemp("real-core")
     with real_core_harness.RealCore(real_core_harness.find_release(), workdir) as core:
         _started.append(core)

@@ -1,9 +1,10 @@
 """A real Airflow stack (scheduler, dag-processor, triggerer, api-server) on the real Core's HTTP API.
 
 ``realcore_airflow`` starts the four services once for this directory, with ``cerebelum_default``
-pointing at the session's real Core (``real_core``, tests/realcore/conftest.py) over ``api=http``
-and the DAGs of ``dags/``. The service and task logs are copied to
-``test-artifacts/realcore-e2e-logs/`` at the end, for a failure to be readable.
+pointing at this directory's real Core over ``api=http`` and the DAGs of ``dags/``. The modules here
+share one Core and one Airflow (an Airflow stack takes about 50 s to start): they run a handful of
+executions, far from the pile-up that makes tests/realcore start a Core per module. The service and
+task logs are copied to ``test-artifacts/realcore-e2e-logs/`` at the end, for a failure to be readable.
 """
 
 from __future__ import annotations
@@ -22,11 +23,18 @@ from airflow_stack import AirflowStack
 from real_core import RealCore
 
 from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
+from tests.realcore.conftest import started_real_core
 
 ARTIFACTS = REPO / "test-artifacts" / "realcore-e2e-logs"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
+def real_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
+    """One real Core stack for the modules of this directory."""
+    yield from started_real_core(tmp_path_factory)
+
+
+@pytest.fixture(scope="package")
 def realcore_airflow(real_core: RealCore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     """A started Airflow whose ``cerebelum_default`` connection is the real Core over HTTP."""
     stack = AirflowStack(
