@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="move running executions one step per S seconds of real time (default: they stand still)",
     )
+    serve.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse REST calls past N a calendar minute with 429, as Core does at 1000 (default: no limit)",
+    )
     return parser
 
 
@@ -51,6 +58,10 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until a stop signal; return the exit status."""
     if args.step_seconds is not None and args.step_seconds <= 0:
         raise SystemExit(f"--step-seconds must be > 0, got {args.step_seconds}")
+    if args.rate_limit is not None and args.rate_limit < 1:
+        raise SystemExit(
+            f"--rate-limit must be a whole number of requests a minute >= 1, got {args.rate_limit}"
+        )
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise SystemExit(f"--http-port must be between 0 and 65535, got {args.http_port}")
     try:
@@ -69,6 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         demo=args.demo,
         host=args.host,
         scenario_data=scenario,
+        rate_limit=args.rate_limit,
     )
     try:
         emulator.start()

@@ -1,8 +1,9 @@
 """Faults on demand, applied to every call before it is handled (a failed call changes nothing).
 
-The order a call goes through: counted (and its peer noted), hang, latency, bearer token, the
-next-N failures, the failure rate. Settings are changed from the test's thread and read on the
-server's loop, so they sit behind one lock. Both faces of the emulator go through :meth:`Faults.admit`:
+The order a call goes through: counted (and its peer noted), Core's rate limit (REST calls only,
+when set), hang, latency, bearer token, the next-N failures, the failure rate. Settings are
+changed from the test's thread and read on the server's loop, so they sit behind one lock. Both
+faces of the emulator go through :meth:`Faults.admit`:
 gRPC calls by their RPC name, REST calls by the name of the RPC that does the same (and
 :data:`REST_ONLY_NAMES` for the calls only REST has).
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -20,6 +23,9 @@ import grpc
 
 #: Names counted for the REST calls that have no gRPC counterpart.
 REST_ONLY_NAMES = frozenset(["StopExecution", "ApproveExecution", "GetExecutionEvents"])
+
+#: The message of a call Core's rate limiter refused (the REST face answers it with 429).
+RATE_LIMITED = "rate_limit_exceeded"
 
 RPC_NAMES = REST_ONLY_NAMES | frozenset(
     [
@@ -73,6 +79,11 @@ class Faults:
         self._rate_code = grpc.StatusCode.UNAVAILABLE
         self._rate_rpcs: frozenset[str] | None = None
         self._random = random.Random()
+        self._rate_limit: int | None = None
+        self._rate_window = 60.0
+        self._window_index = -1
+        self._window_calls = 0
+        self._rate_limited = 0
 
     def __repr__(self) -> str:
         # The token never appears: only whether one is required.
@@ -120,6 +131,52 @@ class Faults:
             self._rate, self._rate_code, self._rate_rpcs = float(rate), code, _rpc_set(rpcs)
             self._random = random.Random(seed)
 
+    def set_rate_limit(self, limit: int | None, window_seconds: float = 60.0) -> None:
+        """Core's per-organisation rate limit on its REST API: ``limit`` calls per calendar window of
+        ``window_seconds`` (Core: 1,000 a minute), the rest refused with 429 until the window turns.
+
+        None turns it off. Windows are counted on the wall clock, as Core counts calendar minutes.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"rate limit must be a whole number of calls >= 1 or None, got {limit!r}")
+        if (
+            isinstance(window_seconds, bool)
+            or not isinstance(window_seconds, (int, float))
+            or not math.isfinite(window_seconds)
+            or window_seconds <= 0
+        ):
+            raise ValueError(f"rate limit window must be a number of seconds > 0, got {window_seconds!r}")
+        with self._lock:
+            self._rate_limit, self._rate_window = limit, float(window_seconds)
+            self._window_index, self._window_calls = -1, 0
+
+    @property
+    def rate_limit(self) -> tuple[int, int] | None:
+        """``(limit, retry-after seconds)`` of the rate limit in force, or None."""
+        with self._lock:
+            if self._rate_limit is None:
+                return None
+            # Core's 429 says retry-after 60, its window's length, whatever is left of the minute.
+            return self._rate_limit, math.ceil(self._rate_window)
+
+    def rate_limited_count(self) -> int:
+        """Calls refused by the rate limit (each is counted in :meth:`call_counts` too)."""
+        with self._lock:
+            return self._rate_limited
+
+    def _over_rate_limit(self) -> bool:
+        """Count one call against the rate limit; True when it is over (called with the lock held)."""
+        if self._rate_limit is None:
+            return False
+        window = int(time.time() // self._rate_window)
+        if window != self._window_index:
+            self._window_index, self._window_calls = window, 0
+        self._window_calls += 1
+        if self._window_calls <= self._rate_limit:
+            return False
+        self._rate_limited += 1
+        return True
+
     # Counters --------------------------------------------------------------------------------
 
     def call_counts(self) -> dict[str, int]:
@@ -146,11 +203,19 @@ class Faults:
         if failure is not None:
             await context.abort(*failure)
 
-    async def admit(self, rpc: str, peer: str, authorization: str) -> tuple[grpc.StatusCode, str] | None:
-        """Count the call, then hang, wait or pick the failure it gets (None: go on and answer)."""
+    async def admit(
+        self, rpc: str, peer: str, authorization: str, *, rate_limited: bool = False
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """Count the call, then hang, wait or pick the failure it gets (None: go on and answer).
+
+        ``rate_limited`` calls (REST) count against the rate limit first: over it, the failure is
+        ``(RESOURCE_EXHAUSTED, RATE_LIMITED)`` at once.
+        """
         with self._lock:
             self._calls[rpc] += 1
             self._peers.add(peer)
+            if rate_limited and self._over_rate_limit():
+                return grpc.StatusCode.RESOURCE_EXHAUSTED, RATE_LIMITED
             hang, latency = self._hang, self._latency
         if hang:
             # Half-open network: the call is accepted and never answered; cancellation ends it.

@@ -45,7 +45,8 @@ HTTP_STATUS_FOR_CODE = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
 }
-#: Seconds a 429 asks the client to wait (Core's rate limiter says 60; tests cannot wait that long).
+#: Seconds an injected 429 asks the client to wait (Core's rate limiter says 60; tests cannot wait
+#: that long); a refusal of the emulator's rate limit says its window's length, as Core does.
 RETRY_AFTER_SECONDS = 1
 #: Core's rate limit per organisation and minute, echoed in its 429 body.
 _RATE_LIMIT = 1000
@@ -62,14 +63,18 @@ class _BadJSON(Exception):
     """A request body Phoenix's JSON parser refuses (it answers 400)."""
 
 
-def fault_response(code: grpc.StatusCode, message: str) -> JSONResponse:
-    """The HTTP answer for an injected fault ``code``."""
+def fault_response(
+    code: grpc.StatusCode, message: str, rate_limit: tuple[int, int] | None = None
+) -> JSONResponse:
+    """The HTTP answer for an injected fault ``code``; a 429 echoes ``rate_limit`` ``(limit,
+    retry-after seconds)`` when the emulator's rate limit is set."""
     status = HTTP_STATUS_FOR_CODE.get(code, 500)
     if status == 401:
         return JSONResponse({"error": "unauthorized"}, status_code=401)
     if status == 429:
-        headers = {"retry-after": str(RETRY_AFTER_SECONDS), "x-ratelimit-remaining": "0"}
-        return JSONResponse({"error": "rate_limit_exceeded", "limit": _RATE_LIMIT}, 429, headers=headers)
+        limit, retry_after = rate_limit or (_RATE_LIMIT, RETRY_AFTER_SECONDS)
+        headers = {"retry-after": str(retry_after), "x-ratelimit-remaining": "0"}
+        return JSONResponse({"error": "rate_limit_exceeded", "limit": limit}, 429, headers=headers)
     if status == 500:
         return JSONResponse(_PHOENIX_500, status_code=500)
     return JSONResponse({"error": code.name.lower(), "message": message}, status_code=status)
@@ -113,9 +118,11 @@ class CoreRestApp:
         async def endpoint(request: Request) -> Response:
             client = request.client
             peer = f"{request.url.scheme}://{client.host}:{client.port}" if client else request.url.scheme
-            failure = await self._faults.admit(rpc, peer, request.headers.get("authorization", ""))
+            failure = await self._faults.admit(
+                rpc, peer, request.headers.get("authorization", ""), rate_limited=True
+            )
             if failure is not None:
-                return fault_response(*failure)
+                return fault_response(*failure, rate_limit=self._faults.rate_limit)
             try:
                 return await handler(request)
             except _BadJSON:

@@ -107,7 +107,9 @@ class CoreEmulator:
     case each running execution moves one step every ``step_seconds`` of real time and sleeps
     end on real time. See ../shared/core-contract.md for what the RPCs answer. ``http_port`` is the
     REST server's port (0: a free one; None: no REST server); ``real_core_bugs`` switches on the
-    real release's bugs (a :class:`RealCoreBugs`, or True for all as measured).
+    real release's bugs (a :class:`RealCoreBugs`, or True for all as measured); ``rate_limit``
+    switches on Core's per-organisation limit on REST calls a minute (Core's is 1,000; see
+    :meth:`set_rate_limit`).
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class CoreEmulator:
         scenario_data: dict[str, Any] | None = None,
         http_port: int | None = 0,
         real_core_bugs: RealCoreBugs | bool | None = None,
+        rate_limit: int | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int between 0 and 65535, got {port!r}")
@@ -154,6 +157,7 @@ class CoreEmulator:
         self._scenario = scenario_data
         self._faults = Faults(latency=latency, token=token)
         self._bugs = RealCoreBugs.coerce(real_core_bugs)
+        self._faults.set_rate_limit(rate_limit)
         self._http_port = http_port
         # Built even without a REST server: in-process clients reach it without one.
         self._rest_app = CoreRestApp(lambda: self.engine, self._faults, lambda: self._bugs).app
@@ -511,6 +515,17 @@ class CoreEmulator:
     def hang(self, enabled: bool = True) -> None:
         """Accept calls and never answer them (a half-open network); the client's deadline ends them."""
         self._faults.hang(enabled)
+
+    def set_rate_limit(self, limit: int | None = 1000, window_seconds: float = 60.0) -> None:
+        """Refuse REST calls past ``limit`` per calendar window of ``window_seconds`` with 429, as
+        Core's per-organisation limiter does (1,000 a minute, ``retry-after: 60``, body
+        ``{"error": "rate_limit_exceeded", "limit": 1000}``); None turns it off. gRPC calls are not
+        limited (the limiter was measured on Core's REST API; its gRPC reads crash on be56c90)."""
+        self._faults.set_rate_limit(limit, window_seconds)
+
+    def rate_limited_count(self) -> int:
+        """REST calls the rate limit refused so far (they count in :meth:`call_counts` too)."""
+        return self._faults.rate_limited_count()
 
     def break_listing(self, enabled: bool = True) -> None:
         """Make ListExecutions hit an internal error (Core then answers OK with an empty list)."""
