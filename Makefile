@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv floor-venv browser-deps lint test coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test main-then-package lint-floor-then-realcore coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -53,19 +53,26 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check cerebelum_provider
 	$(VENV)/bin/mypy
 
-# The two virtualenvs are built side by side (pip mostly unpacks and writes). The main and floor
-# stages run side by side, each on two pytest-xdist workers: most of their time is spent waiting
-# (backoffs, deadlines, Airflow processes), not computing. Each worker has its own Airflow home and
-# emulators; make prints each stage's output in one piece when it ends. The real-Core stage runs
-# afterwards, beside only the package check (about 80 s of CPU in 2-4 minutes, most of it pip):
-# this Core's reads slow down when the machine is loaded.
+# The two virtualenvs are built side by side (pip mostly unpacks and writes). Then two chains of
+# stages run side by side: the main stage (two pytest-xdist workers), then the package check; and
+# lint, the floor stage (two workers), then the real-Core stage (one process and its Core). Most of
+# the suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not computing,
+# and the two chains take about as long. Each worker has its own Airflow home and emulators; make
+# prints each chain's output in one piece when it ends.
 XDIST := -n 2 --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
+	@$(MAKE) --no-print-directory -j2 --output-sync=target main-then-package lint-floor-then-realcore
+
+main-then-package:
+	@$(MAKE) --no-print-directory test-main
+	@$(MAKE) --no-print-directory test-package
+
+lint-floor-then-realcore:
 	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-realcore test-package
+	@$(MAKE) --no-print-directory test-floor
+	@$(MAKE) --no-print-directory test-realcore
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
 # floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
