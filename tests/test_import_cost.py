@@ -17,6 +17,7 @@ PROVIDER_MODULES = (
     "cerebelum_provider.triggers.cerebelum",
     "cerebelum_provider.hooks.cerebelum",
     "cerebelum_provider.links.cerebelum",
+    "cerebelum_provider.plugins.cerebelum",  # every Airflow process loads the plugin
 )
 
 

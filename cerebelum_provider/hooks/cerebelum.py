@@ -328,7 +328,7 @@ class CerebelumHook(BaseHook):
                 step = f"reading the status of execution {execution_id!r}"
                 state = client.get_execution_status(execution_id).status.name
         except Exception as error:  # noqa: BLE001
-            return False, _one_line(_test_failure(settings, step, error))
+            return False, _one_line(describe_core_failure(settings, step, error))
         return True, f"{connected}: {total_count} executions, the status of {execution_id!r} read ({state})"
 
     @classmethod
@@ -350,8 +350,9 @@ class CerebelumHook(BaseHook):
         }
 
 
-def _test_failure(settings: CerebelumConnectionSettings, step: str, error: Exception) -> str:
-    """The Test button's reason: what failed, what to change, then the error itself."""
+def describe_core_failure(settings: CerebelumConnectionSettings, step: str, error: Exception) -> str:
+    """What failed while ``step`` (e.g. "listing executions"), what to change, then the error itself: the
+    Test button's reason and the Cerebelum pages' error text."""
     where = f"Cerebelum Core at {settings.address}"
     if isinstance(error, CerebelumAuthError):
         advice = "refused the token: put a token Core accepts in the Bearer token field"

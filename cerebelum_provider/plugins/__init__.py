@@ -1,0 +1,1 @@
+"""The Airflow plugin: Cerebelum's pages in Airflow's UI (``cerebelum.CerebelumPlugin``)."""
