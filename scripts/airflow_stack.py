@@ -346,6 +346,11 @@ class AirflowStack:
     migration work already done). ``connections`` maps connection ids to URIs, passed to every
     process as ``AIRFLOW_CONN_<ID>`` environment variables. ``extra_dag_folders`` maps bundle
     names to more folders of DAG files, parsed next to ``dags_folder``.
+
+    ``users`` (name -> SimpleAuthManager role, one of them an ``admin``) turns the login on: every
+    caller is no longer an admin, each user gets a generated password (:attr:`passwords`), and
+    :meth:`request` calls the REST API as the first admin. ``services`` starts only some of the
+    four services (the api-server always), e.g. ``("api-server",)`` for a UI-only test.
     """
 
     def __init__(
@@ -358,6 +363,8 @@ class AirflowStack:
         extra_env: dict[str, str] | None = None,
         api_port: int | None = None,
         startup_timeout: float = 180.0,
+        users: dict[str, str] | None = None,
+        services: Iterable[str] = AIRFLOW_SERVICES,
     ) -> None:
         self.home = Path(home)
         self.dags_folder = Path(dags_folder)
@@ -372,6 +379,9 @@ class AirflowStack:
         self.timings: dict[str, float] = {}
         self.env: dict[str, str] = {}
         self._http: httpx.Client | None = None
+        self.users = dict(users or {})
+        self.passwords = {name: secrets.token_urlsafe(12) for name in self.users}
+        self.services = tuple(service for service in AIRFLOW_SERVICES if service in set(services) | {"api-server"})
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -391,11 +401,11 @@ class AirflowStack:
                 api_port=self.api_port,
                 extra_dag_folders=self.extra_dag_folders,
                 connections=self.connections,
-                extra=self.extra_env,
+                extra={**self._login_env(), **self.extra_env},
             )
             self._migrate()
             self.timings["db_migrate"] = time.monotonic() - started
-            for service in AIRFLOW_SERVICES:
+            for service in self.services:
                 self.processes[service] = spawn(
                     service,
                     [AIRFLOW_BIN, service],
@@ -404,11 +414,37 @@ class AirflowStack:
                 )
             self._http = httpx.Client(base_url=self.base_url, timeout=30.0)
             self._wait_healthy(started + self.startup_timeout)
+            if self.users:
+                admin = next(name for name, role in self.users.items() if role == "admin")
+                self._http.headers["Authorization"] = f"Bearer {self.login_token(admin)}"
             self.timings["startup"] = time.monotonic() - started
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _login_env(self) -> dict[str, str]:
+        """The SimpleAuthManager settings of ``users``: their roles and a passwords file."""
+        if not self.users:
+            return {}
+        passwords_file = self.home / "simple-auth-passwords.json"
+        passwords_file.write_text(json.dumps(self.passwords))
+        return {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, r in self.users.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+        }
+
+    def login_token(self, user: str) -> str:
+        """A JWT for ``user`` from SimpleAuthManager's ``POST /auth/token`` (its password)."""
+        response = httpx.post(
+            f"{self.base_url}/auth/token",
+            json={"username": user, "password": self.passwords[user]},
+            timeout=30.0,
+        )
+        if response.status_code not in (200, 201):
+            raise StackError(f"logging in as {user!r} answered {response.status_code}: {response.text[:300]}")
+        return response.json()["access_token"]
 
     def _migrate(self) -> None:
         """Create the metadata database: a copy of a cached migrated one, else ``airflow db migrate``.
@@ -475,10 +511,11 @@ class AirflowStack:
                 if not warmed_up:
                     self._warm_up_execution_api()
                     warmed_up = True
+                components = ["metadatabase"] + [
+                    service.replace("-", "_") for service in self.services if service != "api-server"
+                ]
                 unhealthy = [
-                    component
-                    for component in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-                    if (health.get(component) or {}).get("status") != "healthy"
+                    component for component in components if (health.get(component) or {}).get("status") != "healthy"
                 ]
                 if not unhealthy:
                     return

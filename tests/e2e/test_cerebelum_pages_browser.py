@@ -1,0 +1,268 @@
+"""The Cerebelum pages in a real Airflow api-server, driven in headless Chromium with a real login.
+
+One api-server (no scheduler, triggerer or DAG processor: the pages need none) with the login on:
+an ``admin`` and a ``viewer`` whose auth manager lets them read connections but not edit them
+(tests/e2e/ui_auth_manager.py: SimpleAuthManager itself has no such role). A Core emulator whose
+executions only move when told (one step an hour, an hour's sleep) holds two of each state, so the
+dashboard's counts can be compared with what Core itself lists. The admin opens the page from
+Airflow's navigation, resumes a FAILED execution, stops a running one and approves a waiting one,
+each checked in the emulator afterwards; the viewer sees no buttons, and a POST of theirs answers
+403 with the execution unchanged. Bad input gets an error page, never a trace. Screenshots of each
+page go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from cerebelum_provider import ExecutionState, SyncExecutionClient
+from cerebelum_provider.exceptions import ExecutionNotFoundError
+from tests.browser import wait_for
+
+from .conftest import ARTIFACTS, REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
+
+STEPS = ["validate", "charge", "ship", "notify"]
+SCENARIO = {
+    "workflows": {"orders": STEPS},
+    "executions": [
+        {"workflow": "orders", "execution_id": "ui-completed", "count": 2, "complete": True},
+        {"workflow": "orders", "execution_id": "ui-running", "count": 2, "advance": 1},
+        {
+            "workflow": "orders",
+            "execution_id": "ui-sleeping",
+            "sleep_at": "charge",
+            "sleep_ms": 3_600_000,
+            "settle": True,
+        },
+        {"workflow": "orders", "execution_id": "ui-approval", "count": 2, "approval_at": "ship", "settle": True},
+        {
+            "workflow": "orders",
+            "execution_id": "ui-failed",
+            "count": 2,
+            "inputs": {"order_id": 7},
+            "fail_at": "ship",
+            "fail_times": 1,
+            "error_kind": "carrier_unavailable",
+            "error_message": "carrier API answered 503",
+            "settle": True,
+        },
+    ],
+}
+EXPECTED_COUNTS = {
+    "RUNNING": 2,
+    "SLEEPING": 1,
+    "WAITING_FOR_APPROVAL": 2,
+    "FAILED": 2,
+    "COMPLETED": 2,
+    "PAUSED": 0,
+}
+AUTH_MANAGER = "tests.e2e.ui_auth_manager.ConnectionReaderAuthManager"
+PAGES = "/cerebelum/connections/cerebelum_default"
+
+
+@pytest.fixture(scope="module")
+def pages_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from airflow_stack import EmulatorProcess
+
+    work = tmp_path_factory.mktemp("pages-core")
+    scenario = work / "scenario.json"
+    scenario.write_text(json.dumps(SCENARIO))
+    with EmulatorProcess(
+        db_path=work / "core.sqlite", step_seconds=3600, extra_args=["--scenario", str(scenario)]
+    ) as core:
+        yield core
+
+
+@pytest.fixture(scope="module")
+def pages_airflow(pages_core, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """An api-server alone, with an admin and a viewer who must log in."""
+    from airflow_stack import AirflowStack, closed_port
+
+    dags = tmp_path_factory.mktemp("no-dags")
+    stack = AirflowStack(
+        home=tmp_path_factory.mktemp("pages-airflow"),
+        dags_folder=dags,
+        services=("api-server",),
+        users={"admin": "admin", "viewer": "viewer"},
+        connections={
+            "cerebelum_default": f"cerebelum://127.0.0.1:{pages_core.http_port}",
+            "cerebelum_grpc": f"cerebelum://{pages_core.address}?api=grpc",
+            "cerebelum_down": f"cerebelum://127.0.0.1:{closed_port()}",
+            "not_cerebelum": "http://127.0.0.1:9",
+        },
+        extra_env={
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+            # The auth manager lives in tests/: the api-server imports it from the checkout.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        },
+    )
+    try:
+        with stack:
+            yield stack
+    finally:
+        logs = ARTIFACTS / "cerebelum-pages-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        if stack.logs_dir.exists():
+            shutil.copytree(stack.logs_dir, logs, dirs_exist_ok=True)
+
+
+def log_in(browser, base_url: str, user: str, password: str, next_path: str) -> None:
+    """Log in through Airflow's own login form, as a person does."""
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(f"{base_url}/auth/login?next={next_path}")
+    wait_for(lambda: browser.find_elements(By.NAME, "username"), what="the login form")[0].send_keys(user)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    [b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Sign in"][0].click()
+    wait_for(lambda: browser.get_cookie("_token"), what=f"{user}'s session cookie")
+
+
+def shot(browser, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"cerebelum-{name}.png"))
+
+
+def text_of(browser, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, selector), what=selector)[0].text
+
+
+def act(browser, base_url: str, execution_id: str, action: str, response: str | None = None) -> str:
+    """Open the execution's page, press the action's button, confirm; return the outcome shown."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{base_url}{PAGES}/executions/{execution_id}")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"[data-action={action}]"), what=action)[0].click()
+    if response is not None:
+        field = wait_for(lambda: browser.find_elements(By.NAME, "response"), what="the response field")[0]
+        field.clear()
+        field.send_keys(response)
+    shot(browser, f"confirm-{action}")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"[data-confirm={action}]"), what="Yes")[0].click()
+    outcome = text_of(browser, "[data-test=outcome]")
+    shot(browser, f"after-{action}")
+    return outcome
+
+
+def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, pages_core):
+    from selenium.webdriver.common.by import By
+
+    base = pages_airflow.base_url
+    core = SyncExecutionClient(pages_core.address)  # gRPC: another road to the same executions
+
+    # Loaded once, with no plugin import error (a second load of the same name would be one).
+    plugins = pages_airflow.request("GET", "/api/v2/plugins")["plugins"]
+    assert [plugin["name"] for plugin in plugins].count("cerebelum") == 1
+    errors = pages_airflow.request("GET", "/api/v2/plugins/importErrors")["import_errors"]
+    assert not [error for error in errors if "cerebelum" in json.dumps(error).lower()], errors
+
+    # Anonymous: nothing but a login page.
+    anonymous = httpx.get(f"{base}{PAGES}/", timeout=60)
+    assert anonymous.status_code == 401
+    assert "ui-" not in anonymous.text and "Log in" in anonymous.text
+
+    log_in(browser, base, "admin", pages_airflow.passwords["admin"], "/plugin/cerebelum")
+    # In Airflow's navigation: the entry's page shows the plugin's page in Airflow's frame.
+    browser.get(f"{base}/plugin/cerebelum")
+    frame = wait_for(lambda: browser.find_elements(By.TAG_NAME, "iframe"), what="the Cerebelum frame")[0]
+    wait_for(lambda: browser.find_elements(By.XPATH, "//a[normalize-space()='Cerebelum']"), what="the nav entry")
+    browser.switch_to.frame(frame)
+    wait_for(lambda: browser.find_elements(By.PARTIAL_LINK_TEXT, "cerebelum_default"), what="the selector")
+    browser.switch_to.default_content()
+    shot(browser, "in-airflow-nav")
+
+    browser.get(f"{base}/cerebelum/")
+    links = {link.text for link in browser.find_elements(By.CSS_SELECTOR, "a.card")}
+    assert {"cerebelum_default", "cerebelum_grpc", "cerebelum_down"} <= links
+    assert "not_cerebelum" not in links
+    shot(browser, "connections")
+
+    browser.get(f"{base}{PAGES}/")
+    shown = {
+        element.get_attribute("data-count-state"): int(element.find_element(By.CLASS_NAME, "number").text)
+        for element in wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-count-state]"), what="counts")
+    }
+    listed = {name: core.list_executions(status=name, limit=1)[1] for name in EXPECTED_COUNTS}
+    assert shown == listed == EXPECTED_COUNTS
+    active = browser.find_element(By.TAG_NAME, "table").text
+    assert "ui-running-1" in active and "ui-sleeping" in active and "charge" in active
+    shot(browser, "dashboard")
+
+    browser.get(f"{base}{PAGES}/executions?state=FAILED")
+    assert text_of(browser, "[data-test=total]").startswith("2 executions")
+    browser.find_element(By.LINK_TEXT, "ui-failed-1").click()
+    wait_for(lambda: "carrier API answered 503" in browser.page_source, what="the execution's error")
+    assert '"order_id": 7' in text_of(browser, "[data-test=inputs]")
+    assert "ExecutionStartedEvent" in browser.page_source  # the event log, over HTTP
+    shot(browser, "execution-failed")
+
+    outcome = act(browser, base, "ui-failed-1", "resume")
+    assert outcome == "Resume: Core answered 'resumed'; the execution is RUNNING now", outcome
+    assert core.get_execution_status("ui-failed-1").status is ExecutionState.RUNNING
+
+    outcome = act(browser, base, "ui-running-1", "stop")
+    assert outcome.startswith("Stop: Core answered 'stopped'"), outcome
+    with pytest.raises(ExecutionNotFoundError):  # Core has no process left for it to stop
+        SyncExecutionClient(pages_core.http_url).stop_execution("ui-running-1")
+
+    outcome = act(browser, base, "ui-approval-1", "approve", response='{"approved_by": "admin"}')
+    assert outcome == "Approve: Core answered 'approved'; the execution is RUNNING now", outcome
+    assert core.get_execution_status("ui-approval-1").status is ExecutionState.RUNNING
+
+    # Over gRPC the page says what the connection lacks, and offers no Approve button.
+    browser.get(f"{base}/cerebelum/connections/cerebelum_grpc/executions/ui-approval-2")
+    actions = text_of(browser, "[data-test=actions]")
+    assert "Approve needs Core's HTTP API" in actions and "api=http" in actions
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-action=approve]")
+    shot(browser, "execution-grpc")
+
+    # A POST another site made the admin's browser send is refused, the execution unchanged.
+    admin_cookie = {"_token": browser.get_cookie("_token")["value"]}
+    cross_site = httpx.post(
+        f"{base}{PAGES}/executions/ui-failed-2/resume",
+        cookies=admin_cookie,
+        headers={"Sec-Fetch-Site": "cross-site"},
+        timeout=60,
+    )
+    assert cross_site.status_code == 403
+    no_token = httpx.post(f"{base}{PAGES}/executions/ui-failed-2/resume", cookies=admin_cookie, timeout=60)
+    assert no_token.status_code == 403 and "did not come from this page" in no_token.text
+
+    # Bad input: a page that says what is wrong, never a trace.
+    for path, status, words in (
+        ("/cerebelum/connections/nope/", 404, "Airflow has no connection 'nope'"),
+        ("/cerebelum/connections/not_cerebelum/", 400, "is of type 'http': expected a connection of type"),
+        (f"{PAGES}/executions/no-such-execution", 404, "knows no execution 'no-such-execution'"),
+        ("/cerebelum/connections/cerebelum_down/", 503, "did not answer counting the RUNNING executions"),
+        (f"{PAGES}/executions?state=DONE", 400, "state='DONE' is not an execution state"),
+    ):
+        answer = httpx.get(f"{base}{path}", cookies=admin_cookie, timeout=120)
+        assert answer.status_code == status, (path, answer.status_code, answer.text[-500:])
+        assert words in answer.text.replace("&#39;", "'"), (path, answer.text[-800:])
+        assert "Traceback" not in answer.text
+    browser.get(f"{base}/cerebelum/connections/cerebelum_down/")
+    shot(browser, "error-core-down")
+
+    # A viewer reads, without buttons; their POST is refused and changes nothing.
+    log_in(browser, base, "viewer", pages_airflow.passwords["viewer"], "/cerebelum/")
+    browser.get(f"{base}{PAGES}/executions/ui-failed-2")
+    assert "need edit access to the connection" in text_of(browser, "[data-test=actions]")
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-action]")
+    shot(browser, "execution-viewer")
+    viewer_cookie = {"_token": browser.get_cookie("_token")["value"]}
+    for action in ("resume", "approve", "stop"):
+        refused = httpx.post(f"{base}{PAGES}/executions/ui-failed-2/{action}", cookies=viewer_cookie, timeout=60)
+        assert refused.status_code == 403, (action, refused.text[-300:])
+    assert httpx.get(f"{base}{PAGES}/executions/ui-failed-2/resume", cookies=viewer_cookie).status_code == 403
+    assert core.get_execution_status("ui-failed-2").status is ExecutionState.FAILED
+    assert core.get_execution_status("ui-approval-2").status is ExecutionState.WAITING_FOR_APPROVAL
