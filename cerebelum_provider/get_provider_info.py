@@ -87,7 +87,10 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     },
     "ui_url": {
         "label": "Execution URL template",
-        "description": "Link shown on tasks, e.g. https://core.example/executions/{execution_id}",
+        "description": (
+            "Link shown on tasks, e.g. https://core.example/executions/{execution_id}; empty: the "
+            "execution's page in Airflow's Cerebelum pages"
+        ),
         "schema": {"type": ["string", "null"]},
     },
 }

@@ -1,5 +1,5 @@
-"""``CerebelumExecutionLink``: the "Cerebelum execution" button on a task, when the connection has
-a ``ui_url``.
+"""``CerebelumExecutionLink``: the "Cerebelum execution" button on a task: the execution in Core's
+UI when the connection has a ``ui_url``, else its page in Airflow's UI (the Cerebelum plugin's).
 
 Airflow 3 computes extra links in the worker whenever a task stops running, deferral included,
 and stores the result in XCom for the UI; so the link can read the connection there. The task
@@ -25,10 +25,11 @@ LINKED_EXECUTION_ATTRIBUTE = "cerebelum_linked_execution_id"
 
 
 class CerebelumExecutionLink(BaseOperatorLink):
-    """Link to the execution in Core's UI: the connection's ``ui_url`` with ``{execution_id}`` filled in.
+    """Link to the execution: the connection's ``ui_url`` with ``{execution_id}`` filled in, or, when
+    it sets none, the execution's page in Airflow's UI (under ``[api] base_url``).
 
-    Returns "" when the connection sets no ``ui_url`` or the task recorded no execution id.
-    The operator must have a ``cerebelum_conn_id`` attribute.
+    Returns "" when the task recorded no execution id. The operator must have a
+    ``cerebelum_conn_id`` attribute.
     """
 
     name = "Cerebelum execution"
@@ -40,8 +41,10 @@ class CerebelumExecutionLink(BaseOperatorLink):
         if not execution_id or not conn_id:
             return ""
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
+        from cerebelum_provider.plugins.cerebelum import execution_page_url
 
-        return CerebelumHook(conn_id).execution_url(str(execution_id)) or ""
+        core_ui = CerebelumHook(conn_id).execution_url(str(execution_id))
+        return core_ui or execution_page_url(str(conn_id), str(execution_id))
 
 
 def publish_execution_id(task: Any, context: Any, execution_id: str) -> None:

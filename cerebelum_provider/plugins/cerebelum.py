@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from airflow.sdk import conf
 from airflow.sdk.plugins_manager import AirflowPlugin
@@ -29,6 +29,14 @@ def base_path() -> str:
     """The path of Airflow's UI under its ``[api] base_url`` ("" when served at the root)."""
     base_url = conf.get("api", "base_url", fallback="/") or "/"
     return urlparse(base_url).path.rstrip("/")
+
+
+def execution_page_url(conn_id: str, execution_id: str) -> str:
+    """The URL of the execution's page: under ``[api] base_url`` when it is set, else a path on the
+    host that serves Airflow's UI (which is where the UI shows a task's links)."""
+    base_url = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    connection, execution = quote(conn_id, safe=""), quote(execution_id, safe="")
+    return f"{base_url}{URL_PREFIX}/connections/{connection}/executions/{execution}"
 
 
 class _PagesApp:

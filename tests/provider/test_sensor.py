@@ -314,3 +314,16 @@ def test_deferrable_sensor_defers_while_the_execution_runs(live_core, capfd, cap
     assert state == "success", output.out[-2000:]
     assert xcoms["return_value"]["status"] == "EXECUTION_COMPLETED"
     assert "running trigger in line" in output.out + output.err + caplog.text
+
+
+def test_without_ui_url_the_link_opens_the_execution_page_in_airflow(live_core, monkeypatch):
+    # The connection names no Core UI: the link is the Cerebelum plugin's page, under Airflow's base URL,
+    # computed when the task defers as when it ends.
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(live_core, token=TOKEN))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example/team-a/")
+    execution_id = live_core.start_execution("orders")
+    state, xcoms = run_sensor_dag("deferrable", execution_id)
+    assert state == "success"
+    assert xcoms["_link_CerebelumExecutionLink"] == (
+        f"https://airflow.example/team-a/cerebelum/connections/cerebelum_default/executions/{execution_id}"
+    )
