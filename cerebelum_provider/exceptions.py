@@ -125,6 +125,19 @@ class CoreUnavailableError(CerebelumError):
     """Core could not be reached or kept failing transiently after the retry budget was spent."""
 
 
+class CoreBusyError(CoreUnavailableError):
+    """Core answered a status read with HTTP 500 and Phoenix's bare ``Internal Server Error`` body:
+    what the released Core answers while one of its engines stays busy past 5 s (its status read
+    asks every engine in turn).
+
+    Retried like an outage, and waits ride it out within ``unavailable_timeout``; only status reads
+    are judged so, every other 500 is a :class:`CoreInternalError`. ``code`` is UNAVAILABLE,
+    ``transport_code`` 500.
+    """
+
+    default_code = ErrorCode.UNAVAILABLE
+
+
 class CerebelumAuthError(CerebelumError):
     """The proxy in front of Core refused the credentials (UNAUTHENTICATED, PERMISSION_DENIED).
 

@@ -13,7 +13,7 @@ scheme: ``http://``/``https://`` for REST, ``grpc://``/``grpcs://`` or ``host:po
         "grpcs://core.example.com",                  # TLS, port 443
         tls=TLSConfig(ca_cert_path="/etc/ssl/core-ca.pem"),
         token=os.environ["CEREBELUM_TOKEN"],         # sent as "authorization: Bearer ..."
-        timeout=10.0,                                # deadline of every call attempt
+        timeout=10.0,                                # deadline of every call attempt, whole
         retry=RetryConfig(max_attempts=5),           # transient failures, see _grpc_transport/_http_transport
     ) as client:
         status = await client.get_execution_status(execution_id)   # ExecutionNotFoundError
@@ -21,8 +21,11 @@ scheme: ``http://``/``https://`` for REST, ``grpc://``/``grpcs://`` or ``host:po
             await client.resume_execution(execution.execution_id)
 
 ``SyncExecutionClient`` takes the same arguments and has the same methods, blocking.
+``with calls_end_within(seconds):`` lets no call made inside it retry, or wait for Core's rate
+limiter, past ``seconds`` from now.
 """
 
+from cerebelum_provider.client._deadline import calls_end_within
 from cerebelum_provider.client._rerun import RERUN_OF_INPUT
 from cerebelum_provider.client.aio import ExecutionClient
 from cerebelum_provider.client.config import CoreAPI, RetryConfig, TLSConfig, parse_core_url
@@ -35,5 +38,6 @@ __all__ = [
     "RetryConfig",
     "SyncExecutionClient",
     "TLSConfig",
+    "calls_end_within",
     "parse_core_url",
 ]

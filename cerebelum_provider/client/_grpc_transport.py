@@ -17,7 +17,7 @@ import grpc
 import grpc.aio
 
 from cerebelum_provider._core import CORE_DEFAULT_GRPC_PORT, TESTED_CORE_RELEASE
-from cerebelum_provider.client import _retry
+from cerebelum_provider.client import _deadline, _retry
 from cerebelum_provider.client._operations import GrpcCall, Operation
 from cerebelum_provider.client._tls import TLSMaterial
 from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig
@@ -290,12 +290,15 @@ class AsyncGrpcTransport(_TransportBase):
         self, first_error: grpc.RpcError, call: GrpcCall[Any], method: Any, operation: Operation[Any]
     ) -> Any:
         async def send() -> Any:
-            return await method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
+            timeout = _deadline.retry_timeout(self.settings.timeout)
+            return await method(call.request, timeout=timeout, metadata=self._metadata)
 
         try:
             return await _retry.retry_after(first_error, send, self._policy(operation), (grpc.RpcError,))
         except _retry.RetriesSpent as spent:
             raise self._error(spent.error, operation, spent.attempts) from None
+        except _deadline.DeadlinePassed:
+            raise _deadline.not_sent(operation, self.address) from None
 
     async def close(self) -> None:
         """Close the channel; the next call opens a new one."""
@@ -334,13 +337,22 @@ class SyncGrpcTransport(_TransportBase):
         call = _grpc_form(operation, self.address)
         method = getattr(self._ensure_stub(), call.rpc)
 
+        attempts_sent = 0
+
         def send() -> Any:
-            return method(call.request, timeout=self.settings.timeout, metadata=self._metadata)
+            nonlocal attempts_sent
+            timeout = (
+                _deadline.retry_timeout(self.settings.timeout) if attempts_sent else self.settings.timeout
+            )
+            attempts_sent += 1
+            return method(call.request, timeout=timeout, metadata=self._metadata)
 
         try:
             response = _retry.send_with_retries_blocking(send, self._policy(operation), (grpc.RpcError,))
         except _retry.RetriesSpent as spent:
             raise self._error(spent.error, operation, spent.attempts) from None
+        except _deadline.DeadlinePassed:
+            raise _deadline.not_sent(operation, self.address) from None
         return call.convert(response, self.address)
 
     def close(self) -> None:

@@ -12,13 +12,20 @@ REST form and return its converted answer. The mapping, the same on both APIs:
   this is safe even for starting a workflow), then ``CoreUnavailableError``; a client with retries
   off (``max_attempts=1``) waits for no window;
 - a failed TLS handshake -> ``CerebelumTLSError`` at once;
-- 500 -> ``CoreInternalError`` (Core crashed answering; the same call crashes again);
+- 500 with Phoenix's bare ``Internal Server Error`` body to a status read -> retried, then
+  ``CoreBusyError`` (an unavailable Core): the released Core answers so while one of its engines
+  is busy past 5 s;
+- any other 500 -> ``CoreInternalError`` (Core crashed answering; the same call crashes again);
 - an empty 404 (what Core's gRPC port answers HTTP/1.1) and an answer that is not HTTP/1.1 at all
   (an HTTP/2-only gRPC server) -> ``CoreAPIMismatchError`` at once, naming the setting to change;
 - 404 without Core's ``error`` word (a path Core has no route for: a wrong address) and answers
   that are not JSON -> ``CerebelumRPCError``;
 - 2xx, 404, 422 and other answers -> the operation's converter, which knows what they mean for
   it (unknown execution, already running, workflow not found, ...).
+
+The client's ``timeout`` bounds each attempt whole, as a gRPC deadline does, not each read: a body
+trickling in ends at it too. The caller's deadline (``_deadline.calls_end_within``) bounds the
+retries and the waits for rate-limit windows.
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ import functools
 import json
 import math
 import ssl
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -39,7 +47,7 @@ import httpx
 from cerebelum_provider._arguments import shown
 from cerebelum_provider._core import CORE_DEFAULT_HTTP_PORT
 from cerebelum_provider._version import __version__
-from cerebelum_provider.client import _retry
+from cerebelum_provider.client import _deadline, _retry
 from cerebelum_provider.client._operations import HttpAnswer, HttpCall, Operation
 from cerebelum_provider.client._tls import ssl_context
 from cerebelum_provider.client.config import ClientSettings, CoreAPI, RetryConfig
@@ -49,6 +57,7 @@ from cerebelum_provider.exceptions import (
     CerebelumRPCError,
     CerebelumTLSError,
     CoreAPIMismatchError,
+    CoreBusyError,
     CoreInternalError,
     CoreUnavailableError,
     ErrorCode,
@@ -59,6 +68,9 @@ T = TypeVar("T")
 #: Answers worth another attempt: Core (or its gateway) overloaded, restarting or unreachable.
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 _AUTH_STATUSES = frozenset({401, 403})
+#: Phoenix's body for a request whose handler crashed; to a status read of the released Core, the
+#: read timing out on an engine busy past 5 s.
+PHOENIX_INTERNAL_ERROR = {"errors": {"detail": "Internal Server Error"}}
 
 #: Connections kept per client. A triggerer's thousands of waits share one client per Core, so the
 #: pool bounds the requests in flight; the rest queue in the pool (its wait counts against the
@@ -67,8 +79,8 @@ POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, kee
 
 
 class _TransientAnswer(Exception):
-    """An HTTP answer that another attempt may cure (429, 502, 503, 504), with its ``retry-after``
-    in seconds (None when it gave none)."""
+    """An HTTP answer that another attempt may cure (429, 502, 503, 504, a busy engine's 500), with
+    its ``retry-after`` in seconds (None when it gave none)."""
 
     def __init__(self, answer: HttpAnswer, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {answer.status_code}")
@@ -78,6 +90,15 @@ class _TransientAnswer(Exception):
     @property
     def rate_limited(self) -> bool:
         return self.answer.status_code == 429
+
+    @property
+    def engine_busy(self) -> bool:
+        return self.answer.status_code == 500
+
+
+class WholeCallTimeout(httpx.TimeoutException):
+    """An attempt got no complete answer within its time (the client's ``timeout``, or less when
+    the caller's deadline came first), however quickly each piece of it arrived."""
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -166,6 +187,11 @@ def never_reached_core(error: BaseException) -> bool:
 def _describe(error: BaseException) -> str:
     if isinstance(error, _TransientAnswer):
         answer = error.answer
+        if error.engine_busy:
+            return (
+                f"HTTP 500 {shown(answer.body, 200)}, as the released Core answers a status read while "
+                "one of its engines is busy past 5 s"
+            )
         word = f" {answer.error_word}" if answer.error_word else ""
         limit = answer.body.get("limit") if isinstance(answer.body, dict) else None
         return f"HTTP {answer.status_code}{word}" + (f" (limit {limit})" if limit is not None else "")
@@ -192,11 +218,11 @@ def _default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _decode(response: httpx.Response) -> Any:
-    if not response.content:
+def _decode(content: bytes) -> Any:
+    if not content:
         return {}
     try:
-        return response.json()
+        return json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
 
@@ -243,31 +269,40 @@ class _HttpTransportBase:
             "extensions": self._extensions,
         }
 
-    def _answer(self, operation: Operation[T], call: HttpCall[T], response: httpx.Response) -> T:
+    def _answer(
+        self,
+        operation: Operation[T],
+        call: HttpCall[T],
+        status_code: int,
+        headers: httpx.Headers,
+        content: bytes,
+    ) -> T:
         """The converted answer, or the mapped failure (``_TransientAnswer`` for the retry loop)."""
-        answer = HttpAnswer(response.status_code, _decode(response))
+        answer = HttpAnswer(status_code, _decode(content))
         about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
         context: dict[str, Any] = {
             "core_address": self.address,
             "execution_id": operation.execution_id,
-            "transport_code": response.status_code,
+            "transport_code": status_code,
         }
-        if response.status_code in _AUTH_STATUSES:
+        if status_code in _AUTH_STATUSES:
             raise CerebelumAuthError(
                 f"Cerebelum Core at {self.address} refused {operation.name}{about}: HTTP "
-                f"{response.status_code} {shown(answer.body)}; check the token (Core checks its signature "
+                f"{status_code} {shown(answer.body)}; check the token (Core checks its signature "
                 "against its Thalamus keys) and the gateway's access rules",
                 **context,
             )
-        if response.status_code in TRANSIENT_STATUSES:
-            raise _TransientAnswer(answer, retry_after_seconds(response.headers.get("retry-after")))
-        if response.status_code >= 500:
+        if status_code in TRANSIENT_STATUSES:
+            raise _TransientAnswer(answer, retry_after_seconds(headers.get("retry-after")))
+        if status_code == 500 and operation.status_read and answer.body == PHOENIX_INTERNAL_ERROR:
+            raise _TransientAnswer(answer)
+        if status_code >= 500:
             raise CoreInternalError(
                 f"Cerebelum Core at {self.address} failed internally answering {operation.name}{about}: "
-                f"HTTP {response.status_code} {shown(answer.body, 300)}",
+                f"HTTP {status_code} {shown(answer.body, 300)}",
                 **context,
             )
-        if response.status_code == 404 and not response.content:
+        if status_code == 404 and not content:
             # Core's REST API names what it did not find; its gRPC port answers HTTP/1.1 an empty 404.
             raise CoreAPIMismatchError(
                 f"Cerebelum Core at {self.address} answered {operation.name}{about} ({call.method} "
@@ -279,11 +314,12 @@ class _HttpTransportBase:
         if answer.body is None:
             raise CerebelumRPCError(
                 f"Cerebelum Core at {self.address} answered {operation.name}{about} with HTTP "
-                f"{response.status_code} that is not JSON: {shown(response.text, 200)}; is this Core's "
+                f"{status_code} that is not JSON: {shown(content.decode('utf-8', 'replace'), 200)}; is this "
+                "Core's "
                 "REST API?",
                 **context,
             )
-        if response.status_code == 404 and not answer.error_word:
+        if status_code == 404 and not answer.error_word:
             # Core's own 404s name what is missing in "error"; Phoenix's answer for a path it has no
             # route for does not. Then the address is wrong, not the execution or the workflow.
             raise CerebelumRPCError(
@@ -309,6 +345,8 @@ class _HttpTransportBase:
             return None
         now = time.time()
         wait = _retry.until_next_rate_limit_window(now, error.retry_after)
+        if not _retry.rate_limit_wait_fits(wait):
+            return None
         about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
         _retry.log.warning(
             "Cerebelum Core at %s is rate-limiting this client (%s): %s%s waits %.1f s for the next "
@@ -324,6 +362,22 @@ class _HttpTransportBase:
         )
         return wait
 
+    def _deadline_note(self, error: BaseException, windows_waited: int) -> str:
+        """Why the caller's deadline, when it did, ended the call before its retries or windows."""
+        left = _deadline.remaining()
+        if left is None:
+            return ""
+        if left <= 0:
+            return "; the caller's deadline ended the call"
+        rate_limited = isinstance(error, _TransientAnswer) and error.rate_limited
+        if (
+            rate_limited
+            and windows_waited < _retry.RATE_LIMIT_WINDOWS
+            and self.settings.retry.max_attempts > 1
+        ):
+            return "; Core's next rate-limit window opens after the caller's deadline"
+        return ""
+
     def _error(
         self, error: BaseException, operation: Operation[Any], attempts: int, windows_waited: int = 0
     ) -> CerebelumError:
@@ -333,6 +387,7 @@ class _HttpTransportBase:
             "execution_id": operation.execution_id,
             "code": network_error_code(error),
         }
+        by_deadline = self._deadline_note(error, windows_waited)
         if is_tls_failure(error):
             return CerebelumTLSError(
                 f"TLS handshake with Cerebelum Core at {self.address} failed ({error}); check the CA "
@@ -350,15 +405,22 @@ class _HttpTransportBase:
         if is_retryable(error):
             if isinstance(error, _TransientAnswer):
                 context["transport_code"] = error.answer.status_code
+                if error.engine_busy:
+                    context["code"] = CoreBusyError.default_code
             tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
             waited = (
                 f"; still rate-limited after waiting for {windows_waited} new rate-limit windows"
                 if windows_waited
                 else ""
             )
-            return CoreUnavailableError(
+            unavailable = (
+                CoreBusyError
+                if isinstance(error, _TransientAnswer) and error.engine_busy
+                else CoreUnavailableError
+            )
+            return unavailable(
                 f"Cerebelum Core at {self.address} did not answer {operation.name}{about} after {tries}: "
-                f"{_describe(error)}{waited}",
+                f"{_describe(error)}{waited}{by_deadline}",
                 **context,
             )
         return CerebelumRPCError(
@@ -368,6 +430,14 @@ class _HttpTransportBase:
 
 # httpx's asyncio backend lets an ssl.SSLError read after the handshake (a TLS alert) out unwrapped.
 _FAILURES = (httpx.HTTPError, _TransientAnswer, ssl.SSLError)
+
+
+async def _within(seconds: float, request: Awaitable[T]) -> T:
+    """``await request``, cancelled after ``seconds`` (raises ``asyncio.TimeoutError`` then)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await request
+    return await asyncio.wait_for(request, seconds)
 
 
 class AsyncHttpTransport(_HttpTransportBase):
@@ -404,8 +474,19 @@ class AsyncHttpTransport(_HttpTransportBase):
         client = self._ensure_client()
         request = self._request(call)
 
+        attempts_sent = 0
+
         async def send() -> T:
-            return self._answer(operation, call, await client.request(**request))
+            nonlocal attempts_sent
+            seconds = (
+                _deadline.retry_timeout(self.settings.timeout) if attempts_sent else self.settings.timeout
+            )
+            attempts_sent += 1
+            try:
+                response = await _within(seconds, client.request(**request, timeout=seconds))
+            except asyncio.TimeoutError:
+                raise WholeCallTimeout(f"no complete answer within {seconds:.3g} s") from None
+            return self._answer(operation, call, response.status_code, response.headers, response.content)
 
         policy = self._policy(operation)
         attempts = windows_waited = 0
@@ -417,6 +498,8 @@ class AsyncHttpTransport(_HttpTransportBase):
                 wait = self._rate_limit_wait(spent.error, operation, windows_waited)
                 if wait is None:
                     raise self._error(spent.error, operation, attempts, windows_waited) from None
+            except _deadline.DeadlinePassed:
+                raise _deadline.not_sent(operation, self.address) from None
             await asyncio.sleep(wait)
             windows_waited += 1
 
@@ -455,8 +538,24 @@ class SyncHttpTransport(_HttpTransportBase):
         client = self._ensure_client()
         request = self._request(call)
 
+        attempts_sent = 0
+
         def send() -> T:
-            return self._answer(operation, call, client.request(**request))
+            nonlocal attempts_sent
+            seconds = (
+                _deadline.retry_timeout(self.settings.timeout) if attempts_sent else self.settings.timeout
+            )
+            attempts_sent += 1
+            ends = time.monotonic() + seconds
+            # httpx's blocking client bounds each read only: the body is read piece by piece and
+            # the attempt's end checked after each, so a body trickling in ends there too.
+            with client.stream(**request, timeout=seconds) as response:
+                content = bytearray()
+                for piece in response.iter_bytes():
+                    if time.monotonic() > ends:
+                        raise WholeCallTimeout(f"no complete answer within {seconds:.3g} s")
+                    content += piece
+            return self._answer(operation, call, response.status_code, response.headers, bytes(content))
 
         policy = self._policy(operation)
         attempts = windows_waited = 0
@@ -468,6 +567,8 @@ class SyncHttpTransport(_HttpTransportBase):
                 wait = self._rate_limit_wait(spent.error, operation, windows_waited)
                 if wait is None:
                     raise self._error(spent.error, operation, attempts, windows_waited) from None
+            except _deadline.DeadlinePassed:
+                raise _deadline.not_sent(operation, self.address) from None
             time.sleep(wait)
             windows_waited += 1
 

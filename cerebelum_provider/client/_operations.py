@@ -97,7 +97,9 @@ class Operation(Generic[T]):
 
     ``name`` is the gRPC method's name (also for operations only REST has), used in logs and
     errors. ``grpc`` is None for an operation Core's gRPC API lacks. ``idempotent`` says whether a
-    transport may send it again after a failure that may have reached Core.
+    transport may send it again after a failure that may have reached Core. ``status_read`` marks
+    a read of one execution's status, which the released Core's REST API answers with HTTP 500
+    while an engine is busy.
     """
 
     name: str
@@ -105,6 +107,7 @@ class Operation(Generic[T]):
     http: Callable[[], HttpCall[T]]
     execution_id: str | None = None
     idempotent: bool = True
+    status_read: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ def get_execution_status(execution_id: str) -> Operation[ExecutionStatus]:
         lambda: _status_grpc_call(execution_id, _convert.found_status_from_proto),
         lambda: _status_http_call(execution_id),
         execution_id,
+        status_read=True,
     )
 
 
@@ -189,6 +193,7 @@ def poll_execution(execution_id: str) -> Operation[PollAnswer]:
         lambda: _status_grpc_call(execution_id, _convert.poll_answer_from_proto),
         http,
         execution_id,
+        status_read=True,
     )
 
 

@@ -20,10 +20,13 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_any,
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
+from cerebelum_provider.client import _deadline
 from cerebelum_provider.client._operations import Operation
 from cerebelum_provider.client.config import RetryConfig
 
@@ -138,8 +141,9 @@ def retry_policy(
     Failures for which ``is_retryable`` is true are retried with exponential backoff and jitter
     until ``config.max_attempts`` calls were made; everything else is raised at once. An
     operation that is not idempotent is retried only for failures that ``is_retryable_once_sent``
-    (the failure proves the request never reached Core), else it gets exactly one attempt. Each
-    retry is logged at WARNING (operation, address, failure; never headers or metadata).
+    (the failure proves the request never reached Core), else it gets exactly one attempt. No
+    retry starts after the caller's deadline (``_deadline.calls_end_within``), and no wait outlasts it.
+    Each retry is logged at WARNING (operation, address, failure; never headers or metadata).
     """
     if operation.idempotent:
         retryable = is_retryable
@@ -161,15 +165,20 @@ def retry_policy(
             state.upcoming_sleep,
         )
 
+    # initial * multiplier ** (n - 1), capped, plus up to one initial backoff of jitter;
+    # composed from the two oldest tenacity waits so that every tenacity >= 8.2 works.
+    backoff = wait_exponential(
+        multiplier=config.initial_backoff, max=config.max_backoff, exp_base=config.multiplier
+    ) + wait_random(0, config.initial_backoff)
+
+    def wait(state: RetryCallState) -> float:
+        left = _deadline.remaining()
+        return backoff(state) if left is None else max(0.0, min(backoff(state), left))
+
     return {
         "before_sleep": log_retry,
-        "stop": stop_after_attempt(max_attempts),
-        # initial * multiplier ** (n - 1), capped, plus up to one initial backoff of jitter;
-        # composed from the two oldest tenacity waits so that every tenacity >= 8.2 works.
-        "wait": wait_exponential(
-            multiplier=config.initial_backoff, max=config.max_backoff, exp_base=config.multiplier
-        )
-        + wait_random(0, config.initial_backoff),
+        "stop": stop_any(stop_after_attempt(max_attempts), _StopAtDeadline()),
+        "wait": wait,
         "retry": retry_if_exception(retryable),
         "reraise": True,
     }
@@ -183,6 +192,21 @@ def until_next_rate_limit_window(now: float, retry_after: float | None) -> float
     if retry_after is not None:
         wait = min(wait, retry_after)
     return wait + random.uniform(*RATE_LIMIT_JITTER)
+
+
+def rate_limit_wait_fits(wait: float) -> bool:
+    """Whether a wait of ``wait`` seconds for the next rate-limit window (and one attempt after it)
+    ends before the caller's deadline."""
+    left = _deadline.remaining()
+    return left is None or wait < left
+
+
+class _StopAtDeadline(stop_base):
+    """Stop once the caller's deadline has passed."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        left = _deadline.remaining()
+        return left is not None and left <= 0
 
 
 def _never(error: BaseException) -> bool:

@@ -84,6 +84,7 @@ class Faults:
         self._window_index = -1
         self._window_calls = 0
         self._rate_limited = 0
+        self._engine_busy_until = 0.0
 
     def __repr__(self) -> str:
         # The token never appears: only whether one is required.
@@ -176,6 +177,19 @@ class Faults:
             return False
         self._rate_limited += 1
         return True
+
+    def engine_busy(self, seconds: float) -> None:
+        """For the next ``seconds``, answer REST status reads with HTTP 500 and Phoenix's bare body,
+        as the released Core does while one of its engines is busy past 5 s (0 ends it)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+        with self._lock:
+            self._engine_busy_until = time.monotonic() + seconds
+
+    def engine_busy_now(self) -> bool:
+        """Whether a status read now finds an engine busy (see :meth:`engine_busy`)."""
+        with self._lock:
+            return time.monotonic() < self._engine_busy_until
 
     # Counters --------------------------------------------------------------------------------
 

@@ -123,6 +123,9 @@ class CoreRestApp:
             )
             if failure is not None:
                 return fault_response(*failure, rate_limit=self._faults.rate_limit)
+            if rpc == "GetExecutionStatus" and self._faults.engine_busy_now():
+                # Core's status read asks every engine in turn and exits on one busy past 5 s.
+                return JSONResponse(_PHOENIX_500, status_code=500)
             try:
                 return await handler(request)
             except _BadJSON:

@@ -512,6 +512,12 @@ class CoreEmulator:
         """Delay every call by ``seconds`` before handling it."""
         self._faults.set_latency(seconds)
 
+    def engine_busy(self, seconds: float) -> None:
+        """For the next ``seconds``, answer REST status reads with HTTP 500 ``{"errors": {"detail":
+        "Internal Server Error"}}``, as the released Core does while one of its engines is busy past
+        5 s. gRPC status reads are not touched: over gRPC that Core fails every status read anyway."""
+        self._faults.engine_busy(seconds)
+
     def hang(self, enabled: bool = True) -> None:
         """Accept calls and never answer them (a half-open network); the client's deadline ends them."""
         self._faults.hang(enabled)

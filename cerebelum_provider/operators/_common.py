@@ -238,11 +238,14 @@ def wait_in_worker(
         CoreUnavailableError: Core unreachable for longer than ``unavailable_timeout`` (or until
             ``timeout``); the message says since when and at which address.
     """
+    from cerebelum_provider.client import calls_end_within
+
     deadline = None if timeout is None else time.monotonic() + timeout
     outage = Outage(unavailable_timeout)
     while True:
         try:
-            execution = check_once(client, execution_id, outage, log)
+            with calls_end_within(None if deadline is None else deadline - time.monotonic()):
+                execution = check_once(client, execution_id, outage, log)
         except CoreUnavailableError as error:
             left = None if deadline is None else deadline - time.monotonic()
             if outage.exhausted or (left is not None and left <= 0):

@@ -168,6 +168,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         await CerebelumHook(self.cerebelum_conn_id).astop_own_execution(self.execution_id, self.log)
 
     async def _watch(self) -> TriggerEvent:
+        from cerebelum_provider.client import calls_end_within
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
         try:
@@ -195,7 +196,10 @@ class CerebelumExecutionTrigger(BaseTrigger):
         while True:
             outage.attempt()
             try:
-                answer = await client.poll_execution(self.execution_id)
+                # No retry and no wait for a rate-limit window outlasts the task's deadline.
+                left = None if self.end_time is None else self.end_time - self._now()
+                with calls_end_within(left):
+                    answer = await client.poll_execution(self.execution_id)
             except CerebelumTLSError as error:
                 # A certificate that failed the handshake fails it again: no retry.
                 message = f"TLS handshake with Cerebelum Core at {address} failed: {error}"

@@ -92,6 +92,8 @@ class ScriptedRest:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        #: Set when a client hung up while a Trickle's body was still being sent.
+        self.hung_up_mid_body = threading.Event()
 
     # -- scripting --------------------------------------------------------------------------
 
@@ -191,9 +193,14 @@ class ScriptedRest:
                 if not chunk:
                     self.wfile.write(payload)
                     return
-                for start in range(0, len(payload), chunk):
-                    time.sleep(interval)
-                    self.wfile.write(payload[start : start + chunk])
+                try:
+                    for start in range(0, len(payload), chunk):
+                        time.sleep(interval)
+                        self.wfile.write(payload[start : start + chunk])
+                        self.wfile.flush()
+                except OSError:
+                    server.hung_up_mid_body.set()
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

@@ -14,13 +14,14 @@ import time
 
 import pytest
 
-from cerebelum_provider.client import RetryConfig, _retry
+from cerebelum_provider.client import RetryConfig, _retry, calls_end_within
 from cerebelum_provider.client._http_transport import retry_after_seconds
 from cerebelum_provider.client._operations import MAX_IDLE_PASSES
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumRPCError,
     CoreAPIMismatchError,
+    CoreBusyError,
     CoreInternalError,
     CoreUnavailableError,
     ErrorCode,
@@ -29,10 +30,12 @@ from cerebelum_provider.exceptions import (
     WorkflowStartError,
 )
 from cerebelum_provider.models import ExecutionState
+from tests.client.conftest import FAST_RETRY
 from tests.client.scripted_rest import (
     LIST_ROUTE,
     RATE_LIMITED,
     START_ROUTE,
+    Delay,
     Drop,
     Reply,
     ScriptedRest,
@@ -118,21 +121,42 @@ async def test_internal_error_is_core_internal_error_and_not_retried(rest, make_
     rest.default("*", Reply(500, {"errors": {"detail": "Internal Server Error"}}))
     client = make_client(rest.url)
     with pytest.raises(CoreInternalError) as caught:
-        await client.get_execution_status("exec-1")
+        await client.list_executions()
     assert (
         (caught.value.code, caught.value.transport_code) == (ErrorCode.INTERNAL, 500)
         and "HTTP 500" in str(caught.value)
         and "Internal Server Error" in str(caught.value)
     )
     with pytest.raises(CoreInternalError):
-        await client.list_executions()
-    with pytest.raises(CoreInternalError):
         await client.resume_execution("exec-1")
+    # A status read's 500 that is not Phoenix's bare body is a crash too, not a busy engine.
+    rest.default(status_route("exec-1"), Reply(500, {"errors": {"detail": "boom"}}))
+    with pytest.raises(CoreInternalError):
+        await client.get_execution_status("exec-1")
     assert [r.route for r in rest.received()] == [
-        status_route("exec-1"),
         LIST_ROUTE,
         "POST /api/v1/executions/exec-1/resume",
+        status_route("exec-1"),
     ]
+
+
+async def test_busy_engine_500_to_a_status_read_is_retried_then_core_busy(rest, make_client):
+    # What Core release be56c90 answers a status read while one of its engines is busy past 5 s.
+    busy = Reply(500, {"errors": {"detail": "Internal Server Error"}})
+    rest.queue(status_route("exec-1"), busy, busy)
+    rest.default(status_route("exec-1"), Reply(200, status_body("exec-1")))
+    client = make_client(rest.url)
+    assert (await client.get_execution_status("exec-1")).execution_id == "exec-1"
+    assert rest.count() == 3
+
+    rest.default(status_route("exec-2"), busy)
+    with pytest.raises(CoreBusyError) as caught:
+        await client.poll_execution("exec-2")
+    assert isinstance(caught.value, CoreUnavailableError) and not isinstance(caught.value, CoreInternalError)
+    assert (caught.value.code, caught.value.transport_code) == (ErrorCode.UNAVAILABLE, 500)
+    message = str(caught.value)
+    assert "Internal Server Error" in message and "busy" in message and "after 3 attempts" in message
+    assert rest.count(status_route("exec-2")) == FAST_RETRY.max_attempts
 
 
 @pytest.mark.parametrize(
@@ -180,6 +204,60 @@ async def test_rate_limit_past_the_retries_waits_for_the_next_window(rest, make_
     assert len(notices) == 1
     assert "HTTP 429 rate_limit_exceeded (limit 1000)" in notices[0] and "tries again at" in notices[0]
     assert rest.url.removeprefix("http://") in notices[0] and "exec-1" in notices[0]
+
+
+async def test_rate_limit_window_after_the_callers_deadline_is_not_waited_for(
+    rest, make_client, caplog, monkeypatch
+):
+    # Core's next window opens in 45 s; the caller must be done in 30.
+    monkeypatch.setattr(_retry, "until_next_rate_limit_window", lambda now, retry_after: 45.0)
+    caplog.set_level(logging.WARNING, logger="cerebelum_provider.client")
+    rest.default(status_route("exec-1"), RATE_LIMITED)
+    client = make_client(rest.url)
+    with calls_end_within(30), pytest.raises(CoreUnavailableError) as caught:
+        await client.get_execution_status("exec-1")
+    assert rest.count() == FAST_RETRY.max_attempts  # the retries, and no attempt after a window
+    assert "next rate-limit window opens after the caller's deadline" in str(caught.value)
+    assert not [record for record in caplog.records if "rate-limiting" in record.getMessage()]
+
+
+async def test_callers_deadline_cuts_the_retry_and_stops_the_retries(rest, make_client):
+    # Each answer would take 30 s; each attempt may take 0.3 s; the caller has 0.5 s: the first
+    # attempt times out, the retry is cut at the deadline, and no third attempt is made.
+    rest.default(status_route("exec-1"), Delay(30, Reply(200, status_body("exec-1"))))
+    client = make_client(rest.url, timeout=0.3)
+    with calls_end_within(0.5), pytest.raises(CoreUnavailableError) as caught:
+        await client.get_execution_status("exec-1")
+    assert caught.value.code is ErrorCode.DEADLINE_EXCEEDED
+    assert "after 2 attempts" in str(caught.value) and "the caller's deadline ended the call" in str(
+        caught.value
+    )
+    assert rest.count() == 2
+
+
+async def test_past_the_callers_deadline_a_call_is_sent_once_and_not_retried(rest, make_client):
+    # A wait checks once more at its deadline, for the execution's last state: that check goes out.
+    rest.queue(status_route("exec-1"), Reply(503, {"error": "unavailable"}))
+    rest.default(status_route("exec-1"), Reply(200, status_body("exec-1")))
+    client = make_client(rest.url)
+    with calls_end_within(-1), pytest.raises(CoreUnavailableError) as caught:
+        await client.get_execution_status("exec-1")
+    assert "after 1 attempt:" in str(caught.value) and "the caller's deadline ended the call" in str(
+        caught.value
+    )
+    assert rest.count() == 1
+    with calls_end_within(-1):
+        assert (await client.get_execution_status("exec-1")).execution_id == "exec-1"
+    # Outside the block the client retries again.
+    rest.queue(status_route("exec-1"), Reply(503, {"error": "unavailable"}))
+    assert (await client.get_execution_status("exec-1")).execution_id == "exec-1"
+    assert rest.count() == 4
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), "soon", True])
+def test_callers_deadline_must_be_a_number_of_seconds(seconds):
+    with pytest.raises(ValueError, match="seconds must be a finite number"), calls_end_within(seconds):
+        pass
 
 
 async def test_rate_limit_that_outlasts_every_window_is_core_unavailable_naming_the_429(
@@ -701,18 +779,16 @@ async def test_redirect_is_not_followed(rest, make_client):
     assert rest.count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpx's timeouts bound each read, not the call: a body trickling in keeps a REST call "
-    "going past its timeout (gRPC's deadline bounds the whole call); needs an overall deadline in "
-    "_http_transport",
-)
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(60)
 async def test_a_body_trickling_in_still_ends_at_the_deadline(rest, make_client):
-    # About 4 s of body at 0.1 s a piece: every read is quick, the call is not.
-    rest.default(status_route("exec-1"), Trickle(Reply(200, status_body("exec-1")), chunk=5, interval=0.1))
+    # About 30 s of body at 0.1 s a piece: every read is quick, the call is not. httpx's own
+    # timeouts bound each read only; the client's timeout bounds the attempt whole.
+    answer = Reply(200, status_body("exec-1"))
+    rest.default(status_route("exec-1"), Trickle(answer, chunk=1, interval=0.1))
     client = make_client(rest.url, timeout=0.5, retry=RetryConfig(max_attempts=1))
-    started = time.monotonic()
-    with pytest.raises(CoreUnavailableError):
+    with pytest.raises(CoreUnavailableError) as caught:
         await client.get_execution_status("exec-1")
-    assert time.monotonic() - started < 1.5
+    assert caught.value.code is ErrorCode.DEADLINE_EXCEEDED
+    assert "WholeCallTimeout" in str(caught.value) and "within 0.5 s" in str(caught.value)
+    # The client hung up mid-body: a later piece finds the connection closed.
+    assert rest.hung_up_mid_body.wait(10)

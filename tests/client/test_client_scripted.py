@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import grpc
 import pytest
 
+from cerebelum_provider.client import calls_end_within
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumRPCError,
@@ -240,3 +241,18 @@ async def test_list_active_workflows_reads_every_page(scripted, make_client):
     assert all(request.status == pb.EXECUTION_RUNNING and request.HasField("status") for request in requests)
     assert all(not request.HasField("workflow_name") for request in requests)
     assert [request.offset for request in requests] == [0, 100, 200]
+
+
+async def test_callers_deadline_cuts_the_retry_and_stops_the_retries(scripted, make_client):
+    # Each answer would take 30 s; each attempt may take 0.3 s; the caller has 0.5 s.
+    scripted.default("GetExecutionStatus", Delay(30, status_message("exec-1")))
+    client = make_client(scripted.address, timeout=0.3)
+    with calls_end_within(0.5), pytest.raises(CoreUnavailableError, match="after 2 attempts") as caught:
+        await client.get_execution_status("exec-1")
+    assert caught.value.transport_code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert scripted.count("GetExecutionStatus") == 2
+    # Past the deadline: one attempt, no retry.
+    scripted.default("GetExecutionStatus", Abort(grpc.StatusCode.UNAVAILABLE, "restarting"))
+    with calls_end_within(-1), pytest.raises(CoreUnavailableError, match="after 1 attempt:"):
+        await client.get_execution_status("exec-1")
+    assert scripted.count("GetExecutionStatus") == 3
