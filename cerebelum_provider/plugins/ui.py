@@ -25,7 +25,7 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_connection
 from airflow.sdk import conf
-from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from cerebelum_provider._arguments import check_conn_id
 from cerebelum_provider.bulk import DEFAULT_RESUME_CHECK_GRACE
 from cerebelum_provider.client import CoreAPI, RetryConfig, SyncExecutionClient
-from cerebelum_provider.exceptions import CerebelumError, ExecutionNotFoundError, UnsupportedOperationError
+from cerebelum_provider.exceptions import CerebelumError, CoreUnavailableError, ExecutionNotFoundError
 from cerebelum_provider.hooks.cerebelum import CerebelumHook, describe_core_failure
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
 from cerebelum_provider.operators._common import ALREADY_COMPLETED, resume_checked
@@ -113,7 +113,7 @@ class CoreConnection:
         """The page for a call to Core that failed while ``step``, with what to change."""
         if isinstance(error, ExecutionNotFoundError):
             return PageError(404, "Unknown execution", error.message)
-        status = 503 if error.__class__.__name__ in ("CoreUnavailableError", "CerebelumTLSError") else 502
+        status = 503 if isinstance(error, CoreUnavailableError) else 502
         return PageError(
             status, "Cerebelum Core failed", describe_core_failure(self.hook.get_settings(), step, error)
         )
@@ -277,6 +277,22 @@ def dashboard_data(connection: CoreConnection) -> dict[str, Any]:
     return {"counts": counts, "active": rows, "notices": notices[:1]}
 
 
+def list_page_data(
+    connection: CoreConnection, workflow: str, status: ExecutionState | None, page: int
+) -> tuple[list[ExecutionStatus], int, bool]:
+    """One page of the list: one list call, whatever the number of executions."""
+    with connection.client() as client:
+        try:
+            return client.list_executions(
+                workflow_name=workflow.strip() or None,
+                status=status,
+                limit=PAGE_SIZE,
+                offset=(page - 1) * PAGE_SIZE,
+            )
+        except CerebelumError as error:
+            raise connection.failure("listing executions", error) from None
+
+
 def execution_data(connection: CoreConnection, execution_id: str) -> dict[str, Any]:
     """The execution's status and, over Core's HTTP API, its event log."""
     with connection.client() as client:
@@ -363,9 +379,11 @@ def run_action(
                 answer = f"Core answered {client.stop_execution(execution_id)!r}"
             else:
                 answer = f"Core answered {client.approve_execution(execution_id, response)!r}"
-        except AirflowException as error:
+        except AirflowFailException as error:
             return ActionOutcome(False, f"Not resumed: {error}")
-        except (UnsupportedOperationError, CerebelumError) as error:
+        except AirflowException as error:  # Core answered; reading the execution back did not work
+            return ActionOutcome(False, f"Resume: {error}")
+        except CerebelumError as error:
             return ActionOutcome(False, f"{ACTIONS[action]} failed: {error.message}")
         try:
             state = client.get_execution_status(execution_id).status.name
@@ -428,6 +446,8 @@ def create_app() -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         if error.status_code == 401:
+            if request.method == "GET":  # a person opening a page: Airflow's login, then back here
+                return RedirectResponse(_login_url(request), status_code=303)
             return _render(
                 request,
                 "error.html",
@@ -487,19 +507,7 @@ def create_app() -> FastAPI:
         if page < 1:
             raise PageError(400, "Bad page", f"page={page} is not a page number: expected 1 or more")
 
-        def read() -> tuple[list[ExecutionStatus], int, bool]:
-            with connection.client() as client:
-                try:
-                    return client.list_executions(
-                        workflow_name=workflow.strip() or None,
-                        status=status,
-                        limit=PAGE_SIZE,
-                        offset=(page - 1) * PAGE_SIZE,
-                    )
-                except CerebelumError as error:
-                    raise connection.failure("listing executions", error) from None
-
-        rows, total, has_more = await _core(read)
+        rows, total, has_more = await _core(lambda: list_page_data(connection, workflow, status, page))
         return _render(
             request,
             "executions.html",

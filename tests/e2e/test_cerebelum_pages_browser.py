@@ -166,10 +166,13 @@ def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, p
     errors = pages_airflow.request("GET", "/api/v2/plugins/importErrors")["import_errors"]
     assert not [error for error in errors if "cerebelum" in json.dumps(error).lower()], errors
 
-    # Anonymous: nothing but a login page.
+    # Anonymous: sent to Airflow's login (a page), refused (a POST), never shown data.
     anonymous = httpx.get(f"{base}{PAGES}/", timeout=60)
-    assert anonymous.status_code == 401
-    assert "ui-" not in anonymous.text and "Log in" in anonymous.text
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/auth/login?next=")
+    assert "ui-" not in anonymous.text
+    anonymous = httpx.post(f"{base}{PAGES}/executions/ui-failed-2/resume", timeout=60)
+    assert anonymous.status_code == 401 and "Log in" in anonymous.text
+    assert "data-state" not in anonymous.text and "carrier" not in anonymous.text  # no state, no error
 
     log_in(browser, base, "admin", pages_airflow.passwords["admin"], "/plugin/cerebelum")
     # In Airflow's navigation: the entry's page shows the plugin's page in Airflow's frame.
