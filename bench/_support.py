@@ -383,6 +383,7 @@ SECTION_ORDER = (
     "real_core",
     "first_round_rerun",
     "round2_notes",
+    "ui_pages",
 )
 _SECTION = re.compile(r"<!-- bench:(?P<name>[a-z0-9_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
 

@@ -30,6 +30,7 @@ BENCHMARKS = (
     "detection_latency",
     "mapped_bulk_resume",
     "transports",
+    "ui_pages",
 )
 #: Run only when named with --only: the second round's fleet (~20 min) and the real Core (it takes
 #: port 4021, one Core per machine, and waits while another Core holds it).

@@ -13,7 +13,8 @@ XCom and from Core, then stops everything it started.
 
 Exit status: 0 when every DAG run succeeded, 1 when one did not, 2 when the stack failed.
 ``--keep-running`` (``make demo-ui``) leaves Airflow and the emulator up afterwards and prints
-the UI address, until Ctrl-C.
+the UI address and the Cerebelum pages' (the demo's executions, to resume, stop or approve), until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -360,6 +361,7 @@ def _port_taken(port: int) -> bool:
 
 def _wait_for_ctrl_c(airflow: AirflowStack, emulator: EmulatorProcess) -> None:
     print(f"\nAirflow UI: {airflow.base_url}/")
+    print(f"Cerebelum pages (the Cerebelum entry in its navigation): {airflow.base_url}/cerebelum/")
     print("Login: none needed (SimpleAuthManager with all_admins: every visitor is admin)")
     print(f"Connection cerebelum_default -> Core emulator over HTTP at {emulator.http_url}")
     print(f"Connection cerebelum_grpc -> the same emulator over gRPC at {emulator.address}")
