@@ -4,6 +4,9 @@ Used by ``scripts/demo.py`` and by the end-to-end tests. Everything here runs ot
 the emulator CLI, ``airflow db migrate``, and the four Airflow services (scheduler,
 dag-processor, triggerer, api-server), each in its own process group with its output in a log
 file, so that :meth:`AirflowStack.stop` can end every process it started and nothing else.
+``AirflowStack(database="postgresql", triggerers=2)`` is Airflow as it runs across machines: its
+metadata database in a private PostgreSQL 15 cluster (:class:`PostgresCluster`), and two
+triggerers, each under its own host name (``triggerer-1``, ``triggerer-2``).
 
 Typical use::
 
@@ -45,6 +48,8 @@ EMULATOR_BIN = str(VENV_BIN / "cerebelum-emulator")
 
 #: The four long-running Airflow services; each gets its own process.
 AIRFLOW_SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server")
+#: Debian's PostgreSQL 15 (``apt-get install postgresql-15``), as the real-Core stage uses.
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 #: DAG run states after which Airflow will not move a run on by itself.
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
@@ -144,6 +149,113 @@ def spawn(
             start_new_session=True,
         )
     return ManagedProcess(name, popen, log_path)
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root: run its programs as the postgres user then.
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+class PostgresCluster:
+    """A private PostgreSQL 15 cluster on a free loopback port, for Airflow's metadata database.
+
+    Made as ``shared/real-core/run-core`` makes Core's: ``initdb`` with trust auth in a fresh
+    directory (reachable by the postgres user when we are root), ``pg_ctl start``, one database.
+    fsync is off: a test's database need not survive a power cut. :meth:`stop` stops the server
+    and removes the directory.
+    """
+
+    def __init__(self, *, log_path: Path, database: str = "airflow", max_connections: int = 300) -> None:
+        self.log_path = Path(log_path)
+        self.database = database
+        self.max_connections = max_connections
+        self.port = 0
+        self.state_dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the database (psycopg2)."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def dsn(self) -> str:
+        """The libpq connection string of the database, for psycopg2.connect."""
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={self.database}"
+
+    def start(self) -> PostgresCluster:
+        """Create and start the cluster and its database.
+
+        Raises:
+            StackError: PostgreSQL 15 is not installed, or a step failed (its output is in the message).
+        """
+        import tempfile
+
+        if not (PG_BIN / "initdb").exists():
+            raise StackError(f"PostgreSQL 15 is missing ({PG_BIN}): apt-get install postgresql-15")
+        # Not under pytest's private temp dir: the postgres user must reach it.
+        self.state_dir = Path(tempfile.mkdtemp(prefix="airflow-pg-"))
+        data, run = self.state_dir / "pgdata", self.state_dir / "pgrun"
+        data.mkdir(mode=0o700)
+        run.mkdir()
+        if os.geteuid() == 0:
+            os.chmod(self.state_dir, 0o711)
+            shutil.chown(data, "postgres", "postgres")
+            shutil.chown(run, "postgres", "postgres")
+        self.port = free_port()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        options = (
+            f"-p {self.port} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={self.max_connections}"
+        )
+        self._run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        self._run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(run / "pg.log"), "-o", options, "start"]
+        )
+        self._run(
+            [
+                str(PG_BIN / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                self.database,
+            ]
+        )
+        return self
+
+    def _run(self, argv: list[str]) -> None:
+        with open(self.log_path, "ab") as log:
+            done = subprocess.run(
+                _as_postgres(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+            )
+        if done.returncode != 0:
+            raise StackError(
+                f"{Path(argv[0]).name} failed (exit {done.returncode}); its log:\n{_tail(self.log_path)}"
+            )
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) and remove its directory; safe to call twice."""
+        if self.state_dir is None:
+            return
+        data = self.state_dir / "pgdata"
+        if (data / "postmaster.pid").exists():
+            with open(self.log_path, "ab") as log:
+                subprocess.run(
+                    _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=60,
+                    check=False,
+                )
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir = None
 
 
 class EmulatorProcess:
@@ -347,6 +459,11 @@ class AirflowStack:
     process as ``AIRFLOW_CONN_<ID>`` environment variables. ``extra_dag_folders`` maps bundle
     names to more folders of DAG files, parsed next to ``dags_folder``.
 
+    ``database="postgresql"`` keeps the metadata database in a private PostgreSQL 15 cluster
+    (:attr:`postgres`) instead of SQLite; ``triggerers=2`` starts two triggerer processes,
+    ``triggerer-1`` and ``triggerer-2``, each reporting that name as its host (the task instances'
+    ``triggerer_job.hostname`` says which holds a trigger) and serving its logs on its own port.
+
     ``users`` (name -> SimpleAuthManager role, one of them an ``admin``) turns the login on: every
     caller is no longer an admin, each user gets a generated password (:attr:`passwords`), and
     :meth:`request` calls the REST API as the first admin. ``services`` starts only some of the
@@ -365,7 +482,17 @@ class AirflowStack:
         startup_timeout: float = 180.0,
         users: dict[str, str] | None = None,
         services: Iterable[str] = AIRFLOW_SERVICES,
+        database: str = "sqlite",
+        triggerers: int = 1,
     ) -> None:
+        if database not in ("sqlite", "postgresql"):
+            raise ValueError(f"database must be 'sqlite' or 'postgresql', got {database!r}")
+        if isinstance(triggerers, bool) or not isinstance(triggerers, int) or triggerers < 1:
+            raise ValueError(f"triggerers must be a whole number >= 1, got {triggerers!r}")
+        self.database = database
+        self.triggerers = triggerers
+        self.postgres: PostgresCluster | None = None
+        self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self.home = Path(home)
         self.dags_folder = Path(dags_folder)
         self.connections = dict(connections or {})
@@ -381,7 +508,9 @@ class AirflowStack:
         self._http: httpx.Client | None = None
         self.users = dict(users or {})
         self.passwords = {name: secrets.token_urlsafe(12) for name in self.users}
-        self.services = tuple(service for service in AIRFLOW_SERVICES if service in set(services) | {"api-server"})
+        self.services = tuple(
+            service for service in AIRFLOW_SERVICES if service in set(services) | {"api-server"}
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -395,23 +524,28 @@ class AirflowStack:
         started = time.monotonic()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
+            database_env = {}
+            if self.database == "postgresql":
+                self.postgres = PostgresCluster(log_path=self.logs_dir / "postgres.log").start()
+                database_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.postgres.url
+                self.timings["postgres"] = time.monotonic() - started
             self.env = airflow_env(
                 self.home,
                 dags_folder=self.dags_folder,
                 api_port=self.api_port,
                 extra_dag_folders=self.extra_dag_folders,
                 connections=self.connections,
-                extra={**self._login_env(), **self.extra_env},
+                extra={**database_env, **self._login_env(), **self.extra_env},
             )
-            self._migrate()
+            if self.postgres is not None:
+                self._run_migrate()
+            else:
+                self._migrate()
             self.timings["db_migrate"] = time.monotonic() - started
             for service in self.services:
-                self.processes[service] = spawn(
-                    service,
-                    [AIRFLOW_BIN, service],
-                    env=self.env,
-                    log_path=self.logs_dir / f"{service}.log",
-                )
+                for name, env in self._instances(service):
+                    self._commands[name] = ([AIRFLOW_BIN, service], env)
+                    self.start_service(name)
             self._http = httpx.Client(base_url=self.base_url, timeout=30.0)
             self._wait_healthy(started + self.startup_timeout)
             if self.users:
@@ -422,6 +556,38 @@ class AirflowStack:
             self.stop()
             raise
         return self
+
+    def _instances(self, service: str) -> list[tuple[str, dict[str, str]]]:
+        """The processes of ``service``: their names and environments."""
+        if service != "triggerer" or self.triggerers == 1:
+            return [(service, self.env)]
+        python_path = os.pathsep.join(filter(None, [str(REPO / "scripts"), self.env.get("PYTHONPATH")]))
+        return [
+            (
+                f"triggerer-{number}",
+                {
+                    **self.env,
+                    "PYTHONPATH": python_path,
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "stack_hostname.hostname",
+                    "STACK_PROCESS_HOSTNAME": f"triggerer-{number}",
+                    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                },
+            )
+            for number in range(1, self.triggerers + 1)
+        ]
+
+    def start_service(self, name: str, **env: str) -> None:
+        """Start the process ``name`` (a service, or ``triggerer-N``) with ``env`` added."""
+        argv, base_env = self._commands[name]
+        self.processes[name] = spawn(
+            name, argv, env={**base_env, **env}, log_path=self.logs_dir / f"{name}.log"
+        )
+
+    def kill_service(self, name: str) -> None:
+        """SIGKILL the process ``name`` and everything in its group, as a machine that dies does."""
+        process = self.processes.pop(name)
+        process.signal_group(signal.SIGKILL)
+        process.popen.wait(timeout=30.0)
 
     def _login_env(self) -> dict[str, str]:
         """The SimpleAuthManager settings of ``users``: their roles and a passwords file."""
@@ -515,7 +681,9 @@ class AirflowStack:
                     service.replace("-", "_") for service in self.services if service != "api-server"
                 ]
                 unhealthy = [
-                    component for component in components if (health.get(component) or {}).get("status") != "healthy"
+                    component
+                    for component in components
+                    if (health.get(component) or {}).get("status") != "healthy"
                 ]
                 if not unhealthy:
                     return
@@ -536,6 +704,9 @@ class AirflowStack:
             self._http = None
         stop_all(self.processes.values())
         self.processes.clear()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
 
     def __enter__(self) -> AirflowStack:
         return self.start()
@@ -589,9 +760,7 @@ class AirflowStack:
         """Stop one service's process (SIGTERM, as a deploy does) and start a new one in its place,
         with ``env`` added to the stack's environment (e.g. a setting only this phase needs)."""
         self.processes[service].stop()
-        log_path = self.logs_dir / f"{service}.log"
-        argv = [AIRFLOW_BIN, service]
-        self.processes[service] = spawn(service, argv, env={**self.env, **env}, log_path=log_path)
+        self.start_service(service, **env)
 
     def asset_triggered_runs(self, dag_id: str) -> list[str]:
         """The ids of ``dag_id``'s runs that an asset event started (the first 100)."""
@@ -654,7 +823,12 @@ class AirflowStack:
                         seen[key] = None  # created, not scheduled yet: no state to report
                     elif key not in seen or seen[key] != ti["state"]:
                         change = TaskStateChange(
-                            dag_id, run_id, key[2], key[3], seen.get(key), ti["state"],
+                            dag_id,
+                            run_id,
+                            key[2],
+                            key[3],
+                            seen.get(key),
+                            ti["state"],
                             time.monotonic() - started,
                         )
                         seen[key] = ti["state"]

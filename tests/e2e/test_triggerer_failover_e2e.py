@@ -1,0 +1,291 @@
+"""Airflow across processes: PostgreSQL metadata database, two triggerers, one SIGKILLed mid-wait.
+
+A stack of its own (``AirflowStack(database="postgresql", triggerers=2)``) parses
+``tests/e2e/failover_dags``. Two runs of ``e2e_failover``, one over Core's HTTP API and one over
+gRPC, defer mapped sensors and execute operators on an emulator this test drives (manual clock:
+an execution completes or fails exactly when the test says), and one event watcher lists that
+workflow's failures. The triggerer holding the most triggers is SIGKILLed; while it is down the
+executions complete and fail; the other triggerer takes the triggers over once the dead one's
+heartbeat is older than ``triggerer_health_check_threshold``. Then every task must end as its
+execution calls for, none retried, no workflow started twice, and each failed execution must
+give exactly one asset event.
+
+``CEREBELUM_FAILOVER_SENSORS`` (sensors per run, default 5) and
+``CEREBELUM_FAILOVER_EXECUTE_TASKS`` (execute operators per run, default 2) size it:
+``bench/bench_triggerer_failover.py`` runs it with 100 of each API (200 sensors) and records the
+figures this test prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from airflow_stack import AirflowStack
+
+from .failover_dags.e2e_failover import BULK_WORKFLOW, FAILOVER_WORKFLOW, TASK_TIMEOUT, WATCHER_CONNECTION_ID
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+psycopg2 = pytest.importorskip(
+    "psycopg2", reason="the PostgreSQL stack needs psycopg2 (requirements/dev.lock)"
+)
+
+SENSORS = int(os.environ.get("CEREBELUM_FAILOVER_SENSORS", "5"))
+EXECUTE_TASKS = int(os.environ.get("CEREBELUM_FAILOVER_EXECUTE_TASKS", "2"))
+#: Seconds without a heartbeat after which a triggerer's triggers go to another: Airflow's default
+#: (shorter, a loaded 2-core machine's slow heartbeats already move triggers).
+HEALTH_CHECK_THRESHOLD = 30
+#: Failed executions the bulk resume task resumes, killed halfway.
+BULK_FAILED = 30
+DAG_ID = "e2e_failover"
+ASSET_NAME = "cerebelum_failover_failed"
+ARTIFACTS = REPO / "test-artifacts" / "failover-logs"
+FIGURES = os.environ.get("CEREBELUM_FAILOVER_FIGURES")
+
+
+@pytest.fixture(scope="module")
+def core() -> Iterator[Any]:
+    from cerebelum_provider.emulator import CoreEmulator
+
+    with CoreEmulator() as emulator:
+        emulator.define_workflow(FAILOVER_WORKFLOW, ["reserve", "charge"])
+        emulator.define_workflow(BULK_WORKFLOW, ["extract", "load"])
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def airflow(core: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
+        pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+    stack = AirflowStack(
+        home=tmp_path_factory.mktemp("airflow-pg"),
+        dags_folder=Path(__file__).parent / "failover_dags",
+        connections={
+            WATCHER_CONNECTION_ID: f"cerebelum://127.0.0.1:{core.http_port}?api=http",
+            "cerebelum_failover_grpc": f"cerebelum://{core.address}?api=grpc",
+        },
+        extra_env={
+            "AIRFLOW__CORE__PARALLELISM": "16",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
+            "CEREBELUM_FAILOVER_EXECUTE_TASKS": str(EXECUTE_TASKS),
+        },
+        database="postgresql",
+        triggerers=2,
+        startup_timeout=300,
+    )
+    try:
+        with stack:
+            yield stack
+    finally:
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        if stack.logs_dir.exists():
+            shutil.copytree(stack.logs_dir, ARTIFACTS, dirs_exist_ok=True)
+
+
+def query(airflow: AirflowStack, sql: str, *args: Any) -> list[tuple]:
+    """Rows from Airflow's metadata database."""
+    assert airflow.postgres is not None
+    with psycopg2.connect(airflow.postgres.dsn) as db, db.cursor() as cursor:
+        cursor.execute(sql, args)
+        return cursor.fetchall()
+
+
+def triggers_by_host(airflow: AirflowStack) -> Counter:
+    """How many triggers each triggerer (by host name) holds; None for unassigned ones."""
+    rows = query(
+        airflow,
+        "SELECT j.hostname, count(*) FROM trigger t LEFT JOIN job j ON j.id = t.triggerer_id "
+        "GROUP BY j.hostname",
+    )
+    return Counter({host: count for host, count in rows})
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.5) -> Any:
+    began = time.monotonic()
+    while time.monotonic() < began + timeout:
+        value = condition()
+        if value:
+            print(f"after {time.monotonic() - began:.1f}s: {what}", flush=True)
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout:.0f}s: {what}")
+
+
+def deferred_count(airflow: AirflowStack, run_ids: list[str]) -> int:
+    return sum(
+        ti["state"] == "deferred" for run_id in run_ids for ti in airflow.task_instances(DAG_ID, run_id)
+    )
+
+
+def test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice(airflow: AirflowStack, core: Any):
+    # Half of each run's executions will complete, half fail (at their first step).
+    plans = {api: [index % 2 == 0 for index in range(SENSORS)] for api in ("http", "grpc")}
+    executions = {
+        api: [
+            core.start_execution(FAILOVER_WORKFLOW, fail_at=None if completes else 0)
+            for completes in plans[api]
+        ]
+        for api in plans
+    }
+    airflow.wait_for_dags([DAG_ID, "e2e_failover_failures"], timeout=300)
+    airflow.unpause("e2e_failover_failures")
+    run_ids = {
+        api: airflow.trigger_dag(
+            DAG_ID, conf={"conn_id": f"cerebelum_failover_{api}", "execution_ids": executions[api]}
+        )
+        for api in plans
+    }
+    deferred_tasks = 2 * (SENSORS + EXECUTE_TASKS)
+    wait_until(
+        lambda: deferred_count(airflow, list(run_ids.values())) == deferred_tasks,
+        900,
+        f"{deferred_tasks} deferred tasks",
+        interval=2,
+    )
+    # Every deferred task's trigger and the watcher's, each on a running triggerer.
+    wait_until(
+        lambda: sum(count for host, count in triggers_by_host(airflow).items() if host) == deferred_tasks + 1,
+        300,
+        "every trigger assigned to a triggerer",
+    )
+    sensed = {execution_id for ids in executions.values() for execution_id in ids}
+    started = set(core.execution_ids()) - sensed
+    assert len(started) == 2 * EXECUTE_TASKS  # each execute task started its workflow once
+    # The watcher has taken its baseline (its first listing) and polled again since.
+    wait_until(lambda: core.call_counts().get("ListExecutions", 0) >= 2, 300, "the watcher polls")
+    holders = triggers_by_host(airflow)
+    victim, held = max(((host, count) for host, count in holders.items() if host), key=lambda item: item[1])
+    survivor = next(name for name in ("triggerer-1", "triggerer-2") if name != victim)
+    [[victim_job]] = query(
+        airflow,
+        "SELECT t.triggerer_id FROM trigger t JOIN job j ON j.id = t.triggerer_id "
+        "WHERE j.hostname = %s LIMIT 1",
+        victim,
+    )
+    calls_before = core.call_counts().get("GetExecutionStatus", 0)
+    print(f"triggers by triggerer: {dict(holders)}; killing {victim}", flush=True)
+
+    airflow.kill_service(victim)
+    killed_at = time.monotonic()
+    # While it is down: every execution settles, half of the sensors' failing.
+    for api, plan in plans.items():
+        for execution_id, completes in zip(executions[api], plan):
+            if completes:
+                core.complete(execution_id)
+            else:
+                core.advance(1, execution_id)
+    for execution_id in started:
+        core.complete(execution_id)
+    failed = {
+        execution_id for api in plans for execution_id, ok in zip(executions[api], plans[api]) if not ok
+    }
+    assert set(core.execution_ids("FAILED")) == failed
+
+    wait_until(
+        lambda: not query(airflow, "SELECT 1 FROM trigger WHERE triggerer_id = %s", victim_job),
+        HEALTH_CHECK_THRESHOLD + 300,
+        f"{survivor} takes over {victim}'s triggers",
+        interval=0.2,
+    )
+    takeover = time.monotonic() - killed_at
+    results = airflow.wait_for_runs([(DAG_ID, run_id) for run_id in run_ids.values()], timeout=900)
+    finished = time.monotonic() - killed_at
+
+    for api, run_id in run_ids.items():
+        instances = {(ti["task_id"], ti["map_index"]): ti for ti in airflow.task_instances(DAG_ID, run_id)}
+        for index, completes in enumerate(plans[api]):
+            ti = instances[("wait", index)]
+            assert ti["state"] == ("success" if completes else "failed"), (api, index, ti)
+            assert ti["try_number"] == 1, ti  # never retried: the failover failed no task
+        for index in range(EXECUTE_TASKS):
+            ti = instances[("execute", index)]
+            assert (ti["state"], ti["try_number"]) == ("success", 1), (api, index, ti)
+        # Ended by Core's answers, never by a deadline (TASK_TIMEOUT is far away).
+        assert not results[(DAG_ID, run_id)].succeeded  # the failed executions fail their sensors
+    assert core.call_counts()["ExecuteWorkflow"] == 2 * EXECUTE_TASKS  # no workflow started twice
+
+    # Each failed execution gives exactly one asset event, though it failed while its watcher's
+    # triggerer may have been the one killed.
+    def fired() -> Counter:
+        rows = query(
+            airflow,
+            "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = %s",
+            ASSET_NAME,
+        )
+        extras = [json.loads(extra) if isinstance(extra, str) else extra for (extra,) in rows]
+        return Counter(extra["payload"]["execution_id"] for extra in extras)
+
+    wait_until(lambda: set(fired()) == failed, 120, "an asset event for every failed execution")
+    time.sleep(3 * 5.0)  # three more watcher polls: nothing fires twice
+    assert fired() == Counter({execution_id: 1 for execution_id in failed})
+
+    status_calls = core.call_counts()["GetExecutionStatus"] - calls_before
+    figures = {
+        "tasks": deferred_tasks,
+        "victim_held": held,
+        "takeover_seconds": round(takeover, 1),
+        "health_check_threshold": HEALTH_CHECK_THRESHOLD,
+        "all_finished_seconds": round(finished, 1),
+        "status_calls_after_kill": status_calls,
+        "status_calls_per_deferred_task": round(status_calls / deferred_tasks, 2),
+    }
+    print(f"failover figures: {json.dumps(figures)}")
+    if FIGURES:
+        Path(FIGURES).write_text(json.dumps(figures))
+    assert TASK_TIMEOUT > finished
+
+
+def test_a_bulk_resume_whose_worker_is_killed_halfway_resumes_each_execution_once(
+    airflow: AirflowStack, core: Any
+):
+    failed = [core.start_execution(BULK_WORKFLOW, fail_at=0) for _ in range(BULK_FAILED)]
+    core.advance(1)  # only these run: the first test's executions are settled
+    assert set(core.execution_ids("FAILED")) >= set(failed)
+    # Each call takes a while, so the kill lands halfway through the list.
+    core.set_latency(0.2)
+    try:
+        run_id = airflow.trigger_dag("e2e_failover_bulk")
+        wait_until(
+            lambda: sum(core.resume_count(execution_id) for execution_id in failed) >= BULK_FAILED // 2,
+            600,
+            "half of the executions resumed",
+            interval=0.1,
+        )
+        [ti] = [
+            ti for ti in airflow.task_instances("e2e_failover_bulk", run_id) if ti["task_id"] == "resume_all"
+        ]
+        assert ti["state"] == "running" and ti["pid"], ti
+        os.kill(ti["pid"], signal.SIGKILL)
+        resumed_before_kill = sum(core.resume_count(execution_id) for execution_id in failed)
+        result = airflow.wait_for_run("e2e_failover_bulk", run_id, timeout=600)
+    finally:
+        core.set_latency(0)
+
+    assert result.succeeded, result
+    [ti] = airflow.task_instances("e2e_failover_bulk", run_id)
+    assert ti["try_number"] == 2  # the killed try, then its retry
+    assert resumed_before_kill < BULK_FAILED  # the kill came before the end
+    # What Core recorded: each execution resumed once, none twice, none skipped.
+    assert {execution_id: core.resume_count(execution_id) for execution_id in failed} == dict.fromkeys(
+        failed, 1
+    )
+    # The retry resumed what was left (a resume in flight at the kill may have reached Core after
+    # it was counted), and no execution both tries resumed.
+    summary = airflow.xcom("e2e_failover_bulk", run_id, "resume_all")
+    left = BULK_FAILED - resumed_before_kill
+    assert left - 1 <= len(summary["resumed"]) <= left, summary
+    assert summary["errors"] == {} and summary["not_resumed"] == [], summary
