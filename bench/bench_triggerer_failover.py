@@ -25,9 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import PYTHON, ROOT, table, write_section  # noqa: E402
+from _support import PYTHON, ROOT, table, write_section
 
-TEST = "tests/e2e/test_triggerer_failover_e2e.py::test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice"
+TEST = (
+    "tests/e2e/test_triggerer_failover_e2e.py"
+    "::test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice"
+)
 
 
 def main() -> None:
@@ -51,12 +54,16 @@ def main() -> None:
         if done.returncode != 0:
             raise SystemExit(f"the failover test failed (exit {done.returncode})")
         figures = json.loads(figures_path.read_text())
-    command = f"`.venv/bin/python bench/bench_triggerer_failover.py --sensors {args.sensors} --execute {args.execute}`"
+    options = f"--sensors {args.sensors} --execute {args.execute}"
+    command = f"`.venv/bin/python bench/bench_triggerer_failover.py {options}`"
     rows = [
         ("deferred tasks (sensors + execute operators, HTTP and gRPC)", figures["tasks"]),
         ("triggers held by the killed triggerer (watcher included when it held it)", figures["victim_held"]),
         (
-            f"takeover: SIGKILL until none is left on it (health-check threshold {figures['health_check_threshold']} s)",
+            (
+                "takeover: SIGKILL until none is left on the killed triggerer "
+                f"(health-check threshold {figures['health_check_threshold']} s)"
+            ),
             f"{figures['takeover_seconds']} s",
         ),
         ("SIGKILL until every task ended", f"{figures['all_finished_seconds']} s"),
