@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
@@ -612,7 +612,13 @@ async def _execution_page(
 
 
 def _login_url(request: Request) -> str:
+    """Airflow's login page, back to this page afterwards (Airflow 3.2's SimpleAuthManager leaves
+    ``next`` out of its login URL: it is added here)."""
+    back = str(request.url)
     try:
-        return get_auth_manager().get_url_login(next_url=str(request.url))
+        url = get_auth_manager().get_url_login(next_url=back)
     except Exception:  # noqa: BLE001 (a login link is a courtesy: Airflow's root page logs in too)
-        return "/?next=" + quote(str(request.url), safe="")
+        url = "/"
+    if "next=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'next': back})}"
