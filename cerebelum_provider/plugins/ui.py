@@ -334,7 +334,7 @@ def _start_event_data(events: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {}
 
 
-def available_actions(connection: CoreConnection, execution: ExecutionStatus) -> list[str]:
+def available_actions(execution: ExecutionStatus) -> list[str]:
     """The actions that make sense for the execution's state, whatever the connection's API."""
     actions = []
     if execution.status is not ExecutionState.COMPLETED:
@@ -603,7 +603,7 @@ async def _execution_page(
         "execution.html",
         **_page_context(user, connection),
         **data,
-        actions=available_actions(connection, data["execution"]),
+        actions=available_actions(data["execution"]),
         labels=ACTIONS,
         http_only=HTTP_ONLY_ACTIONS,
         http_only_message=http_only_message,

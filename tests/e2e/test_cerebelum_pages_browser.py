@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -240,6 +241,18 @@ def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, p
     assert cross_site.status_code == 403
     no_token = httpx.post(f"{base}{PAGES}/executions/ui-failed-2/resume", cookies=admin_cookie, timeout=60)
     assert no_token.status_code == 403 and "did not come from this page" in no_token.text
+
+    # An approval's response that is not a JSON object is refused before anything reaches Core.
+    form = httpx.get(f"{base}{PAGES}/executions/ui-approval-2/approve", cookies=admin_cookie, timeout=60)
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
+    bad = httpx.post(
+        f"{base}{PAGES}/executions/ui-approval-2/approve",
+        cookies=admin_cookie,
+        data={"csrf_token": token, "response": "[1, 2]"},
+        timeout=60,
+    )
+    assert bad.status_code == 400 and "response '[1, 2]' is not a JSON object" in bad.text.replace("&#39;", "'")
+    assert core.get_execution_status("ui-approval-2").status is ExecutionState.WAITING_FOR_APPROVAL
 
     # Bad input: a page that says what is wrong, never a trace.
     for path, status, words in (
