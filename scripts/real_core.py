@@ -86,15 +86,27 @@ class _HeartbeatKeeper:
         self._request = pb.HeartbeatRequest(worker_id=worker_id, status=pb.IDLE)
         self._interval = interval
         self._stopped = threading.Event()
+        self._paused = threading.Event()
         self._thread = threading.Thread(target=self._run, name="real-core-heartbeats", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval):
+            if self._paused.is_set():
+                continue
             try:
                 self._stub.Heartbeat(self._request, timeout=self._interval)
             except grpc.RpcError:
                 pass  # Core is restarting or stopping; the next beat tries again
+
+    def pause(self) -> None:
+        """Send no heartbeat until :meth:`resume`: a restarted Core takes a heartbeat of a worker it
+        does not know as that worker's registration, and then refuses the worker's own ("Worker
+        already registered") while the worker backs off ever longer."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -335,6 +347,8 @@ class RealCore:
         if self.state_dir is None:
             raise RealCoreError("restart() needs a started real Core")
         registrations = self._worker_registrations()
+        if self._heartbeats is not None:
+            self._heartbeats.pause()
         self._stop_core()
         # run-core truncates core.log at every start: keep the earlier runs' logs beside it
         if self.core_log_path.exists():
@@ -344,7 +358,11 @@ class RealCore:
         # pooled connections went to the Core that stopped
         self.http.close()
         self._http = httpx.Client(base_url=self.http_url, headers=self.auth_headers, timeout=15.0)
-        self.wait_for_worker(registrations + 1)
+        # The worker retries with a doubling backoff (1, 2, 4, ... s) while Core is down, so on a
+        # loaded machine its next try can come well after Core is back.
+        self.wait_for_worker(registrations + 1, timeout=90.0)
+        if self._heartbeats is not None:
+            self._heartbeats.resume()
         self.restarted_in.append(time.monotonic() - began)
         return self.restarted_in[-1]
 
