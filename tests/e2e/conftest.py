@@ -28,6 +28,8 @@ from airflow_stack import AirflowStack, EmulatorProcess
 from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
 
 ARTIFACTS = REPO / "test-artifacts"
+#: The module here that starts its own Airflow (users with roles) instead of the shared one.
+OWN_STACK_MODULE = "test_cerebelum_pages_browser.py"
 
 #: The connection's Core UI address, for the "Cerebelum execution" link (never requested).
 UI_URL = "http://127.0.0.1:9/executions/{execution_id}"
@@ -117,3 +119,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.fspath).resolve().parents:
             item.add_marker(pytest.mark.xdist_group("airflow-stack"))
+    # The Cerebelum pages' test starts an api-server of its own: first, before the shared stack is up,
+    # so that the shared stack does not idle beside it.
+    items.sort(key=lambda item: Path(item.fspath).name != OWN_STACK_MODULE)
