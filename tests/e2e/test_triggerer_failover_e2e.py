@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +41,6 @@ from .failover_dags.e2e_failover import BULK_WORKFLOW, FAILOVER_WORKFLOW, TASK_T
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
-psycopg2 = pytest.importorskip(
-    "psycopg2", reason="the PostgreSQL stack needs psycopg2 (requirements/dev.lock)"
-)
 
 SENSORS = int(os.environ.get("CEREBELUM_FAILOVER_SENSORS", "5"))
 EXECUTE_TASKS = int(os.environ.get("CEREBELUM_FAILOVER_EXECUTE_TASKS", "2"))
@@ -69,8 +67,6 @@ def core() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def airflow(core: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
-        pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
     stack = AirflowStack(
         home=tmp_path_factory.mktemp("airflow-pg"),
         dags_folder=Path(__file__).parent / "failover_dags",
