@@ -28,8 +28,9 @@ from airflow_stack import AirflowStack, EmulatorProcess
 from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
 
 ARTIFACTS = REPO / "test-artifacts"
-#: The module here that starts its own Airflow (users with roles) instead of the shared one.
-OWN_STACK_MODULE = "test_cerebelum_pages_browser.py"
+#: The modules here that start their own Airflow instead of the shared one: users with roles, and
+#: PostgreSQL with two triggerers.
+OWN_STACK_MODULES = ("test_cerebelum_pages_browser.py", "test_triggerer_failover_e2e.py")
 
 #: The connection's Core UI address, for the "Cerebelum execution" link (never requested).
 UI_URL = "http://127.0.0.1:9/executions/{execution_id}"
@@ -119,6 +120,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.fspath).resolve().parents:
             item.add_marker(pytest.mark.xdist_group("airflow-stack"))
-    # The Cerebelum pages' test starts an api-server of its own: first, before the shared stack is up,
-    # so that the shared stack does not idle beside it.
-    items.sort(key=lambda item: Path(item.fspath).name != OWN_STACK_MODULE)
+    # The tests that start an Airflow of their own run first, before the shared stack is up, so
+    # that the shared stack does not idle beside them.
+    items.sort(key=lambda item: Path(item.fspath).name not in OWN_STACK_MODULES)
