@@ -60,6 +60,16 @@ def remaining() -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
 
+def attempt_timeout(timeout: float, attempts_sent: int) -> float:
+    """The time the next attempt of a call may take, after ``attempts_sent`` attempts: the
+    client's ``timeout`` for the first, :func:`retry_timeout` for a retry.
+
+    Raises:
+        DeadlinePassed: a retry, and the caller's deadline has passed: send nothing more.
+    """
+    return retry_timeout(timeout) if attempts_sent else timeout
+
+
 def retry_timeout(timeout: float) -> float:
     """The time a retry's attempt may take: the client's ``timeout``, or less when the caller's
     deadline comes first.

@@ -341,9 +341,7 @@ class SyncGrpcTransport(_TransportBase):
 
         def send() -> Any:
             nonlocal attempts_sent
-            timeout = (
-                _deadline.retry_timeout(self.settings.timeout) if attempts_sent else self.settings.timeout
-            )
+            timeout = _deadline.attempt_timeout(self.settings.timeout, attempts_sent)
             attempts_sent += 1
             return method(call.request, timeout=timeout, metadata=self._metadata)
 

@@ -478,9 +478,7 @@ class AsyncHttpTransport(_HttpTransportBase):
 
         async def send() -> T:
             nonlocal attempts_sent
-            seconds = (
-                _deadline.retry_timeout(self.settings.timeout) if attempts_sent else self.settings.timeout
-            )
+            seconds = _deadline.attempt_timeout(self.settings.timeout, attempts_sent)
             attempts_sent += 1
             try:
                 response = await _within(seconds, client.request(**request, timeout=seconds))
@@ -542,9 +540,7 @@ class SyncHttpTransport(_HttpTransportBase):
 
         def send() -> T:
             nonlocal attempts_sent
-            seconds = (
-                _deadline.retry_timeout(self.settings.timeout) if attempts_sent else self.settings.timeout
-            )
+            seconds = _deadline.attempt_timeout(self.settings.timeout, attempts_sent)
             attempts_sent += 1
             ends = time.monotonic() + seconds
             # httpx's blocking client bounds each read only: the body is read piece by piece and
