@@ -85,6 +85,22 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         ),
         "schema": {"type": ["integer", "null"], "default": 5, "minimum": 1, "maximum": 100},
     },
+    "request_budget": {
+        "label": "Request budget (requests a minute)",
+        "description": (
+            "Requests a minute the triggerer's waits on this Core stay under, by stretching their poll "
+            "interval evenly (Core refuses an organisation's requests past 1,000 a minute). 900 by default."
+        ),
+        "schema": {"type": ["number", "null"], "default": 900, "minimum": 1},
+    },
+    "coalesce_polling": {
+        "label": "Share polling between waits",
+        "description": (
+            "The triggerer's waits on executions of one workflow are answered by one listing of Core's "
+            "executions (pages of 100) where that costs fewer requests; off: each wait reads its own."
+        ),
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
     "ui_url": {
         "label": "Execution URL template",
         "description": (

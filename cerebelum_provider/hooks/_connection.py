@@ -30,6 +30,9 @@ API_CHOICES = ("http", "grpc")
 #: budget of every call a hook's client makes.
 DEFAULT_MAX_ATTEMPTS = 5
 MAX_MAX_ATTEMPTS = 100
+#: Requests a minute the triggerer's waits on one Core stay under: below Core's per-organisation
+#: limit of 1,000 (bench/RESULTS.md "Real Core"), leaving room for the Core's other clients.
+DEFAULT_REQUEST_BUDGET = 900.0
 #: Backoff between attempts for Airflow's tasks: 0.5, 1, 2, 4... seconds (plus up to 0.5 s of
 #: jitter), at most 10, so the default budget rides out a Core restart of several seconds. One
 #: call's worst case is max_attempts * timeout + the waits: 5 * 10 s + 7.5 s (+ 2 s jitter) = 59.5 s.
@@ -70,6 +73,10 @@ class CerebelumConnectionSettings:
     ca_cert_pem: str | None = field(default=None, repr=False)
     client_cert_pem: str | None = field(default=None, repr=False)
     client_key_pem: str | None = field(default=None, repr=False)
+    #: Requests a minute the triggerer's waits on this Core stay under (Core allows 1,000).
+    request_budget: float = DEFAULT_REQUEST_BUDGET
+    #: Whether the triggerer's waits on this Core share their polling (False: each reads alone).
+    coalesce_polling: bool = True
     #: True when the connection named no ``api`` and got the default (the hook logs it).
     api_defaulted: bool = field(default=False, compare=False)
 
@@ -216,6 +223,22 @@ def _max_attempts(extras: dict[str, Any], conn_id: str) -> int:
     return attempts
 
 
+def _request_budget(extras: dict[str, Any], conn_id: str) -> float:
+    raw = extras.get("request_budget")
+    if raw is None or raw == "":
+        return DEFAULT_REQUEST_BUDGET
+    try:
+        budget = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        budget = math.nan
+    if not math.isfinite(budget) or budget < 1:
+        raise ValueError(
+            f"connection {conn_id!r}: extra field 'request_budget' must be a number of requests a minute "
+            f"of at least 1 (Core allows 1000), got {raw!r}"
+        )
+    return budget
+
+
 def _pem(extras: dict[str, Any], name: str, conn_id: str) -> str | None:
     """A pasted PEM extra, made whole again: a password box drops the line breaks of what is pasted
     into it, so each block's base64 is re-wrapped at 64 characters."""
@@ -341,6 +364,12 @@ def parse_connection(connection: Any, extra: dict[str, Any] | None = None) -> Ce
         ui_url=ui_url,
         api=api,
         max_attempts=_max_attempts(extras, conn_id),
+        request_budget=_request_budget(extras, conn_id),
+        coalesce_polling=True
+        if extras.get("coalesce_polling") in (None, "")
+        else parse_bool(
+            extras["coalesce_polling"], field_name=f"connection {conn_id!r}: extra field 'coalesce_polling'"
+        ),
         ca_cert_pem=pems["ca_cert_pem"],
         client_cert_pem=pems["client_cert_pem"],
         client_key_pem=pems["client_private_key_pem"],

@@ -35,6 +35,7 @@ from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
 from cerebelum_provider.exceptions import CerebelumError, CerebelumTLSError, CoreUnavailableError
 from cerebelum_provider.models import ExecutionState, ExecutionStatus, PollAnswer
 from cerebelum_provider.triggers._gc import freeze_gc_once_if_configured
+from cerebelum_provider.triggers._shared_poll import SharedPoller, Wait, shared_poller
 from cerebelum_provider.triggers.event import INVALID_CONNECTION, EventStatus, ExecutionTriggerEvent
 from cerebelum_provider.triggers.execution_events import CerebelumExecutionEventTrigger
 
@@ -168,11 +169,12 @@ class CerebelumExecutionTrigger(BaseTrigger):
         await CerebelumHook(self.cerebelum_conn_id).astop_own_execution(self.execution_id, self.log)
 
     async def _watch(self) -> TriggerEvent:
-        from cerebelum_provider.client import calls_end_within
         from cerebelum_provider.hooks.cerebelum import CerebelumHook
 
+        hook = CerebelumHook(self.cerebelum_conn_id)
         try:
-            client = await CerebelumHook(self.cerebelum_conn_id).get_async_client()
+            client = await hook.get_async_client()
+            settings = await hook.aget_settings()
         except ValueError as error:
             return self._event(
                 "error", f"Invalid Cerebelum connection: {error}", error_type=INVALID_CONNECTION
@@ -186,7 +188,18 @@ class CerebelumExecutionTrigger(BaseTrigger):
         # once). The sensor and the operators check the execution once before they defer, so this
         # delays no answer a user is waiting for.
         await self._sleep(self._cap(random.uniform(0.0, self.poll_interval), self.end_time))
-        address = client.address
+        poller = shared_poller(client)
+        poller.set_budget(settings.request_budget)
+        wait = poller.add(self.execution_id, self.poll_interval, coalesce=settings.coalesce_polling)
+        try:
+            return await self._poll_until_final(poller, wait, client.address)
+        finally:
+            # Synchronous: a cancelled trigger (task killed, triggerer moved) leaves no wait behind.
+            poller.remove(wait)
+
+    async def _poll_until_final(self, poller: SharedPoller, wait: Wait, address: str) -> TriggerEvent:
+        from cerebelum_provider.client import calls_end_within
+
         # The last answer, converted whole only when an event or a log line needs it: most polls
         # only learn that the execution is still running (ExecutionClient.poll_execution).
         last: PollAnswer | None = None
@@ -199,15 +212,17 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 # No retry and no wait for a rate-limit window outlasts the task's deadline.
                 left = None if self.end_time is None else self.end_time - self._now()
                 with calls_end_within(left):
-                    answer = await client.poll_execution(self.execution_id)
+                    answer, listed = await poller.poll(wait, read_alone=self._past_deadline())
+                    if listed and self._past_deadline():
+                        # A timeout event carries the execution as Core shows it now, as it always has.
+                        answer, listed = await poller.poll(wait, read_alone=True)
             except CerebelumTLSError as error:
                 # A certificate that failed the handshake fails it again: no retry.
                 message = f"TLS handshake with Cerebelum Core at {address} failed: {error}"
                 return self._event("error", message, _whole(last), error=error, address=address)
             except CoreUnavailableError as error:
                 outage.failed()
-                past_deadline = self.end_time is not None and self._now() >= self.end_time
-                if outage.exhausted or past_deadline:
+                if outage.exhausted or self._past_deadline():
                     message = f"{outage.gave_up(address, self.execution_id)}: {error}"
                     return self._event("error", message, _whole(last), error=error, address=address)
                 backoff = self._unavailable_backoff(outage.failures)
@@ -230,7 +245,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
             final = self._final_event(answer, address)
             if final is not None:
                 return final
-            await self._sleep(self._cap(self._next_poll_delay(answer), self.end_time))
+            delay = self._next_poll_delay(answer) * poller.interval_stretch()
+            await self._sleep(self._cap(delay, self.end_time))
 
     def _final_event(self, answer: PollAnswer, address: str) -> TriggerEvent | None:
         """The event that ends the wait for this answer (success, failure, timeout), or None."""
@@ -242,7 +258,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
         if state in self.failure_states:
             status = answer.status()
             return self._event("failure", status.failure_message(), status, address=address)
-        if self.end_time is not None and self._now() >= self.end_time:
+        if self._past_deadline():
             status = answer.status()
             message = (
                 f"Cerebelum execution {self.execution_id} did not finish by the deadline; it is still "
@@ -250,6 +266,9 @@ class CerebelumExecutionTrigger(BaseTrigger):
             )
             return self._event("timeout", message, status, address=address)
         return None
+
+    def _past_deadline(self) -> bool:
+        return self.end_time is not None and self._now() >= self.end_time
 
     def _unavailable_backoff(self, failures: int) -> float:
         """Wait before the next try after ``failures`` transient failures in a row (doubling, capped)."""

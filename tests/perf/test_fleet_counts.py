@@ -27,9 +27,7 @@ def established_to(port: int) -> int:
     return sum(
         1
         for connection in psutil.Process().net_connections(kind="tcp")
-        if connection.status == psutil.CONN_ESTABLISHED
-        and connection.raddr
-        and connection.raddr.port == port
+        if connection.status == psutil.CONN_ESTABLISHED and connection.raddr and connection.raddr.port == port
     )
 
 
@@ -56,7 +54,12 @@ async def test_many_triggers_on_two_cores_open_one_connection_per_core(core_fact
         for execution_id in execution_ids
     ]
     tasks = [asyncio.ensure_future(run_to_event(trigger)) for trigger in triggers]
-    while any(core.call_counts().get("GetExecutionStatus", 0) < 2 * per_core for core in cores):
+    # Each wait reads its execution once, then the waits of each Core share listings.
+    while any(
+        core.call_counts().get("GetExecutionStatus", 0) < per_core
+        or not core.call_counts().get("ListExecutions")
+        for core in cores
+    ):
         await asyncio.sleep(0.01)
     # Every trigger has polled; measured while all of them are still waiting.
     sockets = [established_to(core.port) for core in cores]
@@ -77,7 +80,12 @@ async def test_sleeping_executions_cost_at_most_two_polls_where_running_ones_cos
     # Manual clocks: the sleeps never end, the running executions never move.
     sleepy, busy = core_factory(), core_factory()
     monkeypatch.setenv("AIRFLOW_CONN_PERF_SLEEPY", f"cerebelum://{sleepy.address}?api=grpc")
-    monkeypatch.setenv("AIRFLOW_CONN_PERF_BUSY", f"cerebelum://{busy.address}?api=grpc")
+    # Each wait reads its own execution here, as fast as asked: waits on one workflow would share
+    # one listing, and the default request budget would stretch 25 polls every 0.05 s.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PERF_BUSY",
+        f"cerebelum://{busy.address}?api=grpc&coalesce_polling=false&request_budget=1000000",
+    )
     count = 25
     sleeping = [sleepy.start_execution("naps", sleep_at=0, sleep_ms=600_000) for _ in range(count)]
     sleepy.advance(1)

@@ -80,6 +80,13 @@ def test_tls_flag_accepts_json_and_uri_spellings(raw, expected):
     assert parse_connection(connection(host="core", extra={"tls": raw})).tls is expected
 
 
+def test_request_budget_and_coalesced_polling_default_and_parse():
+    settings = parse_connection(connection(host="core"))
+    assert (settings.request_budget, settings.coalesce_polling) == (900.0, True)
+    settings = parse_connection(connection(host="core", extra={"request_budget": "600", "coalesce_polling": "false"}))
+    assert (settings.request_budget, settings.coalesce_polling) == (600.0, False)
+
+
 def test_ui_form_prefixed_extras_are_read_too():
     settings = parse_connection(connection(host="core", extra={"extra__cerebelum__timeout": 3, "extra__cerebelum__tls": "1"}))
     assert (settings.timeout, settings.tls) == (3.0, True)
@@ -127,6 +134,10 @@ def test_client_kwargs_build_a_tls_config(tls_files):
         ({"host": "core", "extra": {"client_key": "/etc/hostname"}}, "client_cert.*client_key"),
         ({"host": "core", "extra": {"ca_cert": 5}}, "'ca_cert' must be a string"),
         ({"host": "core", "extra": {"ui_url": "core.example/{execution_id}"}}, "'ui_url'"),
+        ({"host": "core", "extra": {"request_budget": 0}}, "'request_budget' must be a number of requests a minute of at least 1 .*got 0$"),
+        ({"host": "core", "extra": {"request_budget": "lots"}}, "'request_budget'.*got 'lots'"),
+        ({"host": "core", "extra": {"request_budget": True}}, "'request_budget'.*got True"),
+        ({"host": "core", "extra": {"coalesce_polling": "sometimes"}}, "'coalesce_polling' must be true or false.*'sometimes'"),
     ],
 )
 def test_bad_connections_are_refused_naming_the_field(kwargs, names):

@@ -32,7 +32,8 @@ def test_connection_type_matches_the_provider_yaml_connection_schema():
     assert connection_type["connection-type"] == "cerebelum"
     assert set(connection_type["conn-fields"]) == {
         "api", "tls", "ca_cert", "client_cert", "client_key", "ca_cert_pem", "client_cert_pem",
-        "client_private_key_pem", "server_name", "timeout", "max_attempts", "ui_url",
+        "client_private_key_pem", "server_name", "timeout", "max_attempts", "ui_url", "request_budget",
+        "coalesce_polling",
     }
     # A new connection speaks HTTP, what the released Cores answer status queries on.
     assert connection_type["conn-fields"]["api"]["schema"]["enum"] == ["http", "grpc", None]

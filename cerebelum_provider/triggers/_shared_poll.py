@@ -1,0 +1,390 @@
+"""The waits of one triggerer on one Core share their polling: coalesced reads and a request budget.
+
+Every ``CerebelumExecutionTrigger`` in a triggerer's event loop that polls the same shared client
+(one Core) registers a :class:`Wait` with that client's :class:`SharedPoller`, and asks it instead
+of the client for each poll. The trigger keeps its own schedule (jittered start, sleep-aware
+delays, deadline, unavailability backoff); the poller only decides how a poll is answered:
+
+- Waits are grouped by their execution's workflow (once known) and last state. For a group whose
+  executions Core can list (running, waiting for approval), one listing (workflow and state
+  filters, pages of 100) answers for every wait in it: an execution still listed is still in the
+  state its wait last saw, so the wait's previous answer stands; only an execution missing from
+  the listing is read alone. A listing answers a wait only when it began after that wait's
+  previous answer, so no wait is answered twice from one observation and a change is seen within
+  two intervals.
+- The choice is made per poll from the numbers: a group is listed only when its pages (Core's
+  total for the filter, from the last listing, over 100) at the pace of its fastest wait cost
+  fewer requests than its waits polled alone. Otherwise, and for sleeping executions (whose
+  wake-up time only a status read tells), each wait is read alone, exactly as before.
+- An execution's workflow is learned from its first status (gRPC names it), or from a listing
+  without a workflow filter or a fresh listing of some workflow that shows it (REST statuses do
+  not name it), which moves the wait to its workflow's group.
+- A listing that fails sends its waits to read alone (their own errors then drive their outage
+  budget and events) and the group is not listed again for one interval.
+- ``request_budget`` (requests a minute to this Core) stretches every wait's interval evenly when
+  the waits would ask for more; logged once when it starts to bind.
+
+A trigger that ends or is cancelled removes its wait at once (synchronously), so it never delays
+the others and leaves nothing behind; a listing in flight is shielded from the cancellation of
+any one waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import weakref
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from cerebelum_provider.models import ExecutionState, PollAnswer
+
+if TYPE_CHECKING:
+    from cerebelum_provider.client import ExecutionClient
+
+log = logging.getLogger(__name__)
+
+#: Core's largest page.
+PAGE_SIZE = 100
+#: States a listing can answer for: Core lists an execution under them and the wait learns nothing
+#: more from a status read of an execution that stays in them.
+LISTABLE_STATES = frozenset({ExecutionState.RUNNING, ExecutionState.WAITING_FOR_APPROVAL})
+#: How often (seconds) the demand on Core is worked out again for the request budget.
+BUDGET_REFRESH_SECONDS = 1.0
+
+_pollers: weakref.WeakKeyDictionary[ExecutionClient, SharedPoller] = weakref.WeakKeyDictionary()
+
+
+def shared_poller(client: ExecutionClient) -> SharedPoller:
+    """The poller of ``client`` (one per shared client: one per event loop and Core)."""
+    poller = _pollers.get(client)
+    if poller is None:
+        poller = _pollers[client] = SharedPoller(client)
+    return poller
+
+
+class Wait:
+    """One trigger's registration: its execution, pace, and what it last saw."""
+
+    __slots__ = ("answered_at", "coalesce", "execution_id", "group", "interval", "last", "workflow")
+
+    def __init__(self, execution_id: str, interval: float, coalesce: bool) -> None:
+        self.execution_id = execution_id
+        self.interval = interval
+        self.coalesce = coalesce
+        self.workflow: str | None = None
+        self.last: PollAnswer | None = None
+        #: Monotonic time after which an observation is news to this wait.
+        self.answered_at = -math.inf
+        self.group: _Group | None = None
+
+
+class _Listing:
+    """What one listing found: the ids Core listed, when it began, and Core's total."""
+
+    __slots__ = ("ids", "started_at", "total", "workflows")
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = started_at
+        self.ids: set[str] = set()
+        self.workflows: dict[str, str] = {}
+        self.total = 0
+
+
+class _Group:
+    """The waits on executions of one workflow (None: not known yet) last seen in one state."""
+
+    def __init__(self, workflow: str | None, state: ExecutionState) -> None:
+        self.workflow = workflow
+        self.state = state
+        self.waits: set[Wait] = set()
+        #: Waits that may share a listing (their connection's ``coalesce_polling``), and their paces.
+        self.sharing = 0
+        self.intervals: Counter[float] = Counter()
+        #: Polls a second those waits ask for when each polls alone.
+        self.rate_alone = 0.0
+        #: Polls a second of the waits that always read alone.
+        self.rate_never_listed = 0.0
+        #: Core's total for the group's filter at the last listing (None: never listed).
+        self.total: int | None = None
+        self.listing: _Listing | None = None
+        self.in_flight: asyncio.Task[_Listing] | None = None
+        self.listing_started_at = -math.inf
+        self.off_until = -math.inf
+
+    def add(self, wait: Wait) -> None:
+        self.waits.add(wait)
+        wait.group = self
+        if not wait.coalesce:
+            self.rate_never_listed += 1.0 / wait.interval
+            return
+        self.sharing += 1
+        self.intervals[wait.interval] += 1
+        self.rate_alone += 1.0 / wait.interval
+
+    def remove(self, wait: Wait) -> None:
+        self.waits.discard(wait)
+        wait.group = None
+        if not wait.coalesce:
+            self.rate_never_listed = max(0.0, self.rate_never_listed - 1.0 / wait.interval)
+            return
+        self.sharing -= 1
+        self.intervals[wait.interval] -= 1
+        if self.intervals[wait.interval] <= 0:
+            del self.intervals[wait.interval]
+        self.rate_alone = max(0.0, self.rate_alone - 1.0 / wait.interval) if self.sharing else 0.0
+
+    @property
+    def pages(self) -> int:
+        """Pages one listing takes: Core's total when known, else the waits themselves."""
+        known = self.sharing if self.total is None else max(self.total, 1)
+        return math.ceil(known / PAGE_SIZE)
+
+    @property
+    def rate_listed(self) -> float:
+        """Requests a second when listed at the pace of its fastest wait."""
+        return self.pages / min(self.intervals) if self.intervals else 0.0
+
+    def worth_listing(self, now: float) -> bool:
+        return (
+            self.state in LISTABLE_STATES
+            and self.sharing > 1
+            and now >= self.off_until
+            and self.rate_listed < self.rate_alone
+        )
+
+
+class SharedPoller:
+    """Answers the polls of every wait on one client's Core (see the module docstring)."""
+
+    def __init__(self, client: ExecutionClient) -> None:
+        self._client = client
+        self._groups: dict[tuple[str | None, ExecutionState | None], _Group] = {}
+        self._budget: float | None = None
+        self._stretch = 1.0
+        self._stretch_at = -math.inf
+        self._budget_logged = False
+        #: Requests sent to Core by this poller, by kind (for tests and benchmarks).
+        self.requests: Counter[str] = Counter()
+
+    # Seam for tests that drive a virtual clock.
+    @staticmethod
+    def _monotonic() -> float:
+        return time.monotonic()
+
+    # Registration ------------------------------------------------------------------------------
+
+    def add(self, execution_id: str, interval: float, *, coalesce: bool = True) -> Wait:
+        """Register a wait; it polls alone until its first answer."""
+        return Wait(execution_id, interval, coalesce)
+
+    def remove(self, wait: Wait) -> None:
+        """Forget a wait (it ended or was cancelled); synchronous, so it cannot be interrupted."""
+        group = wait.group
+        if group is not None:
+            group.remove(wait)
+            self._drop_if_idle(group)
+
+    @property
+    def waits(self) -> int:
+        """Waits registered that have had a first answer."""
+        return sum(len(group.waits) for group in self._groups.values())
+
+    @property
+    def listings_in_flight(self) -> int:
+        return sum(1 for group in self._groups.values() if group.in_flight is not None)
+
+    def set_budget(self, requests_per_minute: float | None) -> None:
+        """Keep this Core's polls under ``requests_per_minute`` (the smallest asked for wins)."""
+        if requests_per_minute is None:
+            return
+        if self._budget is None or requests_per_minute < self._budget:
+            self._budget = float(requests_per_minute)
+            self._stretch_at = -math.inf
+
+    # Polling -----------------------------------------------------------------------------------
+
+    async def poll(self, wait: Wait, *, read_alone: bool = False) -> tuple[PollAnswer, bool]:
+        """The wait's next answer, and whether a listing gave it (the wait's previous answer, still
+        true) rather than a status read.
+
+        Raises:
+            The errors of ``ExecutionClient.poll_execution`` (a failed listing is not raised: the
+            wait is then read alone).
+        """
+        # A wait can move to its workflow's group while it waits for a listing (REST): ask again.
+        for _ in range(3):
+            group = wait.group
+            if read_alone or not wait.coalesce or group is None or wait.last is None:
+                break
+            if wait.workflow is None:
+                group = self._learn_workflow(wait, group)
+            if not group.worth_listing(self._monotonic()):
+                break
+            listing = await self._listing_after(group, wait.answered_at)
+            if listing is not None and wait.execution_id in listing.ids:
+                wait.answered_at = listing.started_at
+                return wait.last, True
+            if wait.group is group:
+                break
+        answer = await self._client.poll_execution(wait.execution_id)
+        self.requests["status"] += 1
+        self._record(wait, answer, self._monotonic())
+        return answer, False
+
+    def interval_stretch(self) -> float:
+        """The factor every wait's interval is stretched by to stay within the request budget."""
+        if self._budget is None:
+            return 1.0
+        now = self._monotonic()
+        if now - self._stretch_at >= BUDGET_REFRESH_SECONDS:
+            self._stretch_at = now
+            demand = 60.0 * sum(self._group_rate(group, now) for group in self._groups.values())
+            self._stretch = max(1.0, demand / self._budget)
+            if self._stretch > 1.0 and not self._budget_logged:
+                self._budget_logged = True
+                log.warning(
+                    "Waits on Cerebelum Core at %s would ask for %.0f requests a minute, over the request "
+                    "budget of %.0f: every wait's poll interval is stretched %.2fx",
+                    self._client.address,
+                    demand,
+                    self._budget,
+                    self._stretch,
+                )
+        return self._stretch
+
+    # Inside ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _group_rate(group: _Group, now: float) -> float:
+        if group.state is ExecutionState.SLEEPING:
+            # A sleeping execution is read once near its wake-up, not every interval.
+            return 0.0
+        shared = group.rate_listed if group.worth_listing(now) else group.rate_alone
+        return shared + group.rate_never_listed
+
+    def _learn_workflow(self, wait: Wait, group: _Group) -> _Group:
+        """The group of a wait whose workflow is not known yet (REST): its workflow's, when the last
+        listing of some workflow showed its execution (an execution's workflow never changes)."""
+        for other in list(self._groups.values()):
+            if (
+                other.workflow is not None
+                and other.listing is not None
+                and wait.execution_id in other.listing.ids
+            ):
+                wait.workflow = other.workflow
+                self._file(wait, group.state)
+                return wait.group or group
+        return group
+
+    def _record(self, wait: Wait, answer: PollAnswer, now: float) -> None:
+        """File the wait under its execution's workflow and state after a status read."""
+        if wait.last is None:
+            # gRPC statuses name the workflow; the first answer is converted whole anyway (logged).
+            wait.workflow = answer.status().workflow_name or None
+        wait.last, wait.answered_at = answer, now
+        self._file(wait, answer.state)
+
+    def _file(self, wait: Wait, state: ExecutionState) -> None:
+        key = (wait.workflow, state)
+        group = wait.group
+        if group is not None and (group.workflow, group.state) == key:
+            return
+        if group is not None:
+            group.remove(wait)
+            self._drop_if_idle(group)
+        target = self._groups.get(key)
+        if target is None:
+            target = self._groups[key] = _Group(wait.workflow, state)
+        target.add(wait)
+
+    def _drop_if_idle(self, group: _Group) -> None:
+        key = (group.workflow, group.state)
+        if not group.waits and group.in_flight is None and self._groups.get(key) is group:
+            del self._groups[key]
+
+    async def _listing_after(self, group: _Group, after: float) -> _Listing | None:
+        """A listing of ``group`` begun after ``after``: the last one, the one in flight, or a new
+        one; None when listing failed (the caller reads alone)."""
+        key = (group.workflow, group.state)
+        for _ in range(2):
+            if group.listing is not None and group.listing.started_at > after:
+                return group.listing
+            if group.in_flight is None or group.listing_started_at <= after:
+                if group.in_flight is not None:
+                    # A listing begun before this wait's last answer cannot answer it: let it end.
+                    await asyncio.wait([group.in_flight])
+                    continue
+                if self._monotonic() < group.off_until or self._groups.get(key) is not group:
+                    # Not listed for now, or its waits have all moved on while this one waited.
+                    return None
+                group.listing_started_at = self._monotonic()
+                group.in_flight = asyncio.get_running_loop().create_task(
+                    self._list(group, group.listing_started_at),
+                    name=f"cerebelum-shared-listing {group.workflow!r} {group.state.name}",
+                )
+                # Retrieved here, so a listing whose waiters were all cancelled logs no stray error.
+                group.in_flight.add_done_callback(_retrieve)
+            try:
+                return await asyncio.shield(group.in_flight)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 (logged by _list; the wait reads alone)
+                return None
+        return None
+
+    async def _list(self, group: _Group, started_at: float) -> _Listing:
+        listing = _Listing(started_at)
+        try:
+            offset = 0
+            while True:
+                executions, total, has_more = await self._client.list_executions(
+                    workflow_name=group.workflow, status=group.state, limit=PAGE_SIZE, offset=offset
+                )
+                self.requests["list"] += 1
+                listing.total = group.total = total
+                for execution in executions:
+                    listing.ids.add(execution.execution_id)
+                    if group.workflow is None and execution.workflow_name:
+                        listing.workflows[execution.execution_id] = execution.workflow_name
+                offset += len(executions)
+                # Core's total can show the listing costs more than its waits read alone: what was
+                # listed so far still answers for its executions.
+                if not has_more or not executions or not group.worth_listing(self._monotonic()):
+                    break
+        except Exception as error:
+            # One interval without listing: the waits read alone, and their errors count.
+            group.off_until = self._monotonic() + (min(group.intervals) if group.intervals else 0.0)
+            log.warning(
+                "Listing %s executions%s on Cerebelum Core at %s failed (%s: %s): their waits read "
+                "their executions one by one for an interval",
+                group.state.name,
+                f" of workflow {group.workflow!r}" if group.workflow else "",
+                self._client.address,
+                type(error).__name__,
+                error,
+            )
+            raise
+        else:
+            group.total, group.listing = listing.total, listing
+            if listing.workflows:
+                self._learn_workflows(group, listing.workflows)
+            return listing
+        finally:
+            group.in_flight = None
+            self._drop_if_idle(group)
+
+    def _learn_workflows(self, group: _Group, workflows: dict[str, str]) -> None:
+        """Move the waits of a listing without a workflow filter to their workflows' groups."""
+        for wait in list(group.waits):
+            workflow = workflows.get(wait.execution_id)
+            if workflow is not None:
+                wait.workflow = workflow
+                self._file(wait, group.state)
+
+
+def _retrieve(task: asyncio.Task[_Listing]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,193 @@
+"""Coalesced polling: many CerebelumExecutionTriggers in one event loop (as in a triggerer) share
+their polls of one Core. Counted with the emulator's call counters, never timed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import ClassVar
+
+import grpc
+import pytest
+
+from cerebelum_provider.hooks.cerebelum import CerebelumHook
+from cerebelum_provider.triggers._shared_poll import SharedPoller, shared_poller
+from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
+from tests.core_apis import connection_uri
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def run_to_event(trigger: CerebelumExecutionTrigger) -> dict:
+    events = [event.payload async for event in trigger.run()]
+    assert len(events) == 1, events
+    return events[0]
+
+
+async def poller_of(conn_id: str) -> SharedPoller:
+    """The poller the triggers of ``conn_id`` share in this loop."""
+    return shared_poller(await CerebelumHook(conn_id).get_async_client())
+
+
+async def until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)
+
+
+def reads(core) -> int:
+    return core.call_counts().get("GetExecutionStatus", 0)
+
+
+def listings(core) -> int:
+    return core.call_counts().get("ListExecutions", 0)
+
+
+# The workflow of a wait is learned from its status over gRPC and from a listing over REST.
+@pytest.mark.apis("grpc", "http")
+async def test_waits_on_one_workflow_share_a_listing_and_read_only_the_executions_that_changed(
+    core, cerebelum_conn, monkeypatch
+):
+    count = 150
+    ids = [core.start_execution("orders") for _ in range(count)]
+    tasks = {
+        execution_id: asyncio.ensure_future(
+            run_to_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.1))
+        )
+        for execution_id in ids
+    }
+    poller = await poller_of(cerebelum_conn)
+    await until(lambda: poller.waits == count and poller.requests["list"] >= 10)
+    # Every wait has been read once; while the waits started, a listing that cost more than the
+    # few waits filed so far stopped early and its unlisted executions were read alone.
+    steady_reads, steady_listings = reads(core), listings(core)
+    assert count <= steady_reads < 2 * count
+    # Now listings of two pages of 100 answer for all of them: no status read in ten intervals.
+    await until(lambda: listings(core) >= steady_listings + 20)
+    assert reads(core) == steady_reads
+
+    # The last 30 complete (the last in Core's order, so no listing's pages shift under it):
+    # each is read once, when a listing no longer shows it running, and fires as it always has.
+    for execution_id in ids[-30:]:
+        core.complete(execution_id)
+    finished = await asyncio.gather(*(tasks[execution_id] for execution_id in ids[-30:]))
+    assert reads(core) == steady_reads + 30
+    assert not any(tasks[execution_id].done() for execution_id in ids[:-30])
+
+    for execution_id in ids[:-30]:
+        core.complete(execution_id)
+    events = finished + list(await asyncio.gather(*(tasks[execution_id] for execution_id in ids[:-30])))
+    assert reads(core) == steady_reads + count
+    assert {event["status"] for event in events} == {"success"}
+
+    # The same event a wait that reads its execution alone yields.
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_ALONE", connection_uri(core, coalesce_polling="false"))
+    alone = await run_to_event(
+        CerebelumExecutionTrigger(ids[0], cerebelum_conn_id="cerebelum_alone", poll_interval=0.1)
+    )
+    shared = next(event for event in events if event["execution_id"] == ids[0])
+    for event in (alone, shared):
+        event["execution"].pop("elapsed_seconds", None)
+    assert shared == alone
+    assert poller.waits == 0
+
+
+@pytest.mark.apis("grpc", "http")
+async def test_a_few_waits_among_many_executions_of_their_workflow_are_read_alone(core, cerebelum_conn):
+    waited = [core.start_execution("orders") for _ in range(3)]
+    for _ in range(300):
+        core.start_execution("orders")
+    tasks = [
+        asyncio.ensure_future(run_to_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.05)))
+        for execution_id in waited
+    ]
+    await until(lambda: reads(core) >= 3 * 10)
+    # Four pages of Core's 303 cost more than 3 reads: one page told Core's total, then no more
+    # listing (over REST one more page, for the workflow's group once it was learned).
+    assert listings(core) <= 2
+    for execution_id in waited:
+        core.complete(execution_id)
+    events = await asyncio.gather(*tasks)
+    assert {event["status"] for event in events} == {"success"}
+
+
+async def test_cancelled_waits_leave_the_poller_clean_and_do_not_disturb_the_others(core, cerebelum_conn):
+    ids = [core.start_execution("orders") for _ in range(60)]
+    tasks = [
+        asyncio.ensure_future(run_to_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.05)))
+        for execution_id in ids
+    ]
+    poller = await poller_of(cerebelum_conn)
+    await until(lambda: poller.waits == len(ids) and poller.requests["list"] >= 2)
+    # Half the tasks are killed (or move to another triggerer) while the others keep waiting.
+    for task in tasks[::2]:
+        task.cancel()
+    await asyncio.gather(*tasks[::2], return_exceptions=True)
+    assert poller.waits == len(ids) // 2
+    for execution_id in ids:
+        core.complete(execution_id)
+    events = await asyncio.gather(*tasks[1::2])
+    assert [event["execution_id"] for event in events] == ids[1::2]
+    assert {event["status"] for event in events} == {"success"}
+    await until(lambda: poller.listings_in_flight == 0)
+    assert poller.waits == 0
+
+
+# The emulator plays Core's empty answer to a failed listing on its gRPC face only.
+@pytest.mark.apis("grpc")
+async def test_a_listing_core_answers_empty_or_refuses_sends_the_waits_to_read_alone(core, cerebelum_conn):
+    ids = [core.start_execution("orders") for _ in range(20)]
+    # Core answers an internal listing error with an empty list: nothing can be read from it.
+    core.break_listing()
+    tasks = [
+        asyncio.ensure_future(run_to_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.05)))
+        for execution_id in ids
+    ]
+    await until(lambda: reads(core) >= 3 * len(ids))
+    core.break_listing(False)
+    core.fail_next(1000, grpc.StatusCode.INTERNAL, rpcs="ListExecutions")
+    marker = reads(core)
+    await until(lambda: reads(core) >= marker + 3 * len(ids))
+    for execution_id in ids:
+        core.complete(execution_id)
+    events = await asyncio.gather(*tasks)
+    assert {event["status"] for event in events} == {"success"}
+
+
+class RecordingTrigger(CerebelumExecutionTrigger):
+    """Records every wait it asks for, and waits a twentieth of it."""
+
+    delays: ClassVar[list[float]] = []
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        RecordingTrigger.delays.append(seconds)
+        await asyncio.sleep(seconds / 20)
+
+
+async def test_the_request_budget_stretches_every_interval_evenly_and_says_so_once(core, monkeypatch, caplog):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEREBELUM_BUDGET", connection_uri(core, coalesce_polling="false", request_budget=600)
+    )
+    RecordingTrigger.delays = []
+    ids = [core.start_execution("orders") for _ in range(10)]
+    caplog.set_level(logging.WARNING, logger="cerebelum_provider.triggers._shared_poll")
+    tasks = [
+        asyncio.ensure_future(
+            run_to_event(
+                RecordingTrigger(execution_id, cerebelum_conn_id="cerebelum_budget", poll_interval=0.5)
+            )
+        )
+        for execution_id in ids
+    ]
+    # Ten waits at 0.5 s ask for 1,200 requests a minute: twice the budget.
+    await until(lambda: RecordingTrigger.delays.count(1.0) >= 3 * len(ids))
+    for execution_id in ids:
+        core.complete(execution_id)
+    events = await asyncio.gather(*tasks)
+    assert {event["status"] for event in events} == {"success"}
+    regular = [delay for delay in RecordingTrigger.delays if delay >= 0.5]
+    assert set(regular) <= {0.5, 1.0}
+    budget_lines = [record for record in caplog.records if "request budget" in record.getMessage()]
+    assert len(budget_lines) == 1
+    assert "1200 requests a minute, over the request budget of 600" in budget_lines[0].getMessage()
+    assert "stretched 2.00x" in budget_lines[0].getMessage()
