@@ -48,7 +48,7 @@ def main() -> None:
         )
         started = time.monotonic()
         done = subprocess.run(
-            [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", TEST], cwd=ROOT, env=env, check=False
+            [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", TEST], cwd=ROOT, env=env, check=False
         )
         wall = time.monotonic() - started
         if done.returncode != 0:
