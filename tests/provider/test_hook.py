@@ -337,7 +337,8 @@ def test_test_connection_fails_when_the_status_read_fails(core, cerebelum_conn):
     core.fail_next(1, grpc.StatusCode.INTERNAL, rpcs="GetExecutionStatus")
     ok, message = CerebelumHook().test_connection()
     assert not ok
-    assert f"failed reading the status of execution {execution_id!r}" in message and "\n" not in message
+    # over HTTP the emulator's 500 is the released Core's bare "busy engine" answer: "did not answer"
+    assert f"reading the status of execution {execution_id!r}" in message and "\n" not in message
 
 
 @pytest.mark.apis("grpc")
