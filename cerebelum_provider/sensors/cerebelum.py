@@ -139,6 +139,9 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         with task_arguments():
             self.execution_id = check_execution_id(self.execution_id)
         publish_execution_id(self, context, self.execution_id)
+        # Each run of the task counts its own outage: an operator object can outlive a run (dag.test()
+        # runs the parsed DAG's own task objects), and a past run's outage would end this one at once.
+        self._outage = Outage(self.unavailable_timeout)
         try:
             if not self.deferrable:
                 return super().execute(context)
