@@ -26,6 +26,8 @@ REST_ONLY_NAMES = frozenset(["StopExecution", "ApproveExecution", "GetExecutionE
 
 #: The message of a call Core's rate limiter refused (the REST face answers it with 429).
 RATE_LIMITED = "rate_limit_exceeded"
+#: Core's rate-limit window: a calendar minute.
+CORE_RATE_LIMIT_WINDOW = 60.0
 
 RPC_NAMES = REST_ONLY_NAMES | frozenset(
     [
@@ -80,7 +82,7 @@ class Faults:
         self._rate_rpcs: frozenset[str] | None = None
         self._random = random.Random()
         self._rate_limit: int | None = None
-        self._rate_window = 60.0
+        self._rate_window: float | None = CORE_RATE_LIMIT_WINDOW
         self._window_index = -1
         self._window_calls = 0
         self._rate_limited = 0
@@ -132,23 +134,29 @@ class Faults:
             self._rate, self._rate_code, self._rate_rpcs = float(rate), code, _rpc_set(rpcs)
             self._random = random.Random(seed)
 
-    def set_rate_limit(self, limit: int | None, window_seconds: float = 60.0) -> None:
+    def set_rate_limit(self, limit: int | None, window_seconds: float | None = 60.0) -> None:
         """Core's per-organisation rate limit on its REST API: ``limit`` calls per calendar window of
         ``window_seconds`` (Core: 1,000 a minute), the rest refused with 429 until the window turns.
 
         None turns it off. Windows are counted on the wall clock, as Core counts calendar minutes.
+        ``window_seconds=None`` is one window that never turns (the next ``limit`` calls pass, every
+        later one is refused, with Core's ``retry-after: 60``): a test whose wait must be ended by
+        its own deadline, never by a window turning at a calendar minute.
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"rate limit must be a whole number of calls >= 1 or None, got {limit!r}")
-        if (
+        if window_seconds is not None and (
             isinstance(window_seconds, bool)
             or not isinstance(window_seconds, (int, float))
             or not math.isfinite(window_seconds)
             or window_seconds <= 0
         ):
-            raise ValueError(f"rate limit window must be a number of seconds > 0, got {window_seconds!r}")
+            raise ValueError(
+                f"rate limit window must be a number of seconds > 0 or None, got {window_seconds!r}"
+            )
         with self._lock:
-            self._rate_limit, self._rate_window = limit, float(window_seconds)
+            self._rate_limit = limit
+            self._rate_window = None if window_seconds is None else float(window_seconds)
             self._window_index, self._window_calls = -1, 0
 
     @property
@@ -158,7 +166,8 @@ class Faults:
             if self._rate_limit is None:
                 return None
             # Core's 429 says retry-after 60, its window's length, whatever is left of the minute.
-            return self._rate_limit, math.ceil(self._rate_window)
+            window = CORE_RATE_LIMIT_WINDOW if self._rate_window is None else self._rate_window
+            return self._rate_limit, math.ceil(window)
 
     def rate_limited_count(self) -> int:
         """Calls refused by the rate limit (each is counted in :meth:`call_counts` too)."""
@@ -169,7 +178,7 @@ class Faults:
         """Count one call against the rate limit; True when it is over (called with the lock held)."""
         if self._rate_limit is None:
             return False
-        window = int(time.time() // self._rate_window)
+        window = 0 if self._rate_window is None else int(time.time() // self._rate_window)
         if window != self._window_index:
             self._window_index, self._window_calls = window, 0
         self._window_calls += 1

@@ -522,11 +522,13 @@ class CoreEmulator:
         """Accept calls and never answer them (a half-open network); the client's deadline ends them."""
         self._faults.hang(enabled)
 
-    def set_rate_limit(self, limit: int | None = 1000, window_seconds: float = 60.0) -> None:
+    def set_rate_limit(self, limit: int | None = 1000, window_seconds: float | None = 60.0) -> None:
         """Refuse REST calls past ``limit`` per calendar window of ``window_seconds`` with 429, as
         Core's per-organisation limiter does (1,000 a minute, ``retry-after: 60``, body
         ``{"error": "rate_limit_exceeded", "limit": 1000}``); None turns it off. gRPC calls are not
-        limited (the limiter was measured on Core's REST API; its gRPC reads crash on be56c90)."""
+        limited (the limiter was measured on Core's REST API; its gRPC reads crash on be56c90).
+        ``window_seconds=None``: one window that never turns, so only ``limit`` more calls pass (for
+        tests whose deadline, not a turning window, must end a wait)."""
         self._faults.set_rate_limit(limit, window_seconds)
 
     def rate_limited_count(self) -> int:

@@ -152,21 +152,26 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         ``stop_on_kill`` hands the trigger the duty to stop the execution when a user kills the
         deferred task (only for an execution this task started).
         """
+        from cerebelum_provider.client import calls_end_within
         from cerebelum_provider.exceptions import CoreUnavailableError
 
+        limit = wait_limit(self.timeout, self.execution_timeout)
         if not self.deferrable:
             return wait_in_worker(
                 client,
                 execution_id,
                 poll_interval=self.poll_interval,
-                timeout=wait_limit(self.timeout, self.execution_timeout),
+                timeout=limit,
                 log=self.log,
                 include_outputs=self.include_outputs,
                 unavailable_timeout=self.unavailable_timeout,
             )
+        # The deadline counts from here, not from after the first check (the client's retries).
+        end_time = time.time() + limit
         outage = Outage(self.unavailable_timeout)
         try:
-            execution = check_once(client, execution_id, outage, self.log)
+            with calls_end_within(limit):
+                execution = check_once(client, execution_id, outage, self.log)
         except CoreUnavailableError as error:
             # The trigger rides the outage out, counted from this first failed check.
             self.log.warning(
@@ -182,6 +187,7 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
             method_name="execute_complete",
             stop_on_kill=stop_on_kill,
             unavailable_since=outage.since_epoch,
+            end_time=end_time,
         )
         return {}  # not reached: defer() raises TaskDeferred
 
@@ -194,12 +200,15 @@ class _CerebelumWaitingOperator(CerebelumBaseOperator):
         method_name: str,
         stop_on_kill: bool = False,
         unavailable_since: float | None = None,
+        end_time: float | None = None,
     ) -> None:
         """Defer to ``CerebelumExecutionTrigger`` until the execution reaches one of the states, or
-        the wait's limit passes; ``method_name`` gets the trigger's event."""
+        the wait's limit passes (at ``end_time``, epoch seconds, when the wait began before: else
+        counted from now); ``method_name`` gets the trigger's event."""
         from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
-        end_time = time.time() + wait_limit(self.timeout, self.execution_timeout)
+        if end_time is None:
+            end_time = time.time() + wait_limit(self.timeout, self.execution_timeout)
         # The trigger ends the wait at the deadline with the last state it saw; Airflow's own
         # deferral timeout, a little later, only backs it up.
         self.defer(

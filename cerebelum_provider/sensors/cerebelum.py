@@ -7,7 +7,10 @@ Works in poke, reschedule and deferrable mode with the same outcomes:
   execution will not change by itself); with ``soft_fail`` the task is skipped;
 - an unknown execution id: ``AirflowFailException`` naming the id and Core's address; with
   ``soft_fail`` the task is skipped;
-- ``timeout`` reached: ``AirflowSensorTimeout``; with ``soft_fail`` the task is skipped;
+- ``timeout`` reached: ``AirflowSensorTimeout``; with ``soft_fail`` the task is skipped. No check
+  runs past it: each call to Core in the worker (its retries, a wait for Core's next rate-limit
+  window) ends by the time the task has left, and a check that found Core unreachable with no
+  time left for another ends the wait at once, naming what ended it;
 - Core unreachable: in poke and reschedule mode a poke that finds Core unreachable (after the
   client's own retries) counts as "not done yet", so a Core restart never fails the task; the
   sensor's ``timeout`` bounds the wait and so does ``unavailable_timeout`` (15 minutes by
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +132,8 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         self.include_outputs = check_bool(include_outputs, field_name="include_outputs")
         self._client: SyncExecutionClient | None = None
         self._outage = Outage(self.unavailable_timeout)
+        # When this run's wait ends (monotonic clock), set by execute(); None: no deadline.
+        self._wait_ends: float | None = None
 
     @cached_property
     def hook(self) -> CerebelumHook:
@@ -142,6 +148,7 @@ class CerebelumExecutionSensor(BaseSensorOperator):
         # Each run of the task counts its own outage: an operator object can outlive a run (dag.test()
         # runs the parsed DAG's own task objects), and a past run's outage would end this one at once.
         self._outage = Outage(self.unavailable_timeout)
+        self._wait_ends = time.monotonic() + self._timeout_left(context)
         try:
             if not self.deferrable:
                 return super().execute(context)
@@ -150,6 +157,16 @@ class CerebelumExecutionSensor(BaseSensorOperator):
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+    def _timeout_left(self, context: Context) -> float:
+        """Seconds left of ``timeout``, counted as Airflow's sensor counts it: from the start of this
+        run, or in reschedule mode from the start of the first try."""
+        if not self.reschedule:
+            return self.timeout
+        first_try = context["ti"].get_first_reschedule_date(context)
+        if first_try is None:
+            return self.timeout
+        return self.timeout - (datetime.now(timezone.utc) - first_try).total_seconds()
 
     def _check_then_defer(self, context: Context) -> Any:
         # The deadline counts from here, not from after the first check (the client's retries).
@@ -190,14 +207,19 @@ class CerebelumExecutionSensor(BaseSensorOperator):
 
         Raises:
             AirflowFailException: a failure state, or no such execution.
+            AirflowSensorTimeout: Core unreachable, and ``timeout`` leaves no time for another check.
             CoreUnavailableError: Core unreachable for longer than ``unavailable_timeout``.
             CerebelumAuthError, CerebelumTLSError, CerebelumRPCError: any other fault.
         """
+        from cerebelum_provider.client import calls_end_within
+
         if self._client is None:
             self._client = self.hook.get_client()
         client = self._client
         try:
-            status = check_once(client, self.execution_id, self._outage, self.log)
+            # No retry and no wait for Core's next rate-limit window outlasts the sensor's timeout.
+            with calls_end_within(self._time_left()):
+                status = check_once(client, self.execution_id, self._outage, self.log)
         except exceptions.CoreUnavailableError as error:
             self._note_unavailable(client.address, error)
             return PokeReturnValue(is_done=False)
@@ -211,7 +233,18 @@ class CerebelumExecutionSensor(BaseSensorOperator):
                 core_address=address,
                 execution_id=self.execution_id,
             ) from error
+        left = self._time_left()
+        if left is not None and left < self.poke_interval:
+            # The next check would come after the timeout: end the wait now, saying what ended it.
+            raise AirflowSensorTimeout(
+                f"{outage.gave_up(address, self.execution_id)}; the sensor's timeout ({self.timeout:g}s) "
+                f"leaves no time for another check: {error.message}"
+            ) from error
         self.log.warning("%s (%s); will check again", outage.describe(address), error.message)
+
+    def _time_left(self) -> float | None:
+        """Seconds until this run's wait ends (negative once past), or None outside ``execute``."""
+        return None if self._wait_ends is None else self._wait_ends - time.monotonic()
 
     def _judge(self, status: ExecutionStatus) -> PokeReturnValue:
         state = status.status.value

@@ -60,6 +60,18 @@ async def test_the_client_waits_out_the_window_and_every_call_answers(core_facto
     assert answered == 5
 
 
+def test_a_window_that_never_turns_lets_limit_calls_through_then_refuses_as_core(core_factory):
+    limited = core_factory()
+    limited.set_rate_limit(2, window_seconds=None)
+    with httpx.Client(base_url=limited.http_url, timeout=5) as http:
+        answers = [http.get(EXECUTIONS) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 429, 429]
+    # Core's own advice: its window is a calendar minute.
+    assert answers[-1].headers["retry-after"] == "60"
+    assert answers[-1].json() == {"error": "rate_limit_exceeded", "limit": 2}
+    assert limited.rate_limited_count() == 2
+
+
 def test_switching_it_off_lets_every_call_through(core_factory):
     limited = core_factory()
     limited.set_rate_limit(1, window_seconds=3600)
@@ -75,8 +87,8 @@ def test_switching_it_off_lets_every_call_through(core_factory):
         (0, 60, "rate limit must be a whole number of calls >= 1 or None, got 0"),
         (1.5, 60, "rate limit must be a whole number of calls >= 1 or None, got 1.5"),
         (True, 60, "rate limit must be a whole number of calls >= 1 or None, got True"),
-        (10, 0, "rate limit window must be a number of seconds > 0, got 0"),
-        (10, float("inf"), "rate limit window must be a number of seconds > 0, got inf"),
+        (10, 0, "rate limit window must be a number of seconds > 0 or None, got 0"),
+        (10, float("inf"), "rate limit window must be a number of seconds > 0 or None, got inf"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(limit, window, message):

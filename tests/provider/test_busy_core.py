@@ -17,7 +17,9 @@ import pytest
 
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 from tests.core_apis import connection_uri
-from tests.dagrun import run_dag
+from tests.dagrun import output_of, run_dag
+from tests.provider.dags.cerebelum_sensor_dags import SENSOR_TIMEOUT
+from tests.provider.test_sensor import run_sensor_dag
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -112,3 +114,50 @@ def test_a_trigger_never_waits_for_a_rate_limit_window_past_its_deadline(core, m
     [message] = [event["message"] for event in events]
     assert "the caller's deadline" in message, message
     assert not [line for line in said(capfd, caplog) if "is rate-limiting this client" in line]
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_a_poking_sensor_that_meets_a_429_ends_at_its_timeout_not_after_the_window(
+    core, monkeypatch, airflow_db, capfd, mode
+):
+    # The first check passes; every later one is refused by a window that never turns, so only the
+    # sensor's own deadline can end the wait (Core's next window is a calendar minute away at most).
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core))
+    execution_id = core.start_execution("orders")
+    core.set_rate_limit(1, window_seconds=None)
+
+    state, _ = run_sensor_dag(mode, execution_id, short_timeout=True)
+
+    assert state == "failed"
+    assert core.rate_limited_count() >= 1
+    output = output_of(capfd)
+    # What ended it: the sensor's timeout, which the client's calls kept to (never Airflow's generic
+    # timeout, found after a poke that outlasted it).
+    ended = [line for line in output.splitlines() if "AirflowSensorTimeout: " in line]
+    assert ended, output[-3000:]
+    assert f"the sensor's timeout ({SENSOR_TIMEOUT:g}s) leaves no time for another check" in ended[-1]
+    assert "the caller's deadline" in ended[-1]
+    assert "Sensor has timed out" not in output
+    # Without the deadline the client waits out three windows: Core's next one is a minute away.
+    assert "(wait 2 of" not in output
+
+
+@pytest.mark.parametrize("mode", ["poll", "deferrable"])
+def test_an_operators_wait_that_meets_a_429_ends_at_its_timeout(core, monkeypatch, airflow_db, capfd, mode):
+    # The start passes; every status read after it is refused by a window that never turns: the
+    # wait in the worker, and the one check before a deferral, end by the operator's 1 s timeout.
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core))
+    core.set_rate_limit(1, window_seconds=None)
+
+    _, results = run_dag(f"cerebelum_execute_timeout_{mode}")
+
+    assert results["execute"][0] == "failed"
+    assert core.call_counts()["ExecuteWorkflow"] == 1
+    assert core.rate_limited_count() >= 1
+    (execution_id,) = core.execution_ids()
+    output = output_of(capfd)
+    ended = [line for line in output.splitlines() if "CoreUnavailableError: " in line]
+    assert ended, output[-3000:]
+    assert f"while waiting for execution {execution_id}" in ended[-1]
+    assert "the caller's deadline" in ended[-1]
+    assert "(wait 2 of" not in output
