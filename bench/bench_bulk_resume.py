@@ -16,6 +16,7 @@ several N, to show it grows with the ids it must remember and nothing else.
 
     .venv/bin/python bench/bench_bulk_resume.py            # N=10,000, latency 5 ms
     .venv/bin/python bench/bench_bulk_resume.py --quick    # N=1,000
+    .venv/bin/python bench/bench_bulk_resume.py --latency 0.05 --executions 2000 --sequential-sample 200 --no-memory
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def run_case(core: RemoteCore, name: str, count: int, job, *, trace_memory: bool
         "histogram": {int(times): executions for times, executions in histogram.items()},
         "resume_calls": after.get("ResumeExecution", 0) - before.get("ResumeExecution", 0),
         "list_calls": after.get("ListExecutions", 0) - before.get("ListExecutions", 0),
+        "status_calls": after.get("GetExecutionStatus", 0) - before.get("GetExecutionStatus", 0),
+        "all_calls": sum(after.values()) - sum(before.values()),
         "peak_bytes": peak,
         "client_cpu_us": client_cpu / count * 1e6,
         "core_cpu_us": core_cpu / count * 1e6,
@@ -122,8 +125,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N=1,000")
     parser.add_argument("--executions", type=int, default=None, help="N (default 10,000; 1,000 with --quick)")
     parser.add_argument("--latency", type=float, default=0.005, help="emulator latency per call, s")
-    parser.add_argument("--sequential-sample", type=int, default=None, help="N of the sequential full loop (default 1,000)")
+    parser.add_argument(
+        "--sequential-sample", type=int, default=None, help="N of the sequential full loop (default 1,000)"
+    )
     parser.add_argument("--high-concurrency", type=int, default=64)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args()
     count = args.executions or (1_000 if args.quick else 10_000)
@@ -141,7 +147,7 @@ def main() -> None:
             run_case(
                 core, "memory", n, lambda c, w: ours(c, w, OPERATOR_DEFAULT_CONCURRENCY), trace_memory=True
             )
-            for n in sorted({max(count // 10, 100), max(count // 2, 100), count})
+            for n in ([] if args.no_memory else sorted({max(count // 10, 100), max(count // 2, 100), count}))
         ]
     report(args, facts, count, sample, results, memory)
 
@@ -162,11 +168,14 @@ def report(args, facts, count, sample, results, memory) -> None:
                 label,
                 result["n"],
                 f"{result['wall']:.2f}",
-                f"{wall_at_n:.2f}" + (" (extrapolated)" if result["name"] == "sequential" and sample != count else ""),
+                f"{wall_at_n:.2f}"
+                + (" (extrapolated)" if result["name"] == "sequential" and sample != count else ""),
                 f"{result['resumed']}/{result['n']}",
                 resumes_per_execution(result),
                 result["resume_calls"],
                 result["list_calls"],
+                result["status_calls"],
+                f"{result['all_calls'] / result['n']:.3f}",
                 f"{sequential_at_n / result['wall']:.1f}x" if result["name"].startswith("ours") else "",
                 f"{result['client_cpu_us']:.0f} / {result['core_cpu_us']:.0f}",
             ]
@@ -180,7 +189,7 @@ def report(args, facts, count, sample, results, memory) -> None:
         ]
         for m in memory
     ]
-    command = "python bench/bench_bulk_resume.py" + (" --quick" if args.quick else "")
+    command = " ".join(["python bench/bench_bulk_resume.py", *sys.argv[1:]])
     best = min((r for r in results if r["name"].startswith("ours")), key=lambda r: r["wall"])
     default = next(r for r in results if r["name"] == f"ours-c{OPERATOR_DEFAULT_CONCURRENCY}")
     exact = all(r["histogram"] == {1: r["n"]} for r in results if r["name"].startswith("ours"))
@@ -191,8 +200,17 @@ def report(args, facts, count, sample, results, memory) -> None:
         "",
         table(
             [
-                "run", "N", "wall (s)", f"wall at N={count} (s)", "resumed", "resumes per execution",
-                "ResumeExecution calls", "ListExecutions calls", "speed-up vs sequential",
+                "run",
+                "N",
+                "wall (s)",
+                f"wall at N={count} (s)",
+                "resumed",
+                "resumes per execution",
+                "ResumeExecution calls",
+                "ListExecutions calls",
+                "GetExecutionStatus calls",
+                "calls to Core per execution",
+                "speed-up vs sequential",
                 "CPU per execution, client / emulator (us)",
             ],
             rows,
@@ -201,12 +219,21 @@ def report(args, facts, count, sample, results, memory) -> None:
         f"The sequential full loop ran on {sample} executions; its time at N={count} is that time x "
         f"{count / sample:g} (linear: one list page per 100 and one resume per execution, each a round trip).",
         "",
-        "Peak Python memory of ours (tracemalloc, max_concurrency=16, separate runs):",
-        "",
-        table(["N", "peak (KiB)", "bytes per execution", "resumed"], memory_rows),
-        "",
+        *(
+            [
+                "Peak Python memory of ours (tracemalloc, max_concurrency=16, separate runs):",
+                "",
+                table(["N", "peak (KiB)", "bytes per execution", "resumed"], memory_rows),
+                "",
+            ]
+            if memory_rows
+            else []
+        ),
         f"- every execution resumed exactly once by ours: **{'yes' if exact else 'NO'}**; the seed loop "
         f"resumed {results[0]['resumed']} of {count}.",
+        f"- calls to Core per execution (resumes, the run's listing, the checks' listings and reads): "
+        f"**{default['all_calls'] / default['n']:.3f}** at max_concurrency=16, "
+        f"**{best['all_calls'] / best['n']:.3f}** at max_concurrency={best['name'][6:]} (goal <= 1.1).",
         f"- speed-up vs the sequential full loop: **{sequential_at_n / default['wall']:.1f}x** at the operator's "
         f"default max_concurrency=16, **{sequential_at_n / best['wall']:.1f}x** at max_concurrency="
         f"{best['name'][6:]} (goal >= 20x).",

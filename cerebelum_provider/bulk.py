@@ -22,11 +22,24 @@ over a changing set skips and repeats items, and every resumed execution leaves 
 
 - Resume is checked, never assumed. The released Core answers ``"already_running"`` for a FAILED
   execution (its engine process lives on until Core restarts) and, after a restart, ``"resumed"``
-  while nothing runs again. So every ``"resumed"`` or ``"already_running"`` is followed, after
-  ``resume_check_grace`` seconds, by a read of the execution: one still FAILED goes to
-  ``not_resumed``. The checks wait out their grace side by side (each queued with the moment it is
-  due, in order), so the grace is paid once per run, not once per execution; a read that fails goes
-  to ``errors``. Resumes and reads share the ``max_concurrency`` bound on calls to Core.
+  while nothing runs again. So every ``"resumed"`` or ``"already_running"`` is checked, at least
+  ``resume_check_grace`` seconds later: one still FAILED goes to ``not_resumed``. The checks wait
+  out their grace side by side (each queued with the moment it is due, in order), so the grace is
+  paid once per run, not once per execution. Resumes and checks share the ``max_concurrency``
+  bound on calls to Core.
+- Checks are read back a page at a time: the checks due are grouped by workflow, and one listing
+  of the workflow's RUNNING executions, pages of 100, answers for every check it shows: an
+  execution listed as RUNNING left FAILED. A listing is never taken as proof that an execution is
+  still FAILED: Core's status filter reads an execution's last stored event, and a resumed engine
+  stores none until its step runs again, so a resumed execution lists as FAILED for a while (Core
+  release be56c90). A check the listing does not show, a listing that fails, and a group too small
+  for a listing to pay are read alone, one status read each (a read that fails goes to
+  ``errors``). The choice is made from the numbers: Core's total for the filter at the workflow's
+  last listing (its pages) and the share of the checks that listing answered. A listing is sent as soon
+  as it costs at most ``LISTING_CALLS_PER_CHECK`` calls per check it should answer; until then the
+  checks due wait for more to join them, at most ``MAX_CHECK_HOLD`` seconds past their grace, and
+  no longer once no resume is left to answer. So a bulk resume costs about one call per execution
+  plus its listings, where reading each back alone cost two.
 
 - With ``on_not_resumed="rerun"`` (HTTP API only, refused before anything is sent over gRPC), an
   execution still FAILED after its check is rerun: a new execution of its workflow with its inputs
@@ -48,7 +61,10 @@ within the grace reads FAILED like one that never ran, so it is counted under ``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,7 +81,7 @@ from cerebelum_provider.exceptions import (
     CerebelumTLSError,
     ExecutionNotFoundError,
 )
-from cerebelum_provider.models import ExecutionState
+from cerebelum_provider.models import ExecutionState, ExecutionStatus
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient
@@ -81,6 +97,17 @@ MAX_RESUME_CHECK_GRACE = 300.0
 #: The answers after which the execution is read back, since the released Core gives both for
 #: a FAILED execution it does not run again.
 CHECKED_ANSWERS = ("resumed", "already_running")
+#: Core's largest page, the size of every listing that checks resumes.
+PAGE_SIZE = 100
+#: The state a check lists: a resumed execution runs (over REST the filter also finds executions
+#: that sleep or wait for approval).
+CHECK_LISTING_STATE = ExecutionState.RUNNING
+#: A listing is sent at once when its pages cost at most this many calls per check it should answer.
+LISTING_CALLS_PER_CHECK = 0.05
+#: Seconds a check due may wait past its grace for more checks to share its listing.
+MAX_CHECK_HOLD = 10.0
+#: Seconds between two looks at the checks due while they wait for more to join them.
+CHECK_REPLAN_SECONDS = 0.1
 
 
 @dataclass
@@ -272,8 +299,9 @@ async def resume_matching(
         dry_run: list only; the ids that would be resumed land in ``would_resume``.
         on_progress: called with :meth:`BulkResumeSummary.counts` after every execution handled
             (and once more at the end); it must be quick, it runs on the event loop.
-        resume_check_grace: seconds between a "resumed" or "already_running" answer and the read
-            that checks the execution left FAILED (0: read at once).
+        resume_check_grace: seconds between a "resumed" or "already_running" answer and the check
+            that the execution left FAILED (0: at once; a check may wait up to ``MAX_CHECK_HOLD``
+            more to share a listing).
         on_not_resumed: ``"fail"`` (count it under ``not_resumed``) or ``"rerun"`` (rerun it: HTTP
             API only).
 
@@ -303,9 +331,22 @@ async def resume_matching(
     return await _BulkResume(client, request, on_progress).run()
 
 
+class _Check:
+    """A resume to check: when it falls due, the execution, Core's answer, and its workflow (None:
+    not known, when the run matches every workflow and Core's listing did not name it)."""
+
+    __slots__ = ("answer", "due", "execution_id", "workflow")
+
+    def __init__(self, due: float, execution_id: str, answer: str, workflow: str | None) -> None:
+        self.due = due
+        self.execution_id = execution_id
+        self.answer = answer
+        self.workflow = workflow
+
+
 class _BulkResume:
-    """One run: a lister feeding a bounded queue, resume workers taking from it, and check workers
-    reading back each execution Core said it resumed once its grace is over."""
+    """One run: a lister feeding a bounded queue, resume workers taking from it, and a checker that
+    reads back, a listing at a time, each execution Core said it resumed once its grace is over."""
 
     def __init__(
         self,
@@ -319,12 +360,19 @@ class _BulkResume:
         self.summary = BulkResumeSummary(dry_run=request.dry_run)
         # Every id taken from the listing: the at-most-once guarantee lives in this set.
         self.taken: set[str] = set()
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=2 * request.max_concurrency)
-        # (due, id, answer), due in loop time and in order: unbounded, so a resume never waits
-        # for a grace to pass; it holds ids only, those resumed within the last grace.
-        self.checks: asyncio.Queue[tuple[float, str, str]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str, str | None]] = asyncio.Queue(maxsize=2 * request.max_concurrency)
+        # Checks in the order they fall due: unbounded, so a resume never waits for a grace to
+        # pass; it holds the resumes answered and not checked yet.
+        self.checks: asyncio.Queue[_Check] = asyncio.Queue()
         # Resumes and checks together never have more calls in flight than max_concurrency.
         self.calls = asyncio.Semaphore(request.max_concurrency)
+        # Ids taken and not answered yet; once the listing is over and none is left, no check can
+        # come that checks due could wait for.
+        self.listing_over = False
+        self.unanswered_resumes = 0
+        self.resumes_over = asyncio.Event()
+        # {workflow: (pages, share of its checks answered)} of its last listing for checks.
+        self.check_listings: dict[str | None, tuple[int, float]] = {}
         # {failed id: rerun id}: the reruns Core held when first needed, plus those this run starts.
         self.reruns: dict[str, str] | None = None
         self.reruns_found = asyncio.Lock()
@@ -332,7 +380,7 @@ class _BulkResume:
     async def run(self) -> BulkResumeSummary:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.request.max_concurrency)]
         if not self.request.dry_run:
-            workers += [asyncio.create_task(self._checker()) for _ in range(self.request.max_concurrency)]
+            workers.append(asyncio.create_task(self._checker()))
         lister = asyncio.create_task(self._list_all())
         drained: asyncio.Task[None] | None = None
         try:
@@ -364,15 +412,19 @@ class _BulkResume:
 
     async def _list_all(self) -> None:
         """List each state until a full listing brings nothing new, queueing every new id once."""
-        for state in self.request.states:
-            while True:
-                # Each page is retried by the client within its budget; a listing that still fails
-                # ends the run (nothing taken so far is lost: its outcomes are already recorded).
-                new_ids = await self._list_once(state)
-                if self._limit_reached() or new_ids == 0:
-                    break
-            if self._limit_reached():
-                return
+        try:
+            for state in self.request.states:
+                while True:
+                    # Each page is retried by the client within its budget; a listing that still
+                    # fails ends the run (nothing taken so far is lost: its outcomes are recorded).
+                    new_ids = await self._list_once(state)
+                    if self._limit_reached() or new_ids == 0:
+                        break
+                if self._limit_reached():
+                    return
+        finally:
+            self.listing_over = True
+            self._note_resumes_over()
 
     async def _list_once(self, state: ExecutionState) -> int:
         new_ids = 0
@@ -387,20 +439,29 @@ class _BulkResume:
             self.taken.add(execution_id)
             self.summary.matched += 1
             new_ids += 1
-            await self.queue.put(execution_id)
+            self.unanswered_resumes += 1
+            await self.queue.put(
+                (execution_id, self.request.workflow_name or execution.workflow_name or None)
+            )
         return new_ids
 
     def _limit_reached(self) -> bool:
         limit = self.request.max_executions
         return limit is not None and self.summary.matched >= limit
 
+    def _note_resumes_over(self) -> None:
+        if self.listing_over and self.unanswered_resumes == 0:
+            self.resumes_over.set()
+
     async def _worker(self) -> None:
         while True:
-            execution_id = await self.queue.get()
+            execution_id, workflow = await self.queue.get()
             try:
-                settled = await self._resume_one(execution_id)
+                settled = await self._resume_one(execution_id, workflow)
             finally:
                 self.queue.task_done()
+                self.unanswered_resumes -= 1
+                self._note_resumes_over()
             if settled:
                 self._report_progress()
 
@@ -409,7 +470,18 @@ class _BulkResume:
         async with self.calls:
             return await call()
 
-    async def _resume_one(self, execution_id: str) -> bool:
+    @staticmethod
+    async def _together(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+        """Await every call side by side; the first that raises cancels the others."""
+        tasks = [asyncio.ensure_future(call) for call in calls]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _resume_one(self, execution_id: str, workflow: str | None) -> bool:
         """Resume one execution; True when its outcome is recorded, False when it awaits its check."""
         summary = self.summary
         if self.request.dry_run:
@@ -435,7 +507,7 @@ class _BulkResume:
             return True
         if answer in CHECKED_ANSWERS:
             due = asyncio.get_running_loop().time() + self.request.resume_check_grace
-            self.checks.put_nowait((due, execution_id, answer))
+            self.checks.put_nowait(_Check(due, execution_id, answer, workflow))
             return False
         if answer == "failed_to_resume":
             summary.failed_to_resume.append(execution_id)
@@ -443,43 +515,164 @@ class _BulkResume:
             summary.errors[execution_id] = f"Core answered an unknown resume status {answer!r}"
         return True
 
+    # Checks --------------------------------------------------------------------------------------
+
     async def _checker(self) -> None:
+        """Check the resumes as they fall due, in batches that share their listings."""
         loop = asyncio.get_running_loop()
+        waiting: deque[_Check] = deque()
         while True:
-            due, execution_id, answer = await self.checks.get()
+            while not self.checks.empty():
+                waiting.append(self.checks.get_nowait())
+            if not waiting:
+                waiting.append(await self.checks.get())
+                continue
+            now = loop.time()
+            due = [check for check in waiting if check.due <= now]
+            if not due:
+                await self._pause(waiting[0].due - now)
+                continue
+            batch = self._checks_to_send(due, now, more_to_come=len(due) < len(waiting))
+            if not batch:
+                await self._pause(CHECK_REPLAN_SECONDS)
+                continue
+            sent = {check.execution_id for check in batch}
+            waiting = deque(check for check in waiting if check.execution_id not in sent)
             try:
-                # Checks are queued in the order they fall due, so this sleep overlaps the others'.
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await self._check_one(execution_id, answer)
+                await self._together(
+                    self._check_group(workflow, checks) for workflow, checks in _by_workflow(batch).items()
+                )
             finally:
-                self.checks.task_done()
+                for _ in batch:
+                    self.checks.task_done()
             self._report_progress()
 
-    async def _check_one(self, execution_id: str, answer: str) -> None:
-        """Read the execution back: still FAILED means Core's answer did not resume it."""
-        summary = self.summary
-        about = f"Core answered {answer!r} to the resume, but reading execution {execution_id} back"
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the last resume is answered meanwhile."""
+        if self.resumes_over.is_set():
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.resumes_over.wait(), seconds)
+
+    def _checks_to_send(self, due: list[_Check], now: float, *, more_to_come: bool) -> list[_Check]:
+        """The checks due to send now: each workflow's, once its listing is cheap enough per check,
+        its oldest has waited ``MAX_CHECK_HOLD`` past its grace, or no more checks can join them."""
+        may_wait = more_to_come or not self.resumes_over.is_set()
+        batch: list[_Check] = []
+        for workflow, checks in _by_workflow(due).items():
+            if (
+                not may_wait
+                or now >= checks[0].due + MAX_CHECK_HOLD
+                or not self._listing_may_pay(workflow)
+                or self._listing_is_cheap(workflow, len(checks))
+            ):
+                batch += checks
+        return batch
+
+    def _listing_record(self, workflow: str | None) -> tuple[int, float]:
+        """The pages of the workflow's listing and the share of its checks it answers (never
+        listed: one page, all of them), from its last listing."""
+        return self.check_listings.get(workflow, (1, 1.0))
+
+    def _listing_may_pay(self, workflow: str | None) -> bool:
+        # Holding checks back for a listing is worth it only where listings answer most of them.
+        return self._listing_record(workflow)[1] >= 0.5
+
+    def _listing_is_cheap(self, workflow: str | None, checks: int) -> bool:
+        pages, share = self._listing_record(workflow)
+        return pages <= LISTING_CALLS_PER_CHECK * checks * share
+
+    def _listing_pays(self, workflow: str | None, checks: int) -> bool:
+        """Fewer pages than the reads alone of the checks it should answer."""
+        pages, share = self._listing_record(workflow)
+        return pages < checks * share
+
+    async def _check_group(self, workflow: str | None, checks: list[_Check]) -> None:
+        """Check one workflow's resumes: those its listing shows running by it, the others alone."""
+        unanswered = {check.execution_id: check for check in checks}
+        settling: list[Coroutine[Any, Any, None]] = []
+        if self._listing_pays(workflow, len(unanswered)):
+            found = await self._list_for_checks(workflow, unanswered)
+            settling += [self._settle(check, still_failed=False) for check in found]
+        settling += [self._check_one(check) for check in unanswered.values()]
+        await self._together(settling)
+
+    async def _list_for_checks(self, workflow: str | None, unanswered: dict[str, _Check]) -> list[_Check]:
+        """Page through the workflow's RUNNING executions, taking out of ``unanswered`` (and
+        returning) the checks it shows; pages after the first go ``max_concurrency`` at a time.
+
+        What it does not answer is read alone. A listing that fails is not sent again in this run
+        (its checks are read alone); an authentication error stops the run.
+        """
+        asked = len(unanswered)
+        found: list[_Check] = []
+
+        def take(executions: list[ExecutionStatus]) -> None:
+            for execution in executions:
+                check = unanswered.pop(execution.execution_id, None)
+                if check is not None:
+                    found.append(check)
+
+        def page(offset: int) -> Coroutine[Any, Any, tuple[list[ExecutionStatus], int, bool]]:
+            return self._call_core(
+                lambda: self.client.list_executions(
+                    workflow_name=workflow, status=CHECK_LISTING_STATE, limit=PAGE_SIZE, offset=offset
+                )
+            )
+
+        pages = 1
+        try:
+            executions, total, has_more = await page(0)
+            take(executions)
+            pages = max(1, math.ceil(total / PAGE_SIZE))
+            offsets = list(range(len(executions), total, PAGE_SIZE)) if has_more and executions else []
+            wave_size = self.request.max_concurrency
+            for start in range(0, len(offsets), wave_size):
+                # The pages left would cost more than reading what is left alone.
+                if len(offsets) - start >= len(unanswered):
+                    break
+                wave = offsets[start : start + wave_size]
+                for executions, _, _ in await self._together(page(offset) for offset in wave):
+                    take(executions)
+        except (CerebelumAuthError, CerebelumTLSError):
+            raise
+        except CerebelumError:
+            # Refused (the released Core's gRPC listing crashes on a page that is not empty):
+            # its checks are read alone, where their own errors say what Core answered.
+            self.check_listings[workflow] = (pages, 0.0)
+            return found
+        # Smoothed, so a listing that answered none is tried again for a batch large enough.
+        self.check_listings[workflow] = (pages, (len(found) + 1) / (asked + 2))
+        return found
+
+    async def _check_one(self, check: _Check) -> None:
+        """Read the execution back alone: still FAILED means Core's answer did not resume it."""
+        execution_id = check.execution_id
+        about = f"Core answered {check.answer!r} to the resume, but reading execution {execution_id} back"
         try:
             execution = await self._call_core(lambda: self.client.get_execution_status(execution_id))
         except (CerebelumAuthError, CerebelumTLSError):
             raise
         except ExecutionNotFoundError as error:
-            summary.errors[execution_id] = f"{about} found no such execution: {error.message}"
+            self.summary.errors[execution_id] = f"{about} found no such execution: {error.message}"
             return
         except CerebelumError as error:
-            summary.errors[execution_id] = f"{about} to check it failed: {error.message}"
+            self.summary.errors[execution_id] = f"{about} to check it failed: {error.message}"
             return
-        if execution.status is ExecutionState.FAILED:
+        await self._settle(check, still_failed=execution.status is ExecutionState.FAILED)
+
+    async def _settle(self, check: _Check, *, still_failed: bool) -> None:
+        """Record a checked resume: resumed or already running, or not resumed (or rerun)."""
+        if still_failed:
             if self.request.on_not_resumed == "rerun":
-                await self._rerun_one(execution_id)
+                await self._rerun_one(check.execution_id)
             else:
-                summary.not_resumed.append(execution_id)
-        elif answer == "resumed":
-            summary.resumed.append(execution_id)
+                self.summary.not_resumed.append(check.execution_id)
+        elif check.answer == "resumed":
+            self.summary.resumed.append(check.execution_id)
         else:
-            summary.already_running.append(execution_id)
+            self.summary.already_running.append(check.execution_id)
 
     async def _known_reruns(self) -> dict[str, str]:
         """The reruns Core holds for this run's workflow, listed once per run (under a lock)."""
@@ -522,3 +715,11 @@ class _BulkResume:
     def _report_progress(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.summary.counts())
+
+
+def _by_workflow(checks: Iterable[_Check]) -> dict[str | None, list[_Check]]:
+    """Checks grouped by workflow, each group in the order they fell due."""
+    groups: dict[str | None, list[_Check]] = {}
+    for check in checks:
+        groups.setdefault(check.workflow, []).append(check)
+    return groups

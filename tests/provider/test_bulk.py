@@ -7,6 +7,8 @@ executions than one page holds and let the emulator reorder as the run goes.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -55,7 +57,8 @@ async def test_resumes_each_failed_execution_once_across_pages(core):
     assert [core.resume_count(execution_id) for execution_id in orders] == [1] * 350
     assert [core.resume_count(execution_id) for execution_id in billing + [running]] == [0] * 31
     assert core.call_counts()["ResumeExecution"] == 350
-    # Each "resumed" is read back once, to be sure it left FAILED.
+    # Each "resumed" is read back once, to be sure it left FAILED: alone, as Core lists a resumed
+    # execution whose step has not run again yet as FAILED over REST (see the coalesced tests below).
     assert core.call_counts()["GetExecutionStatus"] == 350
     assert (
         progress[-1]
@@ -239,6 +242,9 @@ class InFlightCounter:
     async def get_execution_status(self, *args, **kwargs):
         return await self._counted(self._client.get_execution_status(*args, **kwargs))
 
+    async def list_executions(self, *args, **kwargs):
+        return await self._counted(self._client.list_executions(*args, **kwargs))
+
 
 @pytest.mark.parametrize("answer", ["already_running", "resumed"])
 async def test_a_resume_without_effect_is_not_resumed_and_never_sent_twice(core, answer):
@@ -322,15 +328,14 @@ async def test_a_transient_error_while_checking_is_retried_like_the_resume(core)
 
 @pytest.mark.apis("grpc", "http")  # each API names Core's crash in its own words
 async def test_a_check_that_cannot_be_read_is_an_error_naming_what_core_answered(core, core_api):
-    ids = seed_failed(core, 3)
+    # One execution per workflow: each check is read alone (a listing would cost as much).
+    ids = [seed_failed(core, 1, workflow)[0] for workflow in ("orders", "billing", "shipping")]
     core.fail_next(1, code=grpc.StatusCode.INTERNAL, rpcs="GetExecutionStatus")
 
     # One attempt per call: over HTTP the emulator's 500 is the released Core's busy-engine answer,
     # which a retry would ride out (tests/provider/test_busy_core.py).
     async with client_for(core, retry=RetryConfig(max_attempts=1)) as client:
-        summary = await resume_matching(
-            client, workflow_name="orders", max_concurrency=1, resume_check_grace=0
-        )
+        summary = await resume_matching(client, max_concurrency=1, resume_check_grace=0)
 
     assert len(summary.resumed) == 2 and len(summary.errors) == 1
     assert sorted(summary.resumed + list(summary.errors)) == sorted(ids)
@@ -453,3 +458,131 @@ def test_a_summary_with_only_not_resumed_has_failed():
     assert BulkResumeSummary(matched=1, resumed=["a"], already_running=["b"]).failed is False
     # A rerun is no failure of the run, and no resume either.
     assert BulkResumeSummary(matched=2, rerun={"a": "a2"}, already_rerun={"b": "b2"}).failed is False
+
+
+# Checks read back a listing at a time ---------------------------------------------------------
+
+
+class StepsRunAfterResume:
+    """The real client; after each resume Core answers, the emulator runs the execution on as a
+    live Core would before the check: one step (so Core's log holds a row that lists it as
+    RUNNING), or to its end for the ids in ``settle``. With ``check_listing_fault``, the listings
+    that check resumes wait until the run's own listing is over, then meet that fault."""
+
+    def __init__(self, client: ExecutionClient, core, settle=(), check_listing_fault=None) -> None:
+        self._client = client
+        self._core = core
+        self._settle = set(settle)
+        self._check_listing_fault = check_listing_fault
+        self._listing_over = asyncio.Event()
+        self._listed_ids: set[str] = set()
+
+    def iter_executions(self, *args, **kwargs):
+        return self._listed(self._client.iter_executions(*args, **kwargs))
+
+    async def _listed(self, executions):
+        new = 0
+        async for execution in executions:
+            if execution.execution_id not in self._listed_ids:
+                self._listed_ids.add(execution.execution_id)
+                new += 1
+            yield execution
+        if new == 0:
+            # A bulk run lists until a whole listing brings nothing new: this was its last.
+            self._listing_over.set()
+
+    async def list_executions(self, *args, **kwargs):
+        if self._check_listing_fault is not None:
+            await self._listing_over.wait()
+            self._check_listing_fault()
+        return await self._client.list_executions(*args, **kwargs)
+
+    async def get_execution_status(self, *args, **kwargs):
+        return await self._client.get_execution_status(*args, **kwargs)
+
+    async def resume_execution(self, execution_id, **kwargs):
+        answer = await self._client.resume_execution(execution_id, **kwargs)
+        if execution_id in self._settle:
+            self._core.run_until_settled(execution_id)
+        else:
+            self._core.advance(execution_id=execution_id)
+        return answer
+
+
+def calls_to_core(core) -> int:
+    return sum(core.call_counts().values())
+
+
+@pytest.mark.apis("grpc", "http")  # each API's listing filter reads its own view of Core's log
+async def test_checks_are_read_back_a_listing_at_a_time(core):
+    ids = seed_failed(core, 300)
+    others = seed_failed(core, 30, "billing")
+
+    async with client_for(core) as client:
+        summary = await resume_matching(
+            StepsRunAfterResume(client, core), workflow_name="orders", max_concurrency=8
+        )
+
+    assert sorted(summary.resumed) == sorted(ids)
+    assert summary.not_resumed == summary.already_running == [] and summary.errors == {}
+    assert [core.resume_count(execution_id) for execution_id in ids] == [1] * 300
+    assert [core.resume_count(execution_id) for execution_id in others] == [0] * 30
+    # Resumes, listings and reads together: at most 1.1 calls per execution, where reading
+    # each back alone cost two.
+    assert core.call_counts()["ResumeExecution"] == 300
+    assert calls_to_core(core) <= 1.1 * 300
+    assert core.call_counts().get("GetExecutionStatus", 0) < 30
+
+
+@pytest.mark.apis("grpc", "http")  # each API's listing filter reads its own view of Core's log
+async def test_checks_the_listing_does_not_show_are_read_alone_with_the_same_verdicts(core):
+    # Resumed and running (listed), resumed and already COMPLETED (not listed as running), and
+    # failed again before the check (not listed as running): the verdicts a read of each gives.
+    running = seed_failed(core, 150)
+    completed = seed_failed(core, 20)
+    failed_again = seed_failed(core, 20, fail_times=2)
+
+    async with client_for(core) as client:
+        summary = await resume_matching(
+            StepsRunAfterResume(client, core, settle=completed + failed_again),
+            workflow_name="orders",
+            max_concurrency=8,
+        )
+
+    assert sorted(summary.resumed) == sorted(running + completed)
+    assert sorted(summary.not_resumed) == sorted(failed_again)
+    assert summary.errors == {} and summary.already_running == []
+    resumed_once = [core.resume_count(execution_id) for execution_id in running + completed + failed_again]
+    assert resumed_once == [1] * 190
+    # The 40 the listing cannot answer are read alone, and not many more.
+    assert 40 <= core.call_counts()["GetExecutionStatus"] < 60
+
+
+async def test_checks_are_read_alone_when_their_listing_is_refused(core):
+    ids = seed_failed(core, 120)
+
+    def refuse() -> None:
+        core.fail_next(FAST_RETRY.max_attempts, code=grpc.StatusCode.UNAVAILABLE, rpcs="ListExecutions")
+
+    await check_reads_alone(core, ids, refuse)
+
+
+@pytest.mark.apis("grpc")  # the emulator answers a broken listing with an empty page over gRPC only
+async def test_checks_are_read_alone_when_their_listing_is_empty(core):
+    ids = seed_failed(core, 120)
+
+    await check_reads_alone(core, ids, core.break_listing)
+
+
+async def check_reads_alone(core, ids: list[str], check_listing_fault) -> None:
+    async with client_for(core) as client:
+        summary = await resume_matching(
+            StepsRunAfterResume(client, core, check_listing_fault=check_listing_fault),
+            workflow_name="orders",
+            max_concurrency=8,
+        )
+
+    assert sorted(summary.resumed) == sorted(ids)
+    assert summary.not_resumed == [] and summary.errors == {}
+    assert [core.resume_count(execution_id) for execution_id in ids] == [1] * len(ids)
+    assert core.call_counts()["GetExecutionStatus"] == len(ids)

@@ -329,7 +329,9 @@ def test_bulk_resume_against_a_core_that_resumes_is_unchanged(emulator, api):
     summary = xcoms["return_value"]
     assert sorted(summary["resumed"]) == sorted(ids)
     assert summary["not_resumed"] == [] and summary["errors"] == {} and summary["already_running"] == []
-    assert core.call_counts()["GetExecutionStatus"] == 12
+    # Over gRPC one listing of the workflow's RUNNING executions checks all 12; over HTTP Core lists
+    # a resumed execution as FAILED until its step runs again, so each is read back alone.
+    assert core.call_counts().get("GetExecutionStatus", 0) == (0 if api == "grpc" else 12)
 
 
 # Construction ------------------------------------------------------------------------------
