@@ -237,7 +237,11 @@ class CerebelumHook(BaseHook):
         Raises:
             ValueError: the connection is invalid (see :meth:`get_settings`).
         """
-        settings = await self.aget_settings()
+        return self.shared_async_client(await self.aget_settings())
+
+    def shared_async_client(self, settings: CerebelumConnectionSettings) -> ExecutionClient:
+        """:meth:`get_async_client` for settings already looked up (:meth:`aget_settings`), for a
+        caller that needs both; call it in the event loop the client is for."""
         key = (
             settings.address,
             settings.tls_key(),

@@ -173,8 +173,8 @@ class CerebelumExecutionTrigger(BaseTrigger):
 
         hook = CerebelumHook(self.cerebelum_conn_id)
         try:
-            client = await hook.get_async_client()
             settings = await hook.aget_settings()
+            client = hook.shared_async_client(settings)
         except ValueError as error:
             return self._event(
                 "error", f"Invalid Cerebelum connection: {error}", error_type=INVALID_CONNECTION

@@ -488,6 +488,24 @@ async def test_sleep_wait_is_never_shorter_than_the_poll_interval(core, cerebelu
     assert core.call_counts()["GetExecutionStatus"] == 7
 
 
+async def test_a_run_reads_the_connection_settings_once(core, cerebelum_conn, monkeypatch):
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
+
+    reads = []
+    read_settings = CerebelumHook.aget_settings
+
+    async def counted(self):
+        reads.append(self.cerebelum_conn_id)
+        return await read_settings(self)
+
+    monkeypatch.setattr(CerebelumHook, "aget_settings", counted)
+    execution_id = core.start_execution("orders")
+    core.complete(execution_id)
+    event = await only_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.01))
+    assert event["status"] == "success"
+    assert reads == ["cerebelum_default"]
+
+
 # Airflow 3.2's own aget_connection decodes extras with the blocking extra_dejson: the floor stage
 # leaves this test out.
 @pytest.mark.airflow_3_3
