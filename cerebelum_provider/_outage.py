@@ -2,7 +2,8 @@
 
 The sensor (poke mode), the operators' waits in the worker and the trigger all count an outage
 with :class:`Outage`: from the start of the first attempt that failed (so the client's own retries
-of that attempt count too) on the monotonic clock, and say since when in UTC. Pure Python.
+of that attempt count too) on the monotonic clock, and say since when in UTC, and whether Core was
+unreachable, busy or rate-limiting at the last failed attempt. Pure Python.
 """
 
 from __future__ import annotations
@@ -11,10 +12,27 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from cerebelum_provider.exceptions import CerebelumError, CoreBusyError, ErrorCode
+
 #: Seconds Core may stay unreachable during a wait before the task fails (15 minutes): long
 #: enough to ride out a restart or a short network outage, short enough that a wrong address
 #: fails within the hour rather than at the wait's own timeout (7 days by default).
 DEFAULT_UNAVAILABLE_TIMEOUT = 15 * 60.0
+
+
+_UNREACHABLE = "unreachable"
+_BUSY = "busy"
+_RATE_LIMITING = "rate-limiting this client"
+
+
+def _how_core_failed(error: BaseException | None) -> str:
+    """What a failed check found Core to be: busy (``CoreBusyError``: an engine busy past 5 s),
+    rate-limiting (RESOURCE_EXHAUSTED: HTTP 429), else unreachable."""
+    if isinstance(error, CoreBusyError):
+        return _BUSY
+    if isinstance(error, CerebelumError) and error.code is ErrorCode.RESOURCE_EXHAUSTED:
+        return _RATE_LIMITING
+    return _UNREACHABLE
 
 
 class Outage:
@@ -37,17 +55,19 @@ class Outage:
         self._attempt_started: tuple[float, float] = (0.0, 0.0)
         self._since: tuple[float, float] | None = None
         self.failures = 0
+        self._how = _UNREACHABLE
 
     def attempt(self) -> None:
         """Note when the next attempt starts (it is the outage's start if it fails first)."""
         if self._since is None:
             self._attempt_started = (self._monotonic(), self._wall_clock())
 
-    def failed(self) -> None:
-        """The attempt found Core unreachable."""
+    def failed(self, error: BaseException | None = None) -> None:
+        """The attempt found Core unreachable, or busy or rate-limiting when ``error`` says so."""
         if self._since is None:
             self._since = self._attempt_started
         self.failures += 1
+        self._how = _how_core_failed(error)
 
     def ended(self) -> None:
         """Core answered: the outage, if any, is over."""
@@ -87,11 +107,12 @@ class Outage:
 
     def describe(self, address: str) -> str:
         """E.g. ``Cerebelum Core at ADDRESS unreachable since 2026-01-31 12:00:00 UTC (912s, 40 failed
-        checks)``."""
+        checks)``; ``busy`` or ``rate-limiting this client`` instead of ``unreachable`` when the last
+        failed check found it so."""
         since = self.since_epoch if self.since_epoch is not None else self._wall_clock()
         when = datetime.fromtimestamp(since, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         checks = "1 failed check" if self.failures == 1 else f"{self.failures} failed checks"
-        return f"Cerebelum Core at {address} unreachable since {when} ({self.elapsed:.0f}s, {checks})"
+        return f"Cerebelum Core at {address} {self._how} since {when} ({self.elapsed:.0f}s, {checks})"
 
     def gave_up(self, address: str, execution_id: str) -> str:
         """Why a wait on ``execution_id`` ends because Core is unreachable: since when, and whether

@@ -206,8 +206,8 @@ def check_once(
     try:
         with task_errors():
             execution = client.get_execution_status(execution_id)
-    except CoreUnavailableError:
-        outage.failed()
+    except CoreUnavailableError as error:
+        outage.failed(error)
         raise
     outage.ended()
     log.info("%s", execution.describe_progress())

@@ -221,7 +221,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 message = f"TLS handshake with Cerebelum Core at {address} failed: {error}"
                 return self._event("error", message, _whole(last), error=error, address=address)
             except CoreUnavailableError as error:
-                outage.failed()
+                outage.failed(error)
                 if outage.exhausted or self._past_deadline():
                     message = f"{outage.gave_up(address, self.execution_id)}: {error}"
                     return self._event("error", message, _whole(last), error=error, address=address)

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
-from tests.core_apis import connection_uri
+from tests.core_apis import connection_uri, core_url
 from tests.dagrun import output_of, run_dag
 from tests.provider.dags.cerebelum_sensor_dags import SENSOR_TIMEOUT
 from tests.provider.test_sensor import run_sensor_dag
@@ -56,6 +56,8 @@ def test_a_trigger_rides_out_a_busy_engine_warning_with_cores_text(core, monkeyp
     lines = said(capfd, caplog)
     busy = [line for line in lines if "warning" in line and CORES_TEXT in line and "busy past 5 s" in line]
     assert busy, lines
+    # Busy, not unreachable: Core answered, saying so.
+    assert all(f"Cerebelum Core at {core_url(core)} busy since " in line for line in busy), busy
     assert core.call_counts()["GetExecutionStatus"] == len(busy) + 1
 
 
@@ -71,6 +73,7 @@ def test_a_trigger_fails_with_cores_text_when_the_engine_stays_busy_past_the_bud
     assert [(event["status"], event["error_type"]) for event in events] == [("error", "CoreBusyError")]
     message = events[0]["message"]
     assert "longer than unavailable_timeout (0.5s)" in message and CORES_TEXT in message
+    assert "busy since " in message and "unreachable" not in message
 
 
 def test_a_wait_in_the_worker_rides_out_a_busy_engine(core_factory, monkeypatch, airflow_db):
@@ -95,6 +98,7 @@ def test_a_poking_sensor_fails_with_cores_text_past_the_budget(core, monkeypatch
     output = capfd.readouterr().out
     line = next(line for line in output.splitlines() if "longer than unavailable_timeout" in line)
     assert "while waiting for execution exec-1" in line and CORES_TEXT in line
+    assert f"Cerebelum Core at {core_url(core)} busy since " in line
 
 
 def test_a_trigger_never_waits_for_a_rate_limit_window_past_its_deadline(core, monkeypatch, capfd, caplog):

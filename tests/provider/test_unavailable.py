@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from cerebelum_provider._outage import DEFAULT_UNAVAILABLE_TIMEOUT, Outage
+from cerebelum_provider.exceptions import CoreBusyError, CoreUnavailableError, ErrorCode
 from cerebelum_provider.operators.cerebelum import (
     CerebelumExecuteWorkflowOperator,
     CerebelumResumeExecutionOperator,
@@ -69,6 +70,25 @@ def test_an_outage_counts_from_the_start_of_the_first_failed_check():
 
     outage.ended()
     assert not outage.ongoing and outage.elapsed == 0 and not outage.exhausted
+
+
+def test_an_outage_says_whether_core_was_unreachable_busy_or_rate_limiting_at_the_last_check():
+    clock = Clock()
+    outage = Outage(60.0, monotonic=lambda: clock.monotonic, wall_clock=lambda: clock.wall)
+    seen = []
+    for error in (
+        CoreUnavailableError("refused", code=ErrorCode.UNAVAILABLE),
+        CoreBusyError("HTTP 500", transport_code=500),
+        CoreUnavailableError("HTTP 429", transport_code=429),
+    ):
+        outage.attempt()
+        outage.failed(error)
+        seen.append(outage.describe("a").split(" since ")[0])
+    assert seen == [
+        "Cerebelum Core at a unreachable",
+        "Cerebelum Core at a busy",
+        "Cerebelum Core at a rate-limiting this client",
+    ]
 
 
 def test_an_outage_begun_before_a_deferral_is_counted_from_then():
