@@ -13,7 +13,16 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from cerebelum_provider.models import ApprovalInfo, ExecutionHandle, ExecutionState, ExecutionStatus
+from cerebelum_provider.models import (
+    ApprovalInfo,
+    ExecutionHandle,
+    ExecutionState,
+    ExecutionStatus,
+    StepStatus,
+)
+
+#: The ``status`` of a step Core ran to completion, as Core's gRPC ``StepStatus`` says it.
+STEP_COMPLETED = "completed"
 
 #: State words of Core's REST API (its engine's state names) -> model states. ``executing_step``
 #: and ``initializing`` are the engine's names for a running execution.
@@ -182,6 +191,34 @@ def approval_from_events(
         step = data.get("step_name")
         return (step if isinstance(step, str) else ""), info
     return None
+
+
+def completed_steps_from_events(events: list[dict[str, Any]]) -> list[StepStatus]:
+    """The steps Core ran to completion, from ``GET .../events``, in the order it ran them.
+
+    Core's REST status gives only the completed steps' outputs (``results``, keyed by name); each
+    of its ``StepExecutedEvent`` names the step, its index and its result. A step whose event
+    names no index gets -1.
+    """
+    steps = []
+    for event in events:
+        if not isinstance(event, dict) or event.get("type") != "StepExecutedEvent":
+            continue
+        data = _dict(event.get("data"))
+        name = data.get("step_name")
+        if not isinstance(name, str) or not name:
+            continue
+        result = data.get("result")
+        steps.append(
+            StepStatus(
+                step_name=name,
+                step_index=_int(data.get("step_index"), -1),
+                status=STEP_COMPLETED,
+                completed_at=_moment(event.get("timestamp")),
+                output=result if isinstance(result, dict) else None,
+            )
+        )
+    return steps
 
 
 def _int(value: object, default: int) -> int:

@@ -36,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from cerebelum_provider._arguments import check_conn_id
 from cerebelum_provider.bulk import DEFAULT_RESUME_CHECK_GRACE
 from cerebelum_provider.client import CoreAPI, RetryConfig, SyncExecutionClient
+from cerebelum_provider.client._rest_convert import completed_steps_from_events
 from cerebelum_provider.exceptions import CerebelumError, CoreUnavailableError, ExecutionNotFoundError
 from cerebelum_provider.hooks.cerebelum import CerebelumHook, describe_core_failure
 from cerebelum_provider.models import ExecutionState, ExecutionStatus
@@ -294,7 +295,8 @@ def list_page_data(
 
 
 def execution_data(connection: CoreConnection, execution_id: str) -> dict[str, Any]:
-    """The execution's status and, over Core's HTTP API, its event log."""
+    """The execution's status, its completed steps and, over Core's HTTP API, its event log (where
+    the steps' order comes from: Core's REST status gives only their outputs)."""
     with connection.client() as client:
         try:
             execution = client.get_execution_status(execution_id)
@@ -320,6 +322,7 @@ def execution_data(connection: CoreConnection, execution_id: str) -> dict[str, A
         or started.get("workflow_name")
         or "",
         "inputs": execution.inputs or started.get("inputs") or {},
+        "steps": execution.completed_steps or completed_steps_from_events(events or []),
         "events": events,
         "events_problem": events_problem,
     }

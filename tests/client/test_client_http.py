@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from cerebelum_provider.client import CoreAPI
+from cerebelum_provider.client._rest_convert import completed_steps_from_events
 from cerebelum_provider.exceptions import (
     CerebelumRPCError,
     ErrorCode,
@@ -358,6 +359,27 @@ async def test_get_execution_events(orders, make_client):
     assert events[0]["data"]["inputs"] == {"k": "v"}
     assert [event["data"]["step_name"] for event in events[1:]] == ["validate", "charge"]
     assert all(event["timestamp"].endswith("Z") for event in events)
+
+
+async def test_the_event_log_gives_the_completed_steps_in_order(orders, make_client):
+    # Core's REST status gives the completed steps' outputs only; its event log has their order.
+    execution_id = orders.start_execution("orders", fail_at="ship")
+    orders.run_until_settled(execution_id)
+    client = make_client(orders.http_url)
+    assert await client.resume_execution(execution_id) == "resumed"
+    orders.run_until_settled(execution_id)
+    status = await client.get_execution_status(execution_id)
+    events = await client.get_execution_events(execution_id)
+
+    steps = completed_steps_from_events(events)
+
+    assert status.completed_steps == [] and set(status.step_outputs) == set(STEPS)
+    assert [(step.step_index, step.step_name, step.status) for step in steps] == [
+        (index, name, "completed") for index, name in enumerate(STEPS)
+    ]
+    assert [step.output for step in steps] == [status.step_outputs[name] for name in STEPS]
+    failed_at = next(event for event in events if event["type"] == "StepFailedEvent")
+    assert failed_at["data"]["step_name"] == "ship"  # its failed run is not a completed step
 
 
 async def test_events_of_an_unknown_id_are_not_found(orders, make_client):
