@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import struct_pb2
 from real_core import RealCore, RealCoreError
 
+from cerebelum_provider.client._rest_convert import completed_steps_from_events
 from cerebelum_provider.proto import worker_service_pb2 as pb
 from cerebelum_provider.proto import worker_service_pb2_grpc as pb_grpc
 
@@ -440,6 +441,9 @@ def rest_events(s: Scenario) -> None:
     # the event log keeps booleans as strings and whole numbers as they came
     assert started["inputs"] == {"order": 7, "flag": "true"}
     assert body["events"][1]["data"]["result"] == {"a_done": "true", "n": 1.0}
+    # each StepExecutedEvent names its step and index: the execution page numbers the steps by them
+    steps = [(step.step_index, step.step_name, step.status) for step in completed_steps_from_events(body["events"])]
+    assert steps == [(0, "ok_a", "completed"), (1, "ok_b", "completed"), (2, "ok_c", "completed")], steps
 
 
 def rest_events_unknown(s: Scenario) -> None:
