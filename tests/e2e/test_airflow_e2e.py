@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 
 import pytest
@@ -123,7 +124,14 @@ def test_deferrable_sensor_is_handed_to_the_triggerer_process_and_succeeds(airfl
     def read_the_link_while_deferred(change) -> None:
         if change.task_id == "wait_for_execution" and change.state == "deferred":
             path = f"/api/v2/dags/example_cerebelum_wait/dagRuns/{run_id}/taskInstances/wait_for_execution/links"
-            links_while_deferred.append(airflow.request("GET", path)["extra_links"])
+            # The worker reports the deferral first and stores the task's links just after (seen as
+            # a link of None on a loaded machine): read again for a few seconds of the 12 s wait.
+            for _ in range(20):
+                links = airflow.request("GET", path)["extra_links"]
+                if any(links.values()):
+                    break
+                time.sleep(0.25)
+            links_while_deferred.append(links)
 
     result = airflow.wait_for_run(
         "example_cerebelum_wait", run_id, timeout=120, on_change=read_the_link_while_deferred
