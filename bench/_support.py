@@ -384,6 +384,7 @@ SECTION_ORDER = (
     "first_round_rerun",
     "round2_notes",
     "ui_pages",
+    "stack_idle",
 )
 _SECTION = re.compile(r"<!-- bench:(?P<name>[a-z0-9_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
 

@@ -32,9 +32,10 @@ BENCHMARKS = (
     "transports",
     "ui_pages",
 )
-#: Run only when named with --only: the second round's fleet (~20 min) and the real Core (it takes
-#: port 4021, one Core per machine, and waits while another Core holds it).
-ON_REQUEST = ("fleet_round2", "real_core")
+#: Run only when named with --only: the second round's fleet (~20 min), the real Core (it takes
+#: port 4021, one Core per machine, and waits while another Core holds it) and the idle Airflow
+#: stacks of the test suite (two stacks, ~4 min).
+ON_REQUEST = ("fleet_round2", "real_core", "stack_idle")
 
 
 def header(quick: bool, names: list[str]) -> str:

@@ -416,11 +416,16 @@ def airflow_env(
             "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            # Half a second between idle scheduler loops: a fifth of a second cost a stack twice the
+            # scheduler's CPU while idle (bench/RESULTS.md "Test suite"), on a machine the tests share.
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            # A new file is seen within REFRESH_INTERVAL and a changed one is parsed again at once
+            # (file_parsing_sort_mode "modified_time"); reparsing unchanged files every few seconds
+            # was three quarters of an idle stack's CPU.
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
