@@ -1,17 +1,22 @@
 # Every target sets up what it needs: a local virtualenv (.venv) with the pinned versions from
-# requirements/dev.lock and this project installed in editable mode. pip compiles no bytecode
-# (--no-compile): Python compiles the modules a run imports, a fraction of Airflow's, on first use.
+# requirements/dev.lock and this project installed in editable mode. The virtualenvs are built by uv
+# (pinned in requirements/tools.lock, installed by pip into .venv-tools first), which installs a lock
+# file in seconds; like pip it compiles no bytecode: Python compiles the modules a run imports, a
+# fraction of Airflow's, on first use. uv reads UV_INDEX_URL (not pip's configuration) for a mirror.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TOOLS_VENV := .venv-tools
+UV := $(TOOLS_VENV)/bin/uv
+UV_INSTALL := $(UV) pip install --quiet
 
-.PHONY: help venv floor-venv browser-deps lint test main-then-package lint-floor-then-realcore coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test lint-then-package coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
 	@echo "make demo-ui   same, then leave Airflow and the emulator running"
-	@echo "make test      lint, then the whole test suite (main, Airflow floor, real Core stages)"
+	@echo "make test      the whole test suite (main, Airflow floor, real Core stages, lint, package check)"
 	@echo "make lint      ruff check, ruff format --check and mypy on the package"
 	@echo "make test-realcore  the real-Core stage alone (skips without ../shared/real-core)"
 	@echo "make coverage  the main, floor and real-Core stages with line and branch coverage of the package"
@@ -19,10 +24,15 @@ help:
 	@echo "make bench     the benchmarks (writes bench/RESULTS.md)"
 	@echo "make protos    regenerate cerebelum_provider/proto from protos/"
 
-$(STAMP): requirements/dev.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements/dev.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+$(UV): requirements/tools.lock
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/tools.lock
+	touch $@
+
+$(STAMP): requirements/dev.lock pyproject.toml $(UV)
+	$(UV) venv --quiet --clear --seed --python $(PYTHON) $(VENV)
+	$(UV_INSTALL) --python $(PY) -r requirements/dev.lock
+	$(UV_INSTALL) --python $(PY) --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(STAMP)
@@ -31,10 +41,10 @@ venv: $(STAMP)
 FLOOR_VENV := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
-$(FLOOR_STAMP): requirements/floor.lock pyproject.toml
-	$(PYTHON) -m venv $(FLOOR_VENV)
-	$(FLOOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile -r requirements/floor.lock
-	$(FLOOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+$(FLOOR_STAMP): requirements/floor.lock pyproject.toml $(UV)
+	$(UV) venv --quiet --clear --seed --python $(PYTHON) $(FLOOR_VENV)
+	$(UV_INSTALL) --python $(FLOOR_VENV)/bin/python -r requirements/floor.lock
+	$(UV_INSTALL) --python $(FLOOR_VENV)/bin/python --no-deps --no-build-isolation -e .
 	touch $@
 
 floor-venv: $(FLOOR_STAMP)
@@ -47,32 +57,28 @@ browser-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # The package's rules, checked: ruff (its default rules and the 110-column limit), the formatter, and
-# mypy (pyproject.toml's [tool.mypy]); make test runs it first.
+# mypy (pyproject.toml's [tool.mypy]); make test runs it beside the test stages.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cerebelum_provider
 	$(VENV)/bin/ruff format --check cerebelum_provider
 	$(VENV)/bin/mypy
 
-# The two virtualenvs are built side by side (pip mostly unpacks and writes). Then two chains of
-# stages run side by side: the main stage (two pytest-xdist workers), then the package check; and
-# lint, the floor stage (two workers), then the real-Core stage (one process and its Core). Most of
-# the suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not computing,
-# and the two chains take about as long. Each worker has its own Airflow home and emulators; make
-# prints each chain's output in one piece when it ends.
-XDIST := -n 2 --dist loadgroup
+# The virtualenvs are built first (seconds, with uv). Then every stage runs side by side: the main
+# stage (MAIN_WORKERS pytest-xdist workers), the floor stage (two), the real-Core stage (two halves,
+# each with its own Cores) and lint then the package check. Most of the suite's time is spent waiting
+# (backoffs, deadlines, Airflow processes, Core), not computing, so the stages fill each other's
+# waits on two cores (figures in README "Tests"). Each worker has its own Airflow home and emulators;
+# make prints each stage's output in one piece when it ends.
+MAIN_WORKERS := 3
+XDIST := --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
-	@$(MAKE) --no-print-directory -j2 --output-sync=target main-then-package lint-floor-then-realcore
+	@$(MAKE) --no-print-directory -j4 --output-sync=target test-main test-floor test-realcore lint-then-package
 
-main-then-package:
-	@$(MAKE) --no-print-directory test-main
-	@$(MAKE) --no-print-directory test-package
-
-lint-floor-then-realcore:
+lint-then-package:
 	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory test-floor
-	@$(MAKE) --no-print-directory test-realcore
+	@$(MAKE) --no-print-directory test-package
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
 # floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
@@ -80,27 +86,27 @@ lint-floor-then-realcore:
 COV :=
 COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
 # Each stage's data file (its COVERAGE_FILE below); the real-Core stage writes none when skipped.
-COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore
+COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core
 
 coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 	rm -f .coverage $(COVERAGE_DATA)
-	-@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor COV="$(COVERAGE_ARGS)"
-	-@$(MAKE) --no-print-directory test-realcore COV="$(COVERAGE_ARGS)"
+	-@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-floor test-realcore COV="$(COVERAGE_ARGS)"
 	$(VENV)/bin/coverage combine --keep $$(ls $(COVERAGE_DATA) 2>/dev/null)
 	$(PY) scripts/coverage_figures.py
 
 # Everything but the real-Core stage, on the newest Airflow this project pins.
 test-main: $(STAMP)
-	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q $(XDIST) --ignore=tests/realcore --durations=15 $(COV)
+	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) --ignore=tests/realcore --durations=15 $(COV)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
 # four-process Airflow stack; a Core, its PostgreSQL, a token service and an SDK worker for each test
-# module (tests/realcore/conftest.py says why). Without the release the stage is skipped with one
+# module (tests/realcore/conftest.py says why), in two halves side by side, each in a network of its
+# own when run as root (scripts/realcore_stage.py). Without the release the stage is skipped with one
 # line that says why and how to point it at a release.
 test-realcore: $(STAMP)
 	@if missing=$$($(PY) scripts/real_core.py --check 2>&1); then \
-		COVERAGE_FILE=.coverage.realcore $(PY) -m pytest -p no:cacheprovider -q --durations=15 tests/realcore $(COV); \
+		$(PY) scripts/realcore_stage.py $(COV); \
 	else echo "real-Core stage skipped: $$missing"; fi
 
 test-unit: $(STAMP)
@@ -114,17 +120,17 @@ test-unit: $(STAMP)
 # only gRPC has still run, over gRPC).
 test-floor: $(FLOOR_STAMP)
 	CEREBELUM_TEST_APIS=http COVERAGE_FILE=.coverage.floor $(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider \
-		-q $(XDIST) -m "not e2e and not browser and not airflow_3_3" --durations=15 tests/provider $(COV)
+		-q -n 2 $(XDIST) -m "not e2e and not browser and not airflow_3_3" --durations=15 tests/provider $(COV)
 
 test-floor-all: $(FLOOR_STAMP)
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -q -m "not e2e and not browser" \
 		tests/provider tests/reliability tests/perf tests/test_import_cost.py
 
 # The package as users get it: build the sdist and wheel, check their metadata as PyPI does, install
-# the wheel with Airflow into a clean virtualenv (versions from requirements/dev.lock, pip's cache
+# the wheel with Airflow into a clean virtualenv (uv, versions from requirements/dev.lock, its cache
 # reused) and see Airflow's CLI list the provider, its connection type and the example DAGs.
 test-package: $(STAMP)
-	$(PY) scripts/check_package.py
+	$(PY) scripts/check_package.py --uv $(UV)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
