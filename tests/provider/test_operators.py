@@ -571,16 +571,3 @@ def test_every_class_defaults_to_the_one_connection_id_and_builds_its_hook_once(
     for task in built[:6]:
         assert "cerebelum_conn_id" in task.template_fields
         assert task.hook is task.hook
-
-
-def test_importing_the_operators_imports_no_grpc_or_protobuf():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, cerebelum_provider.operators.cerebelum\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'grpc' or m.startswith('google.protobuf'))\n"
-        "print(heavy)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip().splitlines()[-1] == "[]"
