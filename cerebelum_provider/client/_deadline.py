@@ -85,6 +85,12 @@ def retry_timeout(timeout: float) -> float:
     return min(timeout, left)
 
 
+def ended_note() -> str:
+    """What an error's message adds when the caller's deadline, passed, ended the call's retries."""
+    left = remaining()
+    return "; the caller's deadline ended the call" if left is not None and left <= 0 else ""
+
+
 def not_sent(operation: Operation[Any], address: str) -> CoreUnavailableError:
     """The error for ``operation`` not sent again because the caller's deadline passed."""
     about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""

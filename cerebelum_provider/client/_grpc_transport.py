@@ -129,8 +129,11 @@ def is_internal_crash(error: grpc.RpcError) -> bool:
     )
 
 
-def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, attempts: int) -> CerebelumError:
-    """The ``CerebelumError`` for a gRPC failure of ``operation`` after ``attempts`` calls."""
+def map_error(
+    error: grpc.RpcError, operation: Operation[Any], address: str, attempts: int, note: str = ""
+) -> CerebelumError:
+    """The ``CerebelumError`` for a gRPC failure of ``operation`` after ``attempts`` calls; a
+    transient one's message ends with ``note`` (why its retries ended early)."""
     code = _code(error)
     details = _details(error) or "no details"
     context: dict[str, Any] = {
@@ -173,7 +176,7 @@ def map_error(error: grpc.RpcError, operation: Operation[Any], address: str, att
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         return CoreUnavailableError(
             f"Cerebelum Core at {address} did not answer {operation.name}{about} after {tries}: "
-            f"{code_name} ({details})",
+            f"{code_name} ({details}){note}",
             **context,
         )
     return CerebelumRPCError(
@@ -236,7 +239,9 @@ class _TransportBase:
 
     def _error(self, error: BaseException, operation: Operation[Any], attempts: int) -> CerebelumError:
         # send_with_retries gives back only the failures it was told of: grpc.RpcError here.
-        return map_error(cast(grpc.RpcError, error), operation, self.address, attempts)
+        return map_error(
+            cast(grpc.RpcError, error), operation, self.address, attempts, _deadline.ended_note()
+        )
 
     def _policy(self, operation: Operation[Any]) -> Callable[[], dict[str, Any]]:
         return lambda: retry_policy(self.settings.retry, operation, self.address)
@@ -297,8 +302,6 @@ class AsyncGrpcTransport(_TransportBase):
             return await _retry.retry_after(first_error, send, self._policy(operation), (grpc.RpcError,))
         except _retry.RetriesSpent as spent:
             raise self._error(spent.error, operation, spent.attempts) from None
-        except _deadline.DeadlinePassed:
-            raise _deadline.not_sent(operation, self.address) from None
 
     async def close(self) -> None:
         """Close the channel; the next call opens a new one."""
@@ -349,8 +352,6 @@ class SyncGrpcTransport(_TransportBase):
             response = _retry.send_with_retries_blocking(send, self._policy(operation), (grpc.RpcError,))
         except _retry.RetriesSpent as spent:
             raise self._error(spent.error, operation, spent.attempts) from None
-        except _deadline.DeadlinePassed:
-            raise _deadline.not_sent(operation, self.address) from None
         return call.convert(response, self.address)
 
     def close(self) -> None:

@@ -368,7 +368,7 @@ class _HttpTransportBase:
         if left is None:
             return ""
         if left <= 0:
-            return "; the caller's deadline ended the call"
+            return _deadline.ended_note()
         rate_limited = isinstance(error, _TransientAnswer) and error.rate_limited
         if (
             rate_limited

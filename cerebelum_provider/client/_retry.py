@@ -66,7 +66,9 @@ async def send_with_retries(
     goes on in :func:`retry_after`, so the policy is unchanged.
 
     Raises:
-        RetriesSpent: the call still failed (one of ``failures``) when the policy gave up.
+        RetriesSpent: the call still failed (one of ``failures``) when the policy gave up, or the
+            caller's deadline passed before the next retry (the failure before it, then).
+        _deadline.DeadlinePassed: the deadline passed before the first attempt ``send()`` made.
     """
     try:
         return await send()
@@ -89,9 +91,11 @@ async def retry_after(
     objects it allocates, out of every call that succeeds at once.
 
     Raises:
-        RetriesSpent: the call still failed (one of ``failures``) when the policy gave up.
+        RetriesSpent: the call still failed (one of ``failures``) when the policy gave up, or the
+            caller's deadline passed before the next retry (the failure before it, then).
     """
     pending: BaseException | None = first_error
+    last_failure = first_error
     attempts = 0
     try:
         async for attempt in AsyncRetrying(**policy()):
@@ -100,9 +104,16 @@ async def retry_after(
                 if pending is not None:
                     replayed, pending = pending, None
                     raise replayed
-                result = await send()
+                try:
+                    result = await send()
+                except failures as error:
+                    last_failure = error
+                    raise
     except failures as error:
         raise RetriesSpent(error, attempts) from None
+    except _deadline.DeadlinePassed:
+        # The retry the deadline stopped was never sent: the call ends with the failure before it.
+        raise RetriesSpent(last_failure, attempts - 1) from None
     return result
 
 
@@ -114,16 +125,28 @@ def send_with_retries_blocking(
     """The blocking twin of :func:`send_with_retries`.
 
     Raises:
-        RetriesSpent: the call still failed when the policy gave up.
+        RetriesSpent: the call still failed when the policy gave up, or the caller's deadline
+            passed before the next retry (the failure before it, then).
+        _deadline.DeadlinePassed: the deadline passed before the first attempt ``send()`` made.
     """
+    last_failure: BaseException | None = None
     attempts = 0
     try:
         for attempt in Retrying(**policy()):
             with attempt:
                 attempts += 1
-                result = send()
+                try:
+                    result = send()
+                except failures as error:
+                    last_failure = error
+                    raise
     except failures as error:
         raise RetriesSpent(error, attempts) from None
+    except _deadline.DeadlinePassed:
+        if last_failure is None:
+            raise
+        # The retry the deadline stopped was never sent: the call ends with the failure before it.
+        raise RetriesSpent(last_failure, attempts - 1) from None
     return result
 
 

@@ -235,6 +235,20 @@ async def test_callers_deadline_cuts_the_retry_and_stops_the_retries(rest, make_
     assert rest.count() == 2
 
 
+async def test_a_retry_the_deadline_stops_leaves_the_failure_before_it(rest, make_client):
+    # The backoff (1 s and more) is cut at the caller's deadline, and the retry after it is never
+    # sent: the call fails with what the one attempt got, a busy engine, not with "not retried".
+    rest.default(status_route("exec-1"), Reply(500, {"errors": {"detail": "Internal Server Error"}}))
+    client = make_client(rest.url, retry=RetryConfig(max_attempts=5, initial_backoff=1.0, max_backoff=2.0))
+    with calls_end_within(0.2), pytest.raises(CoreBusyError) as caught:
+        await client.get_execution_status("exec-1")
+    message = str(caught.value)
+    assert "after 1 attempt:" in message and "busy past 5 s" in message, message
+    assert message.endswith("; the caller's deadline ended the call"), message
+    assert caught.value.transport_code == 500
+    assert rest.count() == 1
+
+
 async def test_past_the_callers_deadline_a_call_is_sent_once_and_not_retried(rest, make_client):
     # A wait checks once more at its deadline, for the execution's last state: that check goes out.
     rest.queue(status_route("exec-1"), Reply(503, {"error": "unavailable"}))

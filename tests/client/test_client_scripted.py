@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import grpc
 import pytest
 
-from cerebelum_provider.client import calls_end_within
+from cerebelum_provider.client import RetryConfig, calls_end_within
 from cerebelum_provider.exceptions import (
     CerebelumAuthError,
     CerebelumRPCError,
@@ -256,3 +256,20 @@ async def test_callers_deadline_cuts_the_retry_and_stops_the_retries(scripted, m
     with calls_end_within(-1), pytest.raises(CoreUnavailableError, match="after 1 attempt:"):
         await client.get_execution_status("exec-1")
     assert scripted.count("GetExecutionStatus") == 3
+
+
+async def test_a_retry_the_deadline_stops_leaves_the_failure_before_it(scripted, make_client):
+    # The backoff (1 s and more) is cut at the caller's deadline, and the retry after it is never
+    # sent: the call fails with what the one attempt got, not with "not retried".
+    scripted.default("GetExecutionStatus", Abort(grpc.StatusCode.UNAVAILABLE, "restarting"))
+    client = make_client(
+        scripted.address, retry=RetryConfig(max_attempts=5, initial_backoff=1.0, max_backoff=2.0)
+    )
+    with calls_end_within(0.2), pytest.raises(CoreUnavailableError) as caught:
+        await client.get_execution_status("exec-1")
+    message = str(caught.value)
+    assert "after 1 attempt: UNAVAILABLE (restarting); the caller's deadline ended the call" in message, (
+        message
+    )
+    assert caught.value.transport_code is grpc.StatusCode.UNAVAILABLE
+    assert scripted.count("GetExecutionStatus") == 1
