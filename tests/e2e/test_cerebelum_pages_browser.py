@@ -208,6 +208,10 @@ def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, p
     wait_for(lambda: "carrier API answered 503" in browser.page_source, what="the execution's error")
     assert '"order_id": 7' in text_of(browser, "[data-test=inputs]")
     assert "ExecutionStartedEvent" in browser.page_source  # the event log, over HTTP
+    # Numbered and with a status although Core's REST status gives only the outputs (the event log has them).
+    steps = browser.find_elements(By.CSS_SELECTOR, "[data-test=steps] tbody tr")
+    shown_steps = [[cell.text for cell in step.find_elements(By.TAG_NAME, "td")][:3] for step in steps]
+    assert shown_steps == [["1", "validate", "completed"], ["2", "charge", "completed"]], shown_steps
     shot(browser, "execution-failed")
 
     outcome = act(browser, base, "ui-failed-1", "resume")
