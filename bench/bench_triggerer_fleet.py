@@ -190,14 +190,19 @@ def variant_ours(args: argparse.Namespace, per_poll: bool) -> dict[str, Any]:
                 self.client_kwargs = client_kwargs
                 self.address = args.address
 
-            async def get_execution_status(self, execution_id: str) -> Any:
+            async def poll_execution(self, execution_id: str) -> Any:
                 async with ExecutionClient(**self.client_kwargs) as client:
-                    return await client.get_execution_status(execution_id)
+                    return await client.poll_execution(execution_id)
 
-        async def get_async_client(self: CerebelumHook) -> Any:
-            return ChannelPerPollClient((await self.aget_settings()).client_kwargs())
+            async def list_executions(self, **kwargs: Any) -> Any:
+                async with ExecutionClient(**self.client_kwargs) as client:
+                    return await client.list_executions(**kwargs)
 
-        CerebelumHook.get_async_client = get_async_client  # type: ignore[method-assign]
+        def shared_async_client(self: CerebelumHook, settings: Any) -> Any:
+            return ChannelPerPollClient(settings.client_kwargs())
+
+        # The trigger builds its client from the settings it looked up (CerebelumHook.shared_async_client).
+        CerebelumHook.shared_async_client = shared_async_client  # type: ignore[method-assign]
 
     return asyncio.run(_drive(args, _trigger_poller(CerebelumExecutionTrigger)))
 
