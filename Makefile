@@ -10,6 +10,10 @@ STAMP := $(VENV)/.installed
 TOOLS_VENV := .venv-tools
 UV := $(TOOLS_VENV)/bin/uv
 UV_INSTALL := $(UV) pip install --quiet
+# uv trusts the machine's certificate store (as pip does through its `cert` setting), so that a
+# TLS-inspecting proxy whose authority the machine trusts is trusted too; the package check's
+# clean environment keeps the setting.
+export UV_SYSTEM_CERTS := 1
 
 .PHONY: help venv floor-venv browser-deps lint test lint-then-package coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 

@@ -273,7 +273,7 @@ def cli_json(command: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, 
 def clean_env(venv_dir: Path) -> dict[str, str]:
     """The environment of a user's shell with only this virtualenv active: no PYTHONPATH, no
     other virtualenv, no Airflow settings of the caller."""
-    keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "PIP_CACHE_DIR", "XDG_CACHE_HOME")
+    keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env.update(
         {
