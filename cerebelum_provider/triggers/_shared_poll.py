@@ -16,9 +16,17 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   total for the filter, from the last listing, over 100) at the pace of its fastest wait cost
   fewer requests than its waits polled alone. Otherwise, and for sleeping executions (whose
   wake-up time only a status read tells), each wait is read alone, exactly as before.
-- An execution's workflow is learned from its first status (gRPC names it), or from a listing
-  without a workflow filter or a fresh listing of some workflow that shows it (REST statuses do
-  not name it), which moves the wait to its workflow's group.
+- A new wait's first poll joins the listings too: it is filed with the running executions of an
+  unknown workflow, and answered by the listing of its workflow that shows it (once another
+  listing named its workflow) or by one listing of every workflow's running executions; a listing
+  begun up to one interval before the wait started counts, as the wait's first poll falls
+  anywhere in its first interval anyway. So N waits that start together on one workflow cost
+  about N/100 list pages, not N reads; one missing from the listing (not running) is read alone.
+  Its first answer says only that the execution is running: the event a wait yields always comes
+  from a status read.
+- An execution's workflow is learned from its first status read (gRPC names it), or from a
+  listing without a workflow filter or a fresh listing of some workflow that shows it (REST
+  statuses do not name it), which moves the wait to its workflow's group.
 - A listing that fails sends its waits to read alone (their own errors then drive their outage
   budget and events) and the group is not listed again for one interval.
 - ``request_budget`` (requests a minute to this Core) stretches every wait's interval evenly when
@@ -39,7 +47,7 @@ import weakref
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from cerebelum_provider.models import ExecutionState, PollAnswer
+from cerebelum_provider.models import ExecutionState, ExecutionStatus, PollAnswer
 
 if TYPE_CHECKING:
     from cerebelum_provider.client import ExecutionClient
@@ -147,6 +155,12 @@ class _Group:
         """Requests a second when listed at the pace of its fastest wait."""
         return self.pages / min(self.intervals) if self.intervals else 0.0
 
+    def listed_after(self, after: float) -> bool:
+        """Whether the last listing, or the one in flight, began after ``after``."""
+        if self.listing is not None and self.listing.started_at > after:
+            return True
+        return self.in_flight is not None and self.listing_started_at > after
+
     def worth_listing(self, now: float) -> bool:
         return (
             self.state in LISTABLE_STATES
@@ -177,8 +191,10 @@ class SharedPoller:
     # Registration ------------------------------------------------------------------------------
 
     def add(self, execution_id: str, interval: float, *, coalesce: bool = True) -> Wait:
-        """Register a wait; it polls alone until its first answer."""
-        return Wait(execution_id, interval, coalesce)
+        """Register a wait; its first poll may join a listing begun up to one interval before now."""
+        wait = Wait(execution_id, interval, coalesce)
+        wait.answered_at = self._monotonic() - interval
+        return wait
 
     def remove(self, wait: Wait) -> None:
         """Forget a wait (it ended or was cancelled); synchronous, so it cannot be interrupted."""
@@ -189,7 +205,7 @@ class SharedPoller:
 
     @property
     def waits(self) -> int:
-        """Waits registered that have had a first answer."""
+        """Waits registered that have polled at least once."""
         return sum(len(group.waits) for group in self._groups.values())
 
     @property
@@ -216,16 +232,25 @@ class SharedPoller:
         """
         # A wait can move to its workflow's group while it waits for a listing (REST): ask again.
         for _ in range(3):
+            if read_alone or not wait.coalesce:
+                break
+            if wait.group is None:
+                # A new wait: filed with the running executions of a workflow not known yet.
+                self._file(wait, ExecutionState.RUNNING)
             group = wait.group
-            if read_alone or not wait.coalesce or group is None or wait.last is None:
+            if group is None:
                 break
             if wait.workflow is None:
                 group = self._learn_workflow(wait, group)
-            if not group.worth_listing(self._monotonic()):
+            # A listing already made (or on its way) answers for free; a new one must pay.
+            if not group.listed_after(wait.answered_at) and not group.worth_listing(self._monotonic()):
                 break
             listing = await self._listing_after(group, wait.answered_at)
             if listing is not None and wait.execution_id in listing.ids:
                 wait.answered_at = listing.started_at
+                if wait.last is None:
+                    wait.last = _listed_answer(wait.execution_id, group)
+                    wait.workflow = wait.workflow or group.workflow
                 return wait.last, True
             if wait.group is group:
                 break
@@ -370,19 +395,46 @@ class SharedPoller:
         else:
             group.total, group.listing = listing.total, listing
             if listing.workflows:
-                self._learn_workflows(group, listing.workflows)
+                self._learn_workflows(group, listing)
             return listing
         finally:
             group.in_flight = None
             self._drop_if_idle(group)
 
-    def _learn_workflows(self, group: _Group, workflows: dict[str, str]) -> None:
-        """Move the waits of a listing without a workflow filter to their workflows' groups."""
+    def _learn_workflows(self, group: _Group, listing: _Listing) -> None:
+        """Move the waits of a listing without a workflow filter to their workflows' groups, which
+        keep that listing as their last when it is newer: it shows every execution of theirs that
+        was in its state (so new waits on them find their workflow, and their answer, in it)."""
         for wait in list(group.waits):
-            workflow = workflows.get(wait.execution_id)
+            workflow = listing.workflows.get(wait.execution_id)
             if workflow is not None:
                 wait.workflow = workflow
                 self._file(wait, group.state)
+                target = wait.group
+                if target is not None and (
+                    target.listing is None or target.listing.started_at < listing.started_at
+                ):
+                    target.listing = listing
+
+
+def _listed_answer(execution_id: str, group: _Group) -> PollAnswer:
+    """A new wait's first answer from a listing: its execution is in the group's state, no more
+    is known (a log line shows it; every event comes from a status read)."""
+
+    def status() -> ExecutionStatus:
+        return ExecutionStatus(
+            execution_id=execution_id,
+            workflow_name=group.workflow or "",
+            status=group.state,
+            started_at=None,
+            completed_at=None,
+            current_step_index=0,
+            total_steps=0,
+            current_step_name="",
+            progress_percentage=0.0,
+        )
+
+    return PollAnswer(group.state, None, status)
 
 
 def _retrieve(task: asyncio.Task[_Listing]) -> None:

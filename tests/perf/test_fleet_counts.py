@@ -38,6 +38,8 @@ async def run_to_event(trigger) -> dict:
 
 
 async def test_many_triggers_on_two_cores_open_one_connection_per_core(core_factory, monkeypatch):
+    from cerebelum_provider.hooks.cerebelum import CerebelumHook
+    from cerebelum_provider.triggers._shared_poll import shared_poller
     from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
     cores = [core_factory(), core_factory()]
@@ -54,11 +56,12 @@ async def test_many_triggers_on_two_cores_open_one_connection_per_core(core_fact
         for execution_id in execution_ids
     ]
     tasks = [asyncio.ensure_future(run_to_event(trigger)) for trigger in triggers]
-    # Each wait reads its execution once, then the waits of each Core share listings.
-    while any(
-        core.call_counts().get("GetExecutionStatus", 0) < per_core
-        or not core.call_counts().get("ListExecutions")
-        for core in cores
+    # The waits of each Core share its listings, their first polls included.
+    pollers = [
+        shared_poller(await CerebelumHook(conn_id).get_async_client()) for conn_id in ("perf_a", "perf_b")
+    ]
+    while any(poller.waits < per_core for poller in pollers) or any(
+        not core.call_counts().get("ListExecutions") for core in cores
     ):
         await asyncio.sleep(0.01)
     # Every trigger has polled; measured while all of them are still waiting.

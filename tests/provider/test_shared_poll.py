@@ -57,10 +57,10 @@ async def test_waits_on_one_workflow_share_a_listing_and_read_only_the_execution
     }
     poller = await poller_of(cerebelum_conn)
     await until(lambda: poller.waits == count and poller.requests["list"] >= 10)
-    # Every wait has been read once; while the waits started, a listing that cost more than the
-    # few waits filed so far stopped early and its unlisted executions were read alone.
+    # The waits' first polls joined the listings too: a few read alone while too few had started
+    # for a listing to pay.
     steady_reads, steady_listings = reads(core), listings(core)
-    assert count <= steady_reads < 2 * count
+    assert steady_reads < count / 10
     # Now listings of two pages of 100 answer for all of them: no status read in ten intervals.
     await until(lambda: listings(core) >= steady_listings + 20)
     assert reads(core) == steady_reads
@@ -191,3 +191,55 @@ async def test_the_request_budget_stretches_every_interval_evenly_and_says_so_on
     assert len(budget_lines) == 1
     assert "1200 requests a minute, over the request budget of 600" in budget_lines[0].getMessage()
     assert "stretched 2.00x" in budget_lines[0].getMessage()
+
+
+class FirstAnswerCounter(CerebelumExecutionTrigger):
+    """Counts the triggers that have had their first answer (their second sleep follows it)."""
+
+    answered: ClassVar[int] = 0
+
+    async def _sleep(self, seconds: float) -> None:
+        self._sleeps = getattr(self, "_sleeps", 0) + 1
+        if self._sleeps == 2:
+            FirstAnswerCounter.answered += 1
+        await asyncio.sleep(seconds)
+
+
+# A new wait's workflow is learned from a listing over both APIs; over gRPC a status names it too.
+@pytest.mark.apis("grpc", "http")
+async def test_a_burst_of_new_waits_on_one_workflow_costs_a_few_listings_not_a_read_each(
+    core, cerebelum_conn, monkeypatch
+):
+    count = 300
+    ids = [core.start_execution("orders") for _ in range(count)]
+    for _ in range(40):
+        core.start_execution("billing")
+    FirstAnswerCounter.answered = 0
+    tasks = [
+        asyncio.ensure_future(run_to_event(FirstAnswerCounter(execution_id, poll_interval=0.5)))
+        for execution_id in ids
+    ]
+    await until(lambda: FirstAnswerCounter.answered == count)
+    # Every wait has its first answer: a few list pages answered nearly all of them, where each
+    # read its own execution before.
+    assert reads(core) + listings(core) < count / 10
+
+    # Twenty complete and fire as they always have; the others are cancelled (a task killed).
+    for execution_id in ids[:20]:
+        core.complete(execution_id)
+    events = await asyncio.gather(*tasks[:20])
+    assert [event["execution_id"] for event in events] == ids[:20]
+    assert {event["status"] for event in events} == {"success"}
+    assert not any(task.done() for task in tasks[20:])
+    for task in tasks[20:]:
+        task.cancel()
+    await asyncio.gather(*tasks[20:], return_exceptions=True)
+
+    # The same event a wait that reads its execution alone yields.
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_ALONE", connection_uri(core, coalesce_polling="false"))
+    alone = await run_to_event(
+        CerebelumExecutionTrigger(ids[0], cerebelum_conn_id="cerebelum_alone", poll_interval=0.5)
+    )
+    for event in (alone, events[0]):
+        event["execution"].pop("elapsed_seconds", None)
+    assert events[0] == alone

@@ -280,7 +280,10 @@ async def test_200_triggers_share_one_connection(core, cerebelum_conn, monkeypat
     count = 200
     # The emulator answers from a thread of this process: 200 calls at once can hold an answer past
     # the default 10 s deadline on a loaded machine, and a re-sent call would spoil the exact count.
-    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="120"))
+    # Each trigger reads its own execution (no shared listing): the calls the connection carries.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="120", coalesce_polling="false")
+    )
     monkeypatch.setattr(GatedTrigger, "gate", asyncio.Event())
     execution_ids = [core.start_execution("orders") for _ in range(count)]
     tasks = [asyncio.ensure_future(only_event(GatedTrigger(eid, poll_interval=1.0))) for eid in execution_ids]
@@ -327,8 +330,11 @@ async def test_triggers_created_together_spread_their_first_polls_over_one_inter
 ):
     count, interval = 200, 1.0
     # 200 calls at once, answered by a thread of this process: a long deadline keeps a loaded
-    # machine from re-sending one and spoiling the exact count.
-    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="120"))
+    # machine from re-sending one and spoiling the exact count. Each trigger reads its own
+    # execution (no shared listing), so its first poll is counted.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEREBELUM_DEFAULT", connection_uri(core, timeout="120", coalesce_polling="false")
+    )
     monkeypatch.setattr(FirstWaitRecordingTrigger, "first_waits", [])
     monkeypatch.setattr(FirstWaitRecordingTrigger, "gate", asyncio.Event())
     execution_ids = [core.start_execution("orders") for _ in range(count)]
