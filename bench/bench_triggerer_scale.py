@@ -1,0 +1,435 @@
+"""N deferred sensors in a real ``airflow triggerer`` against Core's rate limit: per-execution vs coalesced.
+
+A real Airflow stack (``AirflowStack(database="postgresql")``, as bench_triggerer_failover.py
+starts it: PostgreSQL 15 metadata database, the api-server, and an ``airflow triggerer`` whose
+``[triggerer] capacity`` holds every wait) and one Core emulator per mode, each in its own
+process, serving Core's REST API with Core's rate limit on (1,000 requests a calendar minute,
+then 429 with ``retry-after``).
+
+The deferred task instances are written directly, not run through workers (N task runs would
+take longer than the measurement on a 2-core machine): the dag-processor parses
+``triggerer_scale_dags`` (``CerebelumExecutionSensor`` deferrable, mapped over N), a helper
+process with the stack's environment creates a run of it with Airflow's own
+``SerializedDAG.create_dagrun`` (which expands the mapped task into N task instances), and for
+each task instance does what the Execution API does when the sensor's worker defers
+(``ti_update_state`` with a ``TIDeferredStatePayload``): a ``Trigger`` row holding the
+``CerebelumExecutionTrigger`` the sensor builds, its arguments serialized by ``airflow.sdk.serde``
+as the task runner does, and the task instance set DEFERRED with that trigger, ``next_method``
+``execute_complete`` and the trigger timeout.
+
+Per mode, on a fresh emulator and a fresh triggerer process (started once the N triggers are
+written):
+
+- per_execution: ``coalesce_polling=false`` and a request budget too large to bind, i.e. every
+  wait reads its own execution every interval, as before coalescing;
+- coalesced: the connection's defaults (``coalesce_polling`` on, ``request_budget`` 900).
+
+Once every trigger is assigned and ``--settle`` seconds have passed, executions complete at a
+steady rate for ``--duration`` seconds. Reported: requests a minute Core received and refused
+(429), time from an execution completing to its task instance leaving DEFERRED (the triggerer
+sets it SCHEDULED with the event: ``task_instance.updated_at``; p50, p99), the triggerer's CPU
+(the supervisor and its trigger-runner process), its peak resident memory, and the worst
+"Triggerer's async thread was blocked for X seconds" line it logged in the window.
+
+    .venv/bin/python bench/bench_triggerer_scale.py --waits 10000 --duration 120
+    .venv/bin/python bench/bench_triggerer_scale.py --waits 200 --settle 20 --duration 30 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import PYTHON, ROOT, RemoteCore, machine, percentile, table, write_section
+
+DAG_ID = "bench_triggerer_scale"
+DAGS = Path(__file__).resolve().parent / "triggerer_scale_dags"
+WORKFLOW = "orders"
+MODES = ("per_execution", "coalesced")
+EXTRAS = {
+    "per_execution": "api=http&coalesce_polling=false&request_budget=1000000000",
+    "coalesced": "api=http",
+}
+_BLOCKED = re.compile(r"Triggerer's async thread was blocked for ([0-9.]+) seconds")
+#: How long every deferred task may wait (the sensor's ``timeout``): far past the benchmark.
+TASK_TIMEOUT = 6 * 3600.0
+
+
+# -- the helper process: writes deferred task instances as a worker's deferral does ------------
+
+
+def write_deferred(run_id: str, conn_id: str, interval: float, ids_file: str) -> dict[str, Any]:
+    """Create a run of the DAG and defer each of its N mapped task instances on its own execution."""
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.sdk.serde import serialize
+    from airflow.utils import timezone
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import func, select, update
+
+    from cerebelum_provider.operators._common import deferral_timeout
+    from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
+
+    execution_ids = json.loads(Path(ids_file).read_text())
+    started = time.monotonic()
+    with create_session() as session:
+        dag = SerializedDagModel.get_dag(DAG_ID, session=session)
+        if dag is None:
+            raise SystemExit(f"{DAG_ID} is not parsed yet")
+        now = timezone.utcnow()
+        dag.create_dagrun(
+            run_id=run_id,
+            run_after=now,
+            run_type=DagRunType.MANUAL,
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState.RUNNING,
+            start_date=now,
+            session=session,
+        )
+        instances = session.execute(
+            select(TaskInstance.id, TaskInstance.map_index)
+            .where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id)
+            .order_by(TaskInstance.map_index)
+        ).all()
+        if len(instances) != len(execution_ids):
+            raise SystemExit(f"the run has {len(instances)} task instances, expected {len(execution_ids)}")
+        end_time = time.time() + TASK_TIMEOUT
+        rows = []
+        for _, map_index in instances:
+            # What the sensor's _check_then_defer builds, serialized as the task runner does.
+            trigger = CerebelumExecutionTrigger(
+                execution_id=execution_ids[map_index],
+                cerebelum_conn_id=conn_id,
+                poll_interval=interval,
+                end_time=end_time,
+            )
+            classpath, kwargs = trigger.serialize()
+            row = Trigger(classpath=classpath, kwargs={})
+            # The Execution API stores the worker's serde-serialized kwargs as JSON text.
+            row.encrypted_kwargs = json.dumps(serialize(kwargs))
+            rows.append(row)
+        session.add_all(rows)
+        session.flush()
+        trigger_timeout = timezone.utcnow() + deferral_timeout(end_time)
+        session.execute(
+            update(TaskInstance),
+            [
+                {
+                    "id": ti_id,
+                    "state": TaskInstanceState.DEFERRED,
+                    "try_number": 1,
+                    "start_date": now,
+                    "trigger_id": row.id,
+                    "next_method": "execute_complete",
+                    "next_kwargs": {},
+                    "trigger_timeout": trigger_timeout,
+                }
+                for (ti_id, _), row in zip(instances, rows)
+            ],
+        )
+        session.commit()
+        deferred = session.scalar(
+            select(func.count())
+            .select_from(TaskInstance)
+            .where(
+                TaskInstance.dag_id == DAG_ID,
+                TaskInstance.run_id == run_id,
+                TaskInstance.state == TaskInstanceState.DEFERRED,
+            )
+        )
+    return {"deferred": deferred, "seconds": round(time.monotonic() - started, 1)}
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+def query(stack: Any, sql: str, *args: Any) -> list[tuple]:
+    import psycopg2
+
+    with psycopg2.connect(stack.postgres.dsn) as db, db.cursor() as cursor:
+        cursor.execute(sql, args)
+        return cursor.fetchall()
+
+
+def triggerer_tree(stack: Any) -> list[Any]:
+    import psutil
+
+    root = psutil.Process(stack.processes["triggerer"].popen.pid)
+    return [root, *root.children(recursive=True)]
+
+
+def cpu_seconds(processes: list[Any]) -> float:
+    import psutil
+
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a child that exited took its time along
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def rss_bytes(processes: list[Any]) -> int:
+    import psutil
+
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total
+
+
+def wait_until(condition: Any, timeout: float, what: str, interval: float = 1.0) -> float:
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > timeout:
+            raise SystemExit(f"not within {timeout:.0f}s: {what}")
+        time.sleep(interval)
+    took = time.monotonic() - began
+    print(f"  {what}: {took:.1f}s", flush=True)
+    return took
+
+
+def run_mode(
+    mode: str, stack: Any, core: RemoteCore, ids: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    print(f"{mode}: {len(ids)} waits", flush=True)
+    run_id = f"bench_{mode}"
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as ids_file:
+        json.dump(ids, ids_file)
+    written = json.loads(
+        subprocess.run(
+            [PYTHON, __file__, "defer", run_id, f"cerebelum_{mode}", str(args.interval), ids_file.name],
+            env=stack.env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    print(f"  {written['deferred']} task instances deferred in {written['seconds']} s", flush=True)
+    log_path = stack.logs_dir / "triggerer.log"
+    log_offset = log_path.stat().st_size if log_path.exists() else 0
+    counts_at_start = sum(core.call_counts().values())
+    refused_at_start = core.rate_limited_count()
+    stack.start_service("triggerer")
+    started = time.monotonic()
+    assigned = wait_until(
+        lambda: query(stack, "SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL")[0][0] >= len(ids),
+        600,
+        "every trigger assigned",
+    )
+    time.sleep(args.settle)
+    processes = triggerer_tree(stack)
+    cpu_start = cpu_seconds(processes)
+    counts_start = sum(core.call_counts().values())
+    refused_start = core.rate_limited_count()
+    window_log_offset = log_path.stat().st_size
+    peak_rss = rss_bytes(processes)
+    order = list(ids)
+    random.Random(7).shuffle(order)
+    completed_at: dict[str, float] = {}
+    spacing = 1.0 / args.completions_per_second
+    window_start = time.monotonic()
+    next_completion = window_start
+    next_sample = window_start
+    while time.monotonic() - window_start < args.duration:
+        now = time.monotonic()
+        if now >= next_completion and order:
+            execution_id = order.pop()
+            core.complete(execution_id)
+            completed_at[execution_id] = time.time()
+            next_completion += spacing
+        if now >= next_sample:
+            peak_rss = max(peak_rss, rss_bytes(processes))
+            next_sample = now + 2.0
+        time.sleep(0.02)
+    window = time.monotonic() - window_start
+    requests = sum(core.call_counts().values()) - counts_start
+    refused = core.rate_limited_count() - refused_start
+    cpu = cpu_seconds(processes) - cpu_start
+    log_text = log_path.read_text(errors="replace")
+    blocked_window = [float(x) for x in _BLOCKED.findall(log_text[window_log_offset:])]
+    blocked_startup = [float(x) for x in _BLOCKED.findall(log_text[log_offset:window_log_offset])]
+    # The completions of the window's last seconds are given up to three intervals to be seen.
+    index_of = {execution_id: number for number, execution_id in enumerate(ids)}
+    wanted = {index_of[execution_id] for execution_id in completed_at}
+
+    def left_deferred() -> dict[int, float]:
+        rows = query(
+            stack,
+            "SELECT map_index, extract(epoch FROM updated_at) FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s AND state <> 'deferred'",
+            DAG_ID,
+            run_id,
+        )
+        return {map_index: float(at) for map_index, at in rows}
+
+    deadline = time.monotonic() + 3 * args.interval * (1 + args.waits // 9000)
+    seen = left_deferred()
+    while not wanted <= set(seen) and time.monotonic() < deadline:
+        time.sleep(1.0)
+        seen = left_deferred()
+    latencies = [seen[index_of[eid]] - at for eid, at in completed_at.items() if index_of[eid] in seen]
+    stray = sorted(set(seen) - wanted)  # left DEFERRED though its execution never completed
+    stack.processes.pop("triggerer").stop()
+    # Nothing of this mode is left for the next triggerer to pick up.
+    query_write(
+        stack, "UPDATE task_instance SET state = 'success', trigger_id = NULL WHERE run_id = %s", run_id
+    )
+    query_write(stack, "DELETE FROM trigger")
+    return {
+        "mode": mode,
+        "waits": len(ids),
+        "assigned_s": round(assigned, 1),
+        "startup_s": round(window_start - started, 1),
+        "startup_requests": counts_start - counts_at_start,
+        "startup_429": refused_start - refused_at_start,
+        "window_s": round(window, 1),
+        "requests_per_min": round(requests * 60 / window),
+        "refused_429_per_min": round(refused * 60 / window),
+        "completed": len(completed_at),
+        "left_deferred": len(latencies),
+        "stray": len(stray),
+        "p50_s": round(percentile(latencies, 0.5), 1) if latencies else None,
+        "p99_s": round(percentile(latencies, 0.99), 1) if latencies else None,
+        "cpu_s": round(cpu, 1),
+        "cpu_share": round(cpu / window, 2),
+        "rss_mb": round(peak_rss / 2**20),
+        "worst_blocked_s": max(blocked_window, default=0.0),
+        "blocked_lines": len(blocked_window),
+        "worst_blocked_startup_s": max(blocked_startup, default=0.0),
+    }
+
+
+def query_write(stack: Any, sql: str, *args: Any) -> None:
+    import psycopg2
+
+    with psycopg2.connect(stack.postgres.dsn) as db, db.cursor() as cursor:
+        cursor.execute(sql, args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["defer"]:
+        run_id, conn_id, interval, ids_file = argv[1:5]
+        print(json.dumps(write_deferred(run_id, conn_id, float(interval), ids_file)))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--waits", type=int, default=10_000)
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=30.0, help="seconds after every trigger is assigned")
+    parser.add_argument("--duration", type=float, default=120.0, help="measured window, seconds")
+    parser.add_argument("--completions-per-second", type=float, default=2.0)
+    parser.add_argument("--rate-limit", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.005)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from airflow_stack import AirflowStack
+
+    facts = machine()
+    modes = args.modes.split(",")
+    results = []
+    cores = {mode: RemoteCore.start(latency=args.latency) for mode in modes}
+    try:
+        ids = {}
+        for mode, core in cores.items():
+            core.set_rate_limit(args.rate_limit)
+            ids[mode] = core.seed(WORKFLOW, args.waits)
+        connections = {
+            f"cerebelum_{mode}": f"cerebelum://127.0.0.1:{core.rest_url().rsplit(':', 1)[1]}?{EXTRAS[mode]}"
+            for mode, core in cores.items()
+        }
+        with tempfile.TemporaryDirectory(prefix="bench-triggerer-scale-") as work:
+            stack = AirflowStack(
+                home=Path(work) / "airflow",
+                dags_folder=DAGS,
+                connections=connections,
+                extra_env={
+                    "CEREBELUM_BENCH_WAITS": str(args.waits),
+                    "CEREBELUM_BENCH_INTERVAL": str(args.interval),
+                    "AIRFLOW__CORE__MAX_MAP_LENGTH": str(max(1024, args.waits)),
+                    "AIRFLOW__TRIGGERER__CAPACITY": str(args.waits + 100),
+                },
+                database="postgresql",
+                services=("dag-processor", "triggerer"),
+                startup_timeout=300,
+            )
+            with stack:
+                stack.wait_for_dags([DAG_ID], timeout=300)
+                # Parsed once; from here on only the triggerer (and the api-server) run.
+                stack.processes.pop("dag-processor").stop()
+                stack.processes.pop("triggerer").stop()
+                for mode in modes:
+                    result = run_mode(mode, stack, cores[mode], ids[mode], args)
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
+    finally:
+        for core in cores.values():
+            core.close()
+    if args.no_write:
+        return
+    header = [
+        "mode",
+        "waits",
+        "start-up (s)",
+        "requests/min",
+        "429/min",
+        "completed",
+        "left DEFERRED",
+        "p50 (s)",
+        "p99 (s)",
+        "triggerer CPU (s)",
+        "CPU share",
+        "peak RSS (MB)",
+        "worst blocked (s)",
+    ]
+    rows = [
+        [
+            r["mode"],
+            r["waits"],
+            r["startup_s"],
+            r["requests_per_min"],
+            r["refused_429_per_min"],
+            r["completed"],
+            r["left_deferred"],
+            r["p50_s"],
+            r["p99_s"],
+            r["cpu_s"],
+            r["cpu_share"],
+            r["rss_mb"],
+            r["worst_blocked_s"],
+        ]
+        for r in results
+    ]
+    command = "python bench/bench_triggerer_scale.py " + " ".join(argv)
+    write_section(
+        "triggerer_scale",
+        f"### {args.waits} deferred sensors in a real `airflow triggerer` against Core's rate limit\n\n"
+        f"Command: `{command}` ({facts['date']}, load average at start {facts['load_average']}).\n\n"
+        + table(header, rows),
+    )
+
+
+if __name__ == "__main__":
+    main()
