@@ -42,6 +42,7 @@ import contextlib
 import json
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,13 +65,15 @@ EXTRAS = {
 _BLOCKED = re.compile(r"Triggerer's async thread was blocked for ([0-9.]+) seconds")
 #: How long every deferred task may wait (the sensor's ``timeout``): far past the benchmark.
 TASK_TIMEOUT = 6 * 3600.0
+#: Mapped task instances per DAG run (the DAG's map width).
+MAP_WIDTH = 100
 
 
 # -- the helper process: writes deferred task instances as a worker's deferral does ------------
 
 
-def write_deferred(run_id: str, conn_id: str, interval: float, ids_file: str) -> dict[str, Any]:
-    """Create a run of the DAG and defer each of its N mapped task instances on its own execution."""
+def write_deferred(run_prefix: str, conn_id: str, interval: float, ids_file: str) -> dict[str, Any]:
+    """Create N / 100 runs of the DAG and defer each mapped task instance on its own execution."""
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
@@ -86,68 +89,70 @@ def write_deferred(run_id: str, conn_id: str, interval: float, ids_file: str) ->
 
     execution_ids = json.loads(Path(ids_file).read_text())
     started = time.monotonic()
+    end_time = time.time() + TASK_TIMEOUT
     with create_session() as session:
         dag = SerializedDagModel.get_dag(DAG_ID, session=session)
         if dag is None:
             raise SystemExit(f"{DAG_ID} is not parsed yet")
-        now = timezone.utcnow()
-        dag.create_dagrun(
-            run_id=run_id,
-            run_after=now,
-            run_type=DagRunType.MANUAL,
-            triggered_by=DagRunTriggeredByType.TEST,
-            state=DagRunState.RUNNING,
-            start_date=now,
-            session=session,
-        )
-        instances = session.execute(
-            select(TaskInstance.id, TaskInstance.map_index)
-            .where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id)
-            .order_by(TaskInstance.map_index)
-        ).all()
-        if len(instances) != len(execution_ids):
-            raise SystemExit(f"the run has {len(instances)} task instances, expected {len(execution_ids)}")
-        end_time = time.time() + TASK_TIMEOUT
-        rows = []
-        for _, map_index in instances:
-            # What the sensor's _check_then_defer builds, serialized as the task runner does.
-            trigger = CerebelumExecutionTrigger(
-                execution_id=execution_ids[map_index],
-                cerebelum_conn_id=conn_id,
-                poll_interval=interval,
-                end_time=end_time,
+        for run_number in range(len(execution_ids) // MAP_WIDTH):
+            run_id = f"{run_prefix}_{run_number:04d}"
+            now = timezone.utcnow()
+            dag.create_dagrun(
+                run_id=run_id,
+                run_after=now,
+                run_type=DagRunType.MANUAL,
+                triggered_by=DagRunTriggeredByType.TEST,
+                state=DagRunState.RUNNING,
+                start_date=now,
+                session=session,
             )
-            classpath, kwargs = trigger.serialize()
-            row = Trigger(classpath=classpath, kwargs={})
-            # The Execution API stores the worker's serde-serialized kwargs as JSON text.
-            row.encrypted_kwargs = json.dumps(serialize(kwargs))
-            rows.append(row)
-        session.add_all(rows)
-        session.flush()
-        trigger_timeout = timezone.utcnow() + deferral_timeout(end_time)
-        session.execute(
-            update(TaskInstance),
-            [
-                {
-                    "id": ti_id,
-                    "state": TaskInstanceState.DEFERRED,
-                    "try_number": 1,
-                    "start_date": now,
-                    "trigger_id": row.id,
-                    "next_method": "execute_complete",
-                    "next_kwargs": {},
-                    "trigger_timeout": trigger_timeout,
-                }
-                for (ti_id, _), row in zip(instances, rows)
-            ],
-        )
-        session.commit()
+            instances = session.execute(
+                select(TaskInstance.id, TaskInstance.map_index)
+                .where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id)
+                .order_by(TaskInstance.map_index)
+            ).all()
+            if len(instances) != MAP_WIDTH:
+                raise SystemExit(f"run {run_id} has {len(instances)} task instances, expected {MAP_WIDTH}")
+            rows = []
+            for _, map_index in instances:
+                # What the sensor's _check_then_defer builds, serialized as the task runner does.
+                trigger = CerebelumExecutionTrigger(
+                    execution_id=execution_ids[run_number * MAP_WIDTH + map_index],
+                    cerebelum_conn_id=conn_id,
+                    poll_interval=interval,
+                    end_time=end_time,
+                )
+                classpath, kwargs = trigger.serialize()
+                row = Trigger(classpath=classpath, kwargs={})
+                # The Execution API stores the worker's serde-serialized kwargs as JSON text.
+                row.encrypted_kwargs = json.dumps(serialize(kwargs))
+                rows.append(row)
+            session.add_all(rows)
+            session.flush()
+            trigger_timeout = timezone.utcnow() + deferral_timeout(end_time)
+            session.execute(
+                update(TaskInstance),
+                [
+                    {
+                        "id": ti_id,
+                        "state": TaskInstanceState.DEFERRED,
+                        "try_number": 1,
+                        "start_date": now,
+                        "trigger_id": row.id,
+                        "next_method": "execute_complete",
+                        "next_kwargs": {},
+                        "trigger_timeout": trigger_timeout,
+                    }
+                    for (ti_id, _), row in zip(instances, rows)
+                ],
+            )
+            session.commit()
         deferred = session.scalar(
             select(func.count())
             .select_from(TaskInstance)
             .where(
                 TaskInstance.dag_id == DAG_ID,
-                TaskInstance.run_id == run_id,
+                TaskInstance.run_id.startswith(f"{run_prefix}_"),
                 TaskInstance.state == TaskInstanceState.DEFERRED,
             )
         )
@@ -208,12 +213,12 @@ def run_mode(
     mode: str, stack: Any, core: RemoteCore, ids: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
     print(f"{mode}: {len(ids)} waits", flush=True)
-    run_id = f"bench_{mode}"
+    run_prefix = f"bench_{mode}"
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as ids_file:
         json.dump(ids, ids_file)
     written = json.loads(
         subprocess.run(
-            [PYTHON, __file__, "defer", run_id, f"cerebelum_{mode}", str(args.interval), ids_file.name],
+            [PYTHON, __file__, "defer", run_prefix, f"cerebelum_{mode}", str(args.interval), ids_file.name],
             env=stack.env,
             cwd=ROOT,
             check=True,
@@ -272,14 +277,15 @@ def run_mode(
     wanted = {index_of[execution_id] for execution_id in completed_at}
 
     def left_deferred() -> dict[int, float]:
+        """Execution index -> when its task instance left DEFERRED (epoch seconds)."""
         rows = query(
             stack,
-            "SELECT map_index, extract(epoch FROM updated_at) FROM task_instance "
-            "WHERE dag_id = %s AND run_id = %s AND state <> 'deferred'",
+            "SELECT run_id, map_index, extract(epoch FROM updated_at) FROM task_instance "
+            "WHERE dag_id = %s AND run_id LIKE %s AND state <> 'deferred'",
             DAG_ID,
-            run_id,
+            f"{run_prefix}\\_%",
         )
-        return {map_index: float(at) for map_index, at in rows}
+        return {int(run.rsplit("_", 1)[1]) * MAP_WIDTH + index: float(at) for run, index, at in rows}
 
     deadline = time.monotonic() + 3 * args.interval * (1 + args.waits // 9000)
     seen = left_deferred()
@@ -291,7 +297,9 @@ def run_mode(
     stack.processes.pop("triggerer").stop()
     # Nothing of this mode is left for the next triggerer to pick up.
     query_write(
-        stack, "UPDATE task_instance SET state = 'success', trigger_id = NULL WHERE run_id = %s", run_id
+        stack,
+        "UPDATE task_instance SET state = 'success', trigger_id = NULL WHERE run_id LIKE %s",
+        f"{run_prefix}\\_%",
     )
     query_write(stack, "DELETE FROM trigger")
     return {
@@ -328,8 +336,8 @@ def query_write(stack: Any, sql: str, *args: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["defer"]:
-        run_id, conn_id, interval, ids_file = argv[1:5]
-        print(json.dumps(write_deferred(run_id, conn_id, float(interval), ids_file)))
+        run_prefix, conn_id, interval, ids_file = argv[1:5]
+        print(json.dumps(write_deferred(run_prefix, conn_id, float(interval), ids_file)))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -342,8 +350,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.005)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument(
+        "--select-per-loop", type=int, default=500, help="[triggerer] max_trigger_to_select_per_loop"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    if args.waits <= 0 or args.waits % MAP_WIDTH:
+        parser.error(
+            f"--waits must be a positive multiple of {MAP_WIDTH} (the DAG's map width), got {args.waits}"
+        )
+    # A SIGTERM stops the stack and the emulators as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     sys.path.insert(0, str(ROOT / "scripts"))
     from airflow_stack import AirflowStack
 
@@ -366,10 +383,10 @@ def main(argv: list[str] | None = None) -> None:
                 dags_folder=DAGS,
                 connections=connections,
                 extra_env={
-                    "CEREBELUM_BENCH_WAITS": str(args.waits),
                     "CEREBELUM_BENCH_INTERVAL": str(args.interval),
-                    "AIRFLOW__CORE__MAX_MAP_LENGTH": str(max(1024, args.waits)),
                     "AIRFLOW__TRIGGERER__CAPACITY": str(args.waits + 100),
+                    # Airflow's default (50 a loop) takes 200 loops to pick up 10,000 triggers.
+                    "AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": str(args.select_per_loop),
                 },
                 database="postgresql",
                 services=("dag-processor", "triggerer"),
