@@ -73,9 +73,12 @@ _AUTH_STATUSES = frozenset({401, 403})
 PHOENIX_INTERNAL_ERROR = {"errors": {"detail": "Internal Server Error"}}
 
 #: Connections kept per client. A triggerer's thousands of waits share one client per Core, so the
-#: pool bounds the requests in flight; the rest queue in the pool (its wait counts against the
-#: call's deadline, as a gRPC call's queueing does).
-POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0)
+#: pool bounds the requests in flight; the rest queue for a free connection (the wait counts against
+#: the call's deadline, as a gRPC call's queueing does).
+POOL_CONNECTIONS = 64
+POOL_LIMITS = httpx.Limits(
+    max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS, keepalive_expiry=30.0
+)
 
 
 class _TransientAnswer(Exception):
@@ -450,19 +453,25 @@ class AsyncHttpTransport(_HttpTransportBase):
         super().__init__(settings)
         self._httpx_transport = httpx_transport
         self._client: httpx.AsyncClient | None = None
+        # Requests past the pool's connections wait here, in FIFO order, not in httpx's pool, which
+        # scans its whole queue on every request it starts or ends: thousands of waits asking at once
+        # (a triggerer starting) cost it quadratic time and ran their calls into timeouts.
+        self._free_connections: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _ensure_client(self) -> httpx.AsyncClient:
+    def _ensure_client(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
-        if self._client is None:
+        client, free_connections = self._client, self._free_connections
+        if client is None or free_connections is None:
             client = httpx.AsyncClient(**self._client_options(), transport=self._httpx_transport)
-            self._client, self._loop = client, loop
+            free_connections = asyncio.Semaphore(POOL_CONNECTIONS)
+            self._client, self._free_connections, self._loop = client, free_connections, loop
         elif loop is not self._loop:
             # Pooled connections belong to the loop that opened them.
             raise RuntimeError(
                 "this ExecutionClient was first used in another event loop; create one client per loop"
             )
-        return self._client
+        return client, free_connections
 
     async def call(self, operation: Operation[T]) -> T:
         """Send ``operation`` (retrying transient failures) and return its converted answer.
@@ -471,8 +480,12 @@ class AsyncHttpTransport(_HttpTransportBase):
             CerebelumError: the mapped failure, or the converter's error for an answer that means one.
         """
         call = operation.http()
-        client = self._ensure_client()
+        client, free_connections = self._ensure_client()
         request = self._request(call)
+
+        async def request_on_free_connection(seconds: float) -> httpx.Response:
+            async with free_connections:
+                return await client.request(**request, timeout=seconds)
 
         attempts_sent = 0
 
@@ -481,7 +494,7 @@ class AsyncHttpTransport(_HttpTransportBase):
             seconds = _deadline.attempt_timeout(self.settings.timeout, attempts_sent)
             attempts_sent += 1
             try:
-                response = await _within(seconds, client.request(**request, timeout=seconds))
+                response = await _within(seconds, request_on_free_connection(seconds))
             except asyncio.TimeoutError:
                 raise WholeCallTimeout(f"no complete answer within {seconds:.3g} s") from None
             return self._answer(operation, call, response.status_code, response.headers, response.content)
@@ -503,7 +516,7 @@ class AsyncHttpTransport(_HttpTransportBase):
 
     async def close(self) -> None:
         """Close the pool; the next call opens a new one."""
-        client, self._client, self._loop = self._client, None, None
+        client, self._client, self._free_connections, self._loop = self._client, None, None, None
         if client is not None:
             await client.aclose()
 

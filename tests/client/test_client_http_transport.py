@@ -16,6 +16,7 @@ import ssl
 import time
 
 import grpc
+import httpx
 import pytest
 
 from cerebelum_provider.client import ExecutionClient, RetryConfig, SyncExecutionClient, TLSConfig, _retry
@@ -457,6 +458,36 @@ async def test_concurrent_rounds_reuse_the_pool(core, make_client):
     assert [s.execution_id for s in first] == [s.execution_id for s in second] == ids
     assert 1 <= len(after_first) <= 6
     assert core.peers() == after_first  # the second round opened no connection
+
+
+async def test_calls_past_the_pool_wait_their_turn_outside_httpx(core, monkeypatch):
+    # httpx's pool scans its whole queue each time a request starts or ends: the calls a pool cannot
+    # send yet wait in the transport's own queue instead, so httpx never holds more than it sends.
+    from cerebelum_provider.client import _http_transport
+
+    monkeypatch.setattr(_http_transport, "POOL_CONNECTIONS", 4)
+    monkeypatch.setattr(
+        _http_transport, "POOL_LIMITS", httpx.Limits(max_connections=4, max_keepalive_connections=4)
+    )
+    ids = [core.start_execution("orders") for _ in range(40)]
+    core.set_latency(0.02)
+    async with ExecutionClient(core.http_url, retry=FAST_RETRY) as client:
+        await client.get_execution_status(ids[0])
+        httpcore_pool = client._transport._client._transport._pool
+        queued_in_httpx: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                queued_in_httpx.append(len(httpcore_pool._requests))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        statuses = await asyncio.gather(*(client.get_execution_status(i) for i in ids))
+        watcher.cancel()
+    assert [status.execution_id for status in statuses] == ids
+    assert 0 < max(queued_in_httpx) <= 4
+    assert len(core.peers()) <= 4
+    assert core.call_counts()["GetExecutionStatus"] == 41  # none timed out or was sent twice
 
 
 async def test_close_then_call_opens_a_new_pool(core, make_client):
