@@ -214,7 +214,7 @@ class RealCore:
         *,
         python: str = sys.executable,
         blueprints: Mapping[str, Iterable[str]] = BLUEPRINTS,
-        start_timeout: float = 90.0,
+        start_timeout: float = 150.0,
     ) -> None:
         self._release = release or find_release()
         if self._release.missing:
@@ -223,6 +223,8 @@ class RealCore:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="real-core-"))
         self.python = python
         self.blueprints = {name: tuple(steps) for name, steps in blueprints.items()}
+        # run-core waits up to 60 s for Core's ports after creating and starting PostgreSQL; with the
+        # test stages side by side on two cores a start can take most of a minute (42 s measured).
         self.start_timeout = start_timeout
         self.state_dir: Path | None = None
         self.boom_flag = self.workdir / "boom_flag"
