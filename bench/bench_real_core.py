@@ -26,6 +26,7 @@ go over it on purpose, each from the start of a fresh minute.
 
     .venv/bin/python bench/bench_real_core.py              # ~10 min on 2 cores
     .venv/bin/python bench/bench_real_core.py --quick      # smaller sizes, no rate-limit runs
+    .venv/bin/python bench/bench_real_core.py --page-vs-reads   # a list page against 100 reads, printed
 """
 
 from __future__ import annotations
@@ -363,6 +364,38 @@ def list_by_executions(core: RealCore, db: Database, cpu: CoreCPU, budget: RestB
     return rows
 
 
+def list_page_vs_reads(core: RealCore, db: Database, cpu: CoreCPU, budget: RestBudget, source: str,
+                       workflow: str, sizes: list[int]) -> list[dict[str, Any]]:
+    """Where a list page stops paying: grow RUNNING clones of ``source`` to each size, then time the
+    shared poller's listing (one page of 100: ``workflow``, ``status=running``) against the 100
+    status reads it stands for, in wall time and Core CPU."""
+    rows = []
+    ids: list[str] = []
+    for size in sizes:
+        ids += db.running_clones(source, size - len(ids))
+        params = {"workflow": workflow, "status": "running", "limit": 100, "offset": 0}
+        budget.reserve(3)
+        page, page_cpu = cost_row(
+            cpu, 3, lambda params=params: timed_calls(core.http, "/api/v1/executions", 3, params)
+        )
+        budget.reserve(100)
+        sample = ids[-100:]
+
+        def reads(sample: list[str] = sample) -> float:
+            return sum(timed_calls(core.http, f"/api/v1/executions/{one}", 1)[0] for one in sample)
+
+        reads_seconds, read_cpu = cost_row(cpu, 100, reads)
+        page_cpu_ms, reads_cpu_ms = sum(page_cpu.values()), 100 * sum(read_cpu.values())
+        rows.append({
+            "running": size, "page_ms": median(page) * 1000, "page_cpu_ms": page_cpu_ms,
+            "reads_ms": reads_seconds * 1000, "reads_cpu_ms": reads_cpu_ms,
+            "wall_ratio": median(page) / reads_seconds,
+            "cpu_ratio": page_cpu_ms / reads_cpu_ms if reads_cpu_ms else float("nan"),
+        })
+        print(f"  page vs reads, {size} running: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
 def status_during_listing(core: RealCore, budget: RestBudget, execution_id: str, workflow: str,
                           status_calls: int) -> dict[str, Any]:
     """Status latency alone, then while another connection pages through a whole listing.
@@ -553,6 +586,14 @@ def main() -> None:
     parser.add_argument("--skip-rate-limit", action="store_true")
     parser.add_argument("--report-only", action="store_true", help="write the section from the saved figures")
     parser.add_argument(
+        "--page-vs-reads", action="store_true",
+        help="only: one list page of 100 against 100 status reads as RUNNING executions grow (printed)",
+    )
+    parser.add_argument(
+        "--page-vs-reads-sizes", default="100,500,1000,2000,3000,5000",
+        help="RUNNING executions stored at each step of --page-vs-reads (comma-separated)",
+    )
+    parser.add_argument(
         "--from-bulk", action="store_true",
         help="a fresh Core for the rate-limit and bulk phases only, added to the saved first part",
     )
@@ -583,6 +624,20 @@ def main() -> None:
         ok_source = core.start_execution("rc_ok", {"n": 1})
         core.wait_for_state(ok_source, {"completed"})
         core.wait_for_event(ok_source, "ExecutionCompletedEvent")
+        if args.page_vs_reads:
+            sizes = [int(size) for size in args.page_vs_reads_sizes.split(",")]
+            rows = list_page_vs_reads(core, db, cpu, budget, ok_source, "rc_ok", sizes)
+            header = ["RUNNING executions stored", "list page of 100 (ms)", "its Core CPU (ms)",
+                      "100 status reads (ms)", "their Core CPU (ms)", "page / 100 reads, wall",
+                      "page / 100 reads, Core CPU"]
+            cells = [
+                [r["running"], f"{r['page_ms']:.0f}", f"{r['page_cpu_ms']:.0f}", f"{r['reads_ms']:.0f}",
+                 f"{r['reads_cpu_ms']:.0f}", f"{r['wall_ratio']:.2f}", f"{r['cpu_ratio']:.2f}"]
+                for r in rows
+            ]
+            print(table(header, cells))
+            print(f"{facts}")
+            return
         fail_source = core.start_execution("rc_fail", {"n": 1})
         core.wait_for_state(fail_source, {"failed"})
         core.wait_for_event(fail_source, "ExecutionFailedEvent")
