@@ -71,6 +71,7 @@ class Faults:
         self._calls: Counter[str] = Counter()
         self._peers: set[str] = set()
         self._latency = 0.0
+        self._latency_rpcs: frozenset[str] | None = None
         self.set_latency(latency)
         self._token = token
         self._hang = False
@@ -94,12 +95,12 @@ class Faults:
 
     # Settings --------------------------------------------------------------------------------
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every call by ``seconds``."""
+    def set_latency(self, seconds: float, rpcs: Iterable[str] | str | None = None) -> None:
+        """Delay every call (of ``rpcs``, default any) by ``seconds``."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
             raise ValueError(f"latency must be a number of seconds >= 0, got {seconds!r}")
         with self._lock:
-            self._latency = float(seconds)
+            self._latency, self._latency_rpcs = float(seconds), _rpc_set(rpcs)
 
     def hang(self, enabled: bool) -> None:
         """Accept calls and never answer them (until the client's deadline ends them)."""
@@ -239,7 +240,8 @@ class Faults:
             self._peers.add(peer)
             if rate_limited and self._over_rate_limit():
                 return grpc.StatusCode.RESOURCE_EXHAUSTED, RATE_LIMITED
-            hang, latency = self._hang, self._latency
+            hang = self._hang
+            latency = self._latency if self._latency_rpcs is None or rpc in self._latency_rpcs else 0.0
         if hang:
             # Half-open network: the call is accepted and never answered; cancellation ends it.
             await asyncio.Event().wait()

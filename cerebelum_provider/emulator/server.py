@@ -508,9 +508,9 @@ class CoreEmulator:
         """Fail each call (of ``rpcs``) with probability ``rate`` (0 turns it off)."""
         self._faults.set_failure_rate(rate, code, rpcs, seed)
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every call by ``seconds`` before handling it."""
-        self._faults.set_latency(seconds)
+    def set_latency(self, seconds: float, rpcs: Iterable[str] | str | None = None) -> None:
+        """Delay every call (of ``rpcs``, default any) by ``seconds`` before handling it."""
+        self._faults.set_latency(seconds, rpcs)
 
     def engine_busy(self, seconds: float) -> None:
         """For the next ``seconds``, answer REST status reads with HTTP 500 ``{"errors": {"detail":

@@ -14,8 +14,12 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   two intervals.
 - The choice is made per poll from the numbers: a group is listed only when its pages (Core's
   total for the filter, from the last listing, over 100) at the pace of its fastest wait cost
-  fewer requests than its waits polled alone. Otherwise, and for sleeping executions (whose
-  wake-up time only a status read tells), each wait is read alone, exactly as before.
+  fewer than its waits polled alone, a page counted as the status reads it takes as long as (at
+  least one: running averages of both). The released Core's list slows as it stores more
+  executions: a page of 100 costs about as much as 100 reads at 5,000 running executions and
+  4.7x at 10,000 (bench/RESULTS.md, "Real Core"), so past that its waits read alone. Otherwise,
+  and for sleeping executions (whose wake-up time only a status read tells), each wait is read
+  alone, exactly as before.
 - A new wait's first poll joins the listings too: it is filed with the running executions of an
   unknown workflow, and answered by the listing of its workflow that shows it (once another
   listing named its workflow) or by one listing of every workflow's running executions; a listing
@@ -61,6 +65,8 @@ PAGE_SIZE = 100
 LISTABLE_STATES = frozenset({ExecutionState.RUNNING, ExecutionState.WAITING_FOR_APPROVAL})
 #: How often (seconds) the demand on Core is worked out again for the request budget.
 BUDGET_REFRESH_SECONDS = 1.0
+#: Weight of the newest duration in the running averages of a status read and of a list page.
+DURATION_WEIGHT = 0.2
 
 _pollers: weakref.WeakKeyDictionary[ExecutionClient, SharedPoller] = weakref.WeakKeyDictionary()
 
@@ -161,12 +167,13 @@ class _Group:
             return True
         return self.in_flight is not None and self.listing_started_at > after
 
-    def worth_listing(self, now: float) -> bool:
+    def worth_listing(self, now: float, page_cost: float = 1.0) -> bool:
+        """Whether listing costs less than reading alone, a page counted as ``page_cost`` reads."""
         return (
             self.state in LISTABLE_STATES
             and self.sharing > 1
             and now >= self.off_until
-            and self.rate_listed < self.rate_alone
+            and self.rate_listed * page_cost < self.rate_alone
         )
 
 
@@ -180,6 +187,9 @@ class SharedPoller:
         self._stretch = 1.0
         self._stretch_at = -math.inf
         self._budget_logged = False
+        #: Running averages (seconds) of a status read and of a list page, once one was answered.
+        self._read_seconds: float | None = None
+        self._page_seconds: float | None = None
         #: Requests sent to Core by this poller, by kind (for tests and benchmarks).
         self.requests: Counter[str] = Counter()
 
@@ -243,7 +253,9 @@ class SharedPoller:
             if wait.workflow is None:
                 group = self._learn_workflow(wait, group)
             # A listing already made (or on its way) answers for free; a new one must pay.
-            if not group.listed_after(wait.answered_at) and not group.worth_listing(self._monotonic()):
+            if not group.listed_after(wait.answered_at) and not group.worth_listing(
+                self._monotonic(), self.page_cost()
+            ):
                 break
             listing = await self._listing_after(group, wait.answered_at)
             if listing is not None and wait.execution_id in listing.ids:
@@ -254,10 +266,18 @@ class SharedPoller:
                 return wait.last, True
             if wait.group is group:
                 break
+        began = time.perf_counter()
         answer = await self._client.poll_execution(wait.execution_id)
+        self._read_seconds = _averaged(self._read_seconds, time.perf_counter() - began)
         self.requests["status"] += 1
         self._record(wait, answer, self._monotonic())
         return answer, False
+
+    def page_cost(self) -> float:
+        """A list page's cost in status reads: how many reads take as long (at least 1, a request)."""
+        if not self._read_seconds or self._page_seconds is None:
+            return 1.0
+        return max(1.0, self._page_seconds / self._read_seconds)
 
     def interval_stretch(self) -> float:
         """The factor every wait's interval is stretched by to stay within the request budget."""
@@ -282,12 +302,11 @@ class SharedPoller:
 
     # Inside ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _group_rate(group: _Group, now: float) -> float:
+    def _group_rate(self, group: _Group, now: float) -> float:
         if group.state is ExecutionState.SLEEPING:
             # A sleeping execution is read once near its wake-up, not every interval.
             return 0.0
-        shared = group.rate_listed if group.worth_listing(now) else group.rate_alone
+        shared = group.rate_listed if group.worth_listing(now, self.page_cost()) else group.rate_alone
         return shared + group.rate_never_listed
 
     def _learn_workflow(self, wait: Wait, group: _Group) -> _Group:
@@ -365,9 +384,11 @@ class SharedPoller:
         try:
             offset = 0
             while True:
+                began = time.perf_counter()
                 executions, total, has_more = await self._client.list_executions(
                     workflow_name=group.workflow, status=group.state, limit=PAGE_SIZE, offset=offset
                 )
+                self._page_seconds = _averaged(self._page_seconds, time.perf_counter() - began)
                 self.requests["list"] += 1
                 listing.total = group.total = total
                 for execution in executions:
@@ -377,7 +398,11 @@ class SharedPoller:
                 offset += len(executions)
                 # Core's total can show the listing costs more than its waits read alone: what was
                 # listed so far still answers for its executions.
-                if not has_more or not executions or not group.worth_listing(self._monotonic()):
+                if (
+                    not has_more
+                    or not executions
+                    or not group.worth_listing(self._monotonic(), self.page_cost())
+                ):
                     break
         except Exception as error:
             # One interval without listing: the waits read alone, and their errors count.
@@ -415,6 +440,10 @@ class SharedPoller:
                     target.listing is None or target.listing.started_at < listing.started_at
                 ):
                     target.listing = listing
+
+
+def _averaged(average: float | None, seconds: float) -> float:
+    return seconds if average is None else average + DURATION_WEIGHT * (seconds - average)
 
 
 def _listed_answer(execution_id: str, group: _Group) -> PollAnswer:
