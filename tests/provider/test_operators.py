@@ -355,7 +355,9 @@ def test_bulk_operator_logs_progress_counts_while_it_runs(still_core, capfd):
     assert results["bulk_resume"][0] == "success"
     output = output_of(capfd)
     lines = [line for line in output.splitlines() if "Bulk resume progress: matched=" in line]
-    assert len(lines) >= 6
+    # A line for each batch of checks answered together (one listing, or a wave of reads: how many
+    # batches depends on timing), then the final counts: at least one line before the end.
+    assert len(lines) >= 2
     assert "resumed=6, already_running=0, failed_to_resume=0, errors=0" in lines[-1]
 
 
