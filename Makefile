@@ -15,7 +15,7 @@ UV_INSTALL := $(UV) pip install --quiet
 # clean environment keeps the setting.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv floor-venv browser-deps lint test lint-then-package coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test main-then-package lint-floor-then-realcore coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -61,28 +61,34 @@ browser-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # The package's rules, checked: ruff (its default rules and the 110-column limit), the formatter, and
-# mypy (pyproject.toml's [tool.mypy]); make test runs it beside the test stages.
+# mypy (pyproject.toml's [tool.mypy]); make test runs it first in its second chain.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cerebelum_provider
 	$(VENV)/bin/ruff format --check cerebelum_provider
 	$(VENV)/bin/mypy
 
-# The virtualenvs are built first (seconds, with uv). Then every stage runs side by side: the main
-# stage (MAIN_WORKERS pytest-xdist workers), the floor stage (two), the real-Core stage (two halves,
-# each with its own Cores) and lint then the package check. Most of the suite's time is spent waiting
-# (backoffs, deadlines, Airflow processes, Core), not computing, so the stages fill each other's
-# waits on two cores (figures in README "Tests"). Each worker has its own Airflow home and emulators;
-# make prints each stage's output in one piece when it ends.
-MAIN_WORKERS := 3
+# The virtualenvs are built first (seconds, with uv). Then two chains of stages run side by side:
+# the main stage (MAIN_WORKERS pytest-xdist workers), then the package check; and lint, the floor
+# stage (two workers), then the real-Core stage (two halves side by side, each with its own Cores).
+# Most of the suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not
+# computing, but the stages' start-ups are CPU-bound: with every stage started at once, Airflow
+# stacks and Cores outlasted their start-up timeouts on two cores. Each worker has its own Airflow
+# home and emulators; make prints each chain's output in one piece when it ends.
+MAIN_WORKERS := 2
 XDIST := --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
-	@$(MAKE) --no-print-directory -j4 --output-sync=target test-main test-floor test-realcore lint-then-package
+	@$(MAKE) --no-print-directory -j2 --output-sync=target main-then-package lint-floor-then-realcore
 
-lint-then-package:
-	@$(MAKE) --no-print-directory lint
+main-then-package:
+	@$(MAKE) --no-print-directory test-main
 	@$(MAKE) --no-print-directory test-package
+
+lint-floor-then-realcore:
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-floor
+	@$(MAKE) --no-print-directory test-realcore
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
 # floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
@@ -94,7 +100,8 @@ COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore .coverage.rea
 
 coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 	rm -f .coverage $(COVERAGE_DATA)
-	-@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-floor test-realcore COV="$(COVERAGE_ARGS)"
+	-@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor COV="$(COVERAGE_ARGS)"
+	-@$(MAKE) --no-print-directory test-realcore COV="$(COVERAGE_ARGS)"
 	$(VENV)/bin/coverage combine --keep $$(ls $(COVERAGE_DATA) 2>/dev/null)
 	$(PY) scripts/coverage_figures.py
 

@@ -485,7 +485,7 @@ class AirflowStack:
         extra_dag_folders: dict[str, Path] | None = None,
         extra_env: dict[str, str] | None = None,
         api_port: int | None = None,
-        startup_timeout: float = 180.0,
+        startup_timeout: float = 300.0,
         users: dict[str, str] | None = None,
         services: Iterable[str] = AIRFLOW_SERVICES,
         database: str = "sqlite",

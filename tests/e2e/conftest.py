@@ -2,7 +2,7 @@
 
 Starting Airflow's four services takes 30 to 60 seconds on a 2-core machine, so the stack is
 started once for this directory and shared by every module here but ``OWN_STACK_MODULES`` (one
-pytest-xdist worker runs them), and stopped when the worker moves on to tests elsewhere. Each test
+pytest-xdist worker runs all of them), and stopped when the worker moves on to tests elsewhere. Each test
 uses its own executions and connection ids so that they do not depend on each other's order.
 The service logs are copied to ``test-artifacts/e2e-logs/`` at the end, for a failure to be
 readable.
@@ -113,15 +113,13 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the mark into the node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) one worker runs every test that shares the Airflow
-    stack (two workers would start two), and each module with a stack of its own is a group of
-    its own, which another worker may run meanwhile."""
+    """Under pytest-xdist (``--dist loadgroup``) one worker runs every test here, one Airflow after
+    another: two workers would start two shared stacks, and stacks starting side by side on a
+    loaded 2-core machine outlast their start-up timeout (seen with a group per stack)."""
     here = Path(__file__).resolve().parent
     for item in items:
-        path = Path(item.fspath).resolve()
-        if here in path.parents:
-            group = f"airflow-stack-{path.stem}" if path.name in OWN_STACK_MODULES else "airflow-stack"
-            item.add_marker(pytest.mark.xdist_group(group))
-    # The modules with an Airflow of their own are sent to workers first, as the shared stack's
-    # group is (pytest-xdist sends the groups with most tests first): the longest work starts first.
+        if here in Path(item.fspath).resolve().parents:
+            item.add_marker(pytest.mark.xdist_group("airflow-stack"))
+    # The tests that start an Airflow of their own run first, before the shared stack is up, so
+    # that the shared stack does not idle beside them.
     items.sort(key=lambda item: Path(item.fspath).name not in OWN_STACK_MODULES)
