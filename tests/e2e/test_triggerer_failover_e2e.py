@@ -173,8 +173,18 @@ def test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice(airflo
     sensed = {execution_id for ids in executions.values() for execution_id in ids}
     started = set(core.execution_ids()) - sensed
     assert len(started) == 2 * EXECUTE_TASKS  # each execute task started its workflow once
-    # The watcher has taken its baseline (its first listing) and polled again since.
-    wait_until(lambda: core.call_counts().get("ListExecutions", 0) >= 2, 300, "the watcher polls")
+    # The watcher has taken its baseline and stored it in its asset's state store: a watcher that
+    # first starts after the kill would count the failures made meanwhile as existing. (Listings
+    # alone do not show it: the sensors' shared polls list the same workflow.)
+    wait_until(
+        lambda: query(
+            airflow,
+            "SELECT 1 FROM asset_state_store s JOIN asset a ON a.id = s.asset_id WHERE a.name = %s",
+            ASSET_NAME,
+        ),
+        300,
+        "the watcher stores its baseline",
+    )
     holders = triggers_by_host(airflow)
     victim, held = max(((host, count) for host, count in holders.items() if host), key=lambda item: item[1])
     survivor = next(name for name in ("triggerer-1", "triggerer-2") if name != victim)
