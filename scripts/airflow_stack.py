@@ -48,6 +48,10 @@ EMULATOR_BIN = str(VENV_BIN / "cerebelum-emulator")
 
 #: The four long-running Airflow services; each gets its own process.
 AIRFLOW_SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server")
+#: Seconds between the REST polls of the waits below (runs, DAGs). Each poll costs the api-server
+#: about 25 ms of CPU a request, and the test suite is CPU-bound on two cores: at 0.25 s a waiting
+#: test kept a fifth of a core busy answering it.
+POLL_INTERVAL = 1.0
 #: Debian's PostgreSQL 15 (``apt-get install postgresql-15``), as the real-Core stage uses.
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 #: DAG run states after which Airflow will not move a run on by itself.
@@ -754,7 +758,7 @@ class AirflowStack:
                 raise StackError(f"DAG files failed to import:\n{details}")
             if time.monotonic() > deadline:
                 raise StackError(f"DAGs not parsed after {timeout:.0f}s: {sorted(wanted - known)}")
-            time.sleep(0.5)
+            time.sleep(POLL_INTERVAL)
 
     def unpause(self, dag_id: str) -> None:
         """Unpause ``dag_id`` and have its file parsed again now: Airflow registers the asset watchers
@@ -811,7 +815,7 @@ class AirflowStack:
         runs: Iterable[tuple[str, str]],
         *,
         timeout: float = 180.0,
-        poll_interval: float = 0.25,
+        poll_interval: float = POLL_INTERVAL,
         on_change: Callable[[TaskStateChange], None] | None = None,
     ) -> dict[tuple[str, str], RunResult]:
         """Poll task instances of several DAG runs until every run has finished.
