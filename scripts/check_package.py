@@ -10,8 +10,8 @@
    builds its virtualenvs with; versions held to ``requirements/dev.lock`` so that a run is
    reproducible; uv's cache is reused), and
    runs Airflow's CLI there from an empty directory without PYTHONPATH, so the wheel's copy is
-   the one imported: ``airflow providers list`` shows the provider, ``airflow providers hooks``
-   its connection type, and every file in ``example_dags/`` parses into DAGs with no import errors.
+   the one imported: ``airflow providers list`` shows the provider at the wheel's version,
+   ``airflow providers hooks`` its connection type, hook class and name, and every file in ``example_dags/`` parses into DAGs with no import errors.
 
 Prints what it checked; exits 1 with the reason at the first failure. Takes under a minute, most
 of it Airflow's CLI.
@@ -37,6 +37,8 @@ LOCK = REPO / "requirements" / "dev.lock"
 EXAMPLE_DAGS = REPO / "example_dags"
 PACKAGE = "airflow-provider-cerebelum"
 CONNECTION_TYPE = "cerebelum"
+HOOK_CLASS = "cerebelum_provider.hooks.cerebelum.CerebelumHook"
+HOOK_NAME = "Cerebelum Core"
 PROJECT_URLS = {"Homepage", "Documentation", "Changelog", "Source", "Issues"}
 
 
@@ -230,12 +232,25 @@ def check_installed(python: Path, work: Path) -> None:
         bool(listed),
         f"`airflow providers list` does not show {PACKAGE}: {[p.get('package_name') for p in providers]}",
     )
+    installed_version = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({PACKAGE!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=cwd,
+    ).stdout.strip()
+    expect(
+        listed[0].get("version") == installed_version,
+        f"`airflow providers list` shows {PACKAGE} {listed[0].get('version')}, the wheel is {installed_version}",
+    )
     hooks = cli_json([airflow, "providers", "hooks", "-o", "json"], cwd, env)
     ours = [hook for hook in hooks if hook.get("package_name") == PACKAGE]
     expect(
-        [hook.get("connection_type") for hook in ours] == [CONNECTION_TYPE],
+        [(hook.get("connection_type"), hook.get("class"), hook.get("hook_name")) for hook in ours]
+        == [(CONNECTION_TYPE, HOOK_CLASS, HOOK_NAME)],
         f"`airflow providers hooks` shows {ours} for {PACKAGE}, expected the connection type "
-        f"{CONNECTION_TYPE!r}",
+        f"{CONNECTION_TYPE!r} served by {HOOK_CLASS} named {HOOK_NAME!r}",
     )
     print(f"airflow providers list: {PACKAGE} {listed[0]['version']}, connection type {CONNECTION_TYPE!r}")
 

@@ -87,6 +87,8 @@ def test_importing_provider_info_is_free():
 
 @pytest.mark.slow
 def test_airflow_cli_lists_the_provider_and_its_hook(tmp_path):
+    """Airflow's CLI in this virtualenv. ``make test`` runs it on the floor stage only: on the newest
+    Airflow the package check asks the same of the installed wheel (scripts/check_package.py)."""
     environment = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
     environment.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
     airflow = [sys.executable, "-m", "airflow"]
