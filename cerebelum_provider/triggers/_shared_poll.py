@@ -26,8 +26,9 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   begun up to one interval before the wait started counts, as the wait's first poll falls
   anywhere in its first interval anyway. So N waits that start together on one workflow cost
   about N/100 list pages, not N reads; one missing from the listing (not running) is read alone.
-  Its first answer says only that the execution is running: the event a wait yields always comes
-  from a status read.
+  Its first answer says only that the execution is running (the trigger logs it at DEBUG, not
+  INFO: a line per wait through the triggerer's log pipe stalls its loop at thousands of waits):
+  the event a wait yields always comes from a status read.
 - An execution's workflow is learned from its first status read (gRPC names it), or from a
   listing without a workflow filter or a fresh listing of some workflow that shows it (REST
   statuses do not name it), which moves the wait to its workflow's group.
@@ -448,7 +449,7 @@ def _averaged(average: float | None, seconds: float) -> float:
 
 def _listed_answer(execution_id: str, group: _Group) -> PollAnswer:
     """A new wait's first answer from a listing: its execution is in the group's state, no more
-    is known (a log line shows it; every event comes from a status read)."""
+    is known (logged at DEBUG only; every event comes from a status read)."""
 
     def status() -> ExecutionStatus:
         return ExecutionStatus(

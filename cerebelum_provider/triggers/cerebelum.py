@@ -239,7 +239,11 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 message = f"Cannot watch Cerebelum execution {self.execution_id}{where}: {error}"
                 return self._event("error", message, _whole(last), error=error, address=address)
             outage.ended()
-            if last is None or last.state is not answer.state:
+            if last is None and listed:
+                # A listing only says the execution is running; at thousands of waits starting
+                # together a line each fills the supervisor's log pipe and blocks the runner's loop.
+                self.log.debug("%s", answer.status().describe_progress())
+            elif last is None or last.state is not answer.state:
                 self.log.info("%s", answer.status().describe_progress())
             last = answer
             final = self._final_event(answer, address)

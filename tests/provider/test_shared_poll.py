@@ -216,7 +216,7 @@ class FirstAnswerCounter(CerebelumExecutionTrigger):
 # A new wait's workflow is learned from a listing over both APIs; over gRPC a status names it too.
 @pytest.mark.apis("grpc", "http")
 async def test_a_burst_of_new_waits_on_one_workflow_costs_a_few_listings_not_a_read_each(
-    core, cerebelum_conn, monkeypatch, page_cost_pinned
+    core, cerebelum_conn, monkeypatch, page_cost_pinned, capfd
 ):
     count = 300
     ids = [core.start_execution("orders") for _ in range(count)]
@@ -231,6 +231,12 @@ async def test_a_burst_of_new_waits_on_one_workflow_costs_a_few_listings_not_a_r
     # Every wait has its first answer: a few list pages answered nearly all of them, where each
     # read its own execution before.
     assert reads(core) + listings(core) < count / 10
+    # Nor a log line each: a listing's first answer says only "running", and in a triggerer each
+    # line goes through the supervisor's pipe (only the few read alone log their first status). The
+    # trigger's lines are Airflow's structured log, on stdout.
+    lines = capfd.readouterr().out.splitlines()
+    running = [line for line in lines if "is RUNNING" in line and "[info" in line]
+    assert len(running) <= reads(core)
 
     # Twenty complete and fire as they always have; the others are cancelled (a task killed).
     for execution_id in ids[:20]:
@@ -238,6 +244,9 @@ async def test_a_burst_of_new_waits_on_one_workflow_costs_a_few_listings_not_a_r
     events = await asyncio.gather(*tasks[:20])
     assert [event["execution_id"] for event in events] == ids[:20]
     assert {event["status"] for event in events} == {"success"}
+    # A state change is logged as before.
+    logged = capfd.readouterr().out
+    assert all(f"execution {execution_id} is COMPLETED" in logged for execution_id in ids[:20])
     assert not any(task.done() for task in tasks[20:])
     for task in tasks[20:]:
         task.cancel()
