@@ -88,9 +88,16 @@ def channel_credentials(material: TLSMaterial) -> grpc.ChannelCredentials:
     )
 
 
-def retry_policy(config: RetryConfig, operation: Operation[Any], address: str) -> dict[str, Any]:
+def retry_policy(
+    config: RetryConfig,
+    operation: Operation[Any],
+    address: str,
+    lines: _retry.FailureLines | None = None,
+) -> dict[str, Any]:
     """tenacity's keyword arguments for a gRPC call: transient codes retried, TLS failures not."""
-    return _retry.retry_policy(config, operation, address, is_retryable=is_retryable, describe=_describe)
+    return _retry.retry_policy(
+        config, operation, address, is_retryable=is_retryable, describe=_describe, lines=lines
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -227,6 +234,7 @@ class _TransportBase:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self.address = settings.address.target
+        self._failure_lines = _retry.FailureLines()
         # Read at construction, so a wrong path fails here rather than on the first call.
         self._tls = TLSMaterial.load(settings.tls) if settings.tls is not None else None
         self._metadata: tuple[tuple[str, str], ...] = (
@@ -244,7 +252,7 @@ class _TransportBase:
         )
 
     def _policy(self, operation: Operation[Any]) -> Callable[[], dict[str, Any]]:
-        return lambda: retry_policy(self.settings.retry, operation, self.address)
+        return lambda: retry_policy(self.settings.retry, operation, self.address, self._failure_lines)
 
 
 class AsyncGrpcTransport(_TransportBase):

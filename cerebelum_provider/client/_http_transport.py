@@ -201,7 +201,12 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__} ({error})" if str(error) else type(error).__name__
 
 
-def retry_policy(config: RetryConfig, operation: Operation[Any], address: str) -> dict[str, Any]:
+def retry_policy(
+    config: RetryConfig,
+    operation: Operation[Any],
+    address: str,
+    lines: _retry.FailureLines | None = None,
+) -> dict[str, Any]:
     """tenacity's keyword arguments for a REST call."""
     return _retry.retry_policy(
         config,
@@ -210,6 +215,7 @@ def retry_policy(config: RetryConfig, operation: Operation[Any], address: str) -
         is_retryable=is_retryable,
         describe=_describe,
         is_retryable_once_sent=never_reached_core,
+        lines=lines,
     )
 
 
@@ -238,6 +244,7 @@ class _HttpTransportBase:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self.address = settings.address.display
+        self._failure_lines = _retry.FailureLines()
         # Read at construction, so a wrong path fails here rather than on the first call.
         self._verify = ssl_context(settings.tls) if settings.tls is not None else _default_ssl_context()
         self._extensions: dict[str, Any] = {}
@@ -334,7 +341,7 @@ class _HttpTransportBase:
         return call.convert(answer, self.address)
 
     def _policy(self, operation: Operation[Any]) -> Callable[[], dict[str, Any]]:
-        return lambda: retry_policy(self.settings.retry, operation, self.address)
+        return lambda: retry_policy(self.settings.retry, operation, self.address, self._failure_lines)
 
     def _rate_limit_wait(
         self, error: BaseException, operation: Operation[Any], windows_waited: int
@@ -351,7 +358,7 @@ class _HttpTransportBase:
         if not _retry.rate_limit_wait_fits(wait):
             return None
         about = f" about execution {operation.execution_id!r}" if operation.execution_id else ""
-        _retry.log.warning(
+        self._failure_lines.warn(
             "Cerebelum Core at %s is rate-limiting this client (%s): %s%s waits %.1f s for the next "
             "rate-limit window and tries again at %s UTC (wait %d of %d)",
             self.address,

@@ -10,7 +10,10 @@ Core's rate limiter waits for the limiter's next window (``until_next_rate_limit
 from __future__ import annotations
 
 import logging
+import math
 import random
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -43,6 +46,47 @@ RATE_LIMIT_WINDOWS = 3
 #: Seconds added to each such wait, at random: past the minute's turn on a clock a little off Core's,
 #: and spread so that the callers waiting do not all come back in the same instant.
 RATE_LIMIT_JITTER = (0.5, 3.0)
+#: Lines about one Core's failed attempts and rate-limit waits logged per window of this many
+#: seconds; the rest are counted and the count logged with the next line.
+FAILURE_LOG_WINDOW_SECONDS = 60.0
+FAILURE_LINES_PER_WINDOW = 10
+
+
+class FailureLines:
+    """The WARNING lines of one client about its Core's failed attempts and rate-limit waits: up to
+    ``FAILURE_LINES_PER_WINDOW`` per window, the rest counted and the count logged with the next line.
+
+    Thousands of waits in one triggerer share a client and fail together when Core blips; a line
+    each goes through the supervisor's pipe, which blocks the trigger runner's loop while it is full.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window_start = -math.inf
+        self._logged = 0
+        self._unlogged = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        """Log ``message % args`` at WARNING, unless this window's lines are spent (then count it)."""
+        now = time.monotonic()
+        with self._lock:
+            unlogged_before = 0
+            if now - self._window_start >= FAILURE_LOG_WINDOW_SECONDS:
+                unlogged_before = self._unlogged
+                self._window_start, self._logged, self._unlogged = now, 0, 0
+            if self._logged >= FAILURE_LINES_PER_WINDOW:
+                self._unlogged += 1
+                return
+            self._logged += 1
+            last_of_window = self._logged == FAILURE_LINES_PER_WINDOW
+        if unlogged_before:
+            message += f" ({unlogged_before} more such lines were not logged in the window before)"
+        if last_of_window:
+            message += (
+                f"; the next such lines within {FAILURE_LOG_WINDOW_SECONDS:.0f} s of the first are counted, "
+                "not logged"
+            )
+        log.warning(message, *args)
 
 
 class RetriesSpent(Exception):
@@ -158,6 +202,7 @@ def retry_policy(
     is_retryable: Callable[[BaseException], bool],
     describe: Callable[[BaseException], str],
     is_retryable_once_sent: Callable[[BaseException], bool] | None = None,
+    lines: FailureLines | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for tenacity's ``Retrying``/``AsyncRetrying``.
 
@@ -166,7 +211,8 @@ def retry_policy(
     operation that is not idempotent is retried only for failures that ``is_retryable_once_sent``
     (the failure proves the request never reached Core), else it gets exactly one attempt. No
     retry starts after the caller's deadline (``_deadline.calls_end_within``), and no wait outlasts it.
-    Each retry is logged at WARNING (operation, address, failure; never headers or metadata).
+    Each retry is logged at WARNING (operation, address, failure; never headers or metadata) through
+    ``lines`` (the client's, so that a fleet of calls failing together logs a few lines, not one each).
     """
     if operation.idempotent:
         retryable = is_retryable
@@ -175,10 +221,12 @@ def retry_policy(
     else:
         retryable = _never
     max_attempts = config.max_attempts if retryable is not _never else 1
+    if lines is None:
+        lines = FailureLines()
 
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        log.warning(
+        lines.warn(
             "%s to Cerebelum Core at %s failed with %s (attempt %d of %d); retrying in %.2f s",
             operation.name,
             address,

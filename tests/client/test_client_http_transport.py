@@ -168,6 +168,30 @@ async def test_refused_connection_is_retried_then_core_unavailable(make_client, 
     assert len(retries) == 2 and "attempt 2 of 3" in retries[1]
 
 
+async def test_calls_failing_together_log_a_few_lines_and_count_the_rest(core, api, caplog, monkeypatch):
+    # Thousands of waits share one client in a triggerer: a line per retry would flood its log pipe.
+    ids = [core.start_execution("orders") for _ in range(30)]
+    client = ExecutionClient(
+        url(core, api), retry=RetryConfig(max_attempts=10, initial_backoff=0.001, max_backoff=0.002)
+    )
+    core.fail_next(30)
+    with caplog.at_level(logging.WARNING, logger="cerebelum_provider.client"):
+        answers = await asyncio.gather(*(client.get_execution_status(execution_id) for execution_id in ids))
+        assert [answer.execution_id for answer in answers] == ids
+        lines = [r.getMessage() for r in caplog.records if r.name == "cerebelum_provider.client"]
+        assert len(lines) == _retry.FAILURE_LINES_PER_WINDOW
+        assert all("retrying in" in line for line in lines)
+        assert "are counted, not logged" in lines[-1]
+        # The next window's first line carries the count of the 20 retries not logged.
+        monkeypatch.setattr(_retry, "FAILURE_LOG_WINDOW_SECONDS", 0.0)
+        caplog.clear()
+        core.fail_next(1)
+        await client.get_execution_status(ids[0])
+    [line] = [r.getMessage() for r in caplog.records if r.name == "cerebelum_provider.client"]
+    assert "retrying in" in line and "(20 more such lines were not logged in the window before)" in line
+    await client.close()
+
+
 async def test_start_is_not_retried_once_core_may_have_it(core, make_client, api):
     # Core ignores the id a client could send, so a second attempt would start a second execution.
     core.fail_next(1, code=grpc.StatusCode.UNAVAILABLE, rpcs="ExecuteWorkflow")
