@@ -559,16 +559,19 @@ class RealCore:
     def wait_for_event(
         self, execution_id: str, event_type: str, timeout: float = 10.0
     ) -> list[dict[str, Any]]:
-        """Poll the event log until it holds an ``event_type`` event; return the log.
+        """Poll the event log until it holds an ``event_type`` event and no gap; return the log.
 
         Core writes events in batches a little after the engine moves on, so an execution can read
         as completed before its ExecutionCompletedEvent is stored; anything that reads the log (the
-        list, a view's ``current_step``) waits for this first.
+        list, a view's ``current_step``) waits for this first. The batches do not land in order
+        either: on a loaded machine the log once held the completion (version 4) before the steps
+        (versions 1 to 3), so the log is whole only when its versions run 0, 1, 2... without a gap.
         """
         deadline = time.monotonic() + timeout
         while True:
             events = self.events(execution_id)
-            if any(event["type"] == event_type for event in events):
+            whole = [event.get("version") for event in events] == list(range(len(events)))
+            if whole and any(event["type"] == event_type for event in events):
                 return events
             if time.monotonic() > deadline:
                 raise RealCoreError(
