@@ -74,8 +74,7 @@ lint: $(STAMP)
 # computing, but the stages' start-ups are CPU-bound: with every stage started at once, Airflow
 # stacks and Cores outlasted their start-up timeouts on two cores. Each worker has its own Airflow
 # home and emulators; make prints each chain's output in one piece when it ends.
-MAIN_WORKERS := 3
-FLOOR_WORKERS := 3
+MAIN_WORKERS := 2
 XDIST := --dist loadgroup
 
 test:
@@ -136,7 +135,7 @@ test-unit: $(STAMP)
 # only gRPC has still run, over gRPC).
 test-floor: $(FLOOR_STAMP)
 	CEREBELUM_TEST_APIS=http COVERAGE_FILE=.coverage.floor $(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider \
-		-q -n $(FLOOR_WORKERS) $(XDIST) -m "not e2e and not browser and not airflow_3_3" --durations=15 tests/provider \
+		-q -n 2 $(XDIST) -m "not e2e and not browser and not airflow_3_3" --durations=15 tests/provider \
 		tests/test_import_cost.py $(COV)
 
 test-floor-all: $(FLOOR_STAMP)
