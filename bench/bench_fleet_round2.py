@@ -19,7 +19,10 @@ Variants (``--variants``):
 - ``ours_grpc`` / ``ours_http``: the real trigger;
 - ``+jitter`` (PROTOTYPE, not package code): the trigger subclass ``JitteredFirstPollTrigger``
   below, whose first status query waits a random 0..poll_interval;
-- ``+freeze``: ``gc.freeze()`` once Airflow and the provider are imported, before the triggers start.
+- ``+freeze``: ``gc.freeze()`` once Airflow and the provider are imported, before the triggers start;
+- ``+alone``: the connection's ``coalesce_polling=false``: each trigger reads its own execution every
+  interval. Without it the triggers share their polling (the default), so most polls send nothing:
+  a trigger's polls are then counted as the trigger's own waits between polls, not Core's calls.
 
 Names combine: ``ours_grpc+jitter+freeze:burst``. Each run prints one JSON line per variant and,
 with ``--runs 3``, the medians. Reported: polls, CPU per poll and its ratio to the floor of the same
@@ -88,11 +91,11 @@ def parse_variant(name: str) -> tuple[str, set[str], str]:
     bases = ("floor_grpc", "floor_grpc_airflow", "floor_http", "floor_http_airflow", "ours_grpc", "ours_http")
     if base not in bases:
         raise SystemExit(f"unknown variant base {base!r} in {name!r}")
-    unknown = set(options) - {"jitter", "freeze", "cache"}
+    unknown = set(options) - {"jitter", "freeze", "cache", "alone"}
     if unknown or start not in ("spread", "burst"):
-        raise SystemExit(f"bad variant {name!r}: options jitter/freeze, start spread/burst")
-    if set(options) & {"jitter", "cache"} and not base.startswith("ours"):
-        raise SystemExit(f"jitter and cache are trigger prototypes; {name!r} has no trigger")
+        raise SystemExit(f"bad variant {name!r}: options jitter/freeze/cache/alone, start spread/burst")
+    if set(options) & {"jitter", "cache", "alone"} and not base.startswith("ours"):
+        raise SystemExit(f"jitter, cache and alone are trigger options; {name!r} has no trigger")
     return base, set(options), start
 
 
@@ -151,10 +154,24 @@ def cache_connection_settings(ttl: float = 60.0) -> None:
 
 
 async def drive(
-    args: argparse.Namespace, make_poller, options: set[str], start: str, interval: float
+    args: argparse.Namespace,
+    make_poller,
+    options: set[str],
+    start: str,
+    interval: float,
+    count_polls=None,
 ) -> dict[str, Any]:
-    """Start one poller per execution (spread or burst), warm up, measure a window."""
-    core = RemoteCore.attach(json.loads(args.control))
+    """Start one poller per execution (spread or burst), warm up, measure a window.
+
+    Polls are Core's status calls, or ``count_polls()``'s count when given (coalesced triggers).
+    """
+    if count_polls is None:
+        core_for_counts = None
+
+        def count_polls() -> int:
+            return core_for_counts.call_counts().get("GetExecutionStatus", 0)
+
+    core = core_for_counts = RemoteCore.attach(json.loads(args.control))
     if "freeze" in options:
         # What a triggerer can do once it has imported everything: move the objects alive now
         # (Airflow's and the provider's modules) out of the collector's sight.
@@ -178,13 +195,13 @@ async def drive(
     warm_up = interval + 2.0 if start == "spread" else 0.0
     if warm_up:
         await asyncio.sleep(warm_up)
-    counts_before = core.call_counts().get("GetExecutionStatus", 0)
+    counts_before = count_polls()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     lag.reset()
     pauses.reset()
     await asyncio.sleep(args.duration)
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
-    polls = core.call_counts().get("GetExecutionStatus", 0) - counts_before
+    polls = count_polls() - counts_before
     result = {
         "polls": polls,
         "cpu_seconds": cpu,
@@ -214,14 +231,27 @@ FLOOR_ERRORS = [0]
 
 
 def run_ours(args: argparse.Namespace, api: str, options: set[str], start: str) -> dict[str, Any]:
+    alone = "&coalesce_polling=false&request_budget=1000000000" if "alone" in options else ""
     if api == "grpc":
-        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{args.address}?api=grpc"
+        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{args.address}?api=grpc{alone}"
     else:
         host_port = args.http_url.split("://", 1)[1]
-        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{host_port}?api=http"
+        os.environ["AIRFLOW_CONN_CEREBELUM_DEFAULT"] = f"cerebelum://{host_port}?api=http{alone}"
     from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 
     trigger_class = jittered_trigger_class() if "jitter" in options else CerebelumExecutionTrigger
+    polls = [0]
+
+    class CountedTrigger(trigger_class):  # type: ignore[misc,valid-type]
+        """Counts its waits: one before its first poll, then one after each poll but the last."""
+
+        @staticmethod
+        async def _sleep(seconds: float) -> None:
+            polls[0] += 1
+            await asyncio.sleep(seconds)
+
+    if "alone" not in options:
+        trigger_class = CountedTrigger
     if "cache" in options:
         cache_connection_settings()
     interval = interval_of(args, api)
@@ -231,7 +261,8 @@ def run_ours(args: argparse.Namespace, api: str, options: set[str], start: str) 
         async for event in trigger.run():
             events.append(event)
 
-    return asyncio.run(drive(args, poll, options, start, interval))
+    count_polls = None if "alone" in options else (lambda: polls[0])
+    return asyncio.run(drive(args, poll, options, start, interval, count_polls))
 
 
 def interval_of(args: argparse.Namespace, api: str) -> float:

@@ -17,11 +17,14 @@ Variants: ``floor_grpc_airflow`` (bare pollers, evenly spread over the first int
 ``bench_fleet_round2``), ``floor_grpc_airflow+jitter`` (the same, each first poll after a random
 0..interval wait, as the trigger does), ``ours_grpc`` (the trigger as packaged: evenly spread starts
 plus its own random first wait), ``ours_grpc-jitter`` (the trigger with its random first wait
-replaced by none, in this process only). The client prototypes this script once had are gone
-(bench/RESULTS.md keeps what they measured): ``+lean``, the first attempt without the retry
-wrapper, is how the gRPC transport sends every call now; ``+direct``, the bare stub call plus the
-whole conversion, was overtaken by ``ExecutionClient.poll_execution``, with which the trigger now
-polls and which converts the whole status only when it is needed.
+replaced by none, in this process only), ``ours_grpc+alone`` (the trigger reading its own
+execution every poll, ``coalesce_polling=false``; without it the 1,000 triggers share listings, the
+default, and a poll is counted as a trigger's wait between polls rather than a call to Core).
+The client prototypes this script once had are gone (bench/RESULTS.md keeps what they measured):
+``+lean``, the first attempt without the retry wrapper, is how the gRPC transport sends every call
+now; ``+direct``, the bare stub call plus the whole conversion, was overtaken by
+``ExecutionClient.poll_execution``, with which the trigger now polls and which converts the whole
+status only when it is needed.
 
     .venv/bin/python bench/bench_gc_promotions.py                      # N=1000, 1 s poll, 25 s window
     .venv/bin/python bench/bench_gc_promotions.py --duration 60 --variants floor_grpc_airflow+jitter,ours_grpc
@@ -47,7 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_fleet_round2 as fleet
 from _support import PYTHON, RemoteCore, machine, table
 
-VARIANTS = ("floor_grpc_airflow", "floor_grpc_airflow+jitter", "ours_grpc", "ours_grpc-jitter")
+VARIANTS = (
+    "floor_grpc_airflow",
+    "floor_grpc_airflow+jitter",
+    "ours_grpc",
+    "ours_grpc+alone",
+    "ours_grpc-jitter",
+)
 
 
 def jitter_first_poll() -> None:
@@ -150,7 +159,8 @@ def run_variant(args: argparse.Namespace) -> None:
     if args.variant == "ours_grpc-jitter":
         even_first_poll()
     if args.variant.startswith("ours_grpc"):
-        result = fleet.run_ours(fleet_args, "grpc", set(), "spread")
+        options = {"alone"} if args.variant == "ours_grpc+alone" else set()
+        result = fleet.run_ours(fleet_args, "grpc", options, "spread")
     else:
         result = fleet.run_floor_grpc(fleet_args, set(), "spread", with_airflow=True)
     stats = GenerationStats.current
