@@ -194,9 +194,9 @@ def variant_ours(args: argparse.Namespace, per_poll: bool) -> dict[str, Any]:
                 async with ExecutionClient(**self.client_kwargs) as client:
                     return await client.poll_execution(execution_id)
 
-            async def list_executions(self, **kwargs: Any) -> Any:
+            async def list_execution_ids(self, **kwargs: Any) -> Any:
                 async with ExecutionClient(**self.client_kwargs) as client:
-                    return await client.list_executions(**kwargs)
+                    return await client.list_execution_ids(**kwargs)
 
         def shared_async_client(self: CerebelumHook, settings: Any) -> Any:
             return ChannelPerPollClient(settings.client_kwargs())

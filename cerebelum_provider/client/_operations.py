@@ -111,14 +111,14 @@ class Operation(Generic[T]):
 
 
 @dataclass(frozen=True)
-class ExecutionPage:
-    """One ``list_executions`` answer."""
+class ExecutionPage(Generic[T]):
+    """One ``list_executions`` answer (``list_execution_ids``: ``(id, workflow)`` pairs)."""
 
-    executions: list[ExecutionStatus]
+    executions: list[T]
     total_count: int
     has_more: bool
 
-    def as_tuple(self) -> tuple[list[ExecutionStatus], int, bool]:
+    def as_tuple(self) -> tuple[list[T], int, bool]:
         return self.executions, self.total_count, self.has_more
 
 
@@ -223,29 +223,65 @@ def list_executions(
     status: ExecutionState | str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> Operation[ExecutionPage]:
+) -> Operation[ExecutionPage[ExecutionStatus]]:
     """ListExecutions; optional filters given as None are not sent.
 
     Over REST, ``status=UNSPECIFIED`` (which gRPC reads as "no filter") raises ``ValueError`` when
     the REST form is built, before sending: give None for no filter.
     """
-    workflow_name, state = check_filters(workflow_name, status)
-    limit = check_int(limit, field_name="limit", minimum=1, maximum=MAX_PAGE_SIZE)
-    offset = check_int(offset, field_name="offset", minimum=0, maximum=_INT32_MAX)
+    return _listing(
+        workflow_name, status, limit, offset, _convert.status_from_proto, _rest_convert.summary_from_json
+    )
 
-    def grpc() -> GrpcCall[ExecutionPage]:
-        request = pb.ListExecutionsRequest(limit=limit, offset=offset)
+
+def list_execution_ids(
+    workflow_name: str | None = None,
+    status: ExecutionState | str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Operation[ExecutionPage[tuple[str, str]]]:
+    """``list_executions`` answered as ``(execution_id, workflow_name)`` pairs only ("" where Core
+    names no workflow): a loop that lists often keeps the rest of each status out of its heap."""
+    return _listing(workflow_name, status, limit, offset, _id_from_proto, _rest_convert.id_from_json)
+
+
+def _id_from_proto(execution: Any) -> tuple[str, str]:
+    return execution.execution_id, execution.workflow_name
+
+
+def _listing(
+    workflow_name: object,
+    status: object,
+    limit: object,
+    offset: object,
+    from_proto: Callable[[Any], T],
+    from_json: Callable[[dict[str, Any]], T],
+) -> Operation[ExecutionPage[T]]:
+    workflow, state = check_filters(workflow_name, status)
+    page_size = check_int(limit, field_name="limit", minimum=1, maximum=MAX_PAGE_SIZE)
+    start = check_int(offset, field_name="offset", minimum=0, maximum=_INT32_MAX)
+
+    def grpc() -> GrpcCall[ExecutionPage[T]]:
+        request = pb.ListExecutionsRequest(limit=page_size, offset=start)
         # Core filters on workflow_name whenever the field is present, so it is set only when given.
-        if workflow_name is not None:
-            request.workflow_name = workflow_name
+        if workflow is not None:
+            request.workflow_name = workflow
         if state is not None:
             request.status = _convert.state_to_wire(state)
-        return GrpcCall("ListExecutions", request, _page_from_proto)
 
-    def http() -> HttpCall[ExecutionPage]:
-        params: dict[str, str | int] = {"limit": limit, "offset": offset}
-        if workflow_name is not None:
-            params["workflow"] = workflow_name
+        def convert(response: pb.ListExecutionsResponse, core_address: str) -> ExecutionPage[T]:
+            return ExecutionPage(
+                executions=[from_proto(execution) for execution in response.executions],
+                total_count=response.total_count,
+                has_more=response.has_more,
+            )
+
+        return GrpcCall("ListExecutions", request, convert)
+
+    def http() -> HttpCall[ExecutionPage[T]]:
+        params: dict[str, str | int] = {"limit": page_size, "offset": start}
+        if workflow is not None:
+            params["workflow"] = workflow
         if state is not None:
             if state not in _rest_convert.LIST_FILTER_WORDS:
                 raise ValueError(
@@ -254,30 +290,20 @@ def list_executions(
                 )
             params["status"] = _rest_convert.LIST_FILTER_WORDS[state]
 
-        def convert(answer: HttpAnswer, core_address: str) -> ExecutionPage:
+        def convert(answer: HttpAnswer, core_address: str) -> ExecutionPage[T]:
             if answer.status_code >= 300:
                 raise _refused(answer, "list executions", core_address, None)
             body = answer.body if isinstance(answer.body, dict) else {}
             listed = body.get("executions")
             entries = listed if isinstance(listed, list) else []
-            executions = [
-                _rest_convert.summary_from_json(entry) for entry in entries if isinstance(entry, dict)
-            ]
+            executions = [from_json(entry) for entry in entries if isinstance(entry, dict)]
             total = body.get("total")
             total_count = total if isinstance(total, int) and not isinstance(total, bool) else len(executions)
-            return ExecutionPage(executions, total_count, offset + len(executions) < total_count)
+            return ExecutionPage(executions, total_count, start + len(executions) < total_count)
 
         return HttpCall("GET", _EXECUTIONS, convert, params=params)
 
     return Operation("ListExecutions", grpc, http)
-
-
-def _page_from_proto(response: pb.ListExecutionsResponse, core_address: str) -> ExecutionPage:
-    return ExecutionPage(
-        executions=[_convert.status_from_proto(execution) for execution in response.executions],
-        total_count=response.total_count,
-        has_more=response.has_more,
-    )
 
 
 def resume_execution(execution_id: str, skip_completed_steps: bool = True) -> Operation[ResumeAnswer]:

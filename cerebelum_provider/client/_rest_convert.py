@@ -131,11 +131,11 @@ def summary_from_json(summary: dict[str, Any]) -> ExecutionStatus:
     """An ``ExecutionStatus`` from one entry of ``GET /api/v1/executions`` (no progress there; the
     length of its event log, which only this answer gives)."""
     current_step = summary.get("current_step")
-    workflow = summary.get("workflow")
     events_count = summary.get("events_count")
+    execution_id, workflow_name = id_from_json(summary)
     return ExecutionStatus(
-        execution_id=str(summary.get("execution_id") or summary.get("id") or ""),
-        workflow_name=workflow if isinstance(workflow, str) else "",
+        execution_id=execution_id,
+        workflow_name=workflow_name,
         status=state_from_word(summary.get("status")),
         started_at=None,
         completed_at=None,
@@ -146,6 +146,15 @@ def summary_from_json(summary: dict[str, Any]) -> ExecutionStatus:
         events_count=events_count
         if isinstance(events_count, int) and not isinstance(events_count, bool)
         else None,
+    )
+
+
+def id_from_json(summary: dict[str, Any]) -> tuple[str, str]:
+    """``(execution_id, workflow_name)`` of one entry of ``GET /api/v1/executions`` ("" where absent)."""
+    workflow = summary.get("workflow")
+    return (
+        str(summary.get("execution_id") or summary.get("id") or ""),
+        workflow if isinstance(workflow, str) else "",
     )
 
 

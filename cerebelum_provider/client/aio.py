@@ -91,6 +91,18 @@ class ExecutionClient(ClientBase[AsyncTransport]):
         page = await self._transport.call(ops.list_executions(workflow_name, status, limit, offset))
         return page.as_tuple()
 
+    async def list_execution_ids(
+        self,
+        workflow_name: str | None = None,
+        status: ExecutionState | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[tuple[str, str]], int, bool]:
+        """``list_executions`` with each execution as ``(execution_id, workflow_name)`` only ("" where
+        Core names no workflow): for a loop that lists often and needs no more."""
+        page = await self._transport.call(ops.list_execution_ids(workflow_name, status, limit, offset))
+        return page.as_tuple()
+
     def iter_executions(
         self,
         workflow_name: str | None = None,

@@ -386,16 +386,17 @@ class SharedPoller:
             offset = 0
             while True:
                 began = time.perf_counter()
-                executions, total, has_more = await self._client.list_executions(
+                # Ids and workflows only: converting whole statuses cost the client 5x the CPU over gRPC.
+                executions, total, has_more = await self._client.list_execution_ids(
                     workflow_name=group.workflow, status=group.state, limit=PAGE_SIZE, offset=offset
                 )
                 self._page_seconds = _averaged(self._page_seconds, time.perf_counter() - began)
                 self.requests["list"] += 1
                 listing.total = group.total = total
-                for execution in executions:
-                    listing.ids.add(execution.execution_id)
-                    if group.workflow is None and execution.workflow_name:
-                        listing.workflows[execution.execution_id] = execution.workflow_name
+                for execution_id, workflow_name in executions:
+                    listing.ids.add(execution_id)
+                    if group.workflow is None and workflow_name:
+                        listing.workflows[execution_id] = workflow_name
                 offset += len(executions)
                 # Core's total can show the listing costs more than its waits read alone: what was
                 # listed so far still answers for its executions.

@@ -168,6 +168,27 @@ async def test_refused_connection_is_retried_then_core_unavailable(make_client, 
     assert len(retries) == 2 and "attempt 2 of 3" in retries[1]
 
 
+async def test_execution_ids_are_listed_as_the_whole_listing_names_them(core, api):
+    orders = [core.start_execution("orders") for _ in range(3)]
+    billing = core.start_execution("billing")
+    core.complete(orders[0])
+    client = ExecutionClient(url(core, api), retry=FAST_RETRY)
+    for workflow, status in (
+        (None, None),
+        ("orders", ExecutionState.RUNNING),
+        (None, ExecutionState.RUNNING),
+    ):
+        whole, total, has_more = await client.list_executions(workflow, status, limit=2, offset=1)
+        pairs, pairs_total, pairs_more = await client.list_execution_ids(workflow, status, limit=2, offset=1)
+        assert pairs == [(execution.execution_id, execution.workflow_name) for execution in whole]
+        assert (pairs_total, pairs_more) == (total, has_more)
+    everything, _, _ = await client.list_execution_ids(limit=100)
+    assert dict(everything) == {**dict.fromkeys(orders, "orders"), billing: "billing"}
+    with pytest.raises(ValueError, match="limit"):
+        await client.list_execution_ids(limit=101)
+    await client.close()
+
+
 async def test_calls_failing_together_log_a_few_lines_and_count_the_rest(core, api, caplog, monkeypatch):
     # Thousands of waits share one client in a triggerer: a line per retry would flood its log pipe.
     ids = [core.start_execution("orders") for _ in range(30)]
