@@ -267,11 +267,13 @@ async def test_waits_read_alone_where_a_list_page_costs_more_than_the_reads_it_s
 ):
     # The released Core's list slows as it stores executions: at 10,000 running ones a page of 100
     # took 4.7x the 100 reads it stands for (bench/RESULTS.md, "Real Core", be56c90). Here a page
-    # takes 2 s and a read a few milliseconds: listing ten waits would cost more than reading them.
+    # takes 4 s and a read a few milliseconds: listing ten waits would cost more than reading them.
+    # (At 2 s, reads slowed past 200 ms on a loaded machine made a page look worth ten of them, and
+    # the waits went back to listing: the floor stage once timed out here.)
     waited = [core.start_execution("orders") for _ in range(10)]
     for _ in range(90):
         core.start_execution("orders")
-    core.set_latency(2.0, rpcs="ListExecutions")
+    core.set_latency(4.0, rpcs="ListExecutions")
     tasks = [
         asyncio.ensure_future(run_to_event(CerebelumExecutionTrigger(execution_id, poll_interval=0.05)))
         for execution_id in waited
