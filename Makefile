@@ -21,7 +21,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # clean environment keeps the setting.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv floor-venv browser-deps lint test lint-package-floor-realcore coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test lint-package-floor coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -73,28 +73,26 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check cerebelum_provider
 	$(VENV)/bin/mypy
 
-# The virtualenvs are built first (seconds, with uv). Then two chains of stages run side by side:
-# the main stage (MAIN_WORKERS pytest-xdist workers); and lint, the package check, the floor stage
-# (two workers), then the real-Core stage (two halves side by side, each with its own Cores). The
-# main stage is the longer chain (about 750 s against 650 s for the other with the package check at
-# its end), so the package check runs in the other chain.
-# Most of the suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not
-# computing, but the stages' start-ups are CPU-bound: with every stage started at once, Airflow
-# stacks and Cores outlasted their start-up timeouts on two cores, and a third worker in the main
-# and floor stages made both slower. Each worker has its own Airflow home and emulators; make
+# The virtualenvs are built first (seconds, with uv). Then three chains of stages run side by side:
+# the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e and its Airflow stacks, one after
+# another, on one of them); lint, the package check and the floor stage (two workers); and the
+# real-Core stage (two halves side by side, each with its own Cores). Most of the suite's time is
+# spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until Python cached
+# bytecode here (PYTHONDONTWRITEBYTECODE above) the run was CPU-bound: every Airflow process
+# compiled Airflow, three chains made Airflow stacks and Cores outlast their start-up timeouts, and
+# a third main worker made the run slower. Each worker has its own Airflow home and emulators; make
 # prints each chain's output in one piece when it ends.
-MAIN_WORKERS := 2
+MAIN_WORKERS := 3
 XDIST := --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-main lint-package-floor-realcore
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main lint-package-floor test-realcore
 
-lint-package-floor-realcore:
+lint-package-floor:
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-package
 	@$(MAKE) --no-print-directory test-floor
-	@$(MAKE) --no-print-directory test-realcore
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
 # floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
