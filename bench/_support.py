@@ -385,6 +385,7 @@ SECTION_ORDER = (
     "round2_notes",
     "ui_pages",
     "stack_idle",
+    "bytecode_cache",
 )
 _SECTION = re.compile(r"<!-- bench:(?P<name>[a-z0-9_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
 

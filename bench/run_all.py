@@ -31,6 +31,7 @@ BENCHMARKS = (
     "mapped_bulk_resume",
     "transports",
     "ui_pages",
+    "bytecode_cache",
 )
 #: Run only when named with --only: the second round's fleet (~20 min), the real Core (it takes
 #: port 4021, one Core per machine, and waits while another Core holds it) and the idle Airflow
