@@ -28,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import machine, table, write_section
 
 #: What an Airflow service and a provider test worker import first.
-IMPORTS = "import airflow.models, airflow.sdk, airflow.jobs.triggerer_job_runner, cerebelum_provider.hooks.cerebelum"
+MODULES = (
+    "airflow.models",
+    "airflow.sdk",
+    "airflow.jobs.triggerer_job_runner",
+    "cerebelum_provider.hooks.cerebelum",
+)
+IMPORTS = "import " + ", ".join(MODULES)
 
 
 def import_cpu(cache_dir: str, *, write: bool) -> float:
@@ -76,7 +82,8 @@ def main() -> None:
                 ],
             ),
             "",
-            f"Without the cache each process pays **{before / now:.1f}x** the CPU, {before - now:.1f} s more;",
+            f"Without the cache each process pays **{before / now:.1f}x** the CPU, {before - now:.1f} s"
+            + " more;",
             "a `make test` run starts about a hundred such processes (Airflow services and CLIs, pytest",
             "workers, subprocess tests).",
         ]
