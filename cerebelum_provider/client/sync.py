@@ -59,6 +59,16 @@ class SyncExecutionClient(ClientBase[SyncTransport]):
         """One page of executions: ``(executions, total_count, has_more)``; see ``ExecutionClient``."""
         return self._transport.call(ops.list_executions(workflow_name, status, limit, offset)).as_tuple()
 
+    def list_execution_ids(
+        self,
+        workflow_name: str | None = None,
+        status: ExecutionState | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[tuple[str, str]], int, bool]:
+        """One page as ``(execution_id, workflow_name)`` pairs; see ``ExecutionClient``."""
+        return self._transport.call(ops.list_execution_ids(workflow_name, status, limit, offset)).as_tuple()
+
     def iter_executions(
         self,
         workflow_name: str | None = None,

@@ -187,6 +187,15 @@ async def test_execution_ids_are_listed_as_the_whole_listing_names_them(core, ap
     with pytest.raises(ValueError, match="limit"):
         await client.list_execution_ids(limit=101)
     await client.close()
+    # The blocking twin lists the same pairs.
+    with SyncExecutionClient(url(core, api), retry=FAST_RETRY) as blocking:
+        assert blocking.list_execution_ids(None, ExecutionState.RUNNING, limit=2, offset=1) == (
+            pairs,
+            pairs_total,
+            pairs_more,
+        )
+        with pytest.raises(ValueError, match="limit"):
+            blocking.list_execution_ids(limit=101)
 
 
 async def test_calls_failing_together_log_a_few_lines_and_count_the_rest(core, api, caplog, monkeypatch):
