@@ -21,7 +21,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # clean environment keeps the setting.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv floor-venv browser-deps lint test lint-package-floor-pages test-pages-browser coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test lint-package-floor coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -75,9 +75,8 @@ lint: $(STAMP)
 
 # The virtualenvs are built first (seconds, with uv). Then three chains of stages run side by side:
 # the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e and its Airflow stacks, one after
-# another, on one of them); lint, the package check, the floor stage (two workers) and the pages'
-# browser test (PAGES_BROWSER below); and the real-Core stage (two halves side by side, each with
-# its own Cores). Most of the suite's time is
+# another, on one of them); lint, the package check and the floor stage (two workers); and the
+# real-Core stage (two halves side by side, each with its own Cores). Most of the suite's time is
 # spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until Python cached
 # bytecode here (PYTHONDONTWRITEBYTECODE above) the run was CPU-bound: every Airflow process
 # compiled Airflow, three chains made Airflow stacks and Cores outlast their start-up timeouts, and
@@ -88,27 +87,24 @@ XDIST := --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
-	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main lint-package-floor-pages test-realcore
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main lint-package-floor test-realcore
 
-lint-package-floor-pages:
+lint-package-floor:
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-package
 	@$(MAKE) --no-print-directory test-floor
-	@$(MAKE) --no-print-directory test-pages-browser
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
-# pages, floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
+# floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
 # processes the tests start is not counted. COV is empty for make test: tracing costs time.
 COV :=
 COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
 # Each stage's data file (its COVERAGE_FILE below); the real-Core stage writes none when skipped.
-COVERAGE_DATA := .coverage.main .coverage.pages .coverage.floor .coverage.realcore .coverage.realcore-e2e \
-	.coverage.realcore-core
+COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core
 
 coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 	rm -f .coverage $(COVERAGE_DATA)
 	-@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor COV="$(COVERAGE_ARGS)"
-	-@$(MAKE) --no-print-directory test-pages-browser COV="$(COVERAGE_ARGS)"
 	-@$(MAKE) --no-print-directory test-realcore COV="$(COVERAGE_ARGS)"
 	$(VENV)/bin/coverage combine --keep $$(ls $(COVERAGE_DATA) 2>/dev/null)
 	$(PY) scripts/coverage_figures.py
@@ -118,17 +114,8 @@ coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 # the main stage leaves that test to the floor stage, where the package check does not run.
 MAIN_DESELECT := --deselect tests/provider/test_provider_info.py::test_airflow_cli_lists_the_provider_and_its_hook
 
-# The Cerebelum pages' browser test starts an Airflow of its own (an api-server with a login): it runs
-# at the end of the second chain, which is shorter than the main stage by about its length (its own
-# stack's start and the test, 100 to 120 s), instead of on the main stage's e2e worker.
-PAGES_BROWSER := tests/e2e/test_cerebelum_pages_browser.py
-
 test-main: $(STAMP)
-	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) --ignore=tests/realcore \
-		--ignore=$(PAGES_BROWSER) $(MAIN_DESELECT) --durations=15 $(COV)
-
-test-pages-browser: $(STAMP) browser-deps
-	COVERAGE_FILE=.coverage.pages $(PY) -m pytest -p no:cacheprovider -q $(PAGES_BROWSER) --durations=5 $(COV)
+	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) --ignore=tests/realcore $(MAIN_DESELECT) --durations=15 $(COV)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
