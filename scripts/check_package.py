@@ -11,7 +11,8 @@
    reproducible; uv's cache is reused), and
    runs Airflow's CLI there from an empty directory without PYTHONPATH, so the wheel's copy is
    the one imported: ``airflow providers list`` shows the provider at the wheel's version,
-   ``airflow providers hooks`` its connection type, hook class and name, and every file in ``example_dags/`` parses into DAGs with no import errors.
+   ``airflow providers hooks`` its connection type, hook class and name, and every file in
+   ``example_dags/`` parses into DAGs with no import errors.
 
 Prints what it checked; exits 1 with the reason at the first failure. Takes under a minute, most
 of it Airflow's CLI.
@@ -215,12 +216,13 @@ def check_installed(python: Path, work: Path) -> None:
     )
     airflow = str(python.parent / "airflow")
 
-    imported = run(
-        [str(python), "-c", "import cerebelum_provider; print(cerebelum_provider.__file__)"],
-        "importing the installed package",
-        cwd,
-        env,
-    ).strip()
+    where_and_version = (
+        "import importlib.metadata, cerebelum_provider; "
+        f"print(cerebelum_provider.__file__); print(importlib.metadata.version({PACKAGE!r}))"
+    )
+    imported, installed_version = run(
+        [str(python), "-c", where_and_version], "importing the installed package", cwd, env
+    ).splitlines()
     expect(
         Path(imported).is_relative_to(python.parents[1]),
         f"cerebelum_provider was imported from {imported}, not from the clean virtualenv",
@@ -232,17 +234,10 @@ def check_installed(python: Path, work: Path) -> None:
         bool(listed),
         f"`airflow providers list` does not show {PACKAGE}: {[p.get('package_name') for p in providers]}",
     )
-    installed_version = subprocess.run(
-        [str(python), "-c", f"import importlib.metadata as m; print(m.version({PACKAGE!r}))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-        cwd=cwd,
-    ).stdout.strip()
     expect(
         listed[0].get("version") == installed_version,
-        f"`airflow providers list` shows {PACKAGE} {listed[0].get('version')}, the wheel is {installed_version}",
+        f"`airflow providers list` shows {PACKAGE} {listed[0].get('version')}, "
+        f"the wheel is {installed_version}",
     )
     hooks = cli_json([airflow, "providers", "hooks", "-o", "json"], cwd, env)
     ours = [hook for hook in hooks if hook.get("package_name") == PACKAGE]
