@@ -13,8 +13,8 @@ UV := $(TOOLS_VENV)/bin/uv
 UV_INSTALL := $(UV) pip install --quiet
 # Python caches the bytecode of what it imports (each module compiled once, then read back): a
 # machine whose environment sets PYTHONDONTWRITEBYTECODE (this one's does) otherwise compiles
-# Airflow again in every process, 8.3 CPU s instead of 3.6 to import it in a fresh virtualenv, and
-# a run starts about a hundred such processes (services, workers, CLIs, task runners).
+# Airflow again in every process, 2.4x the CPU to import it (bench/bench_bytecode_cache.py), and a
+# run starts about a hundred such processes (services, workers, CLIs, task runners).
 unexport PYTHONDONTWRITEBYTECODE
 # uv trusts the machine's certificate store (as pip does through its `cert` setting), so that a
 # TLS-inspecting proxy whose authority the machine trusts is trusted too; the package check's
@@ -109,11 +109,11 @@ coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 	$(VENV)/bin/coverage combine --keep $$(ls $(COVERAGE_DATA) 2>/dev/null)
 	$(PY) scripts/coverage_figures.py
 
-# Everything but the real-Core stage, on the newest Airflow this project pins.
 # The package check runs Airflow's CLI on the installed wheel (providers list, hooks) on this Airflow, so
 # the main stage leaves that test to the floor stage, where the package check does not run.
 MAIN_DESELECT := --deselect tests/provider/test_provider_info.py::test_airflow_cli_lists_the_provider_and_its_hook
 
+# Everything but the real-Core stage, on the newest Airflow this project pins.
 test-main: $(STAMP)
 	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) --ignore=tests/realcore $(MAIN_DESELECT) --durations=15 $(COV)
 
