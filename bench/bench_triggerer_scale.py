@@ -26,13 +26,26 @@ written):
 
 Once every trigger is assigned and ``--settle`` seconds have passed, executions complete at a
 steady rate for ``--duration`` seconds. Reported: requests a minute Core received and refused
-(429), time from an execution completing to its task instance leaving DEFERRED (the triggerer
-sets it SCHEDULED with the event: ``task_instance.updated_at``; p50, p99), the triggerer's CPU
-(the supervisor and its trigger-runner process), its peak resident memory, and the worst
-"Triggerer's async thread was blocked for X seconds" line it logged in the window.
+(429), list pages and status reads among them, time from an execution completing to its task
+instance leaving DEFERRED (the triggerer sets it SCHEDULED with the event:
+``task_instance.updated_at``; p50, p99), the triggerer's CPU (the supervisor and its
+trigger-runner process), its peak resident memory, and the worst "Triggerer's async thread was
+blocked for X seconds" line it logged in the window.
+
+``--triggerers N`` (N > 1) starts N triggerer processes (``AirflowStack(triggerers=N)``:
+``triggerer-1`` ... ``triggerer-N``, each its own host name) once every trigger is written, and
+Airflow spreads the triggers over them (each takes up to ``--select-per-loop`` a loop, up to its
+capacity, N + 100 as with one). The coalesced connection's ``request_budget`` is then set as the
+README tells users: the default less the completions' reads a minute, divided by N (each triggerer
+paces its own waits on its own share).
+Reported besides: the triggers each triggerer held (``trigger`` joined with its ``job``), CPU
+summed over every triggerer's processes, the largest triggerer's peak memory, and the worst
+"blocked" line of any triggerer's log. Figures go to their own RESULTS.md section.
 
     .venv/bin/python bench/bench_triggerer_scale.py --waits 10000 --duration 120
     .venv/bin/python bench/bench_triggerer_scale.py --waits 200 --settle 20 --duration 30 --no-write
+    .venv/bin/python bench/bench_triggerer_scale.py --waits 300 --triggerers 2 --select-per-loop 50 \
+        --modes coalesced --settle 10 --duration 20 --no-write
 """
 
 from __future__ import annotations
@@ -54,6 +67,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import PYTHON, ROOT, RemoteCore, machine, percentile, table, write_section
 
+from cerebelum_provider.hooks._connection import DEFAULT_REQUEST_BUDGET
+
 DAG_ID = "bench_triggerer_scale"
 DAGS = Path(__file__).resolve().parent / "triggerer_scale_dags"
 WORKFLOW = "orders"
@@ -67,6 +82,32 @@ _BLOCKED = re.compile(r"Triggerer's async thread was blocked for ([0-9.]+) secon
 TASK_TIMEOUT = 6 * 3600.0
 #: Mapped task instances per DAG run (the DAG's map width).
 MAP_WIDTH = 100
+
+
+def request_budget(mode: str, args: argparse.Namespace) -> float | None:
+    """Each triggerer's ``request_budget``, as the README's scaling section tells users to set it.
+
+    One triggerer: the default. Several: the default less the reads of the executions that change
+    (the budget paces listings and lone reads, not those), shared evenly. None for per_execution,
+    whose budget is set too large to bind.
+    """
+    if mode != "coalesced":
+        return None
+    if args.triggerers == 1:
+        return DEFAULT_REQUEST_BUDGET
+    return (DEFAULT_REQUEST_BUDGET - 60 * args.completions_per_second) / args.triggerers
+
+
+def connection_extras(mode: str, args: argparse.Namespace) -> str:
+    """The mode's connection options, one connection for all triggerers (as a deployment has)."""
+    if mode != "coalesced" or args.triggerers == 1:
+        return EXTRAS[mode]
+    return f"{EXTRAS[mode]}&request_budget={request_budget(mode, args):g}"
+
+
+def triggerer_names(triggerers: int) -> list[str]:
+    """The stack's names of its triggerer processes (``AirflowStack._instances``)."""
+    return ["triggerer"] if triggerers == 1 else [f"triggerer-{n}" for n in range(1, triggerers + 1)]
 
 
 # -- the helper process: writes deferred task instances as a worker's deferral does ------------
@@ -170,11 +211,21 @@ def query(stack: Any, sql: str, *args: Any) -> list[tuple]:
         return cursor.fetchall()
 
 
-def triggerer_tree(stack: Any) -> list[Any]:
+def triggerer_tree(stack: Any, name: str) -> list[Any]:
     import psutil
 
-    root = psutil.Process(stack.processes["triggerer"].popen.pid)
+    root = psutil.Process(stack.processes[name].popen.pid)
     return [root, *root.children(recursive=True)]
+
+
+def triggers_held(stack: Any) -> dict[str, int]:
+    """Triggers each live triggerer holds, by the host name its job reports."""
+    rows = query(
+        stack,
+        "SELECT job.hostname, count(*) FROM trigger JOIN job ON job.id = trigger.triggerer_id "
+        "GROUP BY job.hostname ORDER BY job.hostname",
+    )
+    return {hostname: count for hostname, count in rows}
 
 
 def cpu_seconds(processes: list[Any]) -> float:
@@ -229,11 +280,13 @@ def run_mode(
         .splitlines()[-1]
     )
     print(f"  {written['deferred']} task instances deferred in {written['seconds']} s", flush=True)
-    log_path = stack.logs_dir / "triggerer.log"
-    log_offset = log_path.stat().st_size if log_path.exists() else 0
+    names = triggerer_names(args.triggerers)
+    log_paths = {name: stack.logs_dir / f"{name}.log" for name in names}
+    log_offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in log_paths.items()}
     counts_at_start = sum(core.call_counts().values())
     refused_at_start = core.rate_limited_count()
-    stack.start_service("triggerer")
+    for name in names:
+        stack.start_service(name)
     started = time.monotonic()
     assigned = wait_until(
         lambda: query(stack, "SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL")[0][0] >= len(ids),
@@ -241,12 +294,14 @@ def run_mode(
         "every trigger assigned",
     )
     time.sleep(args.settle)
-    processes = triggerer_tree(stack)
-    cpu_start = cpu_seconds(processes)
-    counts_start = sum(core.call_counts().values())
+    held = triggers_held(stack)
+    trees = {name: triggerer_tree(stack, name) for name in names}
+    cpu_start = sum(cpu_seconds(tree) for tree in trees.values())
+    calls_start = core.call_counts()
+    counts_start = sum(calls_start.values())
     refused_start = core.rate_limited_count()
-    window_log_offset = log_path.stat().st_size
-    peak_rss = rss_bytes(processes)
+    window_log_offsets = {name: path.stat().st_size for name, path in log_paths.items()}
+    peak_rss = {name: rss_bytes(tree) for name, tree in trees.items()}
     order = list(ids)
     random.Random(7).shuffle(order)
     completed_at: dict[str, float] = {}
@@ -262,16 +317,25 @@ def run_mode(
             completed_at[execution_id] = time.time()
             next_completion += spacing
         if now >= next_sample:
-            peak_rss = max(peak_rss, rss_bytes(processes))
+            for name, tree in trees.items():
+                peak_rss[name] = max(peak_rss[name], rss_bytes(tree))
             next_sample = now + 2.0
         time.sleep(0.02)
     window = time.monotonic() - window_start
-    requests = sum(core.call_counts().values()) - counts_start
+    calls_end = core.call_counts()
+    requests = sum(calls_end.values()) - counts_start
+    pages = calls_end.get("ListExecutions", 0) - calls_start.get("ListExecutions", 0)
+    reads = calls_end.get("GetExecutionStatus", 0) - calls_start.get("GetExecutionStatus", 0)
     refused = core.rate_limited_count() - refused_start
-    cpu = cpu_seconds(processes) - cpu_start
-    log_text = log_path.read_text(errors="replace")
-    blocked_window = [float(x) for x in _BLOCKED.findall(log_text[window_log_offset:])]
-    blocked_startup = [float(x) for x in _BLOCKED.findall(log_text[log_offset:window_log_offset])]
+    cpu = sum(cpu_seconds(tree) for tree in trees.values()) - cpu_start
+    blocked_window: list[float] = []
+    blocked_startup: list[float] = []
+    for name, path in log_paths.items():
+        log_text = path.read_text(errors="replace")
+        blocked_window += [float(x) for x in _BLOCKED.findall(log_text[window_log_offsets[name] :])]
+        blocked_startup += [
+            float(x) for x in _BLOCKED.findall(log_text[log_offsets[name] : window_log_offsets[name]])
+        ]
     # The completions of the window's last seconds are given up to three intervals to be seen.
     index_of = {execution_id: number for number, execution_id in enumerate(ids)}
     wanted = {index_of[execution_id] for execution_id in completed_at}
@@ -294,7 +358,8 @@ def run_mode(
         seen = left_deferred()
     latencies = [seen[index_of[eid]] - at for eid, at in completed_at.items() if index_of[eid] in seen]
     stray = sorted(set(seen) - wanted)  # left DEFERRED though its execution never completed
-    stack.processes.pop("triggerer").stop()
+    for name in names:
+        stack.processes.pop(name).stop()
     # Nothing of this mode is left for the next triggerer to pick up.
     query_write(
         stack,
@@ -305,12 +370,17 @@ def run_mode(
     return {
         "mode": mode,
         "waits": len(ids),
+        "triggerers": args.triggerers,
+        "held": held,
+        "request_budget": request_budget(mode, args),
         "assigned_s": round(assigned, 1),
         "startup_s": round(window_start - started, 1),
         "startup_requests": counts_start - counts_at_start,
         "startup_429": refused_start - refused_at_start,
         "window_s": round(window, 1),
         "requests_per_min": round(requests * 60 / window),
+        "list_pages_per_min": round(pages * 60 / window),
+        "status_reads_per_min": round(reads * 60 / window),
         "refused_429_per_min": round(refused * 60 / window),
         "completed": len(completed_at),
         "left_deferred": len(latencies),
@@ -319,7 +389,8 @@ def run_mode(
         "p99_s": round(percentile(latencies, 0.99), 1) if latencies else None,
         "cpu_s": round(cpu, 1),
         "cpu_share": round(cpu / window, 2),
-        "rss_mb": round(peak_rss / 2**20),
+        "rss_mb": round(max(peak_rss.values()) / 2**20),
+        "rss_mb_each": {name: round(rss / 2**20) for name, rss in peak_rss.items()},
         "worst_blocked_s": max(blocked_window, default=0.0),
         "blocked_lines": len(blocked_window),
         "worst_blocked_startup_s": max(blocked_startup, default=0.0),
@@ -331,6 +402,49 @@ def query_write(stack: Any, sql: str, *args: Any) -> None:
 
     with psycopg2.connect(stack.postgres.dsn) as db, db.cursor() as cursor:
         cursor.execute(sql, args)
+
+
+def _column(key: str) -> Any:
+    return lambda result: result[key]
+
+
+#: RESULTS.md's table for one triggerer: (heading, cell of a mode's result).
+COLUMNS: list[tuple[str, Any]] = [
+    ("mode", _column("mode")),
+    ("waits", _column("waits")),
+    ("start-up (s)", _column("startup_s")),
+    ("requests/min", _column("requests_per_min")),
+    ("429/min", _column("refused_429_per_min")),
+    ("completed", _column("completed")),
+    ("left DEFERRED", _column("left_deferred")),
+    ("p50 (s)", _column("p50_s")),
+    ("p99 (s)", _column("p99_s")),
+    ("triggerer CPU (s)", _column("cpu_s")),
+    ("CPU share", _column("cpu_share")),
+    ("peak RSS (MB)", _column("rss_mb")),
+    ("worst blocked (s)", _column("worst_blocked_s")),
+]
+#: With several triggerers: each one's triggers and budget, where the requests went, CPU summed over
+#: all of them, the largest one's memory, the worst block in any one's log.
+SPLIT_COLUMNS: list[tuple[str, Any]] = [
+    ("mode", _column("mode")),
+    ("waits", _column("waits")),
+    ("triggers held", lambda result: " / ".join(str(count) for count in result["held"].values())),
+    ("request_budget each", lambda result: result["request_budget"] or "-"),
+    ("start-up (s)", _column("startup_s")),
+    ("requests/min", _column("requests_per_min")),
+    ("list pages/min", _column("list_pages_per_min")),
+    ("status reads/min", _column("status_reads_per_min")),
+    ("429/min", _column("refused_429_per_min")),
+    ("completed", _column("completed")),
+    ("left DEFERRED", _column("left_deferred")),
+    ("p50 (s)", _column("p50_s")),
+    ("p99 (s)", _column("p99_s")),
+    ("CPU, all triggerers (s)", _column("cpu_s")),
+    ("CPU share", _column("cpu_share")),
+    ("peak RSS, largest triggerer (MB)", _column("rss_mb")),
+    ("worst blocked (s)", _column("worst_blocked_s")),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -353,11 +467,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--select-per-loop", type=int, default=500, help="[triggerer] max_trigger_to_select_per_loop"
     )
+    parser.add_argument(
+        "--triggerers",
+        type=int,
+        default=1,
+        help="triggerer processes sharing the waits, each with its share of the request budget",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if args.waits <= 0 or args.waits % MAP_WIDTH:
         parser.error(
             f"--waits must be a positive multiple of {MAP_WIDTH} (the DAG's map width), got {args.waits}"
+        )
+    if args.triggerers < 1:
+        parser.error(f"--triggerers must be a whole number >= 1, got {args.triggerers}")
+    if args.triggerers > 1 and 60 * args.completions_per_second >= DEFAULT_REQUEST_BUDGET:
+        parser.error(
+            f"--completions-per-second {args.completions_per_second} leaves the triggerers no request "
+            f"budget: their reads alone ask for {DEFAULT_REQUEST_BUDGET:.0f} a minute or more"
         )
     # A SIGTERM stops the stack and the emulators as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
@@ -374,7 +501,9 @@ def main(argv: list[str] | None = None) -> None:
             core.set_rate_limit(args.rate_limit)
             ids[mode] = core.seed(WORKFLOW, args.waits)
         connections = {
-            f"cerebelum_{mode}": f"cerebelum://127.0.0.1:{core.rest_url().rsplit(':', 1)[1]}?{EXTRAS[mode]}"
+            f"cerebelum_{mode}": (
+                f"cerebelum://127.0.0.1:{core.rest_url().rsplit(':', 1)[1]}?{connection_extras(mode, args)}"
+            )
             for mode, core in cores.items()
         }
         with tempfile.TemporaryDirectory(prefix="bench-triggerer-scale-") as work:
@@ -391,12 +520,14 @@ def main(argv: list[str] | None = None) -> None:
                 database="postgresql",
                 services=("dag-processor", "triggerer"),
                 startup_timeout=300,
+                triggerers=args.triggerers,
             )
             with stack:
                 stack.wait_for_dags([DAG_ID], timeout=300)
-                # Parsed once; from here on only the triggerer (and the api-server) run.
+                # Parsed once; from here on only the triggerers (and the api-server) run.
                 stack.processes.pop("dag-processor").stop()
-                stack.processes.pop("triggerer").stop()
+                for name in triggerer_names(args.triggerers):
+                    stack.processes.pop(name).stop()
                 for mode in modes:
                     result = run_mode(mode, stack, cores[mode], ids[mode], args)
                     print(json.dumps(result), flush=True)
@@ -406,46 +537,21 @@ def main(argv: list[str] | None = None) -> None:
             core.close()
     if args.no_write:
         return
-    header = [
-        "mode",
-        "waits",
-        "start-up (s)",
-        "requests/min",
-        "429/min",
-        "completed",
-        "left DEFERRED",
-        "p50 (s)",
-        "p99 (s)",
-        "triggerer CPU (s)",
-        "CPU share",
-        "peak RSS (MB)",
-        "worst blocked (s)",
-    ]
-    rows = [
-        [
-            r["mode"],
-            r["waits"],
-            r["startup_s"],
-            r["requests_per_min"],
-            r["refused_429_per_min"],
-            r["completed"],
-            r["left_deferred"],
-            r["p50_s"],
-            r["p99_s"],
-            r["cpu_s"],
-            r["cpu_share"],
-            r["rss_mb"],
-            r["worst_blocked_s"],
-        ]
-        for r in results
-    ]
     command = "python bench/bench_triggerer_scale.py " + " ".join(argv)
-    write_section(
-        "triggerer_scale",
-        f"### {args.waits} deferred sensors in a real `airflow triggerer` against Core's rate limit\n\n"
-        f"Command: `{command}` ({facts['date']}, load average at start {facts['load_average']}).\n\n"
-        + table(header, rows),
-    )
+    started = f"Command: `{command}` ({facts['date']}, load average at start {facts['load_average']})."
+    if args.triggerers == 1:
+        columns = COLUMNS
+        name = "triggerer_scale"
+        title = f"### {args.waits} deferred sensors in a real `airflow triggerer` against Core's rate limit"
+    else:
+        columns = SPLIT_COLUMNS
+        name = "triggerer_scale_split"
+        title = (
+            f"### {args.waits} deferred sensors over {args.triggerers} `airflow triggerer` processes "
+            "against Core's rate limit"
+        )
+    rows = [[cell(r) for _, cell in columns] for r in results]
+    write_section(name, f"{title}\n\n{started}\n\n" + table([head for head, _ in columns], rows))
 
 
 if __name__ == "__main__":
