@@ -21,7 +21,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # clean environment keeps the setting.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv floor-venv browser-deps lint test lint-package-floor coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test package-floor realcore-lint coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
@@ -67,7 +67,7 @@ browser-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # The package's rules, checked: ruff (its default rules and the 110-column limit), the formatter, and
-# mypy (pyproject.toml's [tool.mypy]); make test runs it first in its second chain.
+# mypy (pyproject.toml's [tool.mypy]); make test runs it after the real-Core stage, in that chain.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cerebelum_provider
 	$(VENV)/bin/ruff format --check cerebelum_provider
@@ -75,9 +75,9 @@ lint: $(STAMP)
 
 # The virtualenvs are built first (seconds, with uv). Then three chains of stages run side by side:
 # the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e and its Airflow stacks, one after
-# another, on one of them); lint, the package check and the floor stage (two workers); and the
-# real-Core stage (two halves side by side, each with its own Cores). Most of the suite's time is
-# spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until Python cached
+# another, on one of them), the longest; the package check, then the floor stage (two workers); and
+# the real-Core stage (three parts side by side, each with its own Cores), then lint. Most of the
+# suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until Python cached
 # bytecode here (PYTHONDONTWRITEBYTECODE above) the run was CPU-bound: every Airflow process
 # compiled Airflow, three chains made Airflow stacks and Cores outlast their start-up timeouts, and
 # a third main worker made the run slower. Each worker has its own Airflow home and emulators; make
@@ -87,12 +87,15 @@ XDIST := --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
-	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main lint-package-floor test-realcore
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main package-floor realcore-lint
 
-lint-package-floor:
-	@$(MAKE) --no-print-directory lint
+package-floor:
 	@$(MAKE) --no-print-directory test-package
 	@$(MAKE) --no-print-directory test-floor
+
+realcore-lint:
+	@$(MAKE) --no-print-directory test-realcore
+	@$(MAKE) --no-print-directory lint
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
 # floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
@@ -100,7 +103,7 @@ lint-package-floor:
 COV :=
 COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
 # Each stage's data file (its COVERAGE_FILE below); the real-Core stage writes none when skipped.
-COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core
+COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core .coverage.realcore-rest
 
 coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 	rm -f .coverage $(COVERAGE_DATA)
@@ -120,7 +123,7 @@ test-main: $(STAMP)
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
 # four-process Airflow stack; a Core, its PostgreSQL, a token service and an SDK worker for each test
-# module (tests/realcore/conftest.py says why), in two halves side by side, each in a network of its
+# module (tests/realcore/conftest.py says why), in three parts side by side, each in a network of its
 # own when run as root (scripts/realcore_stage.py). Without the release the stage is skipped with one
 # line that says why and how to point it at a release.
 test-realcore: $(STAMP)

@@ -1,15 +1,16 @@
-"""``make test-realcore``: the real-Core tests, in two halves side by side when the machine allows.
+"""``make test-realcore``: the real-Core tests, in three parts side by side when the machine allows.
 
-A real Core always binds port 4021 (its metrics), so two cannot share a network. As root, each half
-runs in a network namespace of its own (``unshare -n``, its own loopback): the Airflow-stack tests
-(``tests/realcore/e2e``) beside the rest, each half starting its own Cores. Most of the stage is spent
-waiting on Core and Airflow, so the halves together take little more than the longer one. Without
+A real Core always binds port 4021 (its metrics), so two cannot share a network. As root, each part
+runs in a network namespace of its own (``unshare -n``, its own loopback) and starts its own Cores:
+the Airflow-stack tests (``tests/realcore/e2e``), the conformance table and the client, and the rest.
+Most of the stage is spent waiting on Core (each module starts a Core of its own, 10 to 30 s) and
+Airflow, not computing, so the parts together take little more than the longest one. Without
 ``unshare`` (not root, or a container without the capability) the stage runs as one process.
 
     python scripts/realcore_stage.py [pytest arguments, e.g. --cov=...]
 
-Each half writes its coverage data (when asked for) to ``.coverage.realcore-<half>``; the output of
-each half is printed in one piece when it ends. Exits with the first non-zero pytest status.
+Each part writes its coverage data (when asked for) to ``.coverage.realcore-<part>``; the output of
+each part is printed in one piece when it ends. Exits with the first non-zero pytest status.
 """
 
 from __future__ import annotations
@@ -23,10 +24,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--durations=10"]
-#: The halves: the one that starts an Airflow stack, and the rest.
-HALVES = {
+#: The parts, of about equal length: the one that starts an Airflow stack; the conformance table (it
+#: restarts Core), the client and the provider's classes; and the rest.
+CORE_PART = [
+    "tests/realcore/test_conformance.py",
+    "tests/realcore/test_client.py",
+    "tests/realcore/test_provider.py",
+]
+PARTS = {
     "e2e": ["tests/realcore/e2e"],
-    "core": ["tests/realcore", "--ignore=tests/realcore/e2e"],
+    "core": CORE_PART,
+    "rest": ["tests/realcore", "--ignore=tests/realcore/e2e", *(f"--ignore={path}" for path in CORE_PART)],
 }
 #: A shell that brings the namespace's loopback up, then runs its arguments.
 IN_OWN_NETWORK = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
@@ -48,9 +56,9 @@ def main(extra: list[str]) -> int:
 
     with tempfile.TemporaryDirectory(prefix="realcore-stage-") as scratch:
         running = {}
-        for half, selection in HALVES.items():
-            output = open(Path(scratch) / f"{half}.log", "w+b")  # noqa: SIM115 (closed below)
-            env = {**os.environ, "COVERAGE_FILE": f".coverage.realcore-{half}"}
+        for part, selection in PARTS.items():
+            output = open(Path(scratch) / f"{part}.log", "w+b")  # noqa: SIM115 (closed below)
+            env = {**os.environ, "COVERAGE_FILE": f".coverage.realcore-{part}"}
             process = subprocess.Popen(
                 [*IN_OWN_NETWORK, *PYTEST, *selection, *extra],
                 cwd=REPO,
@@ -58,12 +66,12 @@ def main(extra: list[str]) -> int:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-            running[half] = (process, output)
+            running[part] = (process, output)
         status = 0
-        for half, (process, output) in running.items():
+        for part, (process, output) in running.items():
             returncode = process.wait()
             output.seek(0)
-            print(f"---- real-Core stage, {half} half ({' '.join(HALVES[half])}) ----", flush=True)
+            print(f"---- real-Core stage, {part} part ({' '.join(PARTS[part])}) ----", flush=True)
             sys.stdout.buffer.write(output.read())
             sys.stdout.flush()
             output.close()
