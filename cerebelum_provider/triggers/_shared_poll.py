@@ -36,11 +36,6 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   budget and events) and the group is not listed again for one interval.
 - ``request_budget`` (requests a minute to this Core) stretches every wait's interval evenly when
   the waits would ask for more; logged once when it starts to bind.
-- A listing's answer is as old as the listing: after its first answer, a wait counts its next
-  interval from when the listing began, its pages' time taken off (:meth:`SharedPoller.listing_seconds`).
-  Counted from the answer's arrival, a group was listed once per interval plus the time its pages
-  took (seconds at 10,000 waits), which detection waited out on every change. Listings of a group
-  still begin at least an interval apart, so the request budget holds.
 
 A trigger that ends or is cancelled removes its wait at once (synchronously), so it never delays
 the others and leaves nothing behind; a listing in flight is shielded from the cancellation of
@@ -88,16 +83,7 @@ def shared_poller(client: ExecutionClient) -> SharedPoller:
 class Wait:
     """One trigger's registration: its execution, pace, and what it last saw."""
 
-    __slots__ = (
-        "answered_at",
-        "coalesce",
-        "execution_id",
-        "group",
-        "interval",
-        "last",
-        "listing_seconds",
-        "workflow",
-    )
+    __slots__ = ("answered_at", "coalesce", "execution_id", "group", "interval", "last", "workflow")
 
     def __init__(self, execution_id: str, interval: float, coalesce: bool) -> None:
         self.execution_id = execution_id
@@ -107,20 +93,16 @@ class Wait:
         self.last: PollAnswer | None = None
         #: Monotonic time after which an observation is news to this wait.
         self.answered_at = -math.inf
-        #: How long the listing behind the last answer took (0: the answer came from a status read).
-        self.listing_seconds = 0.0
         self.group: _Group | None = None
 
 
 class _Listing:
     """What one listing found: the ids Core listed, when it began, and Core's total."""
 
-    __slots__ = ("ids", "seconds", "started_at", "total", "workflows")
+    __slots__ = ("ids", "started_at", "total", "workflows")
 
     def __init__(self, started_at: float) -> None:
         self.started_at = started_at
-        #: How long its pages took, once it ended.
-        self.seconds = 0.0
         self.ids: set[str] = set()
         self.workflows: dict[str, str] = {}
         self.total = 0
@@ -278,7 +260,7 @@ class SharedPoller:
                 break
             listing = await self._listing_after(group, wait.answered_at)
             if listing is not None and wait.execution_id in listing.ids:
-                wait.answered_at, wait.listing_seconds = listing.started_at, listing.seconds
+                wait.answered_at = listing.started_at
                 if wait.last is None:
                     wait.last = _listed_answer(wait.execution_id, group)
                     wait.workflow = wait.workflow or group.workflow
@@ -291,11 +273,6 @@ class SharedPoller:
         self.requests["status"] += 1
         self._record(wait, answer, self._monotonic())
         return answer, False
-
-    @staticmethod
-    def listing_seconds(wait: Wait) -> float:
-        """Seconds the listing behind the wait's last answer took (0 after a status read)."""
-        return wait.listing_seconds
 
     def page_cost(self) -> float:
         """A list page's cost in status reads: how many reads take as long (at least 1, a request)."""
@@ -352,7 +329,7 @@ class SharedPoller:
         if wait.last is None:
             # gRPC statuses name the workflow; the first answer is converted whole anyway (logged).
             wait.workflow = answer.status().workflow_name or None
-        wait.last, wait.answered_at, wait.listing_seconds = answer, now, 0.0
+        wait.last, wait.answered_at = answer, now
         self._file(wait, answer.state)
 
     def _file(self, wait: Wait, state: ExecutionState) -> None:
@@ -443,7 +420,6 @@ class SharedPoller:
             )
             raise
         else:
-            listing.seconds = self._monotonic() - started_at
             group.total, group.listing = listing.total, listing
             if listing.workflows:
                 self._learn_workflows(group, listing)

@@ -201,42 +201,6 @@ async def test_the_request_budget_stretches_every_interval_evenly_and_says_so_on
     assert "stretched 2.00x" in budget_lines[0].getMessage()
 
 
-class SleepRecorder(CerebelumExecutionTrigger):
-    """Records every sleep but the first (the jittered start), and sleeps it."""
-
-    sleeps: ClassVar[list[float]] = []
-
-    async def _sleep(self, seconds: float) -> None:
-        if getattr(self, "_started", False):
-            SleepRecorder.sleeps.append(seconds)
-        self._started = True
-        await asyncio.sleep(seconds)
-
-
-async def test_a_listings_answer_counts_the_next_interval_from_when_the_listing_began(
-    core, cerebelum_conn, page_cost_pinned
-):
-    core.set_latency(0.3, rpcs="ListExecutions")
-    ids = [core.start_execution("orders") for _ in range(5)]
-    SleepRecorder.sleeps = []
-    tasks = [
-        asyncio.ensure_future(run_to_event(SleepRecorder(execution_id, poll_interval=0.5)))
-        for execution_id in ids
-    ]
-    poller = await poller_of(cerebelum_conn)
-    await until(lambda: poller.requests["list"] >= 6)
-    for execution_id in ids:
-        core.complete(execution_id)
-    events = await asyncio.gather(*tasks)
-    assert {event["status"] for event in events} == {"success"}
-    # A status read's answer is fresh: the next poll is an interval later. A listing's answer is as
-    # old as the listing, whose page took at least its 0.3 s: the next poll comes at most 0.2 s after
-    # it, an interval after the listing began (the same pace of listings, started back to back no
-    # sooner, as their pages' time no longer adds to every interval).
-    assert max(SleepRecorder.sleeps) <= 0.5
-    assert len([seconds for seconds in SleepRecorder.sleeps if seconds <= 0.5 - 0.3]) >= 10
-
-
 class FirstAnswerCounter(CerebelumExecutionTrigger):
     """Counts the triggers that have had their first answer (their second sleep follows it)."""
 
