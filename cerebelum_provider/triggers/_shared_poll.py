@@ -97,12 +97,14 @@ class Wait:
 
 
 class _Listing:
-    """What one listing found: the ids Core listed, when it began, and Core's total."""
+    """What one listing found: the ids Core listed, when it began, Core's total, and whether it went
+    through every page."""
 
-    __slots__ = ("ids", "started_at", "total", "workflows")
+    __slots__ = ("complete", "ids", "started_at", "total", "workflows")
 
     def __init__(self, started_at: float) -> None:
         self.started_at = started_at
+        self.complete = False
         self.ids: set[str] = set()
         self.workflows: dict[str, str] = {}
         self.total = 0
@@ -398,13 +400,12 @@ class SharedPoller:
                     if group.workflow is None and workflow_name:
                         listing.workflows[execution_id] = workflow_name
                 offset += len(executions)
+                if not has_more or not executions:
+                    listing.complete = True
+                    break
                 # Core's total can show the listing costs more than its waits read alone: what was
-                # listed so far still answers for its executions.
-                if (
-                    not has_more
-                    or not executions
-                    or not group.worth_listing(self._monotonic(), self.page_cost())
-                ):
+                # listed so far still answers for its executions, the others read alone.
+                if not group.worth_listing(self._monotonic(), self.page_cost()):
                     break
         except Exception as error:
             # One interval without listing: the waits read alone, and their errors count.
@@ -420,7 +421,12 @@ class SharedPoller:
             )
             raise
         else:
-            group.total, group.listing = listing.total, listing
+            group.total = listing.total
+            # Only a whole listing answers the waits that come after it: one stopped after a few
+            # pages would send every later wait not on them to read alone for an interval, though
+            # the group may have grown enough to be listed again.
+            if listing.complete:
+                group.listing = listing
             if listing.workflows:
                 self._learn_workflows(group, listing)
             return listing
@@ -438,8 +444,10 @@ class SharedPoller:
                 wait.workflow = workflow
                 self._file(wait, group.state)
                 target = wait.group
-                if target is not None and (
-                    target.listing is None or target.listing.started_at < listing.started_at
+                if (
+                    target is not None
+                    and listing.complete
+                    and (target.listing is None or target.listing.started_at < listing.started_at)
                 ):
                     target.listing = listing
 

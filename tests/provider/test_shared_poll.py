@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
+from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.triggers._shared_poll import SharedPoller, shared_poller
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 from tests.core_apis import connection_uri
@@ -116,6 +117,35 @@ async def test_a_few_waits_among_many_executions_of_their_workflow_are_read_alon
         core.complete(execution_id)
     events = await asyncio.gather(*tasks)
     assert {event["status"] for event in events} == {"success"}
+
+
+async def test_a_listing_stopped_after_a_page_does_not_send_the_waits_after_it_to_read_alone(
+    core, cerebelum_conn, page_cost_pinned
+):
+    for _ in range(250):
+        core.start_execution("orders")
+    poller = await poller_of(cerebelum_conn)
+    client = await CerebelumHook(cerebelum_conn).get_async_client()
+    first_page, _, _ = await client.list_execution_ids(status=ExecutionState.RUNNING, limit=100, offset=0)
+    off_the_first_page = sorted(
+        set(core.execution_ids(ExecutionState.RUNNING)) - {eid for eid, _ in first_page}
+    )
+    listed_before = listings(core)
+
+    # Two waits list: the first page tells Core's total, 250, whose three pages cost more than two
+    # reads, so the listing stops there and both read alone.
+    early = [poller.add(execution_id, 5.0) for execution_id in off_the_first_page[:2]]
+    await asyncio.gather(*(poller.poll(wait) for wait in early))
+    assert (listings(core) - listed_before, reads(core)) == (1, 2)
+
+    # Sixty more waits start within the same interval: the stopped listing cannot tell where their
+    # executions are, and sixty reads cost more than three pages, so one whole listing answers them.
+    later = [poller.add(execution_id, 5.0) for execution_id in off_the_first_page[2:62]]
+    answers = await asyncio.gather(*(poller.poll(wait) for wait in later))
+    assert all(listed for _, listed in answers)
+    assert (listings(core) - listed_before, reads(core)) == (1 + 3, 2)
+    for wait in early + later:
+        poller.remove(wait)
 
 
 async def test_cancelled_waits_leave_the_poller_clean_and_do_not_disturb_the_others(core, cerebelum_conn):
