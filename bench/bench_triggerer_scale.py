@@ -105,11 +105,6 @@ def connection_extras(mode: str, args: argparse.Namespace) -> str:
     return f"{EXTRAS[mode]}&request_budget={request_budget(mode, args):g}"
 
 
-def triggerer_names(triggerers: int) -> list[str]:
-    """The stack's names of its triggerer processes (``AirflowStack._instances``)."""
-    return ["triggerer"] if triggerers == 1 else [f"triggerer-{n}" for n in range(1, triggerers + 1)]
-
-
 # -- the helper process: writes deferred task instances as a worker's deferral does ------------
 
 
@@ -280,7 +275,7 @@ def run_mode(
         .splitlines()[-1]
     )
     print(f"  {written['deferred']} task instances deferred in {written['seconds']} s", flush=True)
-    names = triggerer_names(args.triggerers)
+    names = stack.instance_names("triggerer")
     log_paths = {name: stack.logs_dir / f"{name}.log" for name in names}
     log_offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in log_paths.items()}
     counts_at_start = sum(core.call_counts().values())
@@ -526,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
                 stack.wait_for_dags([DAG_ID], timeout=300)
                 # Parsed once; from here on only the triggerers (and the api-server) run.
                 stack.processes.pop("dag-processor").stop()
-                for name in triggerer_names(args.triggerers):
+                for name in stack.instance_names("triggerer"):
                     stack.processes.pop(name).stop()
                 for mode in modes:
                     result = run_mode(mode, stack, cores[mode], ids[mode], args)

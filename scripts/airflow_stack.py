@@ -586,6 +586,11 @@ class AirflowStack:
             for number in range(1, self.triggerers + 1)
         ]
 
+    def instance_names(self, service: str) -> list[str]:
+        """The names of ``service``'s processes once the stack has started: ``service`` itself, or
+        ``triggerer-1`` ... ``triggerer-N`` for several triggerers."""
+        return [name for name in self._commands if name == service or name.startswith(f"{service}-")]
+
     def start_service(self, name: str, **env: str) -> None:
         """Start the process ``name`` (a service, or ``triggerer-N``) with ``env`` added."""
         argv, base_env = self._commands[name]
