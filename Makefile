@@ -77,8 +77,8 @@ lint: $(STAMP)
 # the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e and its Airflow stacks, one after
 # another, on one of them), the longest; the package check, then the floor stage (two workers); and
 # the real-Core stage (three parts side by side, each with its own Cores), then lint. Most of the
-# suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until Python cached
-# bytecode here (PYTHONDONTWRITEBYTECODE above) the run was CPU-bound: every Airflow process
+# suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until
+# Python cached bytecode here (PYTHONDONTWRITEBYTECODE above) the run was CPU-bound: every Airflow process
 # compiled Airflow, three chains made Airflow stacks and Cores outlast their start-up timeouts, and
 # a third main worker made the run slower. Each worker has its own Airflow home and emulators; make
 # prints each chain's output in one piece when it ends.
@@ -135,9 +135,9 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q -m "not e2e and not browser"
 
 # The provider's unit suite (every Airflow API the provider uses: connection form, hook,
-# trigger, sensor, operators, example DAGs) and its import cost at parse time on the Airflow floor. The client, the emulator
-# and the bulk-resume engine (tests/provider/test_bulk.py, left out here) import no Airflow;
-# tests/reliability and tests/perf also pass on the floor (make test-floor-all). The
+# trigger, sensor, operators, example DAGs) and its import cost at parse time on the Airflow floor.
+# The client, the emulator and the bulk-resume engine (tests/provider/test_bulk.py, left out here)
+# import no Airflow; tests/reliability and tests/perf also pass on the floor (make test-floor-all). The
 # Airflow code under test is the same whichever of Core's APIs the client speaks, so the floor
 # runs each test over the HTTP API only, also those the main stage runs over both (tests of what
 # only gRPC has still run, over gRPC).

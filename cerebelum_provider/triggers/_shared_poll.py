@@ -33,7 +33,9 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   listing without a workflow filter or a fresh listing of some workflow that shows it (REST
   statuses do not name it), which moves the wait to its workflow's group.
 - A listing that fails sends its waits to read alone (their own errors then drive their outage
-  budget and events) and the group is not listed again for one interval.
+  budget and events) and the group is not listed again for one interval. A listing stopped after a
+  few pages (Core's total showed the rest costs more than its waits read alone) answers only the
+  waits that awaited it; the waits after it decide afresh, as their group may have grown.
 - ``request_budget`` (requests a minute to this Core) stretches every wait's interval evenly when
   the waits would ask for more; logged once when it starts to bind.
 
