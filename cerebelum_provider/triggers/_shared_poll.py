@@ -129,7 +129,9 @@ class _Group:
         #: Core's total for the group's filter at the last listing (None: never listed).
         self.total: int | None = None
         self.listing: _Listing | None = None
-        self.in_flight: asyncio.Task[_Listing] | None = None
+        self.in_flight: asyncio.Task[_Listing | None] | None = None
+        #: One future per wait awaiting the listing in flight, given its listing (None: it failed).
+        self.awaiting: list[asyncio.Future[_Listing | None]] = []
         self.listing_started_at = -math.inf
         self.off_until = -math.inf
 
@@ -361,11 +363,11 @@ class SharedPoller:
         for _ in range(2):
             if group.listing is not None and group.listing.started_at > after:
                 return group.listing
-            if group.in_flight is None or group.listing_started_at <= after:
-                if group.in_flight is not None:
-                    # A listing begun before this wait's last answer cannot answer it: let it end.
-                    await asyncio.wait([group.in_flight])
-                    continue
+            if group.in_flight is not None and group.listing_started_at <= after:
+                # A listing begun before this wait's last answer cannot answer it: let it end.
+                await self._end_of_listing(group)
+                continue
+            if group.in_flight is None:
                 if self._monotonic() < group.off_until or self._groups.get(key) is not group:
                     # Not listed for now, or its waits have all moved on while this one waited.
                     return None
@@ -374,18 +376,25 @@ class SharedPoller:
                     self._list(group, group.listing_started_at),
                     name=f"cerebelum-shared-listing {group.workflow!r} {group.state.name}",
                 )
-                # Retrieved here, so a listing whose waiters were all cancelled logs no stray error.
+                # Retrieved here, so an error no waiter saw (the loop closing) logs no stray line.
                 group.in_flight.add_done_callback(_retrieve)
-            try:
-                return await asyncio.shield(group.in_flight)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 (logged by _list; the wait reads alone)
-                return None
+            return await self._end_of_listing(group)
         return None
 
-    async def _list(self, group: _Group, started_at: float) -> _Listing:
+    @staticmethod
+    def _end_of_listing(group: _Group) -> asyncio.Future[_Listing | None]:
+        """A future of this wait's own that the listing in flight completes: a cancelled wait cancels
+        only it. Cheaper than ``asyncio.shield`` (a future, two closures and their callbacks per
+        waiter): a hundred waits can be waiting for one listing, and what they keep alive meanwhile
+        brings the next garbage collection closer (bench/RESULTS.md, "a smooth loop")."""
+        answer: asyncio.Future[_Listing | None] = asyncio.get_running_loop().create_future()
+        group.awaiting.append(answer)
+        return answer
+
+    async def _list(self, group: _Group, started_at: float) -> _Listing | None:
         listing = _Listing(started_at)
+        #: What the waits awaiting it get: None unless it ended without an error.
+        result: _Listing | None = None
         try:
             offset = 0
             while True:
@@ -409,8 +418,8 @@ class SharedPoller:
                 # listed so far still answers for its executions, the others read alone.
                 if not group.worth_listing(self._monotonic(), self.page_cost()):
                     break
-        except Exception as error:
-            # One interval without listing: the waits read alone, and their errors count.
+        except Exception as error:  # noqa: BLE001 (logged; its waits read alone, and their errors count)
+            # One interval without listing.
             group.off_until = self._monotonic() + (min(group.intervals) if group.intervals else 0.0)
             log.warning(
                 "Listing %s executions%s on Cerebelum Core at %s failed (%s: %s): their waits read "
@@ -421,7 +430,6 @@ class SharedPoller:
                 type(error).__name__,
                 error,
             )
-            raise
         else:
             group.total = listing.total
             # Only a whole listing answers the waits that come after it: one stopped after a few
@@ -431,10 +439,16 @@ class SharedPoller:
                 group.listing = listing
             if listing.workflows:
                 self._learn_workflows(group, listing)
-            return listing
+            result = listing
         finally:
             group.in_flight = None
+            awaiting, group.awaiting = group.awaiting, []
+            for answer in awaiting:
+                # Done already: its wait was cancelled meanwhile.
+                if not answer.done():
+                    answer.set_result(result)
             self._drop_if_idle(group)
+        return result
 
     def _learn_workflows(self, group: _Group, listing: _Listing) -> None:
         """Move the waits of a listing without a workflow filter to their workflows' groups, which
@@ -478,6 +492,6 @@ def _listed_answer(execution_id: str, group: _Group) -> PollAnswer:
     return PollAnswer(group.state, None, status)
 
 
-def _retrieve(task: asyncio.Task[_Listing]) -> None:
+def _retrieve(task: asyncio.Task[_Listing | None]) -> None:
     if not task.cancelled():
         task.exception()
