@@ -16,7 +16,7 @@ import contextvars
 import math
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from cerebelum_provider.client._operations import Operation
@@ -32,8 +32,7 @@ class DeadlinePassed(Exception):
     """The caller's deadline passed before an attempt could be sent."""
 
 
-@contextmanager
-def calls_end_within(seconds: float | None) -> Iterator[None]:
+def calls_end_within(seconds: float | None) -> AbstractContextManager[None]:
     """Inside, no client call retries or waits past ``seconds`` from now (negative: the deadline
     has passed, one attempt each); None sets no deadline. An earlier outer deadline still holds.
 
@@ -41,11 +40,18 @@ def calls_end_within(seconds: float | None) -> Iterator[None]:
         ValueError: ``seconds`` is not a finite number.
     """
     if seconds is None:
-        yield
-        return
+        # One shared no-op: a trigger without a deadline enters this at every poll.
+        return _NO_DEADLINE
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         raise ValueError(f"seconds must be a finite number of seconds or None, got {seconds!r}")
-    deadline = time.monotonic() + seconds
+    return _calls_end_at(time.monotonic() + seconds)
+
+
+_NO_DEADLINE: AbstractContextManager[None] = nullcontext()
+
+
+@contextmanager
+def _calls_end_at(deadline: float) -> Iterator[None]:
     outer = _deadline.get()
     token = _deadline.set(deadline if outer is None else min(outer, deadline))
     try:
