@@ -20,6 +20,8 @@ plus its own random first wait), ``ours_grpc-jitter`` (the trigger with its rand
 replaced by none, in this process only), ``ours_grpc+alone`` (the trigger reading its own
 execution every poll, ``coalesce_polling=false``; without it the 1,000 triggers share listings, the
 default, and a poll is counted as a trigger's wait between polls rather than a call to Core).
+``floor_http_airflow+jitter``, ``ours_http`` and ``ours_http+alone`` are the same over Core's REST
+API (bare ``httpx`` GETs for the floor), at ``--http-interval`` (10 s, the trigger's default).
 The client prototypes this script once had are gone (bench/RESULTS.md keeps what they measured):
 ``+lean``, the first attempt without the retry wrapper, is how the gRPC transport sends every call
 now; ``+direct``, the bare stub call plus the whole conversion, was overtaken by
@@ -28,6 +30,7 @@ status only when it is needed.
 
     .venv/bin/python bench/bench_gc_promotions.py                      # N=1000, 1 s poll, 25 s window
     .venv/bin/python bench/bench_gc_promotions.py --duration 60 --variants floor_grpc_airflow+jitter,ours_grpc
+    .venv/bin/python bench/bench_gc_promotions.py --duration 60 --variants floor_http_airflow+jitter,ours_http
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ VARIANTS = (
     "ours_grpc",
     "ours_grpc+alone",
     "ours_grpc-jitter",
+    "floor_http_airflow+jitter",
+    "ours_http",
+    "ours_http+alone",
 )
 
 
@@ -144,7 +150,8 @@ def run_variant(args: argparse.Namespace) -> None:
         duration=args.duration,
         interval=args.interval,
         address=args.address,
-        http_interval=10.0,
+        http_url=args.http_url,
+        http_interval=args.http_interval,
     )
     # The window is drive()'s: from its reset() for ``duration`` seconds (not the cancellation after).
     original_init = GenerationStats.__init__
@@ -154,13 +161,15 @@ def run_variant(args: argparse.Namespace) -> None:
         self.window_seconds = args.duration
 
     GenerationStats.__init__ = init  # type: ignore[method-assign]
-    if args.variant == "floor_grpc_airflow+jitter":
+    if args.variant.endswith("_airflow+jitter"):
         jitter_first_poll()
     if args.variant == "ours_grpc-jitter":
         even_first_poll()
-    if args.variant.startswith("ours_grpc"):
-        options = {"alone"} if args.variant == "ours_grpc+alone" else set()
-        result = fleet.run_ours(fleet_args, "grpc", options, "spread")
+    if args.variant.startswith("ours_"):
+        options = {"alone"} if args.variant.endswith("+alone") else set()
+        result = fleet.run_ours(fleet_args, fleet.api_of(args.variant), options, "spread")
+    elif args.variant.startswith("floor_http"):
+        result = fleet.run_floor_http(fleet_args, set(), "spread", with_airflow=True)
     else:
         result = fleet.run_floor_grpc(fleet_args, set(), "spread", with_airflow=True)
     stats = GenerationStats.current
@@ -188,12 +197,16 @@ def measure(name: str, core: RemoteCore, ids_file: str, args: argparse.Namespace
         json.dumps(core.control),
         "--address",
         core.address,
+        "--http-url",
+        core.rest_url(),
         "--ids-file",
         ids_file,
         "--duration",
         str(args.duration),
         "--interval",
         str(args.interval),
+        "--http-interval",
+        str(args.http_interval),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
@@ -205,13 +218,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--triggers", type=int, default=1000, help="N pollers (default 1000)")
     parser.add_argument("--duration", type=float, default=25.0, help="measured window, s (default 25)")
-    parser.add_argument("--interval", type=float, default=1.0, help="poll interval, s (default 1)")
+    parser.add_argument("--interval", type=float, default=1.0, help="poll interval over gRPC, s (default 1)")
+    parser.add_argument(
+        "--http-interval", type=float, default=10.0, help="poll interval over REST, s (default 10)"
+    )
     parser.add_argument("--latency", type=float, default=0.005, help="emulator latency per call, s")
     parser.add_argument("--runs", type=int, default=1, help="runs of each variant (default 1)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--control", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--http-url", help=argparse.SUPPRESS)
     parser.add_argument("--ids-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -232,6 +249,7 @@ def main() -> None:
                     [
                         name,
                         round(result["polls"] / result["window_seconds"]),
+                        f"{result['cpu_per_poll_us']:.0f}" if result["cpu_per_poll_us"] else "n/a",
                         " / ".join(f"{count / minutes:.0f}" for count in result["collections"]),
                         " / ".join(f"{pause:.0f}" for pause in result["worst_pause_ms"]),
                         f"{result['promoted_per_poll']:.1f}"
@@ -248,6 +266,7 @@ def main() -> None:
             [
                 "variant",
                 "polls/s",
+                "CPU/poll (us)",
                 "collections/min gen 0 / 1 / 2",
                 "worst pause (ms) gen 0 / 1 / 2",
                 "objects promoted to gen 2 per poll",
