@@ -63,6 +63,8 @@ VARIANTS = (
     "ours_http",
     "ours_http+alone",
 )
+#: Any variant takes ``+freeze``: ``gc.freeze()`` once everything is imported, before the pollers
+#: start (what ``[cerebelum] triggerer_gc_freeze`` does), e.g. ``ours_grpc+freeze``.
 
 
 def jitter_first_poll() -> None:
@@ -161,17 +163,17 @@ def run_variant(args: argparse.Namespace) -> None:
         self.window_seconds = args.duration
 
     GenerationStats.__init__ = init  # type: ignore[method-assign]
-    if args.variant.endswith("_airflow+jitter"):
+    if "_airflow+jitter" in args.variant:
         jitter_first_poll()
-    if args.variant == "ours_grpc-jitter":
+    if args.variant.startswith("ours_grpc-jitter"):
         even_first_poll()
+    options = {option for option in ("alone", "freeze") if f"+{option}" in args.variant}
     if args.variant.startswith("ours_"):
-        options = {"alone"} if args.variant.endswith("+alone") else set()
         result = fleet.run_ours(fleet_args, fleet.api_of(args.variant), options, "spread")
     elif args.variant.startswith("floor_http"):
-        result = fleet.run_floor_http(fleet_args, set(), "spread", with_airflow=True)
+        result = fleet.run_floor_http(fleet_args, options, "spread", with_airflow=True)
     else:
-        result = fleet.run_floor_grpc(fleet_args, set(), "spread", with_airflow=True)
+        result = fleet.run_floor_grpc(fleet_args, options, "spread", with_airflow=True)
     stats = GenerationStats.current
     assert stats is not None
     gc.collect()
