@@ -170,6 +170,35 @@ async def test_cancelled_waits_leave_the_poller_clean_and_do_not_disturb_the_oth
     assert poller.waits == 0
 
 
+async def test_a_wait_cancelled_while_it_awaits_a_listing_leaves_that_listing_answering_the_others(
+    core, cerebelum_conn, page_cost_pinned
+):
+    ids = [core.start_execution("orders") for _ in range(20)]
+    poller = await poller_of(cerebelum_conn)
+    waits = [poller.add(execution_id, 5.0) for execution_id in ids]
+    await asyncio.gather(*(poller.poll(wait) for wait in waits))
+    reads_before, listed_before = reads(core), listings(core)
+
+    # Every wait has seen the last listing: the next polls all await a new one, which is slow.
+    core.set_latency(0.5, rpcs="ListExecutions")
+    polls = [asyncio.ensure_future(poller.poll(wait)) for wait in waits]
+    await until(lambda: poller.listings_in_flight == 1)
+    polls[0].cancel()
+    answers = await asyncio.gather(*polls[1:])
+    assert polls[0].cancelled()
+    assert all(listed for _, listed in answers)
+    assert (listings(core) - listed_before, reads(core) - reads_before) == (1, 0)
+    assert poller.listings_in_flight == 0
+
+    # The cancelled wait polls on as before.
+    core.set_latency(0.0)
+    answer, _ = await poller.poll(waits[0])
+    assert answer.state is ExecutionState.RUNNING
+    for wait in waits:
+        poller.remove(wait)
+    assert poller.waits == 0
+
+
 # The emulator plays Core's empty answer to a failed listing on its gRPC face only.
 @pytest.mark.apis("grpc")
 async def test_a_listing_core_answers_empty_or_refuses_sends_the_waits_to_read_alone(core, cerebelum_conn):
