@@ -37,7 +37,9 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   few pages (Core's total showed the rest costs more than its waits read alone) answers only the
   waits that awaited it; the waits after it decide afresh, as their group may have grown.
 - ``request_budget`` (requests a minute to this Core) stretches every wait's interval evenly when
-  the waits would ask for more; logged once when it starts to bind.
+  the waits would ask for more; logged once when it starts to bind. It is also a hard cap
+  (:class:`RequestCap`): the list pages and status reads this poller sends never exceed it in any
+  60 s, whatever the stretch's estimate of demand missed (thousands of waits starting together).
 
 A trigger that ends or is cancelled removes its wait at once (synchronously), so it never delays
 the others and leaves nothing behind; a listing in flight is shielded from the cancellation of
@@ -47,11 +49,13 @@ any one waiter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 import weakref
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from cerebelum_provider.models import ExecutionState, ExecutionStatus, PollAnswer
@@ -70,6 +74,8 @@ LISTABLE_STATES = frozenset({ExecutionState.RUNNING, ExecutionState.WAITING_FOR_
 BUDGET_REFRESH_SECONDS = 1.0
 #: Weight of the newest duration in the running averages of a status read and of a list page.
 DURATION_WEIGHT = 0.2
+#: The window (seconds) the request budget holds in: Core counts requests per calendar minute.
+BUDGET_WINDOW_SECONDS = 60.0
 
 _pollers: weakref.WeakKeyDictionary[ExecutionClient, SharedPoller] = weakref.WeakKeyDictionary()
 
@@ -80,6 +86,89 @@ def shared_poller(client: ExecutionClient) -> SharedPoller:
     if poller is None:
         poller = _pollers[client] = SharedPoller(client)
     return poller
+
+
+class RequestCap:
+    """At most ``limit`` requests reach Core in any ``BUDGET_WINDOW_SECONDS``: the request budget as
+    a hard cap.
+
+    Core refuses an organisation's requests past its limit with 429 until the calendar minute turns,
+    and the triggerers of one organisation share that limit by the README's rule (``request_budget``
+    each). The interval stretch spreads polls under the budget from an estimate of demand, which
+    start-up bursts outran (thousands of first polls, listings of every workflow, listings slower
+    than their interval); this cap holds whatever the estimate, and a sliding window that holds
+    holds in Core's calendar minutes too. It has ``limit`` slots; a request holds one while it is
+    sent and answered, and the slot is free again a window after the request ended: a request
+    reaches Core between taking its slot and its end, so two requests on one slot arrive a window
+    apart, however long the connection pool or the loop delayed them. Requests take slots in the
+    order they asked (asyncio's lock queues fairly): a listing asks for one page at a time, so its
+    pages and single reads interleave and neither starves. A request cancelled while it waits takes
+    no slot. At most ``limit`` times are kept, only of requests that ended within the last window.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        monotonic: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        on_first_wait: Callable[[], None],
+    ) -> None:
+        self.limit = limit
+        self._monotonic, self._sleep, self._on_first_wait = monotonic, sleep, on_first_wait
+        #: Slots free now, slots held by a request in flight, and when each slot's last request ended
+        #: (oldest first) for the slots that become free a window later.
+        self._free = limit
+        self._in_flight = 0
+        self._cooling: deque[float] = deque()
+        self._turn = asyncio.Lock()
+        self._returned = asyncio.Event()
+        #: Requests that had to wait for their slot (for tests and benchmarks).
+        self.waited = 0
+
+    def lower(self, limit: int) -> None:
+        """Hold ``limit`` from now on; slots over it are dropped as they come free."""
+        self.limit = limit
+        while self._free + len(self._cooling) + self._in_flight > limit and (self._free or self._cooling):
+            if self._free:
+                self._free -= 1
+            else:
+                self._cooling.pop()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a slot while the request inside is sent and answered."""
+        await self._take()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._free + len(self._cooling) + self._in_flight < self.limit:
+                self._cooling.append(self._monotonic())
+            self._returned.set()
+
+    async def _take(self) -> None:
+        waited = False
+        async with self._turn:
+            while True:
+                now = self._monotonic()
+                while self._cooling and self._cooling[0] + BUDGET_WINDOW_SECONDS <= now:
+                    self._cooling.popleft()
+                    self._free += 1
+                if self._free:
+                    self._free -= 1
+                    self._in_flight += 1
+                    return
+                if not waited:
+                    waited = True
+                    self.waited += 1
+                    if self.waited == 1:
+                        self._on_first_wait()
+                if self._cooling:
+                    await self._sleep(self._cooling[0] + BUDGET_WINDOW_SECONDS - now)
+                else:
+                    # Every slot is held by a request in flight: one ending starts its window.
+                    self._returned.clear()
+                    await self._returned.wait()
 
 
 class Wait:
@@ -194,16 +283,21 @@ class SharedPoller:
         self._stretch = 1.0
         self._stretch_at = -math.inf
         self._budget_logged = False
+        self._cap: RequestCap | None = None
         #: Running averages (seconds) of a status read and of a list page, once one was answered.
         self._read_seconds: float | None = None
         self._page_seconds: float | None = None
         #: Requests sent to Core by this poller, by kind (for tests and benchmarks).
         self.requests: Counter[str] = Counter()
 
-    # Seam for tests that drive a virtual clock.
+    # Seams for tests that drive a virtual clock.
     @staticmethod
     def _monotonic() -> float:
         return time.monotonic()
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     # Registration ------------------------------------------------------------------------------
 
@@ -236,6 +330,16 @@ class SharedPoller:
         if self._budget is None or requests_per_minute < self._budget:
             self._budget = float(requests_per_minute)
             self._stretch_at = -math.inf
+            limit = max(1, math.floor(requests_per_minute))
+            if self._cap is None:
+                self._cap = RequestCap(limit, self._monotonic, self._sleep, self._log_cap_binds)
+            else:
+                self._cap.lower(limit)
+
+    @property
+    def cap(self) -> RequestCap | None:
+        """The request budget's hard cap (None: no budget set)."""
+        return self._cap
 
     # Polling -----------------------------------------------------------------------------------
 
@@ -273,9 +377,10 @@ class SharedPoller:
                 return wait.last, True
             if wait.group is group:
                 break
-        began = time.perf_counter()
-        answer = await self._client.poll_execution(wait.execution_id)
-        self._read_seconds = _averaged(self._read_seconds, time.perf_counter() - began)
+        async with self._slot():
+            began = time.perf_counter()
+            answer = await self._client.poll_execution(wait.execution_id)
+            self._read_seconds = _averaged(self._read_seconds, time.perf_counter() - began)
         self.requests["status"] += 1
         self._record(wait, answer, self._monotonic())
         return answer, False
@@ -308,6 +413,18 @@ class SharedPoller:
         return self._stretch
 
     # Inside ------------------------------------------------------------------------------------
+
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Where a request to Core is sent: within the request budget's cap, when one is set."""
+        return contextlib.nullcontext() if self._cap is None else self._cap.slot()
+
+    def _log_cap_binds(self) -> None:
+        log.warning(
+            "Waits on Cerebelum Core at %s reached the request budget of %.0f requests in 60 s: "
+            "requests over it wait for their turn (logged once)",
+            self._client.address,
+            self._budget,
+        )
 
     def _group_rate(self, group: _Group, now: float) -> float:
         if group.state is ExecutionState.SLEEPING:
@@ -398,12 +515,14 @@ class SharedPoller:
         try:
             offset = 0
             while True:
-                began = time.perf_counter()
-                # Ids and workflows only: converting whole statuses cost the client 5x the CPU over gRPC.
-                executions, total, has_more = await self._client.list_execution_ids(
-                    workflow_name=group.workflow, status=group.state, limit=PAGE_SIZE, offset=offset
-                )
-                self._page_seconds = _averaged(self._page_seconds, time.perf_counter() - began)
+                async with self._slot():
+                    began = time.perf_counter()
+                    # Ids and workflows only: converting whole statuses cost the client 5x the CPU
+                    # over gRPC.
+                    executions, total, has_more = await self._client.list_execution_ids(
+                        workflow_name=group.workflow, status=group.state, limit=PAGE_SIZE, offset=offset
+                    )
+                    self._page_seconds = _averaged(self._page_seconds, time.perf_counter() - began)
                 self.requests["list"] += 1
                 listing.total = group.total = total
                 for execution_id, workflow_name in executions:

@@ -8,11 +8,13 @@ import logging
 from typing import ClassVar
 
 import grpc
+import httpx
 import pytest
 
+from cerebelum_provider.client import ExecutionClient
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from cerebelum_provider.models import ExecutionState
-from cerebelum_provider.triggers._shared_poll import SharedPoller, shared_poller
+from cerebelum_provider.triggers._shared_poll import RequestCap, SharedPoller, shared_poller
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 from tests.core_apis import connection_uri
 
@@ -258,6 +260,148 @@ async def test_the_request_budget_stretches_every_interval_evenly_and_says_so_on
     assert len(budget_lines) == 1
     assert "1200 requests a minute, over the request budget of 600" in budget_lines[0].getMessage()
     assert "stretched 2.00x" in budget_lines[0].getMessage()
+
+
+class VirtualClock:
+    """A monotonic clock that only a sleep moves: the sleep returns at once, the clock that much
+    later. The request cap lets one request sleep at a time, so its sleeps add up."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class SendTimes(httpx.AsyncBaseTransport):
+    """The emulator's in-process transport, noting the virtual time each request reaches Core."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, clock: VirtualClock) -> None:
+        self.inner, self.clock = inner, clock
+        self.times: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.times.append(self.clock.now)
+        return await self.inner.handle_async_request(request)
+
+
+def most_in_a_window(times: list[float], window: float = 60.0) -> int:
+    """The most requests in any ``window`` seconds [t, t + window)."""
+    times = sorted(times)
+    most, first = 0, 0
+    for last, sent in enumerate(times):
+        while sent - times[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+async def test_the_request_budget_is_a_hard_cap_in_every_minute_when_1200_waits_start_at_once(
+    core, caplog, page_cost_pinned
+):
+    budget = 50
+    clock = VirtualClock()
+
+    class VirtualPoller(SharedPoller):
+        _monotonic = staticmethod(clock.monotonic)
+        _sleep = staticmethod(clock.sleep)
+
+    listed = [core.start_execution("orders") for _ in range(1000)]
+    alone = [core.start_execution("billing") for _ in range(200)]
+    inner = core.httpx_transport()
+    wire = SendTimes(inner, clock)
+    core.httpx_transport = lambda: wire
+    caplog.set_level(logging.WARNING, logger="cerebelum_provider.triggers._shared_poll")
+    async with ExecutionClient(transport=core.client_transport()) as client:
+        poller = VirtualPoller(client)
+        poller.set_budget(budget + 0.5)
+        waits = [poller.add(execution_id, 10.0) for execution_id in listed]
+        waits += [poller.add(execution_id, 10.0, coalesce=False) for execution_id in alone]
+        # Every wait's first poll at once: the stretch has no say (nothing sleeps an interval), so
+        # 12 list pages (1,200 running executions) and 200 reads ask for their slots together.
+        answers = await asyncio.gather(*(poller.poll(wait) for wait in waits))
+        # Three waits read again while one completes: a listing no longer shows it, a read does.
+        core.complete(listed[0])
+        again = await asyncio.gather(*(poller.poll(wait) for wait in waits[:3]))
+
+    assert [answer.state for answer, _ in answers] == [ExecutionState.RUNNING] * len(waits)
+    assert [answer.state for answer, _ in again] == [ExecutionState.COMPLETED] + [ExecutionState.RUNNING] * 2
+    assert len(wire.times) == reads(core) + listings(core) > 4 * budget
+    # Never more than the budget in any 60 s, though four times as many asked at once (fewer here:
+    # a slot is free a window after its request ended, and this clock moves while requests are in
+    # flight). The request first in line when none was free slept once, until its slot (no busy
+    # loop); the first such wait was logged, once.
+    assert most_in_a_window(wire.times) <= budget
+    assert poller.cap is not None
+    assert 0 < len(clock.sleeps) <= poller.cap.waited
+    budget_lines = [line for line in map(logging.LogRecord.getMessage, caplog.records) if "budget" in line]
+    assert len(budget_lines) == 1
+    assert "reached the request budget of 50 requests in 60 s" in budget_lines[0]
+
+
+class HeldClock(VirtualClock):
+    """A virtual clock whose sleeps last until cancelled: the test moves the clock itself."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.Event().wait()
+
+
+async def send(cap: RequestCap, answered: asyncio.Event | None = None) -> None:
+    """A request: takes a slot, then holds it until ``answered`` (None: answered at once)."""
+    async with cap.slot():
+        if answered is not None:
+            await answered.wait()
+
+
+async def test_a_request_cancelled_while_it_waits_for_its_slot_takes_none():
+    clock = HeldClock()
+    cap = RequestCap(2, clock.monotonic, clock.sleep, lambda: None)
+    await send(cap)
+    clock.now = 30.0
+    await send(cap)
+    # Two requests ended at 0 s and 30 s: the third sleeps until the first's slot is free at 60 s,
+    # the fourth queues behind it. Both are cancelled.
+    asleep, queued = asyncio.ensure_future(send(cap)), asyncio.ensure_future(send(cap))
+    await until(lambda: len(clock.sleeps) == 1)
+    assert clock.sleeps == [30.0] and not queued.done()
+    asleep.cancel()
+    queued.cancel()
+    await asyncio.gather(asleep, queued, return_exceptions=True)
+    # Neither took a slot: at 60 s one request goes at once; the next waits for 30 s's to be free.
+    clock.now = 60.0
+    await send(cap)
+    assert clock.sleeps == [30.0]
+    late = asyncio.ensure_future(send(cap))
+    await until(lambda: len(clock.sleeps) == 2)
+    assert clock.sleeps == [30.0, 30.0]
+    late.cancel()
+    await asyncio.gather(late, return_exceptions=True)
+
+
+async def test_a_slot_is_free_again_a_window_after_its_request_ended_not_began():
+    clock = HeldClock()
+    cap = RequestCap(2, clock.monotonic, clock.sleep, lambda: None)
+    answered = asyncio.Event()
+    slow = [asyncio.ensure_future(send(cap, answered)) for _ in range(2)]
+    third = asyncio.ensure_future(send(cap))
+    await asyncio.sleep(0.01)
+    # Both slots are in flight: the third request waits for one to end, without sleeping.
+    assert clock.sleeps == [] and not third.done()
+    clock.now = 45.0
+    answered.set()
+    await asyncio.gather(*slow)
+    # They ended at 45 s: however long ago they began, the third waits a window from then.
+    await until(lambda: len(clock.sleeps) == 1)
+    assert clock.sleeps == [60.0]
+    third.cancel()
+    await asyncio.gather(third, return_exceptions=True)
 
 
 class FirstAnswerCounter(CerebelumExecutionTrigger):
