@@ -40,6 +40,12 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   the waits would ask for more; logged once when it starts to bind. It is also a hard cap
   (:class:`RequestCap`): the list pages and status reads this poller sends never exceed it in any
   60 s, whatever the stretch's estimate of demand missed (thousands of waits starting together).
+- A listing's answer is as old as the listing: after its first answer, a wait counts its next
+  interval from when the listing began, its pages' time taken off (:attr:`Wait.listing_seconds`).
+  Counted from the answer's arrival, a group was listed once per interval plus the time its pages
+  took (seconds at 10,000 waits), which detection waited out on every change. Listings of a group
+  begin at least an interval apart, or back to back when one takes longer, at the pace the cap
+  allows.
 
 A trigger that ends or is cancelled removes its wait at once (synchronously), so it never delays
 the others and leaves nothing behind; a listing in flight is shielded from the cancellation of
@@ -174,7 +180,16 @@ class RequestCap:
 class Wait:
     """One trigger's registration: its execution, pace, and what it last saw."""
 
-    __slots__ = ("answered_at", "coalesce", "execution_id", "group", "interval", "last", "workflow")
+    __slots__ = (
+        "answered_at",
+        "coalesce",
+        "execution_id",
+        "group",
+        "interval",
+        "last",
+        "listing_seconds",
+        "workflow",
+    )
 
     def __init__(self, execution_id: str, interval: float, coalesce: bool) -> None:
         self.execution_id = execution_id
@@ -184,6 +199,8 @@ class Wait:
         self.last: PollAnswer | None = None
         #: Monotonic time after which an observation is news to this wait.
         self.answered_at = -math.inf
+        #: How long the listing behind the last answer took (0: the answer came from a status read).
+        self.listing_seconds = 0.0
         self.group: _Group | None = None
 
 
@@ -191,11 +208,13 @@ class _Listing:
     """What one listing found: the ids Core listed, when it began, Core's total, and whether it went
     through every page."""
 
-    __slots__ = ("complete", "ids", "started_at", "total", "workflows")
+    __slots__ = ("complete", "ids", "seconds", "started_at", "total", "workflows")
 
     def __init__(self, started_at: float) -> None:
         self.started_at = started_at
         self.complete = False
+        #: How long its pages took, once it ended.
+        self.seconds = 0.0
         self.ids: set[str] = set()
         self.workflows: dict[str, str] = {}
         self.total = 0
@@ -370,7 +389,7 @@ class SharedPoller:
                 break
             listing = await self._listing_after(group, wait.answered_at)
             if listing is not None and wait.execution_id in listing.ids:
-                wait.answered_at = listing.started_at
+                wait.answered_at, wait.listing_seconds = listing.started_at, listing.seconds
                 if wait.last is None:
                     wait.last = _listed_answer(wait.execution_id, group)
                     wait.workflow = wait.workflow or group.workflow
@@ -452,7 +471,7 @@ class SharedPoller:
         if wait.last is None:
             # gRPC statuses name the workflow; the first answer is converted whole anyway (logged).
             wait.workflow = answer.status().workflow_name or None
-        wait.last, wait.answered_at = answer, now
+        wait.last, wait.answered_at, wait.listing_seconds = answer, now, 0.0
         self._file(wait, answer.state)
 
     def _file(self, wait: Wait, state: ExecutionState) -> None:
@@ -550,6 +569,7 @@ class SharedPoller:
                 error,
             )
         else:
+            listing.seconds = self._monotonic() - started_at
             group.total = listing.total
             # Only a whole listing answers the waits that come after it: one stopped after a few
             # pages would send every later wait not on them to read alone for an interval, though

@@ -240,6 +240,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 message = f"Cannot watch Cerebelum execution {self.execution_id}{where}: {error}"
                 return self._event("error", message, _whole(last), error=error, address=address)
             outage.ended()
+            first_answer = last is None
             if last is None and listed:
                 # A listing only says the execution is running; at thousands of waits starting
                 # together a line each fills the supervisor's log pipe and blocks the runner's loop.
@@ -251,6 +252,13 @@ class CerebelumExecutionTrigger(BaseTrigger):
             if final is not None:
                 return final
             delay = self._next_poll_delay(answer) * poller.interval_stretch()
+            if listed and not first_answer:
+                # A listing's answer is as old as the listing, whose pages took their time: the next
+                # interval counts from when it began. After one slower than the interval the next
+                # follows at once, at the request budget's pace: a whole interval more would leave
+                # the budget unspent while every change waits. (A first answer may come from a
+                # listing begun before the wait: its interval counts from the answer, as always.)
+                delay = max(0.0, delay - wait.listing_seconds)
             await self._sleep(self._cap(delay, self.end_time))
 
     def _final_event(self, answer: PollAnswer, address: str) -> TriggerEvent | None:

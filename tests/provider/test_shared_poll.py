@@ -262,6 +262,48 @@ async def test_the_request_budget_stretches_every_interval_evenly_and_says_so_on
     assert "stretched 2.00x" in budget_lines[0].getMessage()
 
 
+class SleepRecorder(CerebelumExecutionTrigger):
+    """Records every sleep but the first (the jittered start), and sleeps it."""
+
+    sleeps: ClassVar[list[float]] = []
+
+    async def _sleep(self, seconds: float) -> None:
+        if getattr(self, "_started", False):
+            SleepRecorder.sleeps.append(seconds)
+        self._started = True
+        await asyncio.sleep(seconds)
+
+
+@pytest.mark.parametrize("page_seconds", [0.3, 0.6])
+async def test_a_listings_answer_counts_the_next_interval_from_when_the_listing_began(
+    core, cerebelum_conn, page_cost_pinned, page_seconds
+):
+    core.set_latency(page_seconds, rpcs="ListExecutions")
+    ids = [core.start_execution("orders") for _ in range(5)]
+    SleepRecorder.sleeps = []
+    tasks = [
+        asyncio.ensure_future(run_to_event(SleepRecorder(execution_id, poll_interval=0.5)))
+        for execution_id in ids
+    ]
+    poller = await poller_of(cerebelum_conn)
+    await until(lambda: poller.requests["list"] >= (6 if page_seconds < 0.5 else 3))
+    for execution_id in ids:
+        core.complete(execution_id)
+    events = await asyncio.gather(*tasks)
+    assert {event["status"] for event in events} == {"success"}
+    assert max(SleepRecorder.sleeps) <= 0.5
+    short = [seconds for seconds in SleepRecorder.sleeps if seconds <= 0.5 - 0.3]
+    if page_seconds < 0.5:
+        # A status read's answer is fresh: the next poll is an interval later. A listing's answer
+        # is as old as the listing, whose page took at least 0.3 s: the next poll comes at most
+        # 0.2 s after it, an interval after the listing began.
+        assert len(short) >= 10
+    else:
+        # A listing slower than the interval: the next follows at once (the request budget's cap
+        # paces it), not a whole interval later.
+        assert SleepRecorder.sleeps.count(0.0) >= 5
+
+
 class VirtualClock:
     """A monotonic clock that only a sleep moves: the sleep returns at once, the clock that much
     later. The request cap lets one request sleep at a time, so its sleeps add up."""
