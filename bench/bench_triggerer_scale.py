@@ -36,8 +36,7 @@ blocked for X seconds" line it logged in the window.
 ``triggerer-1`` ... ``triggerer-N``, each its own host name) once every trigger is written, and
 Airflow spreads the triggers over them (each takes up to ``--select-per-loop`` a loop, up to its
 capacity, N + 100 as with one). The coalesced connection's ``request_budget`` is then set as the
-README tells users: the default less the completions' reads a minute, divided by N (each triggerer
-paces its own waits on its own share).
+README tells users: the default divided by N (each triggerer caps its own requests at its share).
 Reported besides: the triggers each triggerer held (``trigger`` joined with its ``job``), CPU
 summed over every triggerer's processes, the largest triggerer's peak memory, and the worst
 "blocked" line of any triggerer's log. Figures go to their own RESULTS.md section.
@@ -87,15 +86,13 @@ MAP_WIDTH = 100
 def request_budget(mode: str, args: argparse.Namespace) -> float | None:
     """Each triggerer's ``request_budget``, as the README's scaling section tells users to set it.
 
-    One triggerer: the default. Several: the default less the reads of the executions that change
-    (the budget paces listings and lone reads, not those), shared evenly. None for per_execution,
-    whose budget is set too large to bind.
+    The default shared evenly (a hard cap on every request a triggerer's waits send, the reads of
+    the executions that change included). None for per_execution, whose budget is set too large to
+    bind.
     """
     if mode != "coalesced":
         return None
-    if args.triggerers == 1:
-        return DEFAULT_REQUEST_BUDGET
-    return (DEFAULT_REQUEST_BUDGET - 60 * args.completions_per_second) / args.triggerers
+    return DEFAULT_REQUEST_BUDGET / args.triggerers
 
 
 def connection_extras(mode: str, args: argparse.Namespace) -> str:
