@@ -303,6 +303,9 @@ class SharedPoller:
         self._stretch_at = -math.inf
         self._budget_logged = False
         self._cap: RequestCap | None = None
+        #: When the reads of executions a listing no longer showed were sent, over the last window:
+        #: one per change, which no stretch of the interval makes fewer (at most the cap's worth).
+        self._change_reads: deque[float] = deque()
         #: Running averages (seconds) of a status read and of a list page, once one was answered.
         self._read_seconds: float | None = None
         self._page_seconds: float | None = None
@@ -371,6 +374,7 @@ class SharedPoller:
             wait is then read alone).
         """
         # A wait can move to its workflow's group while it waits for a listing (REST): ask again.
+        missed = False
         for _ in range(3):
             if read_alone or not wait.coalesce:
                 break
@@ -394,8 +398,11 @@ class SharedPoller:
                     wait.last = _listed_answer(wait.execution_id, group)
                     wait.workflow = wait.workflow or group.workflow
                 return wait.last, True
+            missed = listing is not None
             if wait.group is group:
                 break
+        if missed:
+            self._change_reads.append(self._monotonic())
         async with self._slot():
             began = time.perf_counter()
             answer = await self._client.poll_execution(wait.execution_id)
@@ -417,15 +424,21 @@ class SharedPoller:
         now = self._monotonic()
         if now - self._stretch_at >= BUDGET_REFRESH_SECONDS:
             self._stretch_at = now
+            while self._change_reads and self._change_reads[0] + BUDGET_WINDOW_SECONDS <= now:
+                self._change_reads.popleft()
             demand = 60.0 * sum(self._group_rate(group, now) for group in self._groups.values())
-            self._stretch = max(1.0, demand / self._budget)
+            # The reads of executions that changed come whatever the interval: the polls it paces
+            # get the rest of the budget, so the cap binds only on bursts (binding, it spreads a
+            # listing's pages over the window, and detection waits for a listing's last page).
+            change_reads = len(self._change_reads)
+            self._stretch = max(1.0, demand / max(1.0, self._budget - change_reads))
             if self._stretch > 1.0 and not self._budget_logged:
                 self._budget_logged = True
                 log.warning(
                     "Waits on Cerebelum Core at %s would ask for %.0f requests a minute, over the request "
                     "budget of %.0f: every wait's poll interval is stretched %.2fx",
                     self._client.address,
-                    demand,
+                    demand + change_reads,
                     self._budget,
                     self._stretch,
                 )

@@ -387,6 +387,41 @@ async def test_the_request_budget_is_a_hard_cap_in_every_minute_when_1200_waits_
     assert "reached the request budget of 50 requests in 60 s" in budget_lines[0]
 
 
+async def test_reads_of_executions_that_changed_leave_the_listings_the_rest_of_the_budget(
+    core, page_cost_pinned
+):
+    clock = VirtualClock()
+
+    class VirtualPoller(SharedPoller):
+        _monotonic = staticmethod(clock.monotonic)
+        _sleep = staticmethod(clock.sleep)
+
+    ids = [core.start_execution("orders") for _ in range(200)]
+    async with ExecutionClient(transport=core.client_transport()) as client:
+        poller = VirtualPoller(client)
+        poller.set_budget(12)
+        waits = [poller.add(execution_id, 10.0) for execution_id in ids]
+        await asyncio.gather(*(poller.poll(wait) for wait in waits))
+        # (The first wait read alone: one wait alone is not worth a listing.)
+        listed, read = listings(core), reads(core)
+        clock.now += 10.0
+        # Two pages every 10 s: 12 a minute, the budget.
+        assert poller.interval_stretch() == 1.0
+        for execution_id in ids[:6]:
+            core.complete(execution_id)
+        answers = await asyncio.gather(*(poller.poll(wait) for wait in waits))
+        assert [answer.state for answer, _ in answers[:6]] == [ExecutionState.COMPLETED] * 6
+        for wait in waits[:6]:
+            poller.remove(wait)
+        clock.now += 1.0
+        # Six reads of the executions the listing no longer showed, in the last minute: the
+        # listings get the other 6 a minute, one every 20 s.
+        assert poller.interval_stretch() == 2.0
+        assert (listings(core) - listed, reads(core) - read) == (2, 6)
+        clock.now += 60.0
+        assert poller.interval_stretch() == 1.0
+
+
 class HeldClock(VirtualClock):
     """A virtual clock whose sleeps last until cancelled: the test moves the clock itself."""
 
