@@ -535,7 +535,7 @@ class SharedPoller:
         """A future of this wait's own that the listing in flight completes: a cancelled wait cancels
         only it. Cheaper than ``asyncio.shield`` (a future, two closures and their callbacks per
         waiter): a hundred waits can be waiting for one listing, and what they keep alive meanwhile
-        brings the next garbage collection closer (bench/RESULTS.md, "a smooth loop")."""
+        brings the next garbage collection closer (bench/RESULTS.md, "A smooth loop without gc.freeze()")."""
         answer: asyncio.Future[_Listing | None] = asyncio.get_running_loop().create_future()
         group.awaiting.append(answer)
         return answer
