@@ -48,8 +48,8 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   allows.
 
 A trigger that ends or is cancelled removes its wait at once (synchronously), so it never delays
-the others and leaves nothing behind; a listing in flight is shielded from the cancellation of
-any one waiter.
+the others and leaves nothing behind; a listing in flight is never cancelled with a waiter (each
+awaits a future of its own).
 """
 
 from __future__ import annotations
