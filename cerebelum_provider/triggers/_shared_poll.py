@@ -238,9 +238,8 @@ class _Group:
         self.total: int | None = None
         self.listing: _Listing | None = None
         self.in_flight: asyncio.Task[_Listing | None] | None = None
-        #: One future per wait awaiting the listing in flight, given its listing (None: it failed),
-        #: with the execution id whose page may answer it before the last one (None: only the end).
-        self.awaiting: list[tuple[str | None, asyncio.Future[_Listing | None]]] = []
+        #: One future per wait awaiting the listing in flight, given its listing (None: it failed).
+        self.awaiting: list[asyncio.Future[_Listing | None]] = []
         self.listing_started_at = -math.inf
         self.off_until = -math.inf
 
@@ -392,7 +391,7 @@ class SharedPoller:
                 self._monotonic(), self.page_cost()
             ):
                 break
-            listing = await self._listing_after(group, wait.answered_at, wait.execution_id)
+            listing = await self._listing_after(group, wait.answered_at)
             if listing is not None and wait.execution_id in listing.ids:
                 wait.answered_at, wait.listing_seconds = listing.started_at, listing.seconds
                 if wait.last is None:
@@ -506,17 +505,16 @@ class SharedPoller:
         if not group.waits and group.in_flight is None and self._groups.get(key) is group:
             del self._groups[key]
 
-    async def _listing_after(self, group: _Group, after: float, execution_id: str) -> _Listing | None:
-        """A listing of ``group`` begun after ``after``: the last one, the one in flight (answering as
-        soon as a page covers ``execution_id``), or a new one; None when listing failed (the caller
-        reads alone)."""
+    async def _listing_after(self, group: _Group, after: float) -> _Listing | None:
+        """A listing of ``group`` begun after ``after``: the last one, the one in flight, or a new
+        one; None when listing failed (the caller reads alone)."""
         key = (group.workflow, group.state)
         for _ in range(2):
             if group.listing is not None and group.listing.started_at > after:
                 return group.listing
             if group.in_flight is not None and group.listing_started_at <= after:
                 # A listing begun before this wait's last answer cannot answer it: let it end.
-                await self._end_of_listing(group, None)
+                await self._end_of_listing(group)
                 continue
             if group.in_flight is None:
                 if self._monotonic() < group.off_until or self._groups.get(key) is not group:
@@ -529,18 +527,17 @@ class SharedPoller:
                 )
                 # Retrieved here, so an error no waiter saw (the loop closing) logs no stray line.
                 group.in_flight.add_done_callback(_retrieve)
-            return await self._end_of_listing(group, execution_id)
+            return await self._end_of_listing(group)
         return None
 
     @staticmethod
-    def _end_of_listing(group: _Group, execution_id: str | None) -> asyncio.Future[_Listing | None]:
-        """A future of this wait's own that the listing in flight completes, at the page that covers
-        ``execution_id`` or at its end (None): a cancelled wait cancels only it. Cheaper than
-        ``asyncio.shield`` (a future, two closures and their callbacks per waiter): a hundred waits
-        can be waiting for one listing, and what they keep alive meanwhile brings the next garbage
-        collection closer (bench/RESULTS.md, "A smooth loop without gc.freeze()")."""
+    def _end_of_listing(group: _Group) -> asyncio.Future[_Listing | None]:
+        """A future of this wait's own that the listing in flight completes: a cancelled wait cancels
+        only it. Cheaper than ``asyncio.shield`` (a future, two closures and their callbacks per
+        waiter): a hundred waits can be waiting for one listing, and what they keep alive meanwhile
+        brings the next garbage collection closer (bench/RESULTS.md, "A smooth loop without gc.freeze()")."""
         answer: asyncio.Future[_Listing | None] = asyncio.get_running_loop().create_future()
-        group.awaiting.append((execution_id, answer))
+        group.awaiting.append(answer)
         return answer
 
     async def _list(self, group: _Group, started_at: float) -> _Listing | None:
@@ -564,14 +561,10 @@ class SharedPoller:
                     listing.ids.add(execution_id)
                     if group.workflow is None and workflow_name:
                         listing.workflows[execution_id] = workflow_name
-                page_offset, offset = offset, offset + len(executions)
+                offset += len(executions)
                 if not has_more or not executions:
                     listing.complete = True
                     break
-                # The first page covers every id up to its last; a later one, only from its first
-                # (an execution leaving the filtered set between two pages shifts the offsets).
-                first = min(executions)[0] if page_offset else None
-                _answer_covered(group, listing, first, max(executions)[0])
                 # Core's total can show the listing costs more than its waits read alone: what was
                 # listed so far still answers for its executions, the others read alone.
                 if not group.worth_listing(self._monotonic(), self.page_cost()):
@@ -602,7 +595,7 @@ class SharedPoller:
         finally:
             group.in_flight = None
             awaiting, group.awaiting = group.awaiting, []
-            for _, answer in awaiting:
+            for answer in awaiting:
                 # Done already: its wait was cancelled meanwhile.
                 if not answer.done():
                     answer.set_result(result)
@@ -625,25 +618,6 @@ class SharedPoller:
                     and (target.listing is None or target.listing.started_at < listing.started_at)
                 ):
                     target.listing = listing
-
-
-def _answer_covered(group: _Group, listing: _Listing, first: str | None, last: str) -> None:
-    """Answer the waits whose execution id falls within one page's, before the listing's last page.
-
-    Core lists in execution id order, so a page is a slice of that order as it stood when Core read
-    it: an execution in the slice's range but not on the page had left the group's state, and one on
-    it had not. Its wait learns that at once, not once every page is in: the request budget's cap can
-    spread a listing's pages over a whole interval, and detection waited for the last one. (Should
-    Core's order ever differ from Python's string order, a wait answered too early only reads its
-    execution alone.)"""
-    waiting = []
-    for execution_id, answer in group.awaiting:
-        if execution_id is not None and (first is None or first <= execution_id) and execution_id <= last:
-            if not answer.done():
-                answer.set_result(listing)
-        else:
-            waiting.append((execution_id, answer))
-    group.awaiting = waiting
 
 
 def _averaged(average: float | None, seconds: float) -> float:

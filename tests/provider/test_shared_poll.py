@@ -201,37 +201,6 @@ async def test_a_wait_cancelled_while_it_awaits_a_listing_leaves_that_listing_an
     assert poller.waits == 0
 
 
-async def test_a_page_answers_the_waits_in_its_id_range_before_the_listings_last_page(
-    core, cerebelum_conn, page_cost_pinned
-):
-    ids = [core.start_execution("orders") for _ in range(300)]
-    poller = await poller_of(cerebelum_conn)
-    waits = {execution_id: poller.add(execution_id, 5.0) for execution_id in ids}
-    await asyncio.gather(*(poller.poll(wait) for wait in waits.values()))
-    reads_before, listed_before = reads(core), listings(core)
-
-    # Core lists in id order: the first id is on the first of three pages. It completes; every wait
-    # polls again, and the listing's pages are slow.
-    in_order = sorted(ids)
-    first, on_first_page, on_last_page = in_order[0], in_order[50], in_order[-1]
-    core.complete(first)
-    core.set_latency(0.5, rpcs="ListExecutions")
-    polls = {execution_id: asyncio.ensure_future(poller.poll(wait)) for execution_id, wait in waits.items()}
-    answer, listed = await polls[first]
-    # Read alone as soon as the first page showed it gone, while the listing still runs.
-    assert (answer.state, listed) == (ExecutionState.COMPLETED, False)
-    assert poller.listings_in_flight == 1 and listings(core) - listed_before < 3
-    assert polls[on_first_page].done() and not polls[on_last_page].done()
-
-    answers = await asyncio.gather(*(polls[execution_id] for execution_id in ids if execution_id != first))
-    core.set_latency(0.0)
-    assert all(listed and answer.state is ExecutionState.RUNNING for answer, listed in answers)
-    assert (listings(core) - listed_before, reads(core) - reads_before) == (3, 1)
-    for wait in waits.values():
-        poller.remove(wait)
-    assert poller.waits == 0
-
-
 # The emulator plays Core's empty answer to a failed listing on its gRPC face only.
 @pytest.mark.apis("grpc")
 async def test_a_listing_core_answers_empty_or_refuses_sends_the_waits_to_read_alone(core, cerebelum_conn):
