@@ -103,7 +103,7 @@ realcore-lint:
 	@$(MAKE) --no-print-directory lint
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
-# waits, pages, floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
+# floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
 # processes the tests start is not counted. COV is empty for make test: tracing costs time.
 COV :=
 COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
