@@ -21,12 +21,12 @@ unexport PYTHONDONTWRITEBYTECODE
 # clean environment keeps the setting.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv floor-venv browser-deps lint test waits-pages package-floor realcore-lint coverage test-main test-waits test-pages test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test package-floor realcore-lint coverage test-main test-waits test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
 	@echo "make demo-ui   same, then leave Airflow and the emulator running"
-	@echo "make test      the whole test suite (main, waits, pages, Airflow floor, real Core stages, lint, package check)"
+	@echo "make test      the whole test suite (main, waits, Airflow floor, real Core stages, lint, package check)"
 	@echo "make lint      ruff check, ruff format --check and mypy on the package"
 	@echo "make test-realcore  the real-Core stage alone (skips without ../shared/real-core)"
 	@echo "make coverage  the main, floor and real-Core stages with line and branch coverage of the package"
@@ -75,11 +75,11 @@ lint: $(STAMP)
 
 # The virtualenvs are built first (seconds, with uv). Then four chains of stages run side by side:
 # the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e and its Airflow stacks, one after
-# another, on one of them), the longest; the waits stage (one process), then the Cerebelum pages'
-# browser test; the package check, then the floor stage (two workers); and the real-Core stage
-# (three parts side by side, each with its own Cores), then lint. The run is bound by the machine's
-# CPU while all chains run, then by the main stage: the tests that only wait, and one of the Airflow
-# stacks, run beside it so that its workers are not held by them. Until Python cached bytecode here
+# another, on one of them), the longest; the waits stage (one process); the package check, then the
+# floor stage (two workers); and the real-Core stage (three parts side by side, each with its own
+# Cores), then lint. The run is bound by the machine's CPU while all chains run and by the main stage's
+# waits once they end (timeouts, back-offs, Airflow processes): the tests that only wait run apart,
+# so the main stage's workers are not held by them. Until Python cached bytecode here
 # (PYTHONDONTWRITEBYTECODE above) every Airflow process compiled Airflow, three chains made Airflow
 # stacks and Cores outlast their start-up timeouts, and a third main worker made the run slower. Each
 # worker has its own Airflow home and emulators; make prints each chain's output in one piece when it ends.
@@ -88,11 +88,7 @@ XDIST := --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
-	@$(MAKE) --no-print-directory -j4 --output-sync=target test-main waits-pages package-floor realcore-lint
-
-waits-pages:
-	@$(MAKE) --no-print-directory test-waits
-	@$(MAKE) --no-print-directory test-pages
+	@$(MAKE) --no-print-directory -j4 --output-sync=target test-main test-waits package-floor realcore-lint
 
 package-floor:
 	@$(MAKE) --no-print-directory test-package
@@ -108,36 +104,28 @@ realcore-lint:
 COV :=
 COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
 # Each stage's data file (its COVERAGE_FILE below); the real-Core stage writes none when skipped.
-COVERAGE_DATA := .coverage.main .coverage.waits .coverage.pages .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core .coverage.realcore-rest
+COVERAGE_DATA := .coverage.main .coverage.waits .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core .coverage.realcore-rest
 
 coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 	rm -f .coverage $(COVERAGE_DATA)
-	-@$(MAKE) --no-print-directory -j3 --output-sync=target test-main waits-pages test-floor COV="$(COVERAGE_ARGS)"
+	-@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-waits test-floor COV="$(COVERAGE_ARGS)"
 	-@$(MAKE) --no-print-directory test-realcore COV="$(COVERAGE_ARGS)"
 	$(VENV)/bin/coverage combine --keep $$(ls $(COVERAGE_DATA) 2>/dev/null)
 	$(PY) scripts/coverage_figures.py
 
 # The package check runs Airflow's CLI on the installed wheel (providers list, hooks) on this Airflow, so
 # the main stage leaves that test to the floor stage, where the package check does not run.
-#: The Cerebelum pages' browser test, run by its own stage (test-pages below).
-PAGES_TEST := tests/e2e/test_cerebelum_pages_browser.py
 MAIN_DESELECT := --deselect tests/provider/test_provider_info.py::test_airflow_cli_lists_the_provider_and_its_hook
 
-# Everything but the real-Core, waits and pages stages, on the newest Airflow this project pins.
+# Everything but the real-Core stage and the waits stage, on the newest Airflow this project pins.
 test-main: $(STAMP)
-	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) -m "not waits" --ignore=tests/realcore --ignore=$(PAGES_TEST) $(MAIN_DESELECT) --durations=15 $(COV)
+	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) -m "not waits" --ignore=tests/realcore $(MAIN_DESELECT) --durations=15 $(COV)
 
 # The tests marked `waits` (Core outages, retry back-offs and deadlines waited out in real time), in one
 # process beside the other chains: they use little CPU, and on the main stage's workers they kept a
 # worker busy for about four minutes in all. Together with the main stage: everything but the real-Core stage.
 test-waits: $(STAMP)
-	COVERAGE_FILE=.coverage.waits $(PY) -m pytest -p no:cacheprovider -q -m waits --ignore=tests/realcore --ignore=$(PAGES_TEST) --durations=10 $(COV)
-
-# The Cerebelum pages' browser test starts an api-server of its own (users with roles). Run after the
-# waits stage, beside the main stage, it takes that stack off the main stage's Airflow worker, which
-# runs tests/e2e one stack after another and is the main stage's longest.
-test-pages: $(STAMP) browser-deps
-	COVERAGE_FILE=.coverage.pages $(PY) -m pytest -p no:cacheprovider -q $(PAGES_TEST) --durations=5 $(COV)
+	COVERAGE_FILE=.coverage.waits $(PY) -m pytest -p no:cacheprovider -q -m waits --ignore=tests/realcore --durations=10 $(COV)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a

@@ -28,7 +28,7 @@ from tests.browser import browser  # noqa: F401 (the connection-form tests' fixt
 
 ARTIFACTS = REPO / "test-artifacts"
 #: The modules here that start their own Airflow instead of the shared one: users with roles, and
-#: PostgreSQL with two triggerers. (make test runs the first in a stage of its own, test-pages.)
+#: PostgreSQL with two triggerers.
 OWN_STACK_MODULES = ("test_cerebelum_pages_browser.py", "test_triggerer_failover_e2e.py")
 
 #: The connection's Core UI address, for the "Cerebelum execution" link (never requested).
