@@ -21,12 +21,12 @@ unexport PYTHONDONTWRITEBYTECODE
 # clean environment keeps the setting.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: help venv floor-venv browser-deps lint test package-floor realcore-lint coverage test-main test-waits test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
+.PHONY: help venv floor-venv browser-deps lint test package-floor realcore-lint coverage test-main test-unit test-realcore test-floor test-floor-all test-package demo demo-ui bench protos lock clean
 
 help:
 	@echo "make demo      run the example DAGs against the Core emulator in a real Airflow"
 	@echo "make demo-ui   same, then leave Airflow and the emulator running"
-	@echo "make test      the whole test suite (main, waits, Airflow floor, real Core stages, lint, package check)"
+	@echo "make test      the whole test suite (main, Airflow floor, real Core stages, lint, package check)"
 	@echo "make lint      ruff check, ruff format --check and mypy on the package"
 	@echo "make test-realcore  the real-Core stage alone (skips without ../shared/real-core)"
 	@echo "make coverage  the main, floor and real-Core stages with line and branch coverage of the package"
@@ -73,22 +73,21 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check cerebelum_provider
 	$(VENV)/bin/mypy
 
-# The virtualenvs are built first (seconds, with uv). Then four chains of stages run side by side:
+# The virtualenvs are built first (seconds, with uv). Then three chains of stages run side by side:
 # the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e and its Airflow stacks, one after
-# another, on one of them), the longest; the waits stage (one process); the package check, then the
-# floor stage (two workers); and the real-Core stage (three parts side by side, each with its own
-# Cores), then lint. The run is bound by the machine's CPU while all chains run and by the main stage's
-# waits once they end (timeouts, back-offs, Airflow processes): the tests that only wait run apart,
-# so the main stage's workers are not held by them. Until Python cached bytecode here
-# (PYTHONDONTWRITEBYTECODE above) every Airflow process compiled Airflow, three chains made Airflow
-# stacks and Cores outlast their start-up timeouts, and a third main worker made the run slower. Each
-# worker has its own Airflow home and emulators; make prints each chain's output in one piece when it ends.
+# another, on one of them), the longest; the package check, then the floor stage (two workers); and
+# the real-Core stage (three parts side by side, each with its own Cores), then lint. Most of the
+# suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until
+# Python cached bytecode here (PYTHONDONTWRITEBYTECODE above) the run was CPU-bound: every Airflow process
+# compiled Airflow, three chains made Airflow stacks and Cores outlast their start-up timeouts, and
+# a third main worker made the run slower. Each worker has its own Airflow home and emulators; make
+# prints each chain's output in one piece when it ends.
 MAIN_WORKERS := 3
 XDIST := --dist loadgroup
 
 test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
-	@$(MAKE) --no-print-directory -j4 --output-sync=target test-main test-waits package-floor realcore-lint
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main package-floor realcore-lint
 
 package-floor:
 	@$(MAKE) --no-print-directory test-package
@@ -104,11 +103,11 @@ realcore-lint:
 COV :=
 COVERAGE_ARGS := --cov=cerebelum_provider --cov-branch --cov-report=
 # Each stage's data file (its COVERAGE_FILE below); the real-Core stage writes none when skipped.
-COVERAGE_DATA := .coverage.main .coverage.waits .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core .coverage.realcore-rest
+COVERAGE_DATA := .coverage.main .coverage.floor .coverage.realcore .coverage.realcore-e2e .coverage.realcore-core .coverage.realcore-rest
 
 coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 	rm -f .coverage $(COVERAGE_DATA)
-	-@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-waits test-floor COV="$(COVERAGE_ARGS)"
+	-@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-floor COV="$(COVERAGE_ARGS)"
 	-@$(MAKE) --no-print-directory test-realcore COV="$(COVERAGE_ARGS)"
 	$(VENV)/bin/coverage combine --keep $$(ls $(COVERAGE_DATA) 2>/dev/null)
 	$(PY) scripts/coverage_figures.py
@@ -117,15 +116,9 @@ coverage: $(STAMP) $(FLOOR_STAMP) browser-deps
 # the main stage leaves that test to the floor stage, where the package check does not run.
 MAIN_DESELECT := --deselect tests/provider/test_provider_info.py::test_airflow_cli_lists_the_provider_and_its_hook
 
-# Everything but the real-Core stage and the waits stage, on the newest Airflow this project pins.
+# Everything but the real-Core stage, on the newest Airflow this project pins.
 test-main: $(STAMP)
-	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) -m "not waits" --ignore=tests/realcore $(MAIN_DESELECT) --durations=15 $(COV)
-
-# The tests marked `waits` (Core outages, retry back-offs and deadlines waited out in real time), in one
-# process beside the other chains: they use little CPU, and on the main stage's workers they kept a
-# worker busy for about four minutes in all. Together with the main stage: everything but the real-Core stage.
-test-waits: $(STAMP)
-	COVERAGE_FILE=.coverage.waits $(PY) -m pytest -p no:cacheprovider -q -m waits --ignore=tests/realcore --durations=10 $(COV)
+	COVERAGE_FILE=.coverage.main $(PY) -m pytest -p no:cacheprovider -q -n $(MAIN_WORKERS) $(XDIST) --ignore=tests/realcore $(MAIN_DESELECT) --durations=15 $(COV)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a

@@ -36,10 +36,6 @@ from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 from tests.reliability.triggerer import TriggererHarness, run_in_triggerer
 
-# Outages, restarts and half-open sockets are waited out in real time: make test runs this file in
-# its waits stage.
-pytestmark = pytest.mark.waits
-
 BANNER = "Cerebelum Core emulator listening on "
 
 
