@@ -27,10 +27,11 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_co
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from cerebelum_provider._arguments import check_conn_id
@@ -446,6 +447,7 @@ def create_app() -> FastAPI:
     async def page_error(request: Request, error: PageError) -> Response:
         return _render(request, "error.html", error.status, title=error.title, message=error.message)
 
+    # Starlette's, which FastAPI's subclasses: a wrong address or method gets a page too, not JSON.
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         if error.status_code == 401:
@@ -464,7 +466,8 @@ def create_app() -> FastAPI:
             need = "edit" if request.method == "POST" or "action" in request.path_params else "read"
             message = f"You need {need} access to the Airflow connection {connection_id!r} for this page."
             return _render(request, "error.html", 403, title="Forbidden", message=message)
-        return _render(request, "error.html", error.status_code, title="Error", message=str(error.detail))
+        message = f"{error.detail}: {request.url.path}"
+        return _render(request, "error.html", error.status_code, title="Error", message=message)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, error: RequestValidationError) -> Response:
@@ -521,7 +524,7 @@ def create_app() -> FastAPI:
             page=page,
             pages=max(1, -(-total // PAGE_SIZE)),
             workflow=workflow,
-            state=status.name if status else "",
+            state_filter=status.name if status else "",
             states=[s.name for s in DASHBOARD_STATES],
         )
 
