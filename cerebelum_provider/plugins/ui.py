@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from cerebelum_provider._arguments import check_conn_id
+from cerebelum_provider._arguments import check_conn_id, check_execution_id
 from cerebelum_provider.bulk import DEFAULT_RESUME_CHECK_GRACE
 from cerebelum_provider.client import CoreAPI, RetryConfig, SyncExecutionClient
 from cerebelum_provider.client._rest_convert import completed_steps_from_events
@@ -153,6 +153,18 @@ def cerebelum_connection(connection_id: str) -> CoreConnection:
     except ValueError as error:
         raise PageError(400, "Invalid Cerebelum connection", str(error)) from None
     return CoreConnection(conn_id, hook)
+
+
+def checked_execution_id(execution_id: str) -> str:
+    """The execution id of a page's address, checked as the client checks it.
+
+    Raises:
+        PageError: 400 naming the id when it is blank or too long.
+    """
+    try:
+        return check_execution_id(execution_id)
+    except ValueError as error:
+        raise PageError(400, "Bad execution id", str(error)) from None
 
 
 def _connection_type_of(value: str) -> str | None:
@@ -534,6 +546,7 @@ def create_app() -> FastAPI:
     async def execution(
         request: Request, connection_id: str, execution_id: str, user: GetUserDep
     ) -> Response:
+        checked_execution_id(execution_id)
         return await _execution_page(request, user, connection_id, execution_id)
 
     @app.get(
@@ -545,6 +558,7 @@ def create_app() -> FastAPI:
         request: Request, connection_id: str, execution_id: str, action: str, user: GetUserDep
     ) -> Response:
         _check_action(action)
+        checked_execution_id(execution_id)
         connection = await _core(lambda: cerebelum_connection(connection_id))
         return _render(
             request,
@@ -566,6 +580,7 @@ def create_app() -> FastAPI:
         request: Request, connection_id: str, execution_id: str, action: str, user: GetUserDep
     ) -> Response:
         _check_action(action)
+        checked_execution_id(execution_id)
         form = await request.form()
         check_same_site(request, user, form.get(CSRF_FIELD))
         response = parse_response(form.get("response")) if action == "approve" else None

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from cerebelum_provider import ExecutionState, SyncExecutionClient
+from cerebelum_provider._arguments import MAX_EXECUTION_ID_LENGTH
 from cerebelum_provider.emulator.events import APPROVAL_GRANTED
 from tests.core_apis import connection_uri
 
@@ -488,6 +489,32 @@ def test_an_unknown_execution_and_an_unknown_action_get_a_404_that_names_them(pa
     ):
         assert answer.status_code == 404
         assert "'rewind' is not an action: expected one of resume, stop, approve" in text(answer)
+
+
+@pytest.mark.parametrize(
+    ("execution_id", "words"),
+    [
+        ("%20", "execution_id must be a non-empty string, got ' '"),
+        (
+            "x" * (MAX_EXECUTION_ID_LENGTH + 1),
+            f"characters long; at most {MAX_EXECUTION_ID_LENGTH} are accepted",
+        ),
+    ],
+)
+def test_a_bad_execution_id_gets_a_400_that_says_why_before_anything_is_sent(
+    pages, core, connections, execution_id, words
+):
+    calls_before = sum(core.call_counts().values())
+    token = form_token(pages.get(f"{PAGES}/executions/x/resume").text)
+
+    for answer in (
+        pages.get(f"{PAGES}/executions/{execution_id}"),
+        pages.get(f"{PAGES}/executions/{execution_id}/resume"),
+        pages.post(f"{PAGES}/executions/{execution_id}/resume", data={"csrf_token": token}),
+    ):
+        assert answer.status_code == 400, text(answer)
+        assert "Bad execution id" in text(answer) and words in text(answer)
+    assert sum(core.call_counts().values()) == calls_before
 
 
 def test_a_wrong_address_or_method_gets_an_error_page(pages, core, connections):
