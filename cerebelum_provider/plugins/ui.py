@@ -125,8 +125,8 @@ def cerebelum_connection(connection_id: str) -> CoreConnection:
     """The Cerebelum connection ``connection_id``, checked.
 
     Raises:
-        PageError: not a valid id (400), no such connection (404), a connection of another type or
-            an invalid one (400).
+        PageError: not a valid id (400), no such connection (404), an ``AIRFLOW_CONN_*`` variable
+            Airflow cannot read, a connection of another type or an invalid one (400).
     """
     try:
         conn_id = check_conn_id(connection_id)
@@ -136,6 +136,14 @@ def cerebelum_connection(connection_id: str) -> CoreConnection:
     try:
         connection = hook.get_connection(conn_id)
     except AirflowNotFoundException:
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        if variable in os.environ:  # Airflow skips a variable it cannot parse: "not defined"
+            raise PageError(
+                400,
+                "Invalid connection",
+                f"Airflow could not read connection {conn_id!r} from {variable}: expected a connection "
+                f"URI ({CONN_TYPE}://host:port) or JSON",
+            ) from None
         raise PageError(
             404,
             "Unknown connection",

@@ -288,6 +288,21 @@ def test_a_connection_that_is_no_cerebelum_one_gets_a_page_that_says_why(
         assert words in text(page), (path, text(page))
 
 
+@pytest.mark.parametrize("value", ["cerebelum://127.0.0.1:notaport", '{"conn_type": "cerebelum", "host": '])
+def test_a_connection_variable_airflow_cannot_read_gets_a_page_that_names_the_variable(
+    pages, core, connections, monkeypatch, value
+):
+    # Airflow's secrets backends skip such a variable and answer that the connection is not defined.
+    monkeypatch.setenv("AIRFLOW_CONN_CEREBELUM_BROKEN", value)
+
+    page = pages.get("/cerebelum/connections/cerebelum_broken/")
+    assert page.status_code == 400
+    assert (
+        "Airflow could not read connection 'cerebelum_broken' from AIRFLOW_CONN_CEREBELUM_BROKEN: expected a "
+        "connection URI (cerebelum://host:port) or JSON" in text(page)
+    )
+
+
 # Dashboard and list ------------------------------------------------------------------------------
 
 
