@@ -272,11 +272,15 @@ def test_the_index_opens_the_only_connection_and_says_when_there_is_none(pages, 
     [
         ("nope", 404, "Airflow has no connection 'nope': expected the id of a connection of type"),
         ("not_cerebelum", 400, "Connection 'not_cerebelum' is of type 'http': expected a connection of type"),
-        ("bad_api", 400, "soap"),
+        (
+            "bad_api",
+            400,
+            "extra field 'api' must be 'grpc' (Core's gRPC API) or 'http' (Core's REST API), got 'soap'",
+        ),
         ("%20", 400, "cerebelum_conn_id must be a non-empty string"),
     ],
 )
-def test_a_connection_that_is_no_cerebelum_one_gets_a_page_that_says_why(
+def test_a_missing_invalid_or_other_connection_gets_a_page_that_says_why(
     pages, core, connections, monkeypatch, conn_id, status, words
 ):
     monkeypatch.setenv("AIRFLOW_CONN_NOT_CEREBELUM", "http://127.0.0.1:9")
