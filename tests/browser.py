@@ -63,6 +63,18 @@ def wait_for(find, timeout: float = 20.0, what: str = "element"):
     pytest.fail(f"the UI never showed {what} within {timeout:.0f}s")
 
 
+def log_in(browser, base_url: str, user: str, password: str, next_path: str) -> None:
+    """Log in through Airflow's own login form, as a person does."""
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(f"{base_url}/auth/login?next={next_path}")
+    wait_for(lambda: browser.find_elements(By.NAME, "username"), what="the login form")[0].send_keys(user)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    [b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Sign in"][0].click()
+    wait_for(lambda: browser.get_cookie("_token"), what=f"{user}'s session cookie")
+
+
 def button(container, text: str):
     from selenium.webdriver.common.by import By
 

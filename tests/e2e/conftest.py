@@ -1,16 +1,19 @@
-"""One real Airflow stack and one Core emulator process shared by the end-to-end tests.
+"""One real Airflow stack and two Core emulator processes shared by the end-to-end tests.
 
-Starting Airflow's four services takes 30 to 60 seconds on a 2-core machine, so the stack is
-started once for this directory and shared by every module here but ``OWN_STACK_MODULES`` (one
-pytest-xdist worker runs all of them), and stopped when the worker moves on to tests elsewhere. Each test
-uses its own executions and connection ids so that they do not depend on each other's order.
-The service logs are copied to ``test-artifacts/e2e-logs/`` at the end, for a failure to be
-readable.
+Starting Airflow's four services takes 30 to 60 seconds (and a minute of CPU) on a 2-core machine,
+so the stack is started once for this directory and shared by every module here but
+``OWN_STACK_MODULE`` (one pytest-xdist worker runs all of them), and stopped when the worker moves on
+to tests elsewhere. Each test uses its own executions and connection ids so that they do not depend
+on each other's order. The login is on, with an ``admin`` and a ``viewer`` (the Cerebelum pages'
+test needs both): the stack's own REST calls go as the admin, and a browser logs in first
+(``tests.browser.log_in``). The service logs are copied to ``test-artifacts/e2e-logs/`` at the end,
+for a failure to be readable.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -22,14 +25,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from airflow_stack import AirflowStack, EmulatorProcess
+from airflow_stack import AirflowStack, EmulatorProcess, closed_port
 
 from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
 
 ARTIFACTS = REPO / "test-artifacts"
-#: The modules here that start their own Airflow instead of the shared one: users with roles, and
-#: PostgreSQL with two triggerers.
-OWN_STACK_MODULES = ("test_cerebelum_pages_browser.py", "test_triggerer_failover_e2e.py")
+#: The module here that starts its own Airflow (PostgreSQL, two triggerers, one killed) instead of
+#: the shared one, on a pytest-xdist worker of its own.
+OWN_STACK_MODULE = "test_triggerer_failover_e2e.py"
+#: The shared stack's users (name -> role) and its auth manager: SimpleAuthManager whose viewers
+#: may read connections (tests/e2e/ui_auth_manager.py says why).
+USERS = {"admin": "admin", "viewer": "viewer"}
+AUTH_MANAGER = "tests.e2e.ui_auth_manager.ConnectionReaderAuthManager"
 
 #: The connection's Core UI address, for the "Cerebelum execution" link (never requested).
 UI_URL = "http://127.0.0.1:9/executions/{execution_id}"
@@ -73,30 +80,84 @@ SCENARIO = {
     ],
 }
 
+#: The Cerebelum pages' Core: its executions move only when told (one step an hour, an hour's
+#: sleep), two of each state, so that the dashboard's counts can be compared with Core's own.
+PAGES_STEPS = ["validate", "charge", "ship", "notify"]
+PAGES_SCENARIO = {
+    "workflows": {"orders": PAGES_STEPS},
+    "executions": [
+        {"workflow": "orders", "execution_id": "ui-completed", "count": 2, "complete": True},
+        {"workflow": "orders", "execution_id": "ui-running", "count": 2, "advance": 1},
+        {
+            "workflow": "orders",
+            "execution_id": "ui-sleeping",
+            "sleep_at": "charge",
+            "sleep_ms": 3_600_000,
+            "settle": True,
+        },
+        {"workflow": "orders", "execution_id": "ui-approval", "count": 2, "approval_at": "ship", "settle": True},
+        {
+            "workflow": "orders",
+            "execution_id": "ui-failed",
+            "count": 2,
+            "inputs": {"order_id": 7},
+            "fail_at": "ship",
+            "fail_times": 1,
+            "error_kind": "carrier_unavailable",
+            "error_message": "carrier API answered 503",
+            "settle": True,
+        },
+    ],
+}
+
+
+def _emulator_process(work: Path, scenario: dict, step_seconds: float) -> EmulatorProcess:
+    """The emulator CLI in a subprocess, seeded with ``scenario`` (event log in a file)."""
+    (work / "scenario.json").write_text(json.dumps(scenario))
+    return EmulatorProcess(
+        db_path=work / "core.sqlite",
+        step_seconds=step_seconds,
+        extra_args=["--scenario", str(work / "scenario.json")],
+    )
+
 
 @pytest.fixture(scope="package")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    """The emulator CLI in a subprocess (event log in a file the tests may read), real-time steps."""
-    work = tmp_path_factory.mktemp("core")
-    scenario = work / "scenario.json"
-    scenario.write_text(json.dumps(SCENARIO))
-    process = EmulatorProcess(
-        db_path=work / "core.sqlite",
-        step_seconds=STEP_SECONDS,
-        extra_args=["--scenario", str(scenario)],
-    )
-    with process:
+    """The DAGs' Core: real-time steps."""
+    with _emulator_process(tmp_path_factory.mktemp("core"), SCENARIO, STEP_SECONDS) as process:
         yield process
 
 
 @pytest.fixture(scope="package")
-def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    """A started Airflow whose ``cerebelum_default`` connection points at the emulator."""
+def pages_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """The Cerebelum pages' Core (``PAGES_SCENARIO``): nothing moves unless a test acts."""
+    with _emulator_process(tmp_path_factory.mktemp("pages-core"), PAGES_SCENARIO, 3600) as process:
+        yield process
+
+
+@pytest.fixture(scope="package")
+def airflow(
+    emulator: EmulatorProcess, pages_core: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowStack]:
+    """A started Airflow whose ``cerebelum_default`` connection points at the DAGs' emulator, and
+    whose ``cerebelum_pages*`` connections (and two that are not a Core) serve the pages' test."""
     stack = AirflowStack(
         home=tmp_path_factory.mktemp("airflow"),
         dags_folder=REPO / "example_dags",
         extra_dag_folders={"e2e": Path(__file__).parent / "dags"},
-        connections={"cerebelum_default": f"cerebelum://{emulator.address}?api=grpc&ui_url={quote(UI_URL, safe='')}"},
+        connections={
+            "cerebelum_default": f"cerebelum://{emulator.address}?api=grpc&ui_url={quote(UI_URL, safe='')}",
+            "cerebelum_pages": f"cerebelum://127.0.0.1:{pages_core.http_port}",
+            "cerebelum_pages_grpc": f"cerebelum://{pages_core.address}?api=grpc",
+            "cerebelum_down": f"cerebelum://127.0.0.1:{closed_port()}",
+            "not_cerebelum": "http://127.0.0.1:9",
+        },
+        users=USERS,
+        extra_env={
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+            # The auth manager lives in tests/: the api-server imports it from the checkout.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        },
     )
     try:
         with stack:
@@ -113,13 +174,21 @@ def airflow(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the mark into the node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) one worker runs every test here, one Airflow after
-    another: two workers would start two shared stacks, and stacks starting side by side on a
-    loaded 2-core machine outlast their start-up timeout (seen with a group per stack)."""
+    """Under pytest-xdist (``--dist loadgroup``) one worker runs every test of the shared stack and
+    another the failover module's: two workers would start two shared stacks. The two stacks run
+    side by side: the e2e tests are the main stage's longest path, so each stack's run is one
+    worker's share (``AirflowStack``'s start-up timeout allows for a loaded machine)."""
     here = Path(__file__).resolve().parent
     for item in items:
         if here in Path(item.fspath).resolve().parents:
-            item.add_marker(pytest.mark.xdist_group("airflow-stack"))
-    # The tests that start an Airflow of their own run first, before the shared stack is up, so
-    # that the shared stack does not idle beside them.
-    items.sort(key=lambda item: Path(item.fspath).name not in OWN_STACK_MODULES)
+            own = Path(item.fspath).name == OWN_STACK_MODULE
+            item.add_marker(pytest.mark.xdist_group("airflow-failover" if own else "airflow-stack"))
+    # Both groups first, so that pytest-xdist hands them to two workers before the short tests.
+    items.sort(key=lambda item: _stack_order(here, item))
+
+
+def _stack_order(here: Path, item: pytest.Item) -> int:
+    path = Path(item.fspath).resolve()
+    if here not in path.parents:
+        return 2
+    return 0 if path.name == OWN_STACK_MODULE else 1

@@ -1,10 +1,10 @@
 """The Cerebelum pages in a real Airflow api-server, driven in headless Chromium with a real login.
 
-One api-server (no scheduler, triggerer or DAG processor: the pages need none) with the login on:
-an ``admin`` and a ``viewer`` whose auth manager lets them read connections but not edit them
-(tests/e2e/ui_auth_manager.py: SimpleAuthManager itself has no such role). A Core emulator whose
-executions only move when told (one step an hour, an hour's sleep) holds two of each state, so the
-dashboard's counts can be compared with what Core itself lists. The admin opens the page from
+The shared stack (conftest.py) has the login on: an ``admin`` and a ``viewer`` whose auth manager
+lets them read connections but not edit them (tests/e2e/ui_auth_manager.py: SimpleAuthManager
+itself has no such role). Its ``cerebelum_pages`` connections point at a Core emulator of their
+own whose executions only move when told (one step an hour, an hour's sleep): two of each state,
+so the dashboard's counts can be compared with what Core itself lists. The admin opens the page from
 Airflow's navigation, resumes a FAILED execution, stops a running one and approves a waiting one,
 each checked in the emulator afterwards; the viewer sees no buttons, and a POST of theirs answers
 403 with the execution unchanged. Bad input gets an error page, never a trace. Screenshots of each
@@ -14,49 +14,20 @@ page go to ``test-artifacts/``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from cerebelum_provider import ExecutionState, SyncExecutionClient
 from cerebelum_provider.exceptions import ExecutionNotFoundError
-from tests.browser import wait_for
+from tests.browser import log_in, wait_for
 
-from .conftest import ARTIFACTS, REPO
+from .conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
-STEPS = ["validate", "charge", "ship", "notify"]
-SCENARIO = {
-    "workflows": {"orders": STEPS},
-    "executions": [
-        {"workflow": "orders", "execution_id": "ui-completed", "count": 2, "complete": True},
-        {"workflow": "orders", "execution_id": "ui-running", "count": 2, "advance": 1},
-        {
-            "workflow": "orders",
-            "execution_id": "ui-sleeping",
-            "sleep_at": "charge",
-            "sleep_ms": 3_600_000,
-            "settle": True,
-        },
-        {"workflow": "orders", "execution_id": "ui-approval", "count": 2, "approval_at": "ship", "settle": True},
-        {
-            "workflow": "orders",
-            "execution_id": "ui-failed",
-            "count": 2,
-            "inputs": {"order_id": 7},
-            "fail_at": "ship",
-            "fail_times": 1,
-            "error_kind": "carrier_unavailable",
-            "error_message": "carrier API answered 503",
-            "settle": True,
-        },
-    ],
-}
+#: Executions per state in conftest.PAGES_SCENARIO, as Core counts them.
 EXPECTED_COUNTS = {
     "RUNNING": 2,
     "SLEEPING": 1,
@@ -65,66 +36,7 @@ EXPECTED_COUNTS = {
     "COMPLETED": 2,
     "PAUSED": 0,
 }
-AUTH_MANAGER = "tests.e2e.ui_auth_manager.ConnectionReaderAuthManager"
-PAGES = "/cerebelum/connections/cerebelum_default"
-
-
-@pytest.fixture(scope="module")
-def pages_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from airflow_stack import EmulatorProcess
-
-    work = tmp_path_factory.mktemp("pages-core")
-    scenario = work / "scenario.json"
-    scenario.write_text(json.dumps(SCENARIO))
-    with EmulatorProcess(
-        db_path=work / "core.sqlite", step_seconds=3600, extra_args=["--scenario", str(scenario)]
-    ) as core:
-        yield core
-
-
-@pytest.fixture(scope="module")
-def pages_airflow(pages_core, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """An api-server alone, with an admin and a viewer who must log in."""
-    from airflow_stack import AirflowStack, closed_port
-
-    dags = tmp_path_factory.mktemp("no-dags")
-    stack = AirflowStack(
-        home=tmp_path_factory.mktemp("pages-airflow"),
-        dags_folder=dags,
-        services=("api-server",),
-        users={"admin": "admin", "viewer": "viewer"},
-        connections={
-            "cerebelum_default": f"cerebelum://127.0.0.1:{pages_core.http_port}",
-            "cerebelum_grpc": f"cerebelum://{pages_core.address}?api=grpc",
-            "cerebelum_down": f"cerebelum://127.0.0.1:{closed_port()}",
-            "not_cerebelum": "http://127.0.0.1:9",
-        },
-        extra_env={
-            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
-            # The auth manager lives in tests/: the api-server imports it from the checkout.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        },
-    )
-    try:
-        with stack:
-            yield stack
-    finally:
-        logs = ARTIFACTS / "cerebelum-pages-logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        if stack.logs_dir.exists():
-            shutil.copytree(stack.logs_dir, logs, dirs_exist_ok=True)
-
-
-def log_in(browser, base_url: str, user: str, password: str, next_path: str) -> None:
-    """Log in through Airflow's own login form, as a person does."""
-    from selenium.webdriver.common.by import By
-
-    browser.delete_all_cookies()
-    browser.get(f"{base_url}/auth/login?next={next_path}")
-    wait_for(lambda: browser.find_elements(By.NAME, "username"), what="the login form")[0].send_keys(user)
-    browser.find_element(By.NAME, "password").send_keys(password)
-    [b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Sign in"][0].click()
-    wait_for(lambda: browser.get_cookie("_token"), what=f"{user}'s session cookie")
+PAGES = "/cerebelum/connections/cerebelum_pages"
 
 
 def shot(browser, name: str) -> None:
@@ -155,16 +67,16 @@ def act(browser, base_url: str, execution_id: str, action: str, response: str | 
     return outcome
 
 
-def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, pages_core):
+def test_pages_show_core_and_act_only_for_who_may_edit(browser, airflow, pages_core):
     from selenium.webdriver.common.by import By
 
-    base = pages_airflow.base_url
+    base = airflow.base_url
     core = SyncExecutionClient(pages_core.address)  # gRPC: another road to the same executions
 
     # Loaded once, with no plugin import error (a second load of the same name would be one).
-    plugins = pages_airflow.request("GET", "/api/v2/plugins")["plugins"]
+    plugins = airflow.request("GET", "/api/v2/plugins")["plugins"]
     assert [plugin["name"] for plugin in plugins].count("cerebelum") == 1
-    errors = pages_airflow.request("GET", "/api/v2/plugins/importErrors")["import_errors"]
+    errors = airflow.request("GET", "/api/v2/plugins/importErrors")["import_errors"]
     assert not [error for error in errors if "cerebelum" in json.dumps(error).lower()], errors
 
     # Anonymous: sent to Airflow's login (a page), refused (a POST), never shown data.
@@ -175,19 +87,19 @@ def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, p
     assert anonymous.status_code == 401 and "Log in" in anonymous.text
     assert "data-state" not in anonymous.text and "carrier" not in anonymous.text  # no state, no error
 
-    log_in(browser, base, "admin", pages_airflow.passwords["admin"], "/plugin/cerebelum")
+    log_in(browser, base, "admin", airflow.passwords["admin"], "/plugin/cerebelum")
     # In Airflow's navigation: the entry's page shows the plugin's page in Airflow's frame.
     browser.get(f"{base}/plugin/cerebelum")
     frame = wait_for(lambda: browser.find_elements(By.TAG_NAME, "iframe"), what="the Cerebelum frame")[0]
     wait_for(lambda: browser.find_elements(By.XPATH, "//a[normalize-space()='Cerebelum']"), what="the nav entry")
     browser.switch_to.frame(frame)
-    wait_for(lambda: browser.find_elements(By.PARTIAL_LINK_TEXT, "cerebelum_default"), what="the selector")
+    wait_for(lambda: browser.find_elements(By.PARTIAL_LINK_TEXT, "cerebelum_pages"), what="the selector")
     browser.switch_to.default_content()
     shot(browser, "in-airflow-nav")
 
     browser.get(f"{base}/cerebelum/")
     links = {link.text for link in browser.find_elements(By.CSS_SELECTOR, "a.card")}
-    assert {"cerebelum_default", "cerebelum_grpc", "cerebelum_down"} <= links
+    assert {"cerebelum_default", "cerebelum_pages", "cerebelum_pages_grpc", "cerebelum_down"} <= links
     assert "not_cerebelum" not in links
     shot(browser, "connections")
 
@@ -228,7 +140,7 @@ def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, p
     assert core.get_execution_status("ui-approval-1").status is ExecutionState.RUNNING
 
     # Over gRPC the page says what the connection lacks, and offers no Approve button.
-    browser.get(f"{base}/cerebelum/connections/cerebelum_grpc/executions/ui-approval-2")
+    browser.get(f"{base}/cerebelum/connections/cerebelum_pages_grpc/executions/ui-approval-2")
     actions = text_of(browser, "[data-test=actions]")
     assert "Approve needs Core's HTTP API" in actions and "api=http" in actions
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-action=approve]")
@@ -274,7 +186,7 @@ def test_pages_show_core_and_act_only_for_who_may_edit(browser, pages_airflow, p
     shot(browser, "error-core-down")
 
     # A viewer reads, without buttons; their POST is refused and changes nothing.
-    log_in(browser, base, "viewer", pages_airflow.passwords["viewer"], "/cerebelum/")
+    log_in(browser, base, "viewer", airflow.passwords["viewer"], "/cerebelum/")
     browser.get(f"{base}{PAGES}/executions/ui-failed-2")
     assert "need edit access to the connection" in text_of(browser, "[data-test=actions]")
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-action]")

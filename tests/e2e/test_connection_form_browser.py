@@ -21,6 +21,7 @@ from cerebelum_provider import ExecutionState, SyncExecutionClient
 from cerebelum_provider.get_provider_info import CONNECTION_FIELDS
 from tests.browser import (
     button,
+    log_in,
     open_cerebelum_form,
     press_test_and_read_the_answer,
     save_form,
@@ -47,6 +48,7 @@ def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, 
     from selenium.webdriver.common.keys import Keys
 
     host, port = "127.0.0.1", str(emulator.http_port)
+    log_in(browser, airflow.base_url, "admin", airflow.passwords["admin"], "/connections")
     dialog = open_cerebelum_form(browser, airflow.base_url, UI_CONNECTION_ID)
     host_field = dialog.find_element(By.NAME, "host")
     standard = visible_labels(dialog)
