@@ -9,9 +9,8 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   executions Core can list (running, waiting for approval), one listing (workflow and state
   filters, pages of 100) answers for every wait in it: an execution still listed is still in the
   state its wait last saw, so the wait's previous answer stands; only an execution missing from
-  the listing is read alone. A listing answers a wait only when it began after that wait's
-  previous answer, so no wait is answered twice from one observation and a change is seen within
-  two intervals.
+  the listing is read alone. A page answers a wait only when it was sent after that wait's
+  previous answer, so no wait is answered twice from one observation.
 - The choice is made per poll from the numbers: a group is listed only when its pages (Core's
   total for the filter, from the last listing, over 100) at the pace of its fastest wait cost
   fewer than its waits polled alone, a page counted as the status reads it takes as long as (at
@@ -40,12 +39,16 @@ delays, deadline, unavailability backoff); the poller only decides how a poll is
   the waits would ask for more; logged once when it starts to bind. It is also a hard cap
   (:class:`RequestCap`): the list pages and status reads this poller sends never exceed it in any
   60 s, whatever the stretch's estimate of demand missed (thousands of waits starting together).
-- A listing's answer is as old as the listing: after its first answer, a wait counts its next
-  interval from when the listing began, its pages' time taken off (:attr:`Wait.listing_seconds`).
-  Counted from the answer's arrival, a group was listed once per interval plus the time its pages
-  took (seconds at 10,000 waits), which detection waited out on every change. Listings of a group
-  begin at least an interval apart, or back to back when one takes longer, at the pace the cap
-  allows.
+- A listed group is listed in passes, page after page, one page every (interval x stretch) / pages
+  seconds: a pass per stretched interval, its pages spread evenly so the cap stays idle (pages sent
+  in bursts met the cap's sliding window and were spread over it anyway). Core lists in execution id
+  order, so each page answers at once the waits whose ids its range covers, the page sent after
+  their previous answer: one on it is still in the state, one missing from it is read alone. A wait
+  a listing answered asks again at once (the trigger does not sleep) and awaits the next page that
+  covers it, so a change is seen within one pass, not after the wait's own sleep and another whole
+  listing (up to two). Passes follow each other while waits await them. An execution no page of a
+  pass covered (the offsets shifted under the listing as executions left) awaits the next pass once,
+  then is read alone.
 
 A trigger that ends or is cancelled removes its wait at once (synchronously), so it never delays
 the others and leaves nothing behind; a listing in flight is never cancelled with a waiter (each
@@ -187,7 +190,6 @@ class Wait:
         "group",
         "interval",
         "last",
-        "listing_seconds",
         "workflow",
     )
 
@@ -199,25 +201,40 @@ class Wait:
         self.last: PollAnswer | None = None
         #: Monotonic time after which an observation is news to this wait.
         self.answered_at = -math.inf
-        #: How long the listing behind the last answer took (0: the answer came from a status read).
-        self.listing_seconds = 0.0
         self.group: _Group | None = None
+
+
+#: What a listing tells a wait whose execution it no longer shows (it left the state: read it).
+GONE = -math.inf
 
 
 class _Listing:
     """What one listing found: the ids Core listed, when it began, Core's total, and whether it went
     through every page."""
 
-    __slots__ = ("complete", "ids", "seconds", "started_at", "total", "workflows")
+    __slots__ = ("complete", "ids", "started_at", "total", "workflows")
 
     def __init__(self, started_at: float) -> None:
         self.started_at = started_at
         self.complete = False
-        #: How long its pages took, once it ended.
-        self.seconds = 0.0
         self.ids: set[str] = set()
         self.workflows: dict[str, str] = {}
         self.total = 0
+
+
+class _Awaiting:
+    """A wait awaiting the page of a listing that covers its execution, sent after ``after``.
+
+    Its future is given when that execution was seen in the group's state (monotonic time the page
+    was sent), ``GONE`` (it left the state: read it), or None (listing failed or stopped: read it).
+    """
+
+    __slots__ = ("after", "answer", "missed_a_pass", "wait")
+
+    def __init__(self, wait: Wait, after: float, answer: asyncio.Future[float | None]) -> None:
+        self.wait, self.after, self.answer = wait, after, answer
+        #: Whether a whole pass went by without a page covering it (offsets shifted under it).
+        self.missed_a_pass = False
 
 
 class _Group:
@@ -238,9 +255,10 @@ class _Group:
         self.total: int | None = None
         self.listing: _Listing | None = None
         self.in_flight: asyncio.Task[_Listing | None] | None = None
-        #: One future per wait awaiting the listing in flight, given its listing (None: it failed).
-        self.awaiting: list[asyncio.Future[_Listing | None]] = []
-        self.listing_started_at = -math.inf
+        #: The waits awaiting a page of the listing in flight, each with a future of its own.
+        self.awaiting: list[_Awaiting] = []
+        #: When the next page may be sent: pages are spread evenly over the stretched interval.
+        self.next_page_at = -math.inf
         self.off_until = -math.inf
 
     def add(self, wait: Wait) -> None:
@@ -276,11 +294,11 @@ class _Group:
         """Requests a second when listed at the pace of its fastest wait."""
         return self.pages / min(self.intervals) if self.intervals else 0.0
 
-    def listed_after(self, after: float) -> bool:
-        """Whether the last listing, or the one in flight, began after ``after``."""
-        if self.listing is not None and self.listing.started_at > after:
-            return True
-        return self.in_flight is not None and self.listing_started_at > after
+    def listed_for_free(self, after: float) -> bool:
+        """Whether a listing answers a wait last answered at ``after`` without a new one: the last
+        listing began after it, or one is in flight (its pages, or the next pass it leads to, which
+        begins only if listing still pays)."""
+        return self.in_flight is not None or (self.listing is not None and self.listing.started_at > after)
 
     def worth_listing(self, now: float, page_cost: float = 1.0) -> bool:
         """Whether listing costs less than reading alone, a page counted as ``page_cost`` reads."""
@@ -387,18 +405,18 @@ class SharedPoller:
             if wait.workflow is None:
                 group = self._learn_workflow(wait, group)
             # A listing already made (or on its way) answers for free; a new one must pay.
-            if not group.listed_after(wait.answered_at) and not group.worth_listing(
+            if not group.listed_for_free(wait.answered_at) and not group.worth_listing(
                 self._monotonic(), self.page_cost()
             ):
                 break
-            listing = await self._listing_after(group, wait.answered_at)
-            if listing is not None and wait.execution_id in listing.ids:
-                wait.answered_at, wait.listing_seconds = listing.started_at, listing.seconds
+            seen = await self._seen(group, wait)
+            if seen is not None and seen is not GONE:
+                wait.answered_at = seen
                 if wait.last is None:
                     wait.last = _listed_answer(wait.execution_id, group)
                     wait.workflow = wait.workflow or group.workflow
                 return wait.last, True
-            missed = listing is not None
+            missed = seen is GONE
             if wait.group is group:
                 break
         if missed:
@@ -484,7 +502,7 @@ class SharedPoller:
         if wait.last is None:
             # gRPC statuses name the workflow; the first answer is converted whole anyway (logged).
             wait.workflow = answer.status().workflow_name or None
-        wait.last, wait.answered_at, wait.listing_seconds = answer, now, 0.0
+        wait.last, wait.answered_at = answer, now
         self._file(wait, answer.state)
 
     def _file(self, wait: Wait, state: ExecutionState) -> None:
@@ -505,49 +523,53 @@ class SharedPoller:
         if not group.waits and group.in_flight is None and self._groups.get(key) is group:
             del self._groups[key]
 
-    async def _listing_after(self, group: _Group, after: float) -> _Listing | None:
-        """A listing of ``group`` begun after ``after``: the last one, the one in flight, or a new
-        one; None when listing failed (the caller reads alone)."""
-        key = (group.workflow, group.state)
-        for _ in range(2):
-            if group.listing is not None and group.listing.started_at > after:
-                return group.listing
-            if group.in_flight is not None and group.listing_started_at <= after:
-                # A listing begun before this wait's last answer cannot answer it: let it end.
-                await self._end_of_listing(group)
-                continue
-            if group.in_flight is None:
-                if self._monotonic() < group.off_until or self._groups.get(key) is not group:
-                    # Not listed for now, or its waits have all moved on while this one waited.
-                    return None
-                group.listing_started_at = self._monotonic()
-                group.in_flight = asyncio.get_running_loop().create_task(
-                    self._list(group, group.listing_started_at),
-                    name=f"cerebelum-shared-listing {group.workflow!r} {group.state.name}",
-                )
-                # Retrieved here, so an error no waiter saw (the loop closing) logs no stray line.
-                group.in_flight.add_done_callback(_retrieve)
-            return await self._end_of_listing(group)
-        return None
+    async def _seen(self, group: _Group, wait: Wait) -> float | None:
+        """When a listing of ``group`` begun or sent after the wait's last answer saw its execution in
+        the group's state: the last whole listing, the page of the pass in flight that covers it, or
+        of a new pass; ``GONE`` when it no longer showed it, None when listing failed or stopped."""
+        after = wait.answered_at
+        listing = group.listing
+        if listing is not None and listing.started_at > after:
+            return listing.started_at if wait.execution_id in listing.ids else GONE
+        if group.in_flight is None:
+            key = (group.workflow, group.state)
+            if self._monotonic() < group.off_until or self._groups.get(key) is not group:
+                # Not listed for now, or its waits have all moved on while this one waited.
+                return None
+            self._start_pass(group)
+        # A future of this wait's own, which the pass completes: a cancelled wait cancels only it.
+        # Cheaper than ``asyncio.shield`` (a future, two closures and their callbacks per waiter):
+        # thousands of waits await the passes, and what they keep alive meanwhile brings the next
+        # garbage collection closer (bench/RESULTS.md, "A smooth loop without gc.freeze()").
+        answer: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
+        group.awaiting.append(_Awaiting(wait, after, answer))
+        return await answer
 
-    @staticmethod
-    def _end_of_listing(group: _Group) -> asyncio.Future[_Listing | None]:
-        """A future of this wait's own that the listing in flight completes: a cancelled wait cancels
-        only it. Cheaper than ``asyncio.shield`` (a future, two closures and their callbacks per
-        waiter): a hundred waits can be waiting for one listing, and what they keep alive meanwhile
-        brings the next garbage collection closer (bench/RESULTS.md, "A smooth loop without gc.freeze()")."""
-        answer: asyncio.Future[_Listing | None] = asyncio.get_running_loop().create_future()
-        group.awaiting.append(answer)
-        return answer
+    def _start_pass(self, group: _Group) -> None:
+        group.in_flight = asyncio.get_running_loop().create_task(
+            self._list(group, self._monotonic()),
+            name=f"cerebelum-shared-listing {group.workflow!r} {group.state.name}",
+        )
+        # Retrieved here, so an error no waiter saw (the loop closing) logs no stray line.
+        group.in_flight.add_done_callback(_retrieve)
+
+    def _page_spacing(self, group: _Group) -> float:
+        """Seconds between two pages of ``group``: a pass per stretched interval of its fastest wait."""
+        if not group.intervals:
+            return 0.0
+        return min(group.intervals) * self.interval_stretch() / group.pages
 
     async def _list(self, group: _Group, started_at: float) -> _Listing | None:
         listing = _Listing(started_at)
-        #: What the waits awaiting it get: None unless it ended without an error.
-        result: _Listing | None = None
+        failed = False
         try:
             offset = 0
             while True:
+                pause = group.next_page_at - self._monotonic()
+                if pause > 0:
+                    await self._sleep(pause)
                 async with self._slot():
+                    sent_at = self._monotonic()
                     began = time.perf_counter()
                     # Ids and workflows only: converting whole statuses cost the client 5x the CPU
                     # over gRPC.
@@ -557,12 +579,22 @@ class SharedPoller:
                     self._page_seconds = _averaged(self._page_seconds, time.perf_counter() - began)
                 self.requests["list"] += 1
                 listing.total = group.total = total
+                group.next_page_at = sent_at + self._page_spacing(group)
+                page = set()
                 for execution_id, workflow_name in executions:
-                    listing.ids.add(execution_id)
+                    page.add(execution_id)
                     if group.workflow is None and workflow_name:
                         listing.workflows[execution_id] = workflow_name
+                listing.ids |= page
+                last_page = not has_more or not executions
+                if executions or not offset:
+                    # The first page covers every id up to its last, the last one every id from its
+                    # first; an empty last page (the set shrank under the offsets) covers nothing.
+                    first_id = min(page) if offset else None
+                    last_id = None if last_page else max(page)
+                    _answer_covered(group, page, sent_at, first_id, last_id)
                 offset += len(executions)
-                if not has_more or not executions:
+                if last_page:
                     listing.complete = True
                     break
                 # Core's total can show the listing costs more than its waits read alone: what was
@@ -570,6 +602,7 @@ class SharedPoller:
                 if not group.worth_listing(self._monotonic(), self.page_cost()):
                     break
         except Exception as error:  # noqa: BLE001 (logged; its waits read alone, and their errors count)
+            failed = True
             # One interval without listing.
             group.off_until = self._monotonic() + (min(group.intervals) if group.intervals else 0.0)
             log.warning(
@@ -582,8 +615,6 @@ class SharedPoller:
                 error,
             )
         else:
-            listing.seconds = self._monotonic() - started_at
-            group.total = listing.total
             # Only a whole listing answers the waits that come after it: one stopped after a few
             # pages would send every later wait not on them to read alone for an interval, though
             # the group may have grown enough to be listed again.
@@ -591,16 +622,38 @@ class SharedPoller:
                 group.listing = listing
             if listing.workflows:
                 self._learn_workflows(group, listing)
-            result = listing
         finally:
             group.in_flight = None
             awaiting, group.awaiting = group.awaiting, []
-            for answer in awaiting:
-                # Done already: its wait was cancelled meanwhile.
-                if not answer.done():
-                    answer.set_result(result)
+            next_pass = []
+            for entry in awaiting:
+                if entry.answer.done():
+                    # Its wait was cancelled meanwhile.
+                    continue
+                if failed:
+                    entry.answer.set_result(None)
+                elif not listing.complete or entry.wait.group is not group:
+                    # Stopped, or the wait moved to its workflow's group: it decides afresh.
+                    seen = entry.after < started_at and entry.wait.execution_id in listing.ids
+                    entry.answer.set_result(started_at if seen else None)
+                elif entry.after < started_at and entry.missed_a_pass:
+                    # Two passes went by without a page covering it (Core's order not the one
+                    # assumed here, or offsets shifting twice): whether the listing showed it.
+                    entry.answer.set_result(started_at if entry.wait.execution_id in listing.ids else GONE)
+                else:
+                    # Its page went by before it asked, or the offsets shifted past it: the next pass.
+                    entry.missed_a_pass = entry.after < started_at
+                    next_pass.append(entry)
+            if next_pass:
+                listed = self._groups.get((group.workflow, group.state)) is group
+                if listed and group.worth_listing(self._monotonic(), self.page_cost()):
+                    group.awaiting = next_pass
+                    self._start_pass(group)
+                else:
+                    for entry in next_pass:
+                        entry.answer.set_result(None)
             self._drop_if_idle(group)
-        return result
+        return None if failed else listing
 
     def _learn_workflows(self, group: _Group, listing: _Listing) -> None:
         """Move the waits of a listing without a workflow filter to their workflows' groups, which
@@ -618,6 +671,33 @@ class SharedPoller:
                     and (target.listing is None or target.listing.started_at < listing.started_at)
                 ):
                     target.listing = listing
+
+
+def _answer_covered(
+    group: _Group, page: set[str], sent_at: float, first_id: str | None, last_id: str | None
+) -> None:
+    """Answer the waits whose execution ids one page's range covers (None: open ended), the page
+    sent after their previous answer.
+
+    Core lists in execution id order (contract, "ListExecutions"), so a page is a slice of that
+    order as Core read it: an execution within the slice's range but not on it had left the group's
+    state, one on it had not. Should Core's order ever differ from Python's string order, a wait
+    answered too early only reads its execution alone, and one never covered is read after two
+    passes."""
+    waiting = []
+    for entry in group.awaiting:
+        if entry.answer.done():
+            continue
+        execution_id = entry.wait.execution_id
+        if (
+            entry.after < sent_at
+            and (first_id is None or first_id <= execution_id)
+            and (last_id is None or execution_id <= last_id)
+        ):
+            entry.answer.set_result(sent_at if execution_id in page else GONE)
+        else:
+            waiting.append(entry)
+    group.awaiting = waiting
 
 
 def _averaged(average: float | None, seconds: float) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any
@@ -213,7 +214,7 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 # No retry and no wait for a rate-limit window outlasts the task's deadline.
                 left = None if self.end_time is None else self.end_time - self._now()
                 with calls_end_within(left):
-                    answer, listed = await poller.poll(wait, read_alone=self._past_deadline())
+                    answer, listed = await self._poll_by_deadline(poller, wait, left)
                     if listed and self._past_deadline():
                         # A timeout event carries the execution as Core shows it now, as it always has.
                         answer, listed = await poller.poll(wait, read_alone=True)
@@ -240,7 +241,6 @@ class CerebelumExecutionTrigger(BaseTrigger):
                 message = f"Cannot watch Cerebelum execution {self.execution_id}{where}: {error}"
                 return self._event("error", message, _whole(last), error=error, address=address)
             outage.ended()
-            first_answer = last is None
             if last is None and listed:
                 # A listing only says the execution is running; at thousands of waits starting
                 # together a line each fills the supervisor's log pipe and blocks the runner's loop.
@@ -251,15 +251,35 @@ class CerebelumExecutionTrigger(BaseTrigger):
             final = self._final_event(answer, address)
             if final is not None:
                 return final
+            if listed:
+                # The poller paces its listings (a pass per stretched interval): the wait awaits the
+                # next page that covers its execution, so a change is seen within one pass. Its own
+                # sleep on top, out of step with the pages, saw a change up to two passes late.
+                continue
             delay = self._next_poll_delay(answer) * poller.interval_stretch()
-            if listed and not first_answer:
-                # A listing's answer is as old as the listing, whose pages took their time: the next
-                # interval counts from when it began. After one slower than the interval the next
-                # follows at once, at the request budget's pace: a whole interval more would leave
-                # the budget unspent while every change waits. (A first answer may come from a
-                # listing begun before the wait: its interval counts from the answer, as always.)
-                delay = max(0.0, delay - wait.listing_seconds)
             await self._sleep(self._cap(delay, self.end_time))
+
+    async def _poll_by_deadline(
+        self, poller: SharedPoller, wait: Wait, left: float | None
+    ) -> tuple[PollAnswer, bool]:
+        """The poller's next answer; a wait for a listing's page ends at the deadline, which then
+        reads the execution alone (the timeout event carries it as Core shows it then)."""
+        if left is None or left <= 0:
+            return await poller.poll(wait, read_alone=self._past_deadline())
+        if sys.version_info >= (3, 11):
+            deadline = asyncio.timeout(left)
+            try:
+                async with deadline:
+                    return await poller.poll(wait)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+        else:
+            try:
+                return await asyncio.wait_for(poller.poll(wait), left)
+            except asyncio.TimeoutError:
+                pass
+        return await poller.poll(wait, read_alone=True)
 
     def _final_event(self, answer: PollAnswer, address: str) -> TriggerEvent | None:
         """The event that ends the wait for this answer (success, failure, timeout), or None."""

@@ -4,7 +4,9 @@ their polls of one Core. Counted with the emulator's call counters, never timed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from typing import ClassVar
 
 import grpc
@@ -136,16 +138,19 @@ async def test_a_listing_stopped_after_a_page_does_not_send_the_waits_after_it_t
 
     # Two waits list: the first page tells Core's total, 250, whose three pages cost more than two
     # reads, so the listing stops there and both read alone.
-    early = [poller.add(execution_id, 5.0) for execution_id in off_the_first_page[:2]]
+    early = [poller.add(execution_id, 1.0) for execution_id in off_the_first_page[:2]]
     await asyncio.gather(*(poller.poll(wait) for wait in early))
     assert (listings(core) - listed_before, reads(core)) == (1, 2)
 
     # Sixty more waits start within the same interval: the stopped listing cannot tell where their
     # executions are, and sixty reads cost more than three pages, so one whole listing answers them.
-    later = [poller.add(execution_id, 5.0) for execution_id in off_the_first_page[2:62]]
+    later = [poller.add(execution_id, 1.0) for execution_id in off_the_first_page[2:62]]
     answers = await asyncio.gather(*(poller.poll(wait) for wait in later))
-    assert all(listed for _, listed in answers)
-    assert (listings(core) - listed_before, reads(core)) == (1 + 3, 2)
+    # The first of them finds three waits against three pages, a tie, and reads alone; one whole
+    # listing answers the others (its second page all of them: it goes on to its last page).
+    assert [listed for _, listed in answers] == [False] + [True] * 59
+    await until(lambda: poller.listings_in_flight == 0)
+    assert (listings(core) - listed_before, reads(core)) == (1 + 3, 3)
     for wait in early + later:
         poller.remove(wait)
 
@@ -197,6 +202,40 @@ async def test_a_wait_cancelled_while_it_awaits_a_listing_leaves_that_listing_an
     answer, _ = await poller.poll(waits[0])
     assert answer.state is ExecutionState.RUNNING
     for wait in waits:
+        poller.remove(wait)
+    assert poller.waits == 0
+
+
+async def test_a_page_answers_the_waits_in_its_id_range_before_the_listings_last_page(
+    core, cerebelum_conn, page_cost_pinned
+):
+    ids = [core.start_execution("orders") for _ in range(300)]
+    poller = await poller_of(cerebelum_conn)
+    waits = {execution_id: poller.add(execution_id, 0.3) for execution_id in ids}
+    await asyncio.gather(*(poller.poll(wait) for wait in waits.values()))
+    await until(lambda: poller.listings_in_flight == 0)
+    reads_before, listed_before = reads(core), listings(core)
+
+    # Core lists in id order: the first id is on the first of three pages. It completes; every wait
+    # polls again, and the listing's pages are slow.
+    in_order = sorted(ids)
+    first, on_first_page, on_last_page = in_order[0], in_order[50], in_order[-1]
+    core.complete(first)
+    core.set_latency(0.5, rpcs="ListExecutions")
+    polls = {execution_id: asyncio.ensure_future(poller.poll(wait)) for execution_id, wait in waits.items()}
+    answer, listed = await polls[first]
+    # Read alone as soon as the first page showed it gone, while the listing still runs.
+    assert (answer.state, listed) == (ExecutionState.COMPLETED, False)
+    assert poller.listings_in_flight == 1 and listings(core) - listed_before < 3
+    assert polls[on_first_page].done() and not polls[on_last_page].done()
+
+    answers = await asyncio.gather(*(polls[execution_id] for execution_id in ids if execution_id != first))
+    # Every wait had its answer: no next pass, and one read in all.
+    await until(lambda: poller.listings_in_flight == 0)
+    core.set_latency(0.0)
+    assert all(listed and answer.state is ExecutionState.RUNNING for answer, listed in answers)
+    assert (listings(core) - listed_before, reads(core) - reads_before) == (3, 1)
+    for wait in waits.values():
         poller.remove(wait)
     assert poller.waits == 0
 
@@ -274,34 +313,53 @@ class SleepRecorder(CerebelumExecutionTrigger):
         await asyncio.sleep(seconds)
 
 
-@pytest.mark.parametrize("page_seconds", [0.3, 0.6])
-async def test_a_listings_answer_counts_the_next_interval_from_when_the_listing_began(
-    core, cerebelum_conn, page_cost_pinned, page_seconds
+async def test_a_wait_a_listing_answered_awaits_the_next_page_instead_of_sleeping(
+    core, cerebelum_conn, page_cost_pinned
 ):
-    core.set_latency(page_seconds, rpcs="ListExecutions")
     ids = [core.start_execution("orders") for _ in range(5)]
     SleepRecorder.sleeps = []
     tasks = [
-        asyncio.ensure_future(run_to_event(SleepRecorder(execution_id, poll_interval=0.5)))
+        asyncio.ensure_future(run_to_event(SleepRecorder(execution_id, poll_interval=0.2)))
         for execution_id in ids
     ]
     poller = await poller_of(cerebelum_conn)
-    await until(lambda: poller.requests["list"] >= (6 if page_seconds < 0.5 else 3))
+    await until(lambda: poller.requests["list"] >= 10)
     for execution_id in ids:
         core.complete(execution_id)
     events = await asyncio.gather(*tasks)
     assert {event["status"] for event in events} == {"success"}
-    assert max(SleepRecorder.sleeps) <= 0.5
-    short = [seconds for seconds in SleepRecorder.sleeps if seconds <= 0.5 - 0.3]
-    if page_seconds < 0.5:
-        # A status read's answer is fresh: the next poll is an interval later. A listing's answer
-        # is as old as the listing, whose page took at least 0.3 s: the next poll comes at most
-        # 0.2 s after it, an interval after the listing began.
-        assert len(short) >= 10
-    else:
-        # A listing slower than the interval: the next follows at once (the request budget's cap
-        # paces it), not a whole interval later.
-        assert SleepRecorder.sleeps.count(0.0) >= 5
+    # Ten passes and more answered them: only an answer a status read gave is followed by a sleep
+    # (the first waits read alone until enough had started to list).
+    assert len(SleepRecorder.sleeps) <= reads(core) - len(ids)
+    assert poller.listings_in_flight == 0
+
+
+async def test_a_wait_awaiting_a_slow_listing_still_ends_at_its_deadline(
+    core, cerebelum_conn, page_cost_pinned
+):
+    ids = [core.start_execution("orders") for _ in range(5)]
+    poller = await poller_of(cerebelum_conn)
+    waits = [poller.add(execution_id, 0.2) for execution_id in ids[1:]]
+    await asyncio.gather(*(poller.poll(wait) for wait in waits))
+    # The next pass takes 3 s a page; the trigger's deadline is half a second away.
+    core.set_latency(3.0, rpcs="ListExecutions")
+    others = [asyncio.ensure_future(poller.poll(wait)) for wait in waits]
+    await until(lambda: poller.listings_in_flight == 1)
+    read = reads(core)
+    trigger = CerebelumExecutionTrigger(ids[0], poll_interval=0.2, end_time=time.time() + 0.5)
+    event = await run_to_event(trigger)
+    # The timeout event carries the execution as a status read showed it at the deadline, while
+    # the pass it awaited still runs.
+    assert (event["status"], event["state"]) == ("timeout", "EXECUTION_RUNNING")
+    assert reads(core) > read and poller.listings_in_flight == 1
+    for poll in others:
+        poll.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    await until(lambda: poller.listings_in_flight == 0)
+    core.set_latency(0.0)
+    for wait in waits:
+        poller.remove(wait)
+    assert poller.waits == 0
 
 
 class VirtualClock:
@@ -378,13 +436,15 @@ async def test_the_request_budget_is_a_hard_cap_in_every_minute_when_1200_waits_
     # Never more than the budget in any 60 s, though four times as many asked at once (fewer here:
     # a slot is free a window after its request ended, and this clock moves while requests are in
     # flight). The request first in line when none was free slept once, until its slot (no busy
-    # loop); the first such wait was logged, once.
+    # loop), and a page at most once more, until its turn in the pass; the first wait for a slot
+    # was logged, once.
     assert most_in_a_window(wire.times) <= budget
     assert poller.cap is not None
-    assert 0 < len(clock.sleeps) <= poller.cap.waited
-    budget_lines = [line for line in map(logging.LogRecord.getMessage, caplog.records) if "budget" in line]
-    assert len(budget_lines) == 1
-    assert "reached the request budget of 50 requests in 60 s" in budget_lines[0]
+    assert 0 < poller.cap.waited and len(clock.sleeps) <= poller.cap.waited + listings(core)
+    # The cap's line, once; the stretch's own line (the pages' pace follows it) once too.
+    lines = list(map(logging.LogRecord.getMessage, caplog.records))
+    assert len([line for line in lines if "reached the request budget of 50 requests in 60 s" in line]) == 1
+    assert len([line for line in lines if "over the request budget of 50" in line]) == 1
 
 
 async def test_reads_of_executions_that_changed_leave_the_listings_the_rest_of_the_budget(
@@ -420,6 +480,84 @@ async def test_reads_of_executions_that_changed_leave_the_listings_the_rest_of_t
         assert (listings(core) - listed, reads(core) - read) == (2, 6)
         clock.now += 60.0
         assert poller.interval_stretch() == 1.0
+
+
+class PagesOnTheWire(SendTimes):
+    """Notes each list page's virtual time and offset; completes ``target`` right after the
+    ``after_page``-th page at ``offset`` was answered (just after a pass went by it: the worst case)."""
+
+    def __init__(self, inner, clock, core, target: str, offset: int, after_page: int) -> None:
+        super().__init__(inner, clock)
+        self.core, self.target, self.offset, self.after_page = core, target, offset, after_page
+        self.pages: list[tuple[float, int]] = []
+        self.completed_at: float | None = None
+        self.target_read_at: float | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.completed_at is not None and request.url.path.endswith(self.target):
+            self.target_read_at = self.clock.now
+        response = await super().handle_async_request(request)
+        offset = request.url.params.get("offset")
+        if offset is not None:
+            self.pages.append((self.clock.now, int(offset)))
+            passed = sum(1 for _, page in self.pages if page == self.offset)
+            if passed == self.after_page and self.completed_at is None:
+                self.core.complete(self.target)
+                self.completed_at = self.clock.now
+        return response
+
+
+async def test_passes_spread_their_pages_under_the_budget_and_a_change_is_seen_within_one_pass(
+    core, page_cost_pinned
+):
+    clock = VirtualClock()
+
+    class VirtualPoller(SharedPoller):
+        _monotonic = staticmethod(clock.monotonic)
+        _sleep = staticmethod(clock.sleep)
+
+    ids = [core.start_execution("orders") for _ in range(300)]
+    # On the second of the three pages, in Core's id order.
+    target = sorted(ids)[150]
+    wire = PagesOnTheWire(core.httpx_transport(), clock, core, target, offset=100, after_page=8)
+    core.httpx_transport = lambda: wire
+    async with ExecutionClient(transport=core.client_transport()) as client:
+        poller = VirtualPoller(client)
+        # Three pages every 10 s ask for 18 a minute: a budget of 12 stretches the interval 1.5x,
+        # a pass every 15 s, a page every 5 s.
+        poller.set_budget(12)
+        waits = [poller.add(execution_id, 10.0) for execution_id in ids]
+        await asyncio.gather(*(poller.poll(wait) for wait in waits))
+
+        async def like_a_trigger(wait) -> None:
+            # As the trigger does: ask again at once after a listing's answer (and here after a
+            # read's too: a read's answer is fresh, so the wait awaits the next pass's page).
+            while True:
+                answer, _ = await poller.poll(wait)
+                if answer.state is ExecutionState.COMPLETED:
+                    return
+
+        loops = {wait.execution_id: asyncio.ensure_future(like_a_trigger(wait)) for wait in waits}
+        await loops[target]
+        for loop in loops.values():
+            loop.cancel()
+        await asyncio.gather(*loops.values(), return_exceptions=True)
+        await until(lambda: poller.listings_in_flight == 0)
+
+    completed_at, read_at = wire.completed_at, wire.target_read_at
+    assert completed_at is not None and read_at is not None
+    # Past the first minute (the first polls' burst, which the cap held back), the pages went out
+    # one every 5 s, evenly: never more than the budget in any minute.
+    paced = [sent for sent, _ in wire.pages if 60.0 <= sent <= completed_at]
+    assert len(paced) >= 8
+    assert {round(later - earlier, 6) for earlier, later in itertools.pairwise(paced)} == {5.0}
+    assert most_in_a_window(wire.times) <= 12
+    # The change was seen at the next pass's page that covers it, one pass (15 s) later, and read
+    # at once, as soon as the cap had a slot among the pages that fill the budget (within a page's
+    # 5 s). Answers at a listing's end, and each wait's own sleep, saw it up to two passes late.
+    next_page = min(sent for sent, offset in wire.pages if offset == 100 and sent > completed_at)
+    assert next_page - completed_at == pytest.approx(15.0)
+    assert next_page <= read_at <= next_page + 5.0
 
 
 class HeldClock(VirtualClock):
@@ -482,15 +620,16 @@ async def test_a_slot_is_free_again_a_window_after_its_request_ended_not_began()
 
 
 class FirstAnswerCounter(CerebelumExecutionTrigger):
-    """Counts the triggers that have had their first answer (their second sleep follows it)."""
+    """Counts the triggers that have had their first answer."""
 
     answered: ClassVar[int] = 0
 
-    async def _sleep(self, seconds: float) -> None:
-        self._sleeps = getattr(self, "_sleeps", 0) + 1
-        if self._sleeps == 2:
+    async def _poll_by_deadline(self, poller, wait, left):
+        answer = await super()._poll_by_deadline(poller, wait, left)
+        if not getattr(self, "_answered", False):
+            self._answered = True
             FirstAnswerCounter.answered += 1
-        await asyncio.sleep(seconds)
+        return answer
 
 
 # A new wait's workflow is learned from a listing over both APIs; over gRPC a status names it too.
