@@ -9,7 +9,7 @@ ended, and Core's status calls after the kill per deferred task (each trigger, r
 serialized arguments, polls once, finds its execution final and fires).
 
     .venv/bin/python bench/bench_triggerer_failover.py                 # 100 sensors + 4 execute per API
-    .venv/bin/python bench/bench_triggerer_failover.py --sensors 5 --execute 2   # what make test runs
+    .venv/bin/python bench/bench_triggerer_failover.py --sensors 2 --execute 1   # what make test runs
 """
 
 from __future__ import annotations

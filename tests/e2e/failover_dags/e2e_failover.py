@@ -26,7 +26,7 @@ WATCHER_CONNECTION_ID = "cerebelum_failover_http"
 POLL_INTERVAL = 5.0
 TASK_TIMEOUT = 1800
 #: Execute operators per run (their executions are completed by the test).
-EXECUTE_TASKS = int(os.environ.get("CEREBELUM_FAILOVER_EXECUTE_TASKS", "2"))
+EXECUTE_TASKS = int(os.environ.get("CEREBELUM_FAILOVER_EXECUTE_TASKS", "1"))
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 
 FAILOVER_FAILED = Asset(
