@@ -20,7 +20,9 @@ from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 
 TOKEN = "lineage-test-token-93ad"
 
-pytestmark = pytest.mark.timeout(120)
+# One pytest-xdist worker for the three: importing the OpenLineage provider's extractors costs several
+# seconds of CPU in each process that runs one of them.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("openlineage")]
 
 
 class LineageRecorder:
