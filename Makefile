@@ -74,14 +74,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # The virtualenvs are built first (seconds, with uv). Then three chains of stages run side by side:
-# the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e and its Airflow stacks, one after
-# another, on one of them), the longest; the package check, then the floor stage (two workers); and
-# the real-Core stage (three parts side by side, each with its own Cores), then lint. Most of the
-# suite's time is spent waiting (backoffs, deadlines, Airflow processes, Core), not computing. Until
-# Python cached bytecode here (PYTHONDONTWRITEBYTECODE above) the run was CPU-bound: every Airflow process
-# compiled Airflow, three chains made Airflow stacks and Cores outlast their start-up timeouts, and
-# a third main worker made the run slower. Each worker has its own Airflow home and emulators; make
-# prints each chain's output in one piece when it ends.
+# the main stage (MAIN_WORKERS pytest-xdist workers; tests/e2e's shared Airflow stack on one of them,
+# its PostgreSQL stack on another), the longest; the package check, then the floor stage (two
+# workers); and the real-Core stage (three parts side by side, each with its own Cores), then lint.
+# The run is bound by the machine's CPU: sampled each second, both cores are busy from the first
+# stage to the last few minutes, so a stage is shortened by cutting CPU (Airflow processes, imports)
+# or the main stage's tail, not by more workers (a fourth main worker made the run slower). Each
+# worker has its own Airflow home and emulators; make prints each chain's output in one piece when
+# it ends.
 MAIN_WORKERS := 3
 XDIST := --dist loadgroup
 
