@@ -3,7 +3,8 @@
 Every ``CerebelumExecutionTrigger`` in a triggerer's event loop that polls the same shared client
 (one Core) registers a :class:`Wait` with that client's :class:`SharedPoller`, and asks it instead
 of the client for each poll. The trigger keeps its own schedule (jittered start, sleep-aware
-delays, deadline, unavailability backoff); the poller only decides how a poll is answered:
+delays, deadline, unavailability backoff); the poller decides how a poll is answered, and when for
+a wait a listing answered (at the next page that covers it, see below):
 
 - Waits are grouped by their execution's workflow (once known) and last state. For a group whose
   executions Core can list (running, waiting for approval), one listing (workflow and state
@@ -410,13 +411,13 @@ class SharedPoller:
             ):
                 break
             seen = await self._seen(group, wait)
-            if seen is not None and seen is not GONE:
+            if seen is not None and seen != GONE:
                 wait.answered_at = seen
                 if wait.last is None:
                     wait.last = _listed_answer(wait.execution_id, group)
                     wait.workflow = wait.workflow or group.workflow
                 return wait.last, True
-            missed = seen is GONE
+            missed = seen == GONE
             if wait.group is group:
                 break
         if missed:
