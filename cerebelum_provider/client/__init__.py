@@ -22,10 +22,11 @@ scheme: ``http://``/``https://`` for REST, ``grpc://``/``grpcs://`` or ``host:po
 
 ``SyncExecutionClient`` takes the same arguments and has the same methods, blocking.
 ``with calls_end_within(seconds):`` lets no call made inside it retry, or wait for Core's rate
-limiter, past ``seconds`` from now.
+limiter, past ``seconds`` from now; ``with calls_without_deadline():`` lifts it for calls made on
+behalf of many callers.
 """
 
-from cerebelum_provider.client._deadline import calls_end_within
+from cerebelum_provider.client._deadline import calls_end_within, calls_without_deadline
 from cerebelum_provider.client._rerun import RERUN_OF_INPUT
 from cerebelum_provider.client.aio import ExecutionClient
 from cerebelum_provider.client.config import CoreAPI, RetryConfig, TLSConfig, parse_core_url
@@ -39,5 +40,6 @@ __all__ = [
     "SyncExecutionClient",
     "TLSConfig",
     "calls_end_within",
+    "calls_without_deadline",
     "parse_core_url",
 ]

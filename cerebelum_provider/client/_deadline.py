@@ -60,6 +60,18 @@ def _calls_end_at(deadline: float) -> Iterator[None]:
         _deadline.reset(token)
 
 
+@contextmanager
+def calls_without_deadline() -> Iterator[None]:
+    """Inside, calls run without any caller's deadline: for a call made on behalf of many callers
+    (a listing that answers many waits), which the deadline of the one that happened to start it
+    must not cut."""
+    token = _deadline.set(None)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
 def remaining() -> float | None:
     """Seconds left before the caller's deadline (may be negative), or None without one."""
     deadline = _deadline.get()

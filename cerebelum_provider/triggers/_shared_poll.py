@@ -561,6 +561,14 @@ class SharedPoller:
         return min(group.intervals) * self.interval_stretch() / group.pages
 
     async def _list(self, group: _Group, started_at: float) -> _Listing | None:
+        from cerebelum_provider.client import calls_without_deadline
+
+        # The task copied the context of the wait that started it (or of the pass before it), with
+        # that wait's deadline: a pass answers every wait of its group, the passes after it too.
+        with calls_without_deadline():
+            return await self._pass(group, started_at)
+
+    async def _pass(self, group: _Group, started_at: float) -> _Listing | None:
         listing = _Listing(started_at)
         failed = False
         try:

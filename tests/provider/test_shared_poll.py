@@ -13,7 +13,7 @@ import grpc
 import httpx
 import pytest
 
-from cerebelum_provider.client import ExecutionClient
+from cerebelum_provider.client import ExecutionClient, calls_end_within
 from cerebelum_provider.hooks.cerebelum import CerebelumHook
 from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.triggers._shared_poll import RequestCap, SharedPoller, shared_poller
@@ -238,6 +238,29 @@ async def test_a_page_answers_the_waits_in_its_id_range_before_the_listings_last
     for wait in waits.values():
         poller.remove(wait)
     assert poller.waits == 0
+
+
+async def test_a_pass_started_by_a_wait_past_its_deadline_still_retries_a_failed_page(
+    core, cerebelum_conn, page_cost_pinned
+):
+    ids = [core.start_execution("orders") for _ in range(5)]
+    poller = await poller_of(cerebelum_conn)
+    waits = [poller.add(execution_id, 0.2) for execution_id in ids]
+    await asyncio.gather(*(poller.poll(wait) for wait in waits))
+    await until(lambda: poller.listings_in_flight == 0)
+    listed_before = listings(core)
+
+    # The next pass is started by a wait whose deadline has passed (its calls are not retried), and
+    # its page fails once: the pass, which answers every wait of the group and starts the passes
+    # after it, retries it all the same.
+    core.fail_next(1, rpcs="ListExecutions")
+    with calls_end_within(-1.0):
+        answer, listed = await poller.poll(waits[1])
+    assert (answer.state, listed) == (ExecutionState.RUNNING, True)
+    assert listings(core) - listed_before == 2
+    await until(lambda: poller.listings_in_flight == 0)
+    for wait in waits:
+        poller.remove(wait)
 
 
 # The emulator plays Core's empty answer to a failed listing on its gRPC face only.
