@@ -95,7 +95,13 @@ PAGES_SCENARIO = {
             "sleep_ms": 3_600_000,
             "settle": True,
         },
-        {"workflow": "orders", "execution_id": "ui-approval", "count": 2, "approval_at": "ship", "settle": True},
+        {
+            "workflow": "orders",
+            "execution_id": "ui-approval",
+            "count": 2,
+            "approval_at": "ship",
+            "settle": True,
+        },
         {
             "workflow": "orders",
             "execution_id": "ui-failed",
@@ -176,19 +182,11 @@ def airflow(
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``) one worker runs every test of the shared stack and
     another the failover module's: two workers would start two shared stacks. The two stacks run
-    side by side: the e2e tests are the main stage's longest path, so each stack's run is one
-    worker's share (``AirflowStack``'s start-up timeout allows for a loaded machine)."""
+    side by side (pytest-xdist hands out groups first, the largest first): the e2e tests are the
+    main stage's longest path, so each stack's run is one worker's share (``AirflowStack``'s
+    start-up timeout allows for a loaded machine)."""
     here = Path(__file__).resolve().parent
     for item in items:
         if here in Path(item.fspath).resolve().parents:
             own = Path(item.fspath).name == OWN_STACK_MODULE
             item.add_marker(pytest.mark.xdist_group("airflow-failover" if own else "airflow-stack"))
-    # Both groups first, so that pytest-xdist hands them to two workers before the short tests.
-    items.sort(key=lambda item: _stack_order(here, item))
-
-
-def _stack_order(here: Path, item: pytest.Item) -> int:
-    path = Path(item.fspath).resolve()
-    if here not in path.parents:
-        return 2
-    return 0 if path.name == OWN_STACK_MODULE else 1

@@ -381,6 +381,7 @@ async def test_an_empty_listing_from_a_listing_error_fires_nothing_again(core, c
     assert len(existing) == 3
 
 
+@pytest.mark.waits
 async def test_a_watcher_survives_core_being_down(core_factory, monkeypatch):
     from tests.core_apis import connection_uri
 

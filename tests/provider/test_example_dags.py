@@ -141,6 +141,7 @@ def test_execute_example_starts_one_workflow_and_reports_it(example_dagbag, stil
     assert core.call_counts()["ExecuteWorkflow"] == 1
 
 
+@pytest.mark.waits
 def test_execute_example_retry_resumes_and_runs_each_step_once(example_dagbag, demo_core):
     steps = ["invoice", "collect", "reconcile"]
     demo_core.define_workflow("billing", steps, fail_at="reconcile", fail_times=1)

@@ -144,6 +144,7 @@ def test_resume_and_wait_fails_with_cores_error_when_it_fails_again(live_core, m
     assert "or it failed again within that time; Core's error: carrier_down: 503 from carrier" in output
 
 
+@pytest.mark.waits
 def test_resume_operator_retries_transient_errors(still_core):
     import grpc
 

@@ -248,6 +248,7 @@ def test_a_real_resume_succeeds_with_the_same_xcom_as_before(emulator, api):
     assert core.call_counts()["GetExecutionStatus"] == 1
 
 
+@pytest.mark.waits
 def test_a_transient_error_while_checking_is_retried(emulator):
     import grpc
 
@@ -263,6 +264,7 @@ def test_a_transient_error_while_checking_is_retried(emulator):
     assert core.call_counts()["ResumeExecution"] == 1
 
 
+@pytest.mark.waits
 def test_one_resume_against_a_core_that_stays_down_sends_at_most_the_budget(emulator):
     import grpc
 

@@ -113,6 +113,7 @@ def test_poke_on_unknown_execution_fails_clearly(core, cerebelum_conn):
         sensor(execution_id="no-such-id").poke({})
 
 
+@pytest.mark.waits
 def test_core_unavailable_in_poke_is_not_done_until_the_budget(core, cerebelum_conn):
     execution_id = core.start_execution("orders")
     core.fail_next(5, code=grpc.StatusCode.UNAVAILABLE)  # one call's whole retry budget

@@ -195,6 +195,7 @@ async def test_deadline_already_passed_still_checks_once(core, cerebelum_conn):
     assert event["status"] == "success"
 
 
+@pytest.mark.waits
 async def test_transient_failures_are_retried_until_core_answers(core, cerebelum_conn):
     execution_id = core.start_execution("orders")
     core.complete(execution_id)
@@ -204,6 +205,7 @@ async def test_transient_failures_are_retried_until_core_answers(core, cerebelum
     assert core.call_counts()["GetExecutionStatus"] == 8
 
 
+@pytest.mark.waits
 async def test_core_down_longer_than_the_budget_is_an_error_naming_the_address(core, cerebelum_conn):
     execution_id = core.start_execution("orders")
     address = core_url(core)

@@ -36,6 +36,9 @@ from cerebelum_provider.sensors.cerebelum import CerebelumExecutionSensor
 from cerebelum_provider.triggers.cerebelum import CerebelumExecutionTrigger
 from tests.reliability.triggerer import TriggererHarness, run_in_triggerer
 
+# Outages, restarts and half-open sockets are waited out in real time.
+pytestmark = pytest.mark.waits
+
 BANNER = "Cerebelum Core emulator listening on "
 
 
