@@ -22,7 +22,8 @@ Variants (``--variants``):
 - ``+freeze``: ``gc.freeze()`` once Airflow and the provider are imported, before the triggers start;
 - ``+alone``: the connection's ``coalesce_polling=false``: each trigger reads its own execution every
   interval. Without it the triggers share their polling (the default), so most polls send nothing:
-  a trigger's polls are then counted as the trigger's own waits between polls, not Core's calls.
+  a trigger's polls are then counted as the answers the shared poller gives it (one a listing
+  pass, or one a status read), not Core's calls.
 
 Names combine: ``ours_grpc+jitter+freeze:burst``. Each run prints one JSON line per variant and,
 with ``--runs 3``, the medians. Reported: polls, CPU per poll and its ratio to the floor of the same
@@ -241,17 +242,8 @@ def run_ours(args: argparse.Namespace, api: str, options: set[str], start: str) 
 
     trigger_class = jittered_trigger_class() if "jitter" in options else CerebelumExecutionTrigger
     polls = [0]
-
-    class CountedTrigger(trigger_class):  # type: ignore[misc,valid-type]
-        """Counts its waits: one before its first poll, then one after each poll but the last."""
-
-        @staticmethod
-        async def _sleep(seconds: float) -> None:
-            polls[0] += 1
-            await asyncio.sleep(seconds)
-
     if "alone" not in options:
-        trigger_class = CountedTrigger
+        count_answers(polls)
     if "cache" in options:
         cache_connection_settings()
     interval = interval_of(args, api)
@@ -263,6 +255,22 @@ def run_ours(args: argparse.Namespace, api: str, options: set[str], start: str) 
 
     count_polls = None if "alone" in options else (lambda: polls[0])
     return asyncio.run(drive(args, poll, options, start, interval, count_polls))
+
+
+def count_answers(polls: list[int]) -> None:
+    """Count each answer the shared poller gives a wait (in this process only): a trigger whose
+    answer came from a listing asks again at once, without sleeping, so its sleeps no longer count
+    its polls."""
+    from cerebelum_provider.triggers._shared_poll import SharedPoller
+
+    answer = SharedPoller.poll
+
+    async def counted(self: SharedPoller, wait: Any, **kwargs: Any) -> Any:
+        result = await answer(self, wait, **kwargs)
+        polls[0] += 1
+        return result
+
+    SharedPoller.poll = counted  # type: ignore[method-assign]
 
 
 def interval_of(args: argparse.Namespace, api: str) -> float:

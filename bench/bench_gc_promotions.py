@@ -19,7 +19,8 @@ Variants: ``floor_grpc_airflow`` (bare pollers, evenly spread over the first int
 plus its own random first wait), ``ours_grpc-jitter`` (the trigger with its random first wait
 replaced by none, in this process only), ``ours_grpc+alone`` (the trigger reading its own
 execution every poll, ``coalesce_polling=false``; without it the 1,000 triggers share listings, the
-default, and a poll is counted as a trigger's wait between polls rather than a call to Core).
+default, and a poll is counted as an answer the shared poller gives a trigger rather than a call
+to Core).
 ``floor_http_airflow+jitter``, ``ours_http`` and ``ours_http+alone`` are the same over Core's REST
 API (bare ``httpx`` GETs for the floor), at ``--http-interval`` (10 s, the trigger's default).
 The client prototypes this script once had are gone (bench/RESULTS.md keeps what they measured):
