@@ -266,7 +266,9 @@ class EmulatorProcess:
     """The Core emulator CLI as a subprocess serving both APIs, each on a free port.
 
     ``address`` (gRPC, ``host:port``), ``http_url`` and ``http_port`` (REST) are read from the line
-    it prints when it listens. Use as a context manager or call :meth:`start` and :meth:`stop`.
+    it prints when it listens. ``scenario`` (workflows and executions, as ``--scenario`` reads them)
+    is written beside ``db_path`` and seeds it. Use as a context manager or call :meth:`start` and
+    :meth:`stop`.
     """
 
     def __init__(
@@ -276,6 +278,7 @@ class EmulatorProcess:
         log_path: Path | None = None,
         demo: bool = False,
         step_seconds: float | None = None,
+        scenario: dict[str, Any] | None = None,
         extra_args: Iterable[str] = (),
         startup_timeout: float = 30.0,
     ) -> None:
@@ -283,6 +286,8 @@ class EmulatorProcess:
         self.log_path = Path(log_path) if log_path else self.db_path.with_suffix(".log")
         self.demo = demo
         self.step_seconds = step_seconds
+        self.scenario = scenario
+        self.scenario_path = self.db_path.with_name(f"{self.db_path.stem}-scenario.json")
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
         self.address: str = ""
@@ -297,6 +302,8 @@ class EmulatorProcess:
             argv.append("--demo")
         if self.step_seconds is not None:
             argv += ["--step-seconds", str(self.step_seconds)]
+        if self.scenario is not None:
+            argv += ["--scenario", str(self.scenario_path)]
         return argv + self.extra_args
 
     def start(self) -> EmulatorProcess:
@@ -306,6 +313,8 @@ class EmulatorProcess:
             StackError: it exited or printed no address within ``startup_timeout``.
         """
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.scenario is not None:
+            self.scenario_path.write_text(json.dumps(self.scenario))
         self.log_path.write_bytes(b"")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._process = spawn("emulator", self.argv(), env=env, log_path=self.log_path)

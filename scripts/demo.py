@@ -20,7 +20,6 @@ Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -277,13 +276,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     work = fresh_dir(DEMO_DIR)
-    scenario = work / "event-scenario.json"
-    scenario.write_text(json.dumps(EVENT_SCENARIO))
     emulator = EmulatorProcess(
-        db_path=work / "core.sqlite",
-        demo=True,
-        step_seconds=args.step_seconds,
-        extra_args=["--scenario", str(scenario)],
+        db_path=work / "core.sqlite", demo=True, step_seconds=args.step_seconds, scenario=EVENT_SCENARIO
     )
     airflow: AirflowStack | None = None
     try:

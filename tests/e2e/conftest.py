@@ -12,7 +12,6 @@ for a failure to be readable.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -117,27 +116,21 @@ PAGES_SCENARIO = {
 }
 
 
-def _emulator_process(work: Path, scenario: dict, step_seconds: float) -> EmulatorProcess:
-    """The emulator CLI in a subprocess, seeded with ``scenario`` (event log in a file)."""
-    (work / "scenario.json").write_text(json.dumps(scenario))
-    return EmulatorProcess(
-        db_path=work / "core.sqlite",
-        step_seconds=step_seconds,
-        extra_args=["--scenario", str(work / "scenario.json")],
-    )
-
-
 @pytest.fixture(scope="package")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     """The DAGs' Core: real-time steps."""
-    with _emulator_process(tmp_path_factory.mktemp("core"), SCENARIO, STEP_SECONDS) as process:
+    work = tmp_path_factory.mktemp("core")
+    with EmulatorProcess(
+        db_path=work / "core.sqlite", step_seconds=STEP_SECONDS, scenario=SCENARIO
+    ) as process:
         yield process
 
 
 @pytest.fixture(scope="package")
 def pages_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     """The Cerebelum pages' Core (``PAGES_SCENARIO``): nothing moves unless a test acts."""
-    with _emulator_process(tmp_path_factory.mktemp("pages-core"), PAGES_SCENARIO, 3600) as process:
+    work = tmp_path_factory.mktemp("pages-core")
+    with EmulatorProcess(db_path=work / "core.sqlite", step_seconds=3600, scenario=PAGES_SCENARIO) as process:
         yield process
 
 
