@@ -481,7 +481,10 @@ async def test_reads_of_executions_that_changed_leave_the_listings_the_rest_of_t
         _monotonic = staticmethod(clock.monotonic)
         _sleep = staticmethod(clock.sleep)
 
-    ids = [core.start_execution("orders") for _ in range(200)]
+    # In Core's (id) order, so that the six that complete are the lowest ids, all within the first
+    # page's range. One whose id fell between the first page's last id and the second's first would
+    # be covered by neither page, and wait for a second pass (offsets may have shifted past it).
+    ids = sorted(core.start_execution("orders") for _ in range(200))
     async with ExecutionClient(transport=core.client_transport()) as client:
         poller = VirtualPoller(client)
         poller.set_budget(12)
