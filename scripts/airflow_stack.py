@@ -613,6 +613,14 @@ class AirflowStack:
         process.signal_group(signal.SIGKILL)
         process.popen.wait(timeout=30.0)
 
+    def pause_service(self, name: str) -> None:
+        """SIGSTOP the process ``name`` and its group: alive, but neither heartbeating nor working."""
+        self.processes[name].signal_group(signal.SIGSTOP)
+
+    def resume_service(self, name: str) -> None:
+        """SIGCONT what ``pause_service`` stopped."""
+        self.processes[name].signal_group(signal.SIGCONT)
+
     def _login_env(self) -> dict[str, str]:
         """The SimpleAuthManager settings of ``users``: their roles and a passwords file."""
         if not self.users:
