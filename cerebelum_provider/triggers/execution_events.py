@@ -245,7 +245,9 @@ class CerebelumExecutionEventTrigger(BaseEventTrigger):
     ``MAX_REMEMBERED_ENTRIES``; beyond that a restart may fire the excess again, and a warning
     says so). The store is written about ``persist_grace`` seconds after the events it records,
     once the triggerer has handed them to Airflow (it does every second): a triggerer killed in
-    that window fires those events again after it restarts; it never loses one.
+    that window fires those events again after it restarts; it never loses one. Airflow runs a
+    trigger at least once: while a triggerer is late with its heartbeat (a loaded machine), another
+    may start the same watcher, and the two copies may each fire an entry they both see.
 
     On Airflow 3.2 (no asset state store) the trigger runs, and logs one warning when it starts:
     what it has seen is in memory only, so after a triggerer restart entries that happened while
