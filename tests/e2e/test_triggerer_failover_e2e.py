@@ -142,6 +142,17 @@ def deferred_count(airflow: AirflowStack, run_ids: list[str]) -> int:
     )
 
 
+def heartbeat_age(airflow: AirflowStack, host: str) -> float:
+    """Seconds since the newest triggerer job on ``host`` last heartbeat."""
+    [[age]] = query(
+        airflow,
+        "SELECT EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job "
+        "WHERE hostname = %s AND job_type = 'TriggererJob' ORDER BY id DESC LIMIT 1",
+        host,
+    )
+    return float(age)
+
+
 def trigger_log(airflow: AirflowStack, trigger_id: int) -> dict[str, list[str]]:
     """Each triggerer's log lines about one trigger (started, fired, completed), by triggerer."""
     marks = (f"trigger ID {trigger_id} starting", f"name='ID {trigger_id}'")
@@ -174,7 +185,7 @@ def test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice(airflo
     }
     airflow.wait_for_dags([DAG_ID, "e2e_failover_failures"], timeout=300)
     # Every trigger goes to the triggerer killed later: the other is paused (SIGSTOP) until that one
-    # has taken them all. So the survivor takes over every kind (sensors, execute operators and the
+    # has taken them all and runs them. So the survivor takes over every kind (sensors, execute operators and the
     # watcher), and runs no copy of its own before the kill: Airflow runs a trigger at least once,
     # and two copies of the watcher at once (a triggerer late with its heartbeat, on a loaded
     # machine) may each fire an entry, which is not what this test is about.
@@ -200,7 +211,6 @@ def test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice(airflo
         300,
         f"every trigger assigned to {victim}",
     )
-    airflow.resume_service(survivor)
     sensed = {execution_id for ids in executions.values() for execution_id in ids}
     started = set(core.execution_ids()) - sensed
     assert len(started) == 2 * EXECUTE_TASKS  # each execute task started its workflow once
@@ -216,6 +226,13 @@ def test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice(airflo
         300,
         "the watcher stores its baseline",
     )
+    # Only then the survivor wakes, once the victim heartbeats again. A triggerer's first request to
+    # Airflow's Execution API (a trigger's connection, the watcher's state store) builds that API in
+    # its supervisor, which neither heartbeats nor hears its trigger runner meanwhile: on the loaded
+    # CI machine that took 30 s, the runner's watchdog then skipped a heartbeat, and an awake other
+    # triggerer started a second copy of the watcher.
+    wait_until(lambda: heartbeat_age(airflow, victim) < 5.0, 120, f"{victim} heartbeats")
+    airflow.resume_service(survivor)
     [[watcher_id]] = query(airflow, "SELECT trigger_id FROM asset_watcher")
     assert instances_running(airflow, watcher_id) == {victim: 1, survivor: 0}, trigger_log(airflow, watcher_id)
     holders = triggers_by_host(airflow)
