@@ -52,6 +52,11 @@ REPO = Path(__file__).resolve().parent.parent
 ENV_VAR = "CEREBELUM_REAL_CORE"
 DEFAULT_RELEASE_DIR = REPO.parent / "shared" / "real-core"
 METRICS_PORT = 4021
+#: The Erlang VM flags Core runs with by default: its schedulers spin a while on running out of work
+#: before they sleep (to pick the next job up sooner), and here several Cores share two cores with
+#: Airflow and the tests, which need that time. Core does the same work without the spin
+#: (bench/bench_core_busy_wait.py measures the CPU it saves).
+NO_BUSY_WAIT = "+sbwt none +sbwtdcpu none +sbwtdio none"
 # the worker id examples/sdk_worker.py registers under (its WORKER_ID default)
 WORKER_ID = "py-worker-1"
 
@@ -215,6 +220,7 @@ class RealCore:
         python: str = sys.executable,
         blueprints: Mapping[str, Iterable[str]] = BLUEPRINTS,
         start_timeout: float = 150.0,
+        erl_flags: str = NO_BUSY_WAIT,
     ) -> None:
         self._release = release or find_release()
         if self._release.missing:
@@ -226,6 +232,7 @@ class RealCore:
         # run-core waits up to 60 s for Core's ports after creating and starting PostgreSQL; with the
         # test stages side by side on two cores a start can take most of a minute (42 s measured).
         self.start_timeout = start_timeout
+        self.erl_flags = erl_flags
         self.state_dir: Path | None = None
         self.boom_flag = self.workdir / "boom_flag"
         self.worker_log_path = self.workdir / "worker.log"
@@ -397,6 +404,7 @@ class RealCore:
                 [str(run_core), "start", str(self.state_dir), str(self.grpc_port), str(self.http_port),
                  self.jwks_url],
                 capture_output=True, text=True, check=True, timeout=self.start_timeout,
+                env={**os.environ, "ERL_FLAGS": f"{os.environ.get('ERL_FLAGS', '')} {self.erl_flags}".strip()},
             )
         except subprocess.CalledProcessError as failure:
             # run-core gives Core 60 s to open its ports; on a loaded machine a Core that is still
