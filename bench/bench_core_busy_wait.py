@@ -11,6 +11,7 @@ Core always takes port 4021: run as root, the script runs itself in a network of
 (``unshare -n``), so it may run beside a test stage.
 
     .venv/bin/python bench/bench_core_busy_wait.py [--runs 2] [--executions 20] [--reads 200]
+    .venv/bin/python bench/bench_core_busy_wait.py --quick   # one run of 10 executions, 100 reads
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--executions", type=int, default=20)
     parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="one run of 10 executions and 100 reads")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.executions, args.reads = 1, 10, 100
     if os.geteuid() == 0 and not os.environ.get("BENCH_OWN_NETWORK") and own_networks_available():
         env = {**os.environ, "BENCH_OWN_NETWORK": "1"}
         return subprocess.run([*IN_OWN_NETWORK, sys.executable, *sys.argv], env=env, check=False).returncode
