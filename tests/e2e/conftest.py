@@ -45,6 +45,10 @@ NIGHTLY_FAILED = 6
 #: A workflow long enough (one step per STEP_SECONDS) for the sensor to be seen deferred.
 SLOW_WORKFLOW = "e2e_slow"
 STEP_SECONDS = 1.0
+#: A slow execution held at its second step (waiting for approval) until the deferrable sensor's
+#: test approves it, once it has seen the task deferred: a running one could end between two of the
+#: test's polls on a loaded machine, and the deferral go unseen.
+HELD_EXECUTION = "e2e-sensor-held"
 #: Executions that wait for approval at their second step: one a person approves, one rejects.
 APPROVAL_WORKFLOW = "e2e_orders"
 APPROVAL_EXECUTIONS = {"approve": "e2e-approval-approve", "reject": "e2e-approval-reject"}
@@ -67,6 +71,7 @@ SCENARIO = {
             "settle": True,
         },
         {"workflow": NIGHTLY_WORKFLOW, "execution_id": "e2e-nightly-done", "complete": True},
+        {"workflow": SLOW_WORKFLOW, "execution_id": HELD_EXECUTION, "approval_at": "step_2", "settle": True},
         *(
             {
                 "workflow": APPROVAL_WORKFLOW,

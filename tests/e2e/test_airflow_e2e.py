@@ -17,7 +17,14 @@ import pytest
 from cerebelum_provider import ExecutionState, SyncExecutionClient
 from cerebelum_provider.get_provider_info import CONNECTION_FIELDS
 
-from .conftest import APPROVAL_EXECUTIONS, NIGHTLY_FAILED, NIGHTLY_WORKFLOW, SLOW_WORKFLOW, UI_URL
+from .conftest import (
+    APPROVAL_EXECUTIONS,
+    HELD_EXECUTION,
+    NIGHTLY_FAILED,
+    NIGHTLY_WORKFLOW,
+    SLOW_WORKFLOW,
+    UI_URL,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -114,8 +121,8 @@ def jobs_by_id(airflow) -> dict[int, tuple[str, str]]:
 
 
 def test_deferrable_sensor_is_handed_to_the_triggerer_process_and_succeeds(airflow, emulator):
-    with SyncExecutionClient(emulator.address) as client:
-        execution_id = client.execute_workflow(SLOW_WORKFLOW, {"case": "sensor"}).execution_id
+    # Waiting for approval at its second step until the task has been seen deferred (below).
+    execution_id = HELD_EXECUTION
     airflow.wait_for_dags(["example_cerebelum_wait"])
 
     run_id = airflow.trigger_dag("example_cerebelum_wait", conf={"execution_id": execution_id})
@@ -132,6 +139,9 @@ def test_deferrable_sensor_is_handed_to_the_triggerer_process_and_succeeds(airfl
                     break
                 time.sleep(0.25)
             links_while_deferred.append(links)
+            # Seen deferred: the execution may go on (its approval goes over Core's HTTP API).
+            with SyncExecutionClient(f"http://127.0.0.1:{emulator.http_port}") as client:
+                assert client.approve_execution(execution_id) == "approved"
 
     result = airflow.wait_for_run(
         "example_cerebelum_wait", run_id, timeout=120, on_change=read_the_link_while_deferred
