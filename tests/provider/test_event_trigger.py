@@ -45,6 +45,12 @@ class AssetState:
         self.writes += 1
 
 
+def resume(core, execution_id: str) -> str:
+    """Resume ``execution_id`` through a client closed right after (no socket left to the collector)."""
+    with SyncExecutionClient(core_url(core)) as client:
+        return client.resume_execution(execution_id)
+
+
 def rebuilt(
     trigger: CerebelumExecutionEventTrigger, store: AssetState | None
 ) -> CerebelumExecutionEventTrigger:
@@ -205,7 +211,7 @@ async def test_fires_once_per_entry_with_the_error(core, cerebelum_conn):
         assert await watcher.quiet() == []
 
         # Resumed, seen running, failed again: a second entry.
-        assert SyncExecutionClient(core_url(core)).resume_execution(execution_id) == "resumed"
+        assert resume(core, execution_id) == "resumed"
         assert await watcher.quiet() == []
         core.advance(1, execution_id)
         [again] = await watcher.take(1)
@@ -222,7 +228,7 @@ async def test_resumed_and_failed_again_between_two_polls_fires_twice(core, cere
     try:
         [first] = await watcher.take(1)
         assert first["execution_id"] == execution_id
-        SyncExecutionClient(core_url(core)).resume_execution(execution_id)
+        resume(core, execution_id)
         core.advance(1, execution_id)  # fails again well within one poll interval
         [second] = await watcher.take(1)
         assert second["execution_id"] == execution_id
@@ -275,10 +281,10 @@ async def test_restart_fires_nothing_twice_and_catches_what_happened_while_down(
     # again (seen by neither poll as running, yet a new entry over REST; over gRPC it stays one).
     [new] = failing_executions(core, 1)
     again = before[0]
-    SyncExecutionClient(core_url(core)).resume_execution(again)
+    resume(core, again)
     core.advance(1, again)
-    client = SyncExecutionClient(core_url(core))
-    expected = sorted([new, again]) if client.api.value == "http" else [new]
+    with SyncExecutionClient(core_url(core)) as client:
+        expected = sorted([new, again]) if client.api.value == "http" else [new]
 
     second = Watcher(trigger_for(include_existing=True), store)
     try:
@@ -300,7 +306,7 @@ async def test_restart_catches_an_execution_that_left_and_came_back(core, cerebe
     first = Watcher(trigger_for(include_existing=True), store)
     try:
         await first.take(1)
-        SyncExecutionClient(core_url(core)).resume_execution(execution_id)
+        resume(core, execution_id)
         await first.quiet()  # the watcher sees it leave FAILED and records that
     finally:
         await first.stop()
