@@ -132,6 +132,8 @@ def stop_all(processes: Iterable[ManagedProcess], grace: float = 10.0) -> None:
     for process in processes:
         if process.alive():
             process.signal_group(signal.SIGTERM)
+            # A service a test paused (``AirflowStack.pause_service``) handles the SIGTERM once woken.
+            process.signal_group(signal.SIGCONT)
     deadline = time.monotonic() + grace
     for process in processes:
         process.stop(grace=max(0.1, deadline - time.monotonic()))

@@ -404,7 +404,7 @@ class RealCore:
                 [str(run_core), "start", str(self.state_dir), str(self.grpc_port), str(self.http_port),
                  self.jwks_url],
                 capture_output=True, text=True, check=True, timeout=self.start_timeout,
-                env={**os.environ, "ERL_FLAGS": f"{os.environ.get('ERL_FLAGS', '')} {self.erl_flags}".strip()},
+                env=self._core_env(),
             )
         except subprocess.CalledProcessError as failure:
             # run-core gives Core 60 s to open its ports; on a loaded machine a Core that is still
@@ -420,6 +420,11 @@ class RealCore:
                 f"run-core start took more than {self.start_timeout:.0f} s; see {self.core_log_path}"
             ) from None
         self.submit_blueprints()
+
+    def _core_env(self) -> dict[str, str]:
+        """This process's environment, with ``erl_flags`` after any ERL_FLAGS of the caller's."""
+        flags = " ".join(filter(None, [os.environ.get("ERL_FLAGS"), self.erl_flags]))
+        return {**os.environ, "ERL_FLAGS": flags}
 
     def _core_alive(self) -> bool:
         try:

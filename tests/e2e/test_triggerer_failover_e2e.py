@@ -7,9 +7,8 @@ an execution completes or fails exactly when the test says), and one event watch
 workflow's failures. The triggerer holding every trigger (the other one paused while they were
 assigned) is SIGKILLed; while it is down the executions complete and fail; the other triggerer
 takes the triggers over once the dead one's heartbeat is older than
-``triggerer_health_check_threshold``. Then every task must end as its
-execution calls for, none retried, no workflow started twice, and each failed execution must
-give exactly one asset event.
+``triggerer_health_check_threshold``. Then every task must end as its execution calls for, none
+retried, no workflow started twice, and each failed execution must give exactly one asset event.
 
 ``CEREBELUM_FAILOVER_SENSORS`` (sensors per run, default 2: one execution completes, one fails) and
 ``CEREBELUM_FAILOVER_EXECUTE_TASKS`` (execute operators per run, default 1) size it; every task is a
@@ -185,10 +184,10 @@ def test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice(airflo
     }
     airflow.wait_for_dags([DAG_ID, "e2e_failover_failures"], timeout=300)
     # Every trigger goes to the triggerer killed later: the other is paused (SIGSTOP) until that one
-    # has taken them all and runs them. So the survivor takes over every kind (sensors, execute operators and the
-    # watcher), and runs no copy of its own before the kill: Airflow runs a trigger at least once,
-    # and two copies of the watcher at once (a triggerer late with its heartbeat, on a loaded
-    # machine) may each fire an entry, which is not what this test is about.
+    # has taken them all and runs them. So the survivor takes over every kind (sensors, execute
+    # operators and the watcher), and runs no copy of its own before the kill: Airflow runs a
+    # trigger at least once, and two copies of the watcher at once (a triggerer late with its
+    # heartbeat, on a loaded machine) may each fire an entry, which is not what this test is about.
     victim, survivor = "triggerer-2", "triggerer-1"
     airflow.pause_service(survivor)
     airflow.unpause("e2e_failover_failures")
@@ -234,7 +233,8 @@ def test_a_triggerer_killed_mid_wait_loses_nothing_and_does_nothing_twice(airflo
     wait_until(lambda: heartbeat_age(airflow, victim) < 5.0, 120, f"{victim} heartbeats")
     airflow.resume_service(survivor)
     [[watcher_id]] = query(airflow, "SELECT trigger_id FROM asset_watcher")
-    assert instances_running(airflow, watcher_id) == {victim: 1, survivor: 0}, trigger_log(airflow, watcher_id)
+    copies = instances_running(airflow, watcher_id)
+    assert copies == {victim: 1, survivor: 0}, trigger_log(airflow, watcher_id)
     holders = triggers_by_host(airflow)
     held = holders[victim]
     [[victim_job]] = query(
