@@ -5,7 +5,8 @@ sleep as soon as they run out of work instead of spinning a while first. This me
 saves: Core is started once each way (alternately, ``--runs`` times), then runs the same work, a
 test's kind: ``--executions`` executions of a three-step workflow started over REST and run to the
 end by the SDK worker, each read until it completes, then ``--reads`` status reads. Core's CPU is
-the BEAM's (``core.pid``), read from /proc before and after the work.
+the BEAM's (``core.pid``, with its children), read from /proc before and after the work, as
+``bench_real_core.py`` reads it.
 
 Core always takes port 4021: run as root, the script runs itself in a network of its own
 (``unshare -n``), so it may run beside a test stage.
@@ -23,34 +24,27 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from _support import median
+from bench_real_core import CoreCPU
 from real_core import NO_BUSY_WAIT, RealCore
 from realcore_stage import IN_OWN_NETWORK, own_networks_available
 
 VARIANTS = {"VM default (busy wait)": "", "NO_BUSY_WAIT": NO_BUSY_WAIT}
 
 
-def core_cpu(core: RealCore) -> float:
-    """CPU seconds the BEAM has used so far."""
-    assert core.state_dir is not None
-    times = psutil.Process(int((core.state_dir / "core.pid").read_text())).cpu_times()
-    return times.user + times.system
-
-
 def work(core: RealCore, executions: int, reads: int) -> tuple[float, float]:
     """Run the workload; return (Core's CPU seconds, wall seconds) for it."""
-    cpu, began = core_cpu(core), time.monotonic()
+    cpu = CoreCPU(core)
+    before, began = cpu.sample()["core"], time.monotonic()
     ids = [core.start_execution("rc_ok") for _ in range(executions)]
     for execution_id in ids:
         core.wait_for_state(execution_id, {"completed"}, timeout=120.0)
     for index in range(reads):
         core.execution(ids[index % len(ids)])
-    return core_cpu(core) - cpu, time.monotonic() - began
+    return cpu.sample()["core"] - before, time.monotonic() - began
 
 
 def main() -> int:
