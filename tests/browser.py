@@ -129,14 +129,15 @@ def press_test_and_read_the_answer(browser, connection_id: str, screenshot) -> s
     wait_for(lambda: browser.find_elements(By.XPATH, row_button), what=f"the Test button of {connection_id}")[
         0
     ].click()
-    toast = wait_for(
-        lambda: [
-            element
-            for element in browser.find_elements(By.XPATH, "//*[contains(text(), 'Cerebelum Core at')]")
-            if element.is_displayed()
-        ],
-        what=f"the Test answer for {connection_id}",
-    )[0]
+
+    def shown_answer() -> str | None:
+        # The toast and its title are read in one look: React may re-render the toast between two
+        # (a stale element), and wait_for then looks again.
+        for element in browser.find_elements(By.XPATH, "//*[contains(text(), 'Cerebelum Core at')]"):
+            if element.is_displayed():
+                return element.find_element(By.XPATH, "./ancestor::*[contains(., 'Test Connection')][1]").text
+        return None
+
+    title = wait_for(shown_answer, what=f"the Test answer for {connection_id}")
     browser.save_screenshot(str(screenshot))
-    title = toast.find_element(By.XPATH, "./ancestor::*[contains(., 'Test Connection')][1]").text
     return " ".join(title.split())
