@@ -122,10 +122,10 @@ test-main: $(STAMP)
 
 # Everything against the real Cerebelum Core release (../shared/real-core, or the directory in
 # CEREBELUM_REAL_CORE): the conformance table, the client, the provider's classes in dag.test() and a
-# four-process Airflow stack; a Core, its PostgreSQL, a token service and an SDK worker for each test
-# module (tests/realcore/conftest.py says why), in three parts side by side, each in a network of its
-# own when run as root (scripts/realcore_stage.py). Without the release the stage is skipped with one
-# line that says why and how to point it at a release.
+# four-process Airflow stack; a Core, its PostgreSQL, a token service and an SDK worker for each heavy
+# test module and one shared by the light ones (tests/realcore/conftest.py says why), in three parts
+# side by side, each in a network of its own when run as root (scripts/realcore_stage.py). Without
+# the release the stage is skipped with one line that says why and how to point it at a release.
 test-realcore: $(STAMP)
 	@if missing=$$($(PY) scripts/real_core.py --check 2>&1); then \
 		$(PY) scripts/realcore_stage.py $(COV); \

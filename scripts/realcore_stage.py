@@ -4,7 +4,7 @@ A real Core always binds port 4021 (its metrics), so two cannot share a network.
 runs in a network namespace of its own (``unshare -n``, its own loopback) and starts its own Cores:
 the Airflow-stack tests (``tests/realcore/e2e``); the conformance table, the client and the
 provider's classes; and the rest.
-Most of the stage is spent waiting on Core (each module starts a Core of its own, 10 to 30 s) and
+Most of the stage is spent waiting on Core (most modules start a Core of its own, 10 to 60 s) and
 Airflow, not computing, so the parts together take little more than the longest one. Without
 ``unshare`` (not root, or a container without the capability) the stage runs as one process.
 

@@ -1,4 +1,5 @@
-"""The real Cerebelum Core for this directory: one stack (Core, token service, SDK worker) per test module.
+"""The real Cerebelum Core for this directory: one stack (Core, token service, SDK worker) per test module,
+or one shared by the light modules.
 
 ``real_core`` is a started :class:`real_core.RealCore` (``scripts/real_core.py``): ``grpc_target``,
 ``http_url``, ``token``, ``release``, ``start_execution``, ``wait_for_state``, ``wait_for_event``,
@@ -12,7 +13,10 @@ process for every execution it ran since boot, and a REST read of any execution 
 them for its status in turn (``Cerebelum.find_execution_by_id``), each call waiting up to 5 s for an
 engine that is busy handing a step to the worker. Reads slow down as a session's executions pile up,
 and one stuck engine stalls all of them: a whole-session stack made the stage fail on a slower
-machine. Starting a stack costs a few seconds.
+machine. Starting a stack costs a few seconds of CPU, and 15 to 60 s on a loaded machine: so the
+modules that start a handful of executions each (the harness, the connection, the README example,
+rerun) are marked ``shares_real_core`` and share one stack for the session (``shared_real_core``);
+they give their executions workflows of their own, or read only the executions they started.
 
 When a test here fails, its report carries the last lines of Core's and the worker's logs.
 
@@ -46,6 +50,9 @@ real_core_harness = importlib.import_module("real_core")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "realcore: runs against the real Cerebelum Core release")
+    config.addinivalue_line(
+        "markers", "shares_real_core: the module's real_core is the session's shared stack, not its own"
+    )
 
 
 def _asked_for(config: pytest.Config) -> bool:
@@ -77,8 +84,18 @@ def _real_core_release() -> None:
 
 
 @pytest.fixture(scope="module")
-def real_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
-    """A real Core stack for this module; its logs stay under pytest's temp dir."""
+def real_core(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
+    """A real Core stack for this module, or the session's shared one for a module marked
+    ``shares_real_core``; its logs stay under pytest's temp dir."""
+    if request.node.get_closest_marker("shares_real_core") is not None:
+        yield request.getfixturevalue("shared_real_core")
+    else:
+        yield from started_real_core(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def shared_real_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
+    """One stack for the modules that start a few executions each (``shares_real_core``)."""
     yield from started_real_core(tmp_path_factory)
 
 

@@ -29,7 +29,7 @@ from cerebelum_provider.client import RetryConfig, SyncExecutionClient  # noqa: 
 from cerebelum_provider.exceptions import CoreAPIMismatchError  # noqa: E402
 from cerebelum_provider.hooks.cerebelum import CerebelumHook  # noqa: E402
 
-pytestmark = [pytest.mark.realcore, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.realcore, pytest.mark.shares_real_core, pytest.mark.timeout(120)]
 
 #: The Core release whose behaviour these tests pin.
 RELEASE = "be56c90"

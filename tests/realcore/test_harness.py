@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from real_core import METRICS_PORT, RealCore, RealCoreError, find_release
 
-pytestmark = pytest.mark.realcore
+pytestmark = [pytest.mark.realcore, pytest.mark.shares_real_core]
 
 
 def test_missing_release_names_the_directory_and_the_variable(tmp_path: Path) -> None:

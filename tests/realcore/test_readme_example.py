@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from real_core import RealCore
 
-pytestmark = [pytest.mark.realcore, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.realcore, pytest.mark.shares_real_core, pytest.mark.timeout(180)]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 RELEASE = "be56c90"

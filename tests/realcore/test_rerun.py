@@ -32,7 +32,7 @@ add_dag_bundles(("realcore-rerun", DAGS))
 from cerebelum_provider.client import RERUN_OF_INPUT  # noqa: E402
 from tests.realcore.dags import realcore_rerun_dags as dags  # noqa: E402
 
-pytestmark = [pytest.mark.realcore, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.realcore, pytest.mark.shares_real_core, pytest.mark.timeout(180)]
 
 #: The Core release whose behaviour these tests pin.
 RELEASE = "be56c90"
