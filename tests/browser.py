@@ -17,8 +17,10 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One Chromium for the session: each launch costs seconds of CPU, and the modules that use it
+    log in first (``log_in`` clears the cookies)."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail("chromium or chromium-driver is missing; `make test` installs them (make browser-deps)")
     from selenium import webdriver
