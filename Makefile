@@ -89,13 +89,18 @@ test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target venv floor-venv browser-deps
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main package-floor realcore-lint
 
+# The main stage is the longest chain, and the machine's two cores are busy from start to end: the
+# side chains' batch work (the package check, the floor and lint, whose waits already allow for a
+# loaded machine) runs at a lower priority (nice), so that it fills the cores the main stage leaves
+# idle instead of taking a share of them from it. The real-Core stage keeps the normal priority: its
+# Cores and its Airflow stack must start within deadlines.
 package-floor:
-	@$(MAKE) --no-print-directory test-package
-	@$(MAKE) --no-print-directory test-floor
+	@nice -n 5 $(MAKE) --no-print-directory test-package
+	@nice -n 5 $(MAKE) --no-print-directory test-floor
 
 realcore-lint:
 	@$(MAKE) --no-print-directory test-realcore
-	@$(MAKE) --no-print-directory lint
+	@nice -n 10 $(MAKE) --no-print-directory lint
 
 # Line and branch coverage of cerebelum_provider/ (coverage.py through pytest-cov) over the main,
 # floor and real-Core stages combined, as make test runs them; code run by the Airflow and Core
