@@ -386,6 +386,7 @@ SECTION_ORDER = (
     "ui_pages",
     "stack_idle",
     "bytecode_cache",
+    "suite_time",
 )
 _SECTION = re.compile(r"<!-- bench:(?P<name>[a-z0-9_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
 
