@@ -66,6 +66,7 @@ def _asked_for(config: pytest.Config) -> bool:
     return False
 
 
+@pytest.hookimpl(trylast=True)  # after tests/conftest.py's order, which this one refines
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mine = [item for item in items if HERE in Path(item.fspath).parents]
     for item in mine:
@@ -73,6 +74,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if mine and not _asked_for(config):
         config.hook.pytest_deselected(items=mine)
         items[:] = [item for item in items if item not in mine]
+        return
+    # The shared stack lives until the session ends: its modules run last, so that in one network
+    # (no unshare, one Core at a time on port 4021) every module's own stack has stopped before it.
+    items.sort(key=lambda item: item.get_closest_marker("shares_real_core") is not None)
 
 
 @pytest.fixture(scope="session", autouse=True)
