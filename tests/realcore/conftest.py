@@ -48,10 +48,18 @@ sys.path.insert(0, str(HERE.parent.parent / "scripts"))
 real_core_harness = importlib.import_module("real_core")
 
 
+#: The marker of a module whose ``real_core`` is the session's shared stack.
+SHARES_REAL_CORE = "shares_real_core"
+
+
+def _shares_real_core(node: pytest.Item | pytest.Module) -> bool:
+    return node.get_closest_marker(SHARES_REAL_CORE) is not None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "realcore: runs against the real Cerebelum Core release")
     config.addinivalue_line(
-        "markers", "shares_real_core: the module's real_core is the session's shared stack, not its own"
+        "markers", f"{SHARES_REAL_CORE}: the module's real_core is the session's shared stack, not its own"
     )
 
 
@@ -77,7 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     # The shared stack lives until the session ends: its modules run last, so that in one network
     # (no unshare, one Core at a time on port 4021) every module's own stack has stopped before it.
-    items.sort(key=lambda item: item.get_closest_marker("shares_real_core") is not None)
+    items.sort(key=_shares_real_core)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,7 +100,7 @@ def _real_core_release() -> None:
 def real_core(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCore]:
     """A real Core stack for this module, or the session's shared one for a module marked
     ``shares_real_core``; its logs stay under pytest's temp dir."""
-    if request.node.get_closest_marker("shares_real_core") is not None:
+    if _shares_real_core(request.node):
         yield request.getfixturevalue("shared_real_core")
     else:
         yield from started_real_core(tmp_path_factory)
