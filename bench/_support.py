@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -324,6 +325,12 @@ def established_connections(port: int, pid: int | None = None) -> int:
 
 def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
+
+
+def reaped_children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have ended and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def median(values: Sequence[float]) -> float:

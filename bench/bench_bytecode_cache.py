@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import machine, table, write_section
+from _support import machine, reaped_children_cpu, table, write_section
 
 #: What an Airflow service and a provider test worker import first.
 MODULES = (
@@ -43,10 +42,9 @@ def import_cpu(cache_dir: str, *, write: bool) -> float:
     env["PYTHONPYCACHEPREFIX"] = cache_dir
     if not write:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = reaped_children_cpu()
     subprocess.run([sys.executable, "-c", IMPORTS], env=env, check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return reaped_children_cpu() - before
 
 
 def main() -> None:

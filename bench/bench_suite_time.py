@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import median, table, write_section
+from _support import median, reaped_children_cpu, table, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -55,7 +54,7 @@ def run_suite(revision: str, scratch: Path) -> dict:
     if SHARED.is_dir():
         (scratch / "shared").symlink_to(SHARED)
     log_path = scratch / "ci.log"
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = reaped_children_cpu()
     busy_before, began = machine_busy_seconds(), time.monotonic()
     with open(log_path, "wb") as log:
         status = subprocess.run(
@@ -68,10 +67,9 @@ def run_suite(revision: str, scratch: Path) -> dict:
         ).returncode
     wall = time.monotonic() - began
     busy = machine_busy_seconds() - busy_before
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+    cpu = reaped_children_cpu() - cpu_before
     text = log_path.read_text(errors="replace")
-    stages = re.findall(r"^(\d[\d,]* passed.*?) in ([\d.]+)s", text, re.MULTILINE)
+    stage_seconds = re.findall(r"^\d[\d,]* passed.*? in ([\d.]+)s", text, re.MULTILINE)
     return {
         "revision": revision,
         "commit": commit,
@@ -79,7 +77,7 @@ def run_suite(revision: str, scratch: Path) -> dict:
         "wall": wall,
         "cpu": cpu,
         "busy": busy,
-        "stages": ", ".join(f"{seconds.split('.')[0]} s" for _, seconds in stages),
+        "stages": ", ".join(f"{seconds.split('.')[0]} s" for seconds in stage_seconds),
     }
 
 
