@@ -8,6 +8,7 @@ caller set one) and every directory's DAG bundle ends up in the list.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import json
@@ -28,11 +29,13 @@ def configure_airflow_home() -> None:
 
     A home this function made belongs to the process that made it: a pytest-xdist worker inherits
     its controller's environment, and two processes writing one SQLite database fail with
-    "database is locked", so each worker makes its own.
+    "database is locked", so each worker makes its own. The process removes it when it exits: a
+    run of the suite made ten of them (1.5 MB each), and they were left in the temporary directory.
     """
     inherited = os.environ.get(_HOME_OWNER) not in (None, str(os.getpid()))
     if "AIRFLOW_HOME" not in os.environ or inherited:
         home = tempfile.mkdtemp(prefix="cerebelum-airflow-home-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
         os.environ["AIRFLOW_HOME"] = home
         os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db"
         os.environ[_HOME_OWNER] = str(os.getpid())
