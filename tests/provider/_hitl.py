@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 _PARKED = ("awaiting_input", "deferred")
+#: The pytest-xdist group of the tests that answer requests (they share the route import).
+HITL_GROUP = "hitl"
 SETTLE_SECONDS = 1.0
 
 

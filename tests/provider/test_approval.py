@@ -17,10 +17,13 @@ from cerebelum_provider.models import ExecutionState
 from cerebelum_provider.operators.approval import CerebelumApprovalOperator
 from tests.core_apis import connection_uri
 from tests.dagrun import output_of
-from tests.provider._hitl import answered, expired_requests_swept
+from tests.provider._hitl import HITL_GROUP, answered, expired_requests_swept
 from tests.provider.test_operators import ORDER_STEPS
 
-pytestmark = pytest.mark.timeout(120)
+# One pytest-xdist worker for every test that answers a request (the example DAGs' one too): the
+# answer goes through Airflow's public API route, whose import builds every public route, about 7 s
+# of CPU in each worker that does it.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group(HITL_GROUP)]
 TOKEN = "approval-s3cret-token"
 #: Airflow 3.2's dag.test() cannot run the HITL trigger in line (its in-process supervisor does not
 #: answer the trigger's GetHITLDetail request); 3.3 parks the task instead, which dag.test() handles.

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from cerebelum_provider.models import ExecutionState
-from tests.provider._deferral import completed_once_the_trigger_polls, deferred
 from tests.core_apis import connection_uri
+from tests.provider._deferral import completed_once_the_trigger_polls, deferred
+from tests.provider._hitl import HITL_GROUP
 
 EXAMPLE_DAGS = Path(__file__).parents[2] / "example_dags"
 EXAMPLE_DAG_IDS = {
@@ -215,6 +216,7 @@ def test_mapped_bulk_resume_example_splits_over_workflows(example_dagbag, demo_c
 # Airflow 3.2's dag.test() cannot run the HITL trigger in line (see tests/provider/test_approval.py).
 @pytest.mark.apis("http")
 @pytest.mark.airflow_3_3
+@pytest.mark.xdist_group(HITL_GROUP)  # with test_approval.py's: one worker imports the route
 def test_approval_example_approves_the_demo_execution_with_the_persons_note(example_dagbag, demo_core):
     from tests.provider._hitl import answered
 
