@@ -17,10 +17,12 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """One Chromium for the session: each launch costs seconds of CPU, and the modules that use it
-    log in first (``log_in`` clears the cookies)."""
+    """One Chromium for the test package whose conftest imports this fixture: each launch costs
+    seconds of CPU, and the modules that use it log in first (``log_in`` clears the cookies). It quits
+    when the package's tests end, not at the end of the session: the pytest-xdist worker goes on to
+    other tests, and the page left open kept the renderer working (a CPU second or two a minute)."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail("chromium or chromium-driver is missing; `make test` installs them (make browser-deps)")
     from selenium import webdriver
