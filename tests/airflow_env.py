@@ -35,12 +35,19 @@ def configure_airflow_home() -> None:
     inherited = os.environ.get(_HOME_OWNER) not in (None, str(os.getpid()))
     if "AIRFLOW_HOME" not in os.environ or inherited:
         home = tempfile.mkdtemp(prefix="cerebelum-airflow-home-")
-        atexit.register(shutil.rmtree, home, ignore_errors=True)
+        atexit.register(_remove_home, home, os.getpid())
         os.environ["AIRFLOW_HOME"] = home
         os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db"
         os.environ[_HOME_OWNER] = str(os.getpid())
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+
+def _remove_home(home: str, owner: int) -> None:
+    # A child forked from the owner that exits through sys.exit() runs the owner's atexit
+    # handlers too: only the owner removes the home.
+    if os.getpid() == owner:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def add_dag_bundles(*bundles: tuple[str, Path]) -> None:
