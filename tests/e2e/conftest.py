@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from airflow_stack import AirflowStack, EmulatorProcess, closed_port
 
-from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
+from tests.browser import browser, chromium  # noqa: F401 (the browser tests' fixtures)
 
 ARTIFACTS = REPO / "test-artifacts"
 #: The module here that starts its own Airflow (PostgreSQL, two triggerers, one killed) instead of

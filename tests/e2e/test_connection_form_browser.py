@@ -21,6 +21,7 @@ from cerebelum_provider import ExecutionState, SyncExecutionClient
 from cerebelum_provider.get_provider_info import CONNECTION_FIELDS
 from tests.browser import (
     button,
+    leave_the_page,
     log_in,
     open_cerebelum_form,
     press_test_and_read_the_answer,
@@ -88,6 +89,7 @@ def test_connection_saved_in_the_ui_form_works_for_a_deferrable_sensor(browser, 
     assert "Test Connection Failed" in answer, answer
     assert f"answers the other API at port {grpc_port}: set Core API to grpc (api=grpc)" in answer
 
+    leave_the_page(browser)  # the rest is Airflow's, seen over its REST API
     with SyncExecutionClient(emulator.address) as client:
         execution_id = client.execute_workflow(SLOW_WORKFLOW, {"from": "browser test"}).execution_id
     airflow.wait_for_dags(["e2e_ui_connection"])

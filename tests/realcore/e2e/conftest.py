@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from airflow_stack import AirflowStack
 from real_core import RealCore
 
-from tests.browser import browser  # noqa: F401 (the connection-form tests' fixture)
+from tests.browser import browser, chromium  # noqa: F401 (the browser tests' fixtures)
 from tests.realcore.conftest import started_real_core
 
 ARTIFACTS = REPO / "test-artifacts" / "realcore-e2e-logs"
