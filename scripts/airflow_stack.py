@@ -22,6 +22,7 @@ Typical use::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -431,9 +432,10 @@ def airflow_env(
             "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-            # Half a second between idle scheduler loops: a fifth of a second cost a stack twice the
-            # scheduler's CPU while idle (bench/RESULTS.md "Test suite"), on a machine the tests share.
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            # Idle scheduler loops one second apart (Airflow's default): half a second cost the idle
+            # scheduler 3.2 CPU s a minute against 1.9, a fifth twice that (bench/RESULTS.md "Test
+            # suite"), on a machine the tests share; a run waits for the next loop at most a second.
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -650,20 +652,26 @@ class AirflowStack:
         """Create the metadata database: a copy of a cached migrated one, else ``airflow db migrate``.
 
         A migrated SQLite database holds nothing specific to one AIRFLOW_HOME, so the first
-        migration (several seconds) is kept under ``.airflow/`` per Airflow version and copied.
+        migration (several CPU seconds) is kept under ``.airflow/`` per Airflow version and copied.
+        Stacks started at once (the e2e and real-Core stages start theirs together) take turns
+        under a file lock: the first migrates, the others copy its database.
         """
         database = self.home / "airflow.db"
-        template = DB_TEMPLATE_DIR / f"airflow-{airflow_version()}.db"
         if database.exists():
             self._run_migrate()
-        elif template.exists():
+            self._use_wal()
+            return
+        template = DB_TEMPLATE_DIR / f"airflow-{airflow_version()}.db"
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with open(template.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not template.exists():
+                self._run_migrate()
+                partial = template.with_suffix(f".{os.getpid()}.tmp")
+                shutil.copyfile(database, partial)
+                os.replace(partial, template)  # atomic: a reader without the lock sees all or nothing
+        if not database.exists():
             shutil.copyfile(template, database)
-        else:
-            self._run_migrate()
-            template.parent.mkdir(parents=True, exist_ok=True)
-            partial = template.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copyfile(database, partial)
-            os.replace(partial, template)  # atomic: a parallel run sees the whole file or none
         self._use_wal()
 
     def _run_migrate(self) -> None:
