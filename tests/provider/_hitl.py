@@ -20,14 +20,16 @@ HITL_GROUP = "hitl"
 SETTLE_SECONDS = 1.0
 
 
-def _imported_before_any_thread() -> None:
-    """Import and map, in the calling thread, every Airflow model the helper threads use.
+def _imported_before_any_thread(answering: bool = True) -> None:
+    """Import and map, in the calling thread, every Airflow model the helper threads use, and the
+    public API's HITL route when the helper will answer (it builds every public route: 3 to 5 CPU s).
 
     A helper thread that imported a module or configured SQLAlchemy's mappers (under its global
     mutex) while ``dag.test()`` imported and mapped Airflow models in the main thread deadlocked
     the two (seen once in CI): both context managers call this before they start their thread.
     """
-    import airflow.api_fastapi.core_api.routes.public.hitl
+    if answering:
+        import airflow.api_fastapi.core_api.routes.public.hitl
     import airflow.jobs.job
     import airflow.jobs.scheduler_job_runner
     import airflow.models.hitl
@@ -73,12 +75,13 @@ def answered(
     Yields a dict that receives the request as the task wrote it (``subject``, ``body``,
     ``options``, ``params``).
     """
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
     from airflow.utils.session import create_session
 
-    _imported_before_any_thread()
+    if chosen is not None:  # imported before the helper thread starts (_imported_before_any_thread)
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    _imported_before_any_thread(answering=chosen is not None)
     seen: dict[str, Any] = {}
     stop = threading.Event()
 

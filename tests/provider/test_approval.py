@@ -139,7 +139,7 @@ def test_an_execution_that_fails_before_asking_fails_the_task(approval_core, cap
         "orders", fail_at="ship", error_message="warehouse closed", approval_at="notify"
     )
 
-    with answered("cerebelum_approval", "decide", "Approve") as request:
+    with answered("cerebelum_approval", "decide", None) as request:  # only watches for a request
         state, _ = run("cerebelum_approval", execution_id)
 
     assert state == "failed"
