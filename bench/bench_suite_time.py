@@ -70,10 +70,16 @@ def run_suite(revision: str, scratch: Path) -> dict:
     cpu = reaped_children_cpu() - cpu_before
     text = log_path.read_text(errors="replace")
     stage_seconds = re.findall(r"^\d[\d,]* passed.*? in ([\d.]+)s", text, re.MULTILINE)
+    outcome = "green"
+    if status != 0:
+        # The clone goes when the run ends: a red run's output is kept to be read.
+        kept = Path(tempfile.gettempdir()) / f"suite-time-{commit}-{time.strftime('%H%M%S')}-red.log"
+        shutil.copyfile(log_path, kept)
+        outcome = f"red (exit {status}; its output: {kept})"
     return {
         "revision": revision,
         "commit": commit,
-        "status": "green" if status == 0 else f"red (exit {status})",
+        "status": outcome,
         "wall": wall,
         "cpu": cpu,
         "busy": busy,
