@@ -374,45 +374,21 @@ def machine() -> dict[str, Any]:
     }
 
 
-#: The order of the generated sections in RESULTS.md (after whatever else the file holds).
-SECTION_ORDER = (
-    "header",
-    "triggerer_fleet",
-    "sleep_aware",
-    "bulk_resume",
-    "import_time",
-    "detection_latency",
-    "mapped_bulk_resume",
-    "concurrent_status",
-    "notes",
-    "event_trigger",
-    "fleet_round2",
-    "real_core",
-    "first_round_rerun",
-    "round2_notes",
-    "ui_pages",
-    "stack_idle",
-    "bytecode_cache",
-    "suite_time",
-)
-_SECTION = re.compile(r"<!-- bench:(?P<name>[a-z0-9_]+) -->\n.*?<!-- /bench:(?P=name) -->\n?", re.DOTALL)
-
-
 def write_section(name: str, markdown: str) -> None:
     """Put ``markdown`` between this benchmark's markers in RESULTS.md, keeping everything else.
 
-    Text outside the markers (written by hand, or by other benchmarks) stays first, as it was;
-    the generated sections follow in ``SECTION_ORDER``.
+    A section already there is replaced where it stands, so that the text written by hand around
+    it (the notes that read its figures) stays beside it; a new one goes at the end.
     """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    sections = {match["name"]: match[0].rstrip("\n") for match in _SECTION.finditer(text)}
-    sections[name] = f"<!-- bench:{name} -->\n{markdown.rstrip()}\n<!-- /bench:{name} -->"
-    rest = _SECTION.sub("", text).rstrip()
-    def rank(key: str) -> int:
-        return SECTION_ORDER.index(key) if key in SECTION_ORDER else len(SECTION_ORDER)
-
-    ordered = sorted(sections, key=rank)
-    RESULTS.write_text(rest + "\n\n" + "\n\n".join(sections[key] for key in ordered) + "\n")
+    block = f"<!-- bench:{name} -->\n{markdown.rstrip()}\n<!-- /bench:{name} -->"
+    marker = re.escape(name)
+    pattern = re.compile(rf"<!-- bench:{marker} -->\n.*?<!-- /bench:{marker} -->", re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = f"{text.rstrip()}\n\n{block}\n"
+    RESULTS.write_text(text)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
