@@ -433,8 +433,8 @@ def airflow_env(
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
             # Idle scheduler loops one second apart (Airflow's default): half a second cost the idle
-            # scheduler 3.2 CPU s a minute against 1.9, a fifth twice that (bench/RESULTS.md "Test
-            # suite"), on a machine the tests share; a run waits for the next loop at most a second.
+            # scheduler 1.5x the CPU (3.2 CPU s a minute against 2.1), a fifth more again (bench/RESULTS.md
+            # "an idle Airflow stack"), on a machine the tests share; a run waits a second at most.
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
