@@ -127,6 +127,23 @@ class ManagedProcess:
             pass
 
 
+def copy_of_template(template: Path, target: Path, make: Callable[[], None]) -> None:
+    """Make ``target`` a copy of ``template``; where there is none yet, ``make()`` creates ``target``
+    and a copy of it becomes the template. Processes that start together take turns under a file
+    lock: the first makes it, the others copy it (a migrated Airflow database costs seconds of CPU).
+    """
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with open(template.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not template.exists():
+            make()
+            partial = template.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(target, partial)
+            os.replace(partial, template)  # atomic: a reader without the lock sees all or nothing
+            return
+    shutil.copyfile(template, target)
+
+
 def stop_all(processes: Iterable[ManagedProcess], grace: float = 10.0) -> None:
     """Stop several processes at once: SIGTERM to all, then wait, then SIGKILL what is left."""
     processes = list(processes)
@@ -653,25 +670,15 @@ class AirflowStack:
 
         A migrated SQLite database holds nothing specific to one AIRFLOW_HOME, so the first
         migration (several CPU seconds) is kept under ``.airflow/`` per Airflow version and copied.
-        Stacks started at once (the e2e and real-Core stages start theirs together) take turns
-        under a file lock: the first migrates, the others copy its database.
+        Stacks started at once (the e2e and real-Core stages start theirs together) migrate once
+        (``copy_of_template``).
         """
         database = self.home / "airflow.db"
         if database.exists():
             self._run_migrate()
             self._use_wal()
             return
-        template = DB_TEMPLATE_DIR / f"airflow-{airflow_version()}.db"
-        template.parent.mkdir(parents=True, exist_ok=True)
-        with open(template.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            if not template.exists():
-                self._run_migrate()
-                partial = template.with_suffix(f".{os.getpid()}.tmp")
-                shutil.copyfile(database, partial)
-                os.replace(partial, template)  # atomic: a reader without the lock sees all or nothing
-        if not database.exists():
-            shutil.copyfile(template, database)
+        copy_of_template(DB_TEMPLATE_DIR / f"airflow-{airflow_version()}.db", database, self._run_migrate)
         self._use_wal()
 
     def _run_migrate(self) -> None:

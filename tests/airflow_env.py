@@ -109,16 +109,18 @@ def migrate_airflow_db() -> None:
     if home_db is None:
         initdb()
     else:
-        template = _template_db_path()
-        if not template.exists():
+        # Workers that start together take turns: the first migrates, the others copy its database.
+        scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+        if scripts not in sys.path:
+            sys.path.insert(0, scripts)
+        from airflow_stack import copy_of_template
+
+        def migrated() -> None:
             initdb()
-            settings.engine.dispose()
-            scratch = template.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copyfile(home_db, scratch)
-            os.replace(scratch, template)  # atomic: a worker never copies a half-written template
-        else:
-            settings.engine.dispose()
-            shutil.copyfile(template, home_db)
+            settings.engine.dispose()  # nothing of the file left in the engine when it is copied
+
+        settings.engine.dispose()
+        copy_of_template(_template_db_path(), home_db, migrated)
     _reuse_in_process_execution_api()
     _migrated.append(home)
 
