@@ -34,6 +34,7 @@ BEFORE = {
 }
 #: The scheduler's idle loop before it went to Airflow's default second (the rest as now).
 HALF_SECOND_IDLE = {"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5"}
+HALF_SECOND_LABEL = "scheduler idle 0.5 s (the setting until 5f44a82)"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -78,7 +79,7 @@ def main() -> None:
 
     runs = {
         "before (reparse 5 s, idle 0.2 s)": BEFORE,
-        "scheduler idle 0.5 s (the setting until 5f44a82)": HALF_SECOND_IDLE,
+        HALF_SECOND_LABEL: HALF_SECOND_IDLE,
         "now (airflow_stack.py's settings)": {},
     }
     results = {label: idle_cpu(env, args.window) for label, env in runs.items()}
@@ -93,7 +94,7 @@ def main() -> None:
         )
     (_, _, before), *_, (_, _, now) = results.values()
     ratio = sum(before.values()) / max(sum(now.values()), 1e-9)
-    half_second = results["scheduler idle 0.5 s (the setting until 5f44a82)"][2]
+    half_second = results[HALF_SECOND_LABEL][2]
     scheduler_ratio = half_second["scheduler"] / max(now["scheduler"], 1e-9)
     facts = machine()
     markdown = "\n".join(
